@@ -1,0 +1,422 @@
+//! Experiment files: TOML → validated, expanded variants.
+//!
+//! A file has a base configuration (`[data]`, `[model]`, `[train]`, `[report]`, `[augment]`),
+//! an optional `[grid]` whose axes are crossed (cartesian product), and optional explicit
+//! `[[variant]]` entries, each a name plus overrides of the base. Every variant is decoded from
+//! the base tree with its overrides applied, so an error in an override points at the override.
+
+pub mod schema;
+pub mod tree;
+pub mod types;
+
+use std::path::Path;
+
+use serde::Serialize;
+
+pub use tree::ConfigError;
+pub use types::*;
+
+use schema::SectionReader;
+use tree::{Key, Node, Source, Table, Value};
+
+/// A validated experiment: what `run` trains.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    /// Display name (`name` in the file, or the file stem).
+    pub name: String,
+    /// Directory-safe form of `name`.
+    pub slug: String,
+    pub description: String,
+    pub seeds: Vec<u64>,
+    /// Grid axes in file order (`train.loss`), for main-effect tables.
+    pub axes: Vec<String>,
+    pub variants: Vec<Variant>,
+}
+
+/// One variant: a name and a fully resolved configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Variant {
+    /// Display name; may hold any characters, so it is escaped wherever it is shown.
+    pub name: String,
+    /// Directory-safe, unique form of `name`.
+    pub slug: String,
+    /// Grid axis → label of this variant's level on it (empty for explicit variants).
+    pub levels: Vec<(String, String)>,
+    pub config: RunConfig,
+}
+
+impl Variant {
+    /// A stable hash of everything that determines this variant's training for `seed`:
+    /// a finished run with the same hash is not trained again.
+    pub fn config_hash(&self, seed: u64) -> String {
+        let json = serde_json::to_string(&(&self.config, seed)).expect("config serializes");
+        format!("{:016x}", fnv1a64(json.as_bytes()))
+    }
+}
+
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash ^= b as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// Longest accepted name (experiment or variant), in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// Turns a name into a directory name that cannot leave its parent: only ASCII letters, digits,
+/// `-`, `_` and `.`; no leading dot; never empty.
+pub fn slugify(name: &str) -> String {
+    let mut slug: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    while slug.starts_with('.') {
+        slug.replace_range(0..1, "_");
+    }
+    if slug.chars().all(|c| c == '_') {
+        slug = format!("v{slug}");
+    }
+    slug.chars().take(MAX_NAME_CHARS).collect()
+}
+
+/// Reads, validates and expands an experiment file.
+pub fn load(path: &Path) -> Result<Experiment, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        position: None,
+        key: None,
+        message: format!("cannot read the file: {e}"),
+        source_line: None,
+    })?;
+    parse_str(path, text)
+}
+
+/// Validates and expands experiment text; `path` names the file in errors.
+pub fn parse_str(path: &Path, text: String) -> Result<Experiment, ConfigError> {
+    let source = Source::new(path, text);
+    if source.text.trim().is_empty() {
+        return Err(source.error(
+            None,
+            None,
+            "the file is empty; an experiment needs at least a [train] or [model] section \
+             (see experiments/mse_adam.toml)",
+        ));
+    }
+    let root = tree::parse(&source)?;
+
+    let mut top = SectionReader::new(&source, "", &root, None);
+    top.allow(&SECTIONS);
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "experiment".into());
+    let name_node = top.node("name");
+    let name = top.string("name")?.unwrap_or(stem);
+    check_name(&source, name_node, "name", &name)?;
+    let description = top.string("description")?.unwrap_or_default();
+    let seeds_node = top.node("seeds");
+    let seeds: Vec<u64> = top
+        .int_list("seeds", 0, i64::MAX, 1..1001)?
+        .map(|s| s.into_iter().map(|v| v as u64).collect())
+        .unwrap_or_else(|| vec![0]);
+    if let Some(node) = seeds_node {
+        let mut sorted = seeds.clone();
+        sorted.sort();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return Err(source.error(Some(&node.span), Some("seeds"), "seeds must be distinct"));
+        }
+    }
+    let grid = top.table("grid")?;
+    let explicit = top.node("variant");
+    top.finish()?;
+
+    // The base: the run sections of the file.
+    let mut base = Table::default();
+    for (key, node) in &root.entries {
+        if SECTIONS.contains(&key.name.as_str()) {
+            base.entries.push((key.clone(), node.clone()));
+        }
+    }
+
+    let mut variants: Vec<Variant> = Vec::new();
+    let mut axes: Vec<String> = Vec::new();
+
+    if let Some((_, grid)) = grid {
+        let mut levels_per_axis: Vec<(String, Key, Vec<(String, Node)>)> = Vec::new();
+        for (key, node) in &grid.entries {
+            let axis = key.name.clone();
+            let parts: Vec<&str> = axis.split('.').collect();
+            if parts.len() != 2 || !SECTIONS.contains(&parts[0]) {
+                let hint = schema::did_you_mean(parts[0], &SECTIONS)
+                    .map(|s| format!(" (did you mean `{s}.{}`?)", parts.last().unwrap()))
+                    .unwrap_or_default();
+                return Err(source.error(
+                    Some(&key.span),
+                    Some(&format!("grid.{axis}")),
+                    format!(
+                        "a grid axis must name a key as \"section.key\" with section one of {}{hint}",
+                        schema::quote_list(&SECTIONS)
+                    ),
+                ));
+            }
+            let levels: Vec<(String, Node)> = match &node.value {
+                Value::Array(items) if !items.is_empty() => items
+                    .iter()
+                    .map(|n| (n.value.label(), n.clone()))
+                    .collect(),
+                Value::Table(t) if !t.entries.is_empty() => t
+                    .entries
+                    .iter()
+                    .map(|(k, n)| (k.name.clone(), n.clone()))
+                    .collect(),
+                Value::Array(_) | Value::Table(_) => {
+                    return Err(source.error(
+                        Some(&node.span),
+                        Some(&format!("grid.{axis}")),
+                        "a grid axis needs at least one value",
+                    ));
+                }
+                other => {
+                    return Err(source.error(
+                        Some(&node.span),
+                        Some(&format!("grid.{axis}")),
+                        format!(
+                            "a grid axis must be an array of values or a table of label = value, found {}",
+                            other.type_name()
+                        ),
+                    ));
+                }
+            };
+            axes.push(axis.clone());
+            levels_per_axis.push((axis, key.clone(), levels));
+        }
+
+        // Cartesian product, first axis varying slowest.
+        let mut combos: Vec<Vec<usize>> = vec![vec![]];
+        for (_, _, levels) in &levels_per_axis {
+            combos = combos
+                .into_iter()
+                .flat_map(|c| {
+                    (0..levels.len()).map(move |i| {
+                        let mut c = c.clone();
+                        c.push(i);
+                        c
+                    })
+                })
+                .collect();
+            if combos.len() > 10_000 {
+                return Err(source.error(
+                    None,
+                    Some("grid"),
+                    "the grid expands to more than 10000 variants",
+                ));
+            }
+        }
+        for combo in combos {
+            let mut tree = base.clone();
+            let mut labels = Vec::new();
+            let mut levels = Vec::new();
+            for ((axis, key, axis_levels), &i) in levels_per_axis.iter().zip(&combo) {
+                let (label, node) = &axis_levels[i];
+                let parts: Vec<&str> = axis.split('.').collect();
+                tree.set_path(&parts, key.clone(), node.clone())
+                    .map_err(|_| source.error(Some(&key.span), Some(axis), "cannot override"))?;
+                labels.push(label.clone());
+                levels.push((axis.clone(), label.clone()));
+            }
+            let config = RunConfig::decode(&source, &tree)?;
+            let name = labels.join("-");
+            variants.push(Variant {
+                slug: slugify(&name),
+                name,
+                levels,
+                config,
+            });
+        }
+    }
+
+    if let Some(node) = explicit {
+        let Value::Array(items) = &node.value else {
+            return Err(source.error(
+                Some(&node.span),
+                Some("variant"),
+                "`variant` must be an array of tables: write [[variant]] entries",
+            ));
+        };
+        for item in items {
+            let Value::Table(t) = &item.value else {
+                return Err(source.error(
+                    Some(&item.span),
+                    Some("variant"),
+                    format!("each variant must be a table, found {}", item.value.type_name()),
+                ));
+            };
+            let mut reader = SectionReader::new(&source, "variant", t, Some(item.span.clone()));
+            reader.allow(&SECTIONS);
+            let vname_node = reader.node("name");
+            let Some(vname) = reader.string("name")? else {
+                return Err(source.error(
+                    Some(&item.span),
+                    Some("variant.name"),
+                    "every [[variant]] needs a `name`",
+                ));
+            };
+            check_name(&source, vname_node, "variant.name", &vname)?;
+            reader.finish()?;
+            let mut tree = base.clone();
+            for (key, node) in &t.entries {
+                if key.name == "name" {
+                    continue;
+                }
+                let Value::Table(overrides) = &node.value else {
+                    return Err(source.error(
+                        Some(&node.span),
+                        Some(&format!("variant.{}", key.name)),
+                        format!("expected a table of overrides, found {}", node.value.type_name()),
+                    ));
+                };
+                for (okey, onode) in &overrides.entries {
+                    tree.set_path(&[key.name.as_str(), okey.name.as_str()], okey.clone(), onode.clone())
+                        .map_err(|_| source.error(Some(&okey.span), Some(&okey.name), "cannot override"))?;
+                }
+            }
+            let config = RunConfig::decode(&source, &tree)?;
+            if let Some(dup) = variants.iter().find(|v| v.name == vname) {
+                return Err(source.error(
+                    vname_node.map(|n| &n.span),
+                    Some("variant.name"),
+                    format!("duplicate variant name \"{}\"", dup.name),
+                ));
+            }
+            let slug = slugify(&vname);
+            if variants.iter().any(|v| v.slug == slug) {
+                return Err(source.error(
+                    vname_node.map(|n| &n.span),
+                    Some("variant.name"),
+                    format!(
+                        "variant name \"{vname}\" maps to the directory name \"{slug}\", which another variant already uses"
+                    ),
+                ));
+            }
+            variants.push(Variant {
+                name: vname,
+                slug,
+                levels: Vec::new(),
+                config,
+            });
+        }
+    }
+
+    if variants.is_empty() {
+        let config = RunConfig::decode(&source, &base)?;
+        variants.push(Variant {
+            name: "base".into(),
+            slug: "base".into(),
+            levels: Vec::new(),
+            config,
+        });
+    }
+
+    // Grid names are unique as long as labels are; make sure anyway.
+    let mut seen = std::collections::HashSet::new();
+    for v in &mut variants {
+        let mut slug = v.slug.clone();
+        let mut n = 2;
+        while !seen.insert(slug.clone()) {
+            slug = format!("{}-{n}", v.slug);
+            n += 1;
+        }
+        v.slug = slug;
+    }
+
+    Ok(Experiment {
+        slug: slugify(&name),
+        name,
+        description,
+        seeds,
+        axes,
+        variants,
+    })
+}
+
+fn check_name(
+    source: &Source,
+    node: Option<&Node>,
+    key: &str,
+    name: &str,
+) -> Result<(), ConfigError> {
+    let span = node.map(|n| &n.span);
+    if name.trim().is_empty() {
+        return Err(source.error(span, Some(key), "a name must not be empty"));
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err(source.error(
+            span,
+            Some(key),
+            "a name must not contain control characters (NUL, newline, …)",
+        ));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(source.error(
+            span,
+            Some(key),
+            format!(
+                "a name must be at most {MAX_NAME_CHARS} characters, this one has {}",
+                name.chars().count()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl Experiment {
+    /// The variants as JSON objects (`validate --json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::Value::Array(
+            self.variants
+                .iter()
+                .map(|v| {
+                    serde_json::json!({
+                        "name": v.name,
+                        "slug": v.slug,
+                        "levels": v.levels.iter().map(|(a, l)| (a.clone(), serde_json::Value::String(l.clone()))).collect::<serde_json::Map<_, _>>(),
+                        "seeds": self.seeds,
+                        "data": v.config.data,
+                        "model": v.config.model,
+                        "train": v.config.train,
+                        "report": v.config.report,
+                        "augment": v.config.augment,
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    /// Keeps only the named variants (`run --variant`); unknown names are an error.
+    pub fn select(&mut self, names: &[String]) -> Result<(), String> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        for n in names {
+            if !self.variants.iter().any(|v| &v.name == n || &v.slug == n) {
+                let known: Vec<&str> = self.variants.iter().map(|v| v.name.as_str()).collect();
+                return Err(format!(
+                    "no variant named \"{n}\" in this experiment; its variants: {}",
+                    known.join(", ")
+                ));
+            }
+        }
+        self.variants
+            .retain(|v| names.iter().any(|n| n == &v.name || n == &v.slug));
+        Ok(())
+    }
+}

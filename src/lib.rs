@@ -1,0 +1,15 @@
+//! unet-lab: U-Net segmentation experiments described in TOML, trained with Burn, tracked in
+//! Parquet and reported as plots, overlays, GIFs and pages.
+//!
+//! The pipeline, one module per stage: [`config`] → [`data`] → [`model`] → [`train`] →
+//! [`track`] → [`report`].
+
+pub mod augment;
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod model;
+pub mod progress;
+pub mod report;
+pub mod track;
+pub mod train;

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    unet_lab::cli::main()
+}

@@ -1,0 +1,282 @@
+//! The U-Net, built from the named parts of the paper's figure: `DoubleConv` (two 3×3 conv +
+//! ReLU), `Down` (2×2 max-pool then `DoubleConv`), `Up` (2×2 stride-2 transposed conv, skip
+//! concatenation, `DoubleConv`) and `OutConv` (the 1×1 head).
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Dropout, DropoutConfig, Initializer, PaddingConfig2d, Relu};
+use burn::prelude::*;
+
+use crate::config::{LossKind, ModelConfig, Padding};
+
+/// He-normal initialisation, std = sqrt(2 / fan_in), as in the paper.
+fn he_normal() -> Initializer {
+    Initializer::KaimingNormal {
+        gain: std::f64::consts::SQRT_2,
+        fan_out_only: false,
+    }
+}
+
+fn conv3x3<B: Backend>(cin: usize, cout: usize, padding: Padding, device: &B::Device) -> Conv2d<B> {
+    let padding = match padding {
+        Padding::Same => PaddingConfig2d::Explicit(1, 1, 1, 1),
+        Padding::Valid => PaddingConfig2d::Valid,
+    };
+    Conv2dConfig::new([cin, cout], [3, 3])
+        .with_padding(padding)
+        .with_initializer(he_normal())
+        .init(device)
+}
+
+/// Two 3×3 convolutions, each followed by a ReLU.
+#[derive(Module, Debug)]
+pub struct DoubleConv<B: Backend> {
+    conv1: Conv2d<B>,
+    conv2: Conv2d<B>,
+    relu: Relu,
+}
+
+impl<B: Backend> DoubleConv<B> {
+    pub fn new(cin: usize, cout: usize, padding: Padding, device: &B::Device) -> Self {
+        Self {
+            conv1: conv3x3(cin, cout, padding, device),
+            conv2: conv3x3(cout, cout, padding, device),
+            relu: Relu::new(),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let x = self.relu.forward(self.conv1.forward(x)); // [b, cout, h', w']
+        self.relu.forward(self.conv2.forward(x)) // [b, cout, h'', w'']
+    }
+}
+
+/// 2×2 max-pool, then a `DoubleConv`.
+#[derive(Module, Debug)]
+pub struct Down<B: Backend> {
+    pool: MaxPool2d,
+    conv: DoubleConv<B>,
+}
+
+impl<B: Backend> Down<B> {
+    pub fn new(cin: usize, cout: usize, padding: Padding, device: &B::Device) -> Self {
+        Self {
+            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            conv: DoubleConv::new(cin, cout, padding, device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let x = self.pool.forward(x); // [b, cin, h/2, w/2]
+        self.conv.forward(x) // [b, cout, h/2, w/2] (same padding)
+    }
+}
+
+/// 2×2 stride-2 transposed convolution, concatenation with the (cropped) skip, `DoubleConv`.
+#[derive(Module, Debug)]
+pub struct Up<B: Backend> {
+    up: ConvTranspose2d<B>,
+    conv: DoubleConv<B>,
+}
+
+impl<B: Backend> Up<B> {
+    /// `cin` channels come from below; the skip brings `cin / 2`... in general `skip` channels.
+    pub fn new(cin: usize, skip: usize, cout: usize, padding: Padding, device: &B::Device) -> Self {
+        Self {
+            up: ConvTranspose2dConfig::new([cin, skip], [2, 2])
+                .with_stride([2, 2])
+                .with_initializer(he_normal())
+                .init(device),
+            conv: DoubleConv::new(skip * 2, cout, padding, device),
+        }
+    }
+
+    pub fn forward(&self, below: Tensor<B, 4>, skip: Tensor<B, 4>) -> Tensor<B, 4> {
+        let up = self.up.forward(below); // [b, skip_c, 2h, 2w]
+        let [_, _, h, w] = up.dims();
+        let skip = center_crop(skip, h, w); // [b, skip_c, 2h, 2w]
+        let x = Tensor::cat(vec![up, skip], 1); // [b, 2·skip_c, 2h, 2w]
+        self.conv.forward(x) // [b, cout, 2h, 2w] (same padding)
+    }
+}
+
+/// The 1×1 head.
+#[derive(Module, Debug)]
+pub struct OutConv<B: Backend> {
+    conv: Conv2d<B>,
+}
+
+impl<B: Backend> OutConv<B> {
+    pub fn new(cin: usize, cout: usize, device: &B::Device) -> Self {
+        Self {
+            conv: Conv2dConfig::new([cin, cout], [1, 1])
+                .with_initializer(he_normal())
+                .init(device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.conv.forward(x) // [b, cout, h, w]
+    }
+}
+
+/// Crops the centre `h × w` of a `[b, c, H, W]` tensor (the paper's skip crop).
+pub fn center_crop<B: Backend>(x: Tensor<B, 4>, h: usize, w: usize) -> Tensor<B, 4> {
+    let [b, c, hh, ww] = x.dims();
+    if hh == h && ww == w {
+        return x;
+    }
+    let top = (hh - h) / 2;
+    let left = (ww - w) / 2;
+    x.slice([0..b, 0..c, top..top + h, left..left + w]) // [b, c, h, w]
+}
+
+/// The U-Net. `widths[i]` channels at level `i`; the head has one channel per class
+/// (2 for softmax losses, 1 for MSE / sigmoid losses).
+#[derive(Module, Debug)]
+pub struct UNet<B: Backend> {
+    inc: DoubleConv<B>,
+    downs: Vec<Down<B>>,
+    ups: Vec<Up<B>>,
+    dropout: Dropout,
+    outc: OutConv<B>,
+    /// The MSE recipe puts a ReLU on the output (the blog); other losses take raw logits.
+    relu_head: bool,
+}
+
+impl<B: Backend> UNet<B> {
+    pub fn new(config: &ModelConfig, loss: LossKind, device: &B::Device) -> Self {
+        let w = &config.widths;
+        let levels = w.len();
+        let inc = DoubleConv::new(1, w[0], config.padding, device);
+        let downs = (1..levels)
+            .map(|i| Down::new(w[i - 1], w[i], config.padding, device))
+            .collect();
+        let ups = (1..levels)
+            .rev()
+            .map(|i| Up::new(w[i], w[i - 1], w[i - 1], config.padding, device))
+            .collect();
+        Self {
+            inc,
+            downs,
+            ups,
+            dropout: DropoutConfig::new(config.dropout).init(),
+            outc: OutConv::new(w[0], loss.out_channels(), device),
+            relu_head: loss == LossKind::Mse,
+        }
+    }
+
+    /// `[b, 1, h, w]` image → `[b, classes, h_out, w_out]` (`h_out = h` with same padding).
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let mut skips = Vec::with_capacity(self.downs.len());
+        let mut x = self.inc.forward(x); // [b, w0, h, w]
+        for down in &self.downs {
+            skips.push(x.clone());
+            x = down.forward(x); // [b, w_{i+1}, h/2^(i+1), w/2^(i+1)]
+        }
+        // The paper's dropout sits at the end of the contracting path.
+        let mut x = self.dropout.forward(x); // [b, w_last, h/2^L, w/2^L]
+        for up in &self.ups {
+            let skip = skips.pop().expect("one skip per level");
+            x = up.forward(x, skip); // [b, w_i, h/2^i, w/2^i]
+        }
+        let x = self.outc.forward(x); // [b, classes, h, w]
+        if self.relu_head {
+            burn::tensor::activation::relu(x)
+        } else {
+            x
+        }
+    }
+}
+
+/// The output size for an input size, or why the input size does not work.
+pub fn output_size(input: usize, levels: usize, padding: Padding) -> Result<usize, String> {
+    match padding {
+        Padding::Same => {
+            let factor = 1usize << (levels - 1);
+            if input % factor != 0 {
+                return Err(format!("must be divisible by {factor}"));
+            }
+            Ok(input)
+        }
+        Padding::Valid => {
+            // Contracting: each level loses 4 pixels to two 3×3 convs, then halves.
+            let mut s = input as i64;
+            for level in 0..levels {
+                s -= 4;
+                if s <= 0 {
+                    return Err("is too small".into());
+                }
+                if level + 1 < levels {
+                    if s % 2 != 0 {
+                        return Err("gives an odd size before a 2×2 max-pool".into());
+                    }
+                    s /= 2;
+                }
+            }
+            // Expanding: each level doubles, then loses 4 pixels.
+            for _ in 1..levels {
+                s = s * 2 - 4;
+                if s <= 0 {
+                    return Err("is too small".into());
+                }
+            }
+            Ok(s as usize)
+        }
+    }
+}
+
+/// Checks `[height, width]` against the network; the error suggests the nearest valid sizes.
+pub fn check_input_size(size: [usize; 2], widths: &[usize], padding: Padding) -> Result<(), String> {
+    let levels = widths.len();
+    for (axis, &s) in ["height", "width"].iter().zip(size.iter()) {
+        if let Err(reason) = output_size(s, levels, padding) {
+            let nearest = nearest_valid(s, levels, padding);
+            return Err(format!(
+                "{axis} {s} does not fit a {levels}-level U-Net with {} padding: it {reason}; nearest valid {axis}: {}",
+                match padding {
+                    Padding::Same => "same",
+                    Padding::Valid => "valid",
+                },
+                nearest
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn nearest_valid(s: usize, levels: usize, padding: Padding) -> Vec<usize> {
+    let below = (1..=s)
+        .rev()
+        .find(|&c| output_size(c, levels, padding).is_ok());
+    let above = (s + 1..s + 4096).find(|&c| output_size(c, levels, padding).is_ok());
+    below.into_iter().chain(above).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_padding_matches_the_paper() {
+        assert_eq!(output_size(572, 5, Padding::Valid), Ok(388));
+        assert!(output_size(571, 5, Padding::Valid).is_err());
+        assert_eq!(output_size(128, 5, Padding::Same), Ok(128));
+        assert!(output_size(100, 5, Padding::Same).is_err());
+    }
+
+    #[test]
+    fn size_error_suggests_nearest_valid() {
+        let err = check_input_size([100, 128], &[3, 6, 12, 24, 48], Padding::Same).unwrap_err();
+        assert!(err.contains("height 100"), "{err}");
+        assert!(err.contains("96 or 112"), "{err}");
+        let err = check_input_size([570, 572], &[64, 128, 256, 512, 1024], Padding::Valid)
+            .unwrap_err();
+        assert!(err.contains("572"), "{err}");
+    }
+}

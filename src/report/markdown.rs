@@ -1,0 +1,93 @@
+//! `report.md`: the page's tables and images for viewing on a git host.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::Renderer;
+use super::load::ExperimentData;
+use super::markdown_escape as esc;
+use super::summary::{self, fmt_effect, verdict};
+use crate::track::write_atomic;
+
+pub struct MarkdownRenderer;
+
+pub fn render_markdown(exp: &ExperimentData) -> String {
+    let rows = summary::rows(exp);
+    let effects = summary::effects(exp);
+    let m = &exp.manifest;
+    let mut s = String::new();
+    let _ = writeln!(s, "# {}\n", esc(&m.name));
+    if !m.description.is_empty() {
+        let _ = writeln!(s, "{}\n", esc(&m.description));
+    }
+    let _ = writeln!(s, "Seeds: {:?}. Dice is the mean over validation images (empty prediction of an empty mask = 1), mean ± sd over seeds.\n", m.seeds);
+    let _ = write!(s, "| variant |");
+    for a in &m.axes {
+        let _ = write!(s, " {} |", esc(a));
+    }
+    let _ = writeln!(s, " status | best val Dice | final val Dice | best epoch | epochs |");
+    let _ = writeln!(s, "|{}", "---|".repeat(m.axes.len() + 6));
+    for r in &rows {
+        let _ = write!(s, "| {} |", esc(&r.name));
+        for a in &m.axes {
+            let level = r.levels.iter().find(|(x, _)| x == a).map(|(_, l)| l.as_str()).unwrap_or("—");
+            let _ = write!(s, " {} |", esc(level));
+        }
+        let _ = writeln!(
+            s,
+            " {} | {} | {} | {} | {} |",
+            r.status.as_str(),
+            r.best(),
+            r.last(),
+            r.best_epoch.map(|e| format!("{e:.1}")).unwrap_or("—".into()),
+            r.epochs
+        );
+    }
+    for r in rows.iter().filter(|r| !r.notes.is_empty()) {
+        for n in &r.notes {
+            let _ = writeln!(s, "\n- {}: {}", esc(&r.name), esc(n));
+        }
+    }
+    let _ = writeln!(s, "\n![loss](loss.png)\n\n![validation Dice](dice.png)\n");
+    if !effects.is_empty() {
+        let _ = writeln!(s, "## Main effects\n\nDifference in best validation Dice against the first level of each axis, averaged over the other axes, with the 95% interval across seeds.\n");
+        for e in &effects {
+            let _ = writeln!(s, "### {}\n\n{}\n", esc(&e.axis), esc(&verdict(e)));
+            let _ = writeln!(s, "| level | mean best Dice | difference vs {} [95% CI] | seeds |\n|---|---|---|---|", esc(&e.reference));
+            for l in &e.levels {
+                let diff = if l.level == e.reference { "reference".to_string() } else { fmt_effect(l.difference, l.ci95) };
+                let _ = writeln!(s, "| {} | {:.4} | {} | {} |", esc(&l.level), l.mean_dice, diff, l.seeds);
+            }
+            s.push('\n');
+        }
+    }
+    for v in &exp.variants {
+        let _ = writeln!(s, "## {}\n", esc(&v.name));
+        for (file, alt) in [
+            ("loss.png", "loss"),
+            ("metrics.png", "validation metrics"),
+            ("overlay.png", "best epoch overlays"),
+            ("progress.gif", "prediction epoch by epoch"),
+            ("results.gif", "results"),
+        ] {
+            if v.dir.join(file).exists() {
+                let _ = writeln!(s, "![{alt}]({}/{file})\n", v.slug);
+            }
+        }
+    }
+    s
+}
+
+impl Renderer for MarkdownRenderer {
+    fn name(&self) -> &'static str {
+        "markdown"
+    }
+
+    fn render(&self, exp: &ExperimentData) -> Result<Vec<PathBuf>> {
+        let path = exp.dir.join("report.md");
+        write_atomic(&path, render_markdown(exp).as_bytes())?;
+        Ok(vec![path])
+    }
+}

@@ -1,0 +1,101 @@
+//! Reports, rebuilt from what a run left on disk (metrics, manifests, prediction snapshots) —
+//! never from a model. Each output format is one renderer in its own file behind [`Renderer`].
+
+pub mod compare;
+pub mod effects;
+pub mod gifs;
+pub mod html;
+pub mod load;
+pub mod markdown;
+pub mod overlay;
+pub mod plots;
+pub mod raster;
+pub mod stats;
+pub mod summary;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use rayon::prelude::*;
+
+pub use load::{ExperimentData, RunData, VariantData};
+
+/// One output format.
+pub trait Renderer: Sync {
+    fn name(&self) -> &'static str;
+    /// Writes this renderer's files for the experiment; returns their paths.
+    fn render(&self, experiment: &ExperimentData) -> Result<Vec<PathBuf>>;
+}
+
+/// All renderers, pictures before pages (pages link to the pictures).
+pub fn renderers() -> Vec<Box<dyn Renderer>> {
+    vec![
+        Box::new(plots::PlotRenderer),
+        Box::new(overlay::OverlayRenderer),
+        Box::new(gifs::GifRenderer),
+        Box::new(html::HtmlRenderer),
+        Box::new(markdown::MarkdownRenderer),
+    ]
+}
+
+/// Rebuilds every picture and page of an experiment directory.
+pub fn render_experiment(dir: &Path) -> Result<Vec<PathBuf>> {
+    let experiment = ExperimentData::load(dir)?;
+    let (pictures, pages): (Vec<_>, Vec<_>) = renderers()
+        .into_iter()
+        .partition(|r| !matches!(r.name(), "html" | "markdown"));
+    let mut written: Vec<PathBuf> = pictures
+        .par_iter()
+        .map(|r| r.render(&experiment))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    for r in pages {
+        written.extend(r.render(&experiment)?);
+    }
+    Ok(written)
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes text for a Markdown table cell.
+pub fn markdown_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '|' | '\\' | '*' | '_' | '`' | '[' | ']' | '<' | '>' | '#' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping() {
+        assert_eq!(html_escape("<b>x</b> & \"q\""), "&lt;b&gt;x&lt;/b&gt; &amp; &quot;q&quot;");
+        assert_eq!(markdown_escape("a|b<i>"), "a\\|b\\<i\\>");
+    }
+}

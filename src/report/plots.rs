@@ -1,0 +1,311 @@
+//! Line charts (plotters): per variant `loss.png` and `metrics.png`; per experiment `loss.png`
+//! and `dice.png` with every variant overlaid (mean ± sd band over seeds).
+
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow};
+use plotters::prelude::*;
+
+use super::load::{ExperimentData, RunData, VariantData};
+use super::raster::{Canvas, FONT_FAMILY, ensure_font};
+use super::stats::{mean, sd};
+use super::Renderer;
+use crate::track::write_atomic;
+
+pub struct PlotRenderer;
+
+const W: u32 = 720;
+const H: u32 = 420;
+
+/// A qualitative palette (Tableau 10), cycled.
+pub const COLORS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// One line to draw: points, colour, dashed or not, optional band, legend label.
+pub struct Line {
+    pub label: Option<String>,
+    pub points: Vec<(f64, f64)>,
+    pub color: RGBColor,
+    pub dashed: bool,
+    pub width: u32,
+    pub alpha: f64,
+    /// (x, low, high) for a shaded band.
+    pub band: Vec<(f64, f64, f64)>,
+}
+
+impl Line {
+    fn new(label: Option<String>, points: Vec<(f64, f64)>, color: RGBColor) -> Line {
+        Line {
+            label,
+            points: points.into_iter().filter(|(x, y)| x.is_finite() && y.is_finite()).collect(),
+            color,
+            dashed: false,
+            width: 2,
+            alpha: 1.0,
+            band: Vec::new(),
+        }
+    }
+}
+
+/// A chart: title, axis names, lines; log-scaled y when the values span two decades.
+pub struct Chart {
+    pub title: String,
+    pub x_desc: String,
+    pub y_desc: String,
+    pub lines: Vec<Line>,
+    pub y_range: Option<(f64, f64)>,
+}
+
+impl Chart {
+    pub fn render_png(&self) -> Result<Vec<u8>> {
+        ensure_font();
+        let mut canvas = Canvas::new(W as usize, H as usize, 255);
+        {
+            let root = BitMapBackend::with_buffer(&mut canvas.rgb, (W, H)).into_drawing_area();
+            let err = |e: DrawingAreaErrorKind<_>| anyhow!("cannot draw chart: {e}");
+            let all: Vec<(f64, f64)> = self
+                .lines
+                .iter()
+                .flat_map(|l| l.points.iter().copied().chain(l.band.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)])))
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .collect();
+            let (x0, x1) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
+            let (x0, x1) = if x0.is_finite() { (x0, if x1 > x0 { x1 } else { x0 + 1.0 }) } else { (0.0, 1.0) };
+            let (y0, y1) = match self.y_range {
+                Some(r) => r,
+                None => {
+                    let (a, b) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
+                    if a.is_finite() { (a, if b > a { b } else { a + 1.0 }) } else { (0.0, 1.0) }
+                }
+            };
+            let log = self.y_range.is_none() && y0 > 0.0 && y1 / y0 > 100.0;
+            let mut builder = ChartBuilder::on(&root);
+            builder
+                .caption(&self.title, (FONT_FAMILY, 18))
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(60);
+            macro_rules! draw {
+                ($chart:expr) => {{
+                    let mut chart = $chart;
+                    chart
+                        .configure_mesh()
+                        .x_desc(self.x_desc.as_str())
+                        .y_desc(self.y_desc.as_str())
+                        .label_style((FONT_FAMILY, 12))
+                        .light_line_style(RGBColor(235, 235, 235))
+                        .draw()
+                        .map_err(err)?;
+                    for line in &self.lines {
+                        if line.band.len() > 1 {
+                            let mut poly: Vec<(f64, f64)> = line.band.iter().map(|&(x, _, hi)| (x, hi)).collect();
+                            poly.extend(line.band.iter().rev().map(|&(x, lo, _)| (x, lo)));
+                            chart
+                                .draw_series(std::iter::once(Polygon::new(poly, line.color.mix(0.15).filled())))
+                                .map_err(err)?;
+                        }
+                        let style = line.color.mix(line.alpha).stroke_width(line.width);
+                        let anno = if line.dashed {
+                            chart
+                                .draw_series(DashedLineSeries::new(line.points.clone(), 6, 4, style))
+                                .map_err(err)?
+                        } else {
+                            chart.draw_series(LineSeries::new(line.points.clone(), style)).map_err(err)?
+                        };
+                        if let Some(label) = &line.label {
+                            let (color, dashed) = (line.color, line.dashed);
+                            anno.label(label.as_str()).legend(move |(x, y)| {
+                                let pts = if dashed {
+                                    vec![(x, y), (x + 7, y)]
+                                } else {
+                                    vec![(x, y), (x + 18, y)]
+                                };
+                                PathElement::new(pts, color.stroke_width(2))
+                            });
+                        }
+                    }
+                    if self.lines.iter().any(|l| l.label.is_some()) {
+                        chart
+                            .configure_series_labels()
+                            .label_font((FONT_FAMILY, 12))
+                            .background_style(WHITE.mix(0.85))
+                            .border_style(RGBColor(200, 200, 200))
+                            .position(SeriesLabelPosition::UpperRight)
+                            .draw()
+                            .map_err(err)?;
+                    }
+                }};
+            }
+            if log {
+                draw!(builder.build_cartesian_2d(x0..x1, (y0 * 0.9..y1 * 1.1).log_scale()).map_err(err)?);
+            } else {
+                let pad = (y1 - y0) * 0.05;
+                draw!(builder.build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad)).map_err(err)?);
+            }
+            root.present().map_err(err)?;
+        }
+        canvas.to_png()
+    }
+}
+
+fn epoch_points(rows: &[crate::track::EpochRow], get: impl Fn(&crate::track::EpochRow) -> Option<f64>) -> Vec<(f64, f64)> {
+    rows.iter().filter_map(|r| get(r).map(|v| (r.epoch as f64, v))).collect()
+}
+
+/// Mean and band (± sd) over seeds of a per-epoch value.
+fn mean_band(runs: &[RunData], split_val: bool, get: impl Fn(&crate::track::EpochRow) -> Option<f64>) -> (Vec<(f64, f64)>, Vec<(f64, f64, f64)>) {
+    let max_epoch = runs
+        .iter()
+        .flat_map(|r| if split_val { &r.val } else { &r.train })
+        .map(|r| r.epoch)
+        .max()
+        .unwrap_or(0);
+    let mut line = Vec::new();
+    let mut band = Vec::new();
+    for e in 1..=max_epoch {
+        let vals: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| (if split_val { &r.val } else { &r.train }).iter().find(|x| x.epoch == e))
+            .filter_map(&get)
+            .filter(|v| v.is_finite())
+            .collect();
+        if let Some(m) = mean(&vals) {
+            line.push((e as f64, m));
+            if let Some(s) = sd(&vals) {
+                band.push((e as f64, m - s, m + s));
+            }
+        }
+    }
+    (line, band)
+}
+
+fn variant_charts(v: &VariantData) -> (Chart, Chart) {
+    let mut loss_lines = Vec::new();
+    let several = v.runs.len() > 1;
+    for (k, run) in v.runs.iter().enumerate() {
+        let color = COLORS[k % COLORS.len()];
+        let seed = if several { format!(" (seed {})", run.seed) } else { String::new() };
+        // Per-step loss, faint, at fractional epochs.
+        let steps_per_epoch = run.steps.iter().map(|s| s.step).max().unwrap_or(1).max(1) as f64;
+        let mut steps = Line::new(
+            None,
+            run.steps
+                .iter()
+                .map(|s| (s.epoch as f64 - 1.0 + s.step as f64 / steps_per_epoch, s.loss))
+                .collect(),
+            color,
+        );
+        steps.alpha = 0.25;
+        steps.width = 1;
+        loss_lines.push(steps);
+        loss_lines.push(Line::new(Some(format!("train{seed}")), epoch_points(&run.train, |r| Some(r.loss)), color));
+        let mut val = Line::new(Some(format!("validation{seed}")), epoch_points(&run.val, |r| Some(r.loss)), color);
+        val.dashed = true;
+        loss_lines.push(val);
+    }
+    let loss = Chart {
+        title: format!("{} — loss", v.name),
+        x_desc: "epoch".into(),
+        y_desc: "loss".into(),
+        lines: loss_lines,
+        y_range: None,
+    };
+    let metric_defs: [(&str, fn(&crate::track::EpochRow) -> Option<f64>); 3] = [
+        ("Dice", |r| r.dice),
+        ("IoU", |r| r.iou),
+        ("presence accuracy", |r| r.presence_accuracy),
+    ];
+    let lines = metric_defs
+        .iter()
+        .enumerate()
+        .map(|(k, (name, get))| {
+            let (points, band) = mean_band(&v.runs, true, get);
+            let mut l = Line::new(Some(name.to_string()), points, COLORS[k]);
+            l.band = band;
+            l
+        })
+        .collect();
+    let metrics = Chart {
+        title: format!("{} — validation metrics{}", v.name, if several { " (mean ± sd over seeds)" } else { "" }),
+        x_desc: "epoch".into(),
+        y_desc: "score".into(),
+        lines,
+        y_range: Some((0.0, 1.0)),
+    };
+    (loss, metrics)
+}
+
+fn experiment_charts(exp: &ExperimentData) -> (Chart, Chart) {
+    let mut loss_lines = Vec::new();
+    let mut dice_lines = Vec::new();
+    for (k, v) in exp.variants.iter().enumerate() {
+        let color = COLORS[k % COLORS.len()];
+        let (train, train_band) = mean_band(&v.runs, false, |r| Some(r.loss));
+        let (val, val_band) = mean_band(&v.runs, true, |r| Some(r.loss));
+        let mut l = Line::new(Some(format!("{} train", v.name)), train, color);
+        l.band = train_band;
+        loss_lines.push(l);
+        let mut l = Line::new(Some(format!("{} val", v.name)), val, color);
+        l.band = val_band;
+        l.dashed = true;
+        loss_lines.push(l);
+        let (dice, dice_band) = mean_band(&v.runs, true, |r| r.dice);
+        let mut l = Line::new(Some(v.name.clone()), dice, color);
+        l.band = dice_band;
+        dice_lines.push(l);
+    }
+    (
+        Chart {
+            title: format!("{} — loss (solid: train, dashed: validation)", exp.manifest.name),
+            x_desc: "epoch".into(),
+            y_desc: "loss".into(),
+            lines: loss_lines,
+            y_range: None,
+        },
+        Chart {
+            title: format!("{} — validation Dice (mean ± sd over seeds)", exp.manifest.name),
+            x_desc: "epoch".into(),
+            y_desc: "Dice".into(),
+            lines: dice_lines,
+            y_range: Some((0.0, 1.0)),
+        },
+    )
+}
+
+impl Renderer for PlotRenderer {
+    fn name(&self) -> &'static str {
+        "plots"
+    }
+
+    fn render(&self, exp: &ExperimentData) -> Result<Vec<PathBuf>> {
+        let mut written = Vec::new();
+        for v in &exp.variants {
+            if v.runs.is_empty() {
+                continue;
+            }
+            let (loss, metrics) = variant_charts(v);
+            for (chart, name) in [(loss, "loss.png"), (metrics, "metrics.png")] {
+                let path = v.dir.join(name);
+                write_atomic(&path, &chart.render_png()?)?;
+                written.push(path);
+            }
+        }
+        let (loss, dice) = experiment_charts(exp);
+        for (chart, name) in [(loss, "loss.png"), (dice, "dice.png")] {
+            let path = exp.dir.join(name);
+            write_atomic(&path, &chart.render_png()?)?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+}

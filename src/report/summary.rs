@@ -1,0 +1,143 @@
+//! The numbers the pages show, computed once: one row per variant and the main effects.
+
+use super::effects::{AxisEffect, Cell, main_effects};
+use super::load::{ExperimentData, VariantData};
+use super::stats::{fmt_mean_sd, mean};
+use crate::track::RunStatus;
+
+pub struct VariantRow {
+    pub name: String,
+    pub slug: String,
+    pub levels: Vec<(String, String)>,
+    pub status: RunStatus,
+    /// Why a run diverged or failed, one line per affected seed.
+    pub notes: Vec<String>,
+    pub seeds: usize,
+    pub best_dice: Vec<f64>,
+    pub final_dice: Vec<f64>,
+    pub best_epoch: Option<f64>,
+    pub epochs: usize,
+    pub parameters: usize,
+    pub train_seconds: f64,
+    pub images_per_sec: Option<f64>,
+}
+
+impl VariantRow {
+    pub fn best(&self) -> String {
+        fmt_mean_sd(&self.best_dice)
+    }
+    pub fn last(&self) -> String {
+        fmt_mean_sd(&self.final_dice)
+    }
+    /// Sort key for the best-Dice column.
+    pub fn best_mean(&self) -> f64 {
+        mean(&self.best_dice).unwrap_or(-1.0)
+    }
+}
+
+pub fn variant_row(v: &VariantData) -> VariantRow {
+    let notes = v
+        .runs
+        .iter()
+        .filter_map(|r| {
+            r.record
+                .message
+                .as_ref()
+                .map(|m| format!("seed {}: {} — {m}", r.seed, r.record.status.as_str()))
+        })
+        .collect();
+    let best_epochs: Vec<f64> = v.runs.iter().filter_map(|r| r.best_epoch()).map(|e| e as f64).collect();
+    let speeds: Vec<f64> = v
+        .runs
+        .iter()
+        .flat_map(|r| r.train.iter().map(|t| t.images_per_sec))
+        .filter(|s| s.is_finite())
+        .collect();
+    VariantRow {
+        name: v.name.clone(),
+        slug: v.slug.clone(),
+        levels: v.levels.clone(),
+        status: v.status(),
+        notes,
+        seeds: v.runs.len(),
+        best_dice: v.runs.iter().filter_map(|r| r.best_dice()).collect(),
+        final_dice: v.runs.iter().filter_map(|r| r.final_dice()).collect(),
+        best_epoch: mean(&best_epochs),
+        epochs: v.runs.iter().map(|r| r.val.len()).max().unwrap_or(0),
+        parameters: v.runs.iter().map(|r| r.record.parameters).max().unwrap_or(0),
+        train_seconds: v
+            .runs
+            .iter()
+            .flat_map(|r| r.train.iter().chain(&r.val).map(|t| t.seconds))
+            .filter(|s| s.is_finite())
+            .sum(),
+        images_per_sec: mean(&speeds),
+    }
+}
+
+pub fn rows(exp: &ExperimentData) -> Vec<VariantRow> {
+    exp.variants.iter().map(variant_row).collect()
+}
+
+pub fn effects(exp: &ExperimentData) -> Vec<AxisEffect> {
+    let cells: Vec<Cell> = exp
+        .variants
+        .iter()
+        .flat_map(|v| {
+            v.runs.iter().map(move |r| Cell {
+                levels: v.levels.clone(),
+                seed: r.seed,
+                best_dice: r.best_dice(),
+            })
+        })
+        .collect();
+    main_effects(&exp.manifest.axes, &cells)
+}
+
+/// "+0.0123 [−0.0040, +0.0286]".
+pub fn fmt_effect(difference: f64, ci: Option<(f64, f64)>) -> String {
+    match ci {
+        Some((lo, hi)) => format!("{difference:+.4} [{lo:+.4}, {hi:+.4}]"),
+        None => format!("{difference:+.4}"),
+    }
+}
+
+/// A sentence per axis saying which level was best and whether the interval excludes zero.
+pub fn verdict(effect: &AxisEffect) -> String {
+    let best = effect
+        .levels
+        .iter()
+        .max_by(|a, b| a.difference.total_cmp(&b.difference))
+        .expect("an effect has levels");
+    if best.level == effect.reference {
+        let runner_up = effect.levels.iter().filter(|l| l.level != effect.reference).max_by(|a, b| a.difference.total_cmp(&b.difference));
+        match runner_up {
+            Some(r) => format!(
+                "{}: \"{}\" is best; \"{}\" changes best Dice by {}{}",
+                effect.axis,
+                effect.reference,
+                r.level,
+                fmt_effect(r.difference, r.ci95),
+                significance(r.ci95)
+            ),
+            None => format!("{}: only one level", effect.axis),
+        }
+    } else {
+        format!(
+            "{}: \"{}\" beats \"{}\" by {}{}",
+            effect.axis,
+            best.level,
+            effect.reference,
+            fmt_effect(best.difference, best.ci95),
+            significance(best.ci95)
+        )
+    }
+}
+
+fn significance(ci: Option<(f64, f64)>) -> &'static str {
+    match ci {
+        Some((lo, hi)) if lo > 0.0 || hi < 0.0 => " (the 95% interval excludes 0)",
+        Some(_) => " (the 95% interval includes 0: not distinguishable from noise)",
+        None => " (one seed: no interval)",
+    }
+}

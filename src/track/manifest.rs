@@ -1,0 +1,209 @@
+//! Manifests: what was run, with what, and how it ended. `experiment.json` describes the
+//! experiment; each variant directory holds `manifest.json` with one entry per seed.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Experiment, RunConfig, Variant};
+use crate::data::DatasetInfo;
+
+use super::fsutil::write_atomic;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Completed,
+    Diverged,
+    Failed,
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Diverged => "diverged",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Where a run diverged.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Divergence {
+    pub epoch: usize,
+    pub step: usize,
+    pub loss: f64,
+}
+
+/// One seed of one variant.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunRecord {
+    pub seed: u64,
+    pub config_hash: String,
+    pub status: RunStatus,
+    pub started: String,
+    pub ended: Option<String>,
+    pub backend: String,
+    pub device: String,
+    pub epochs_done: usize,
+    pub best_epoch: Option<usize>,
+    pub best_dice: Option<f64>,
+    pub final_dice: Option<f64>,
+    pub divergence: Option<Divergence>,
+    /// Why a run failed or stopped early.
+    pub message: Option<String>,
+    /// Validation sample ids whose predictions are stored every epoch.
+    pub snapshot_samples: Vec<String>,
+    pub dataset: Option<DatasetInfo>,
+    pub parameters: usize,
+}
+
+/// `<variant>/manifest.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VariantManifest {
+    pub experiment: String,
+    pub variant: String,
+    pub slug: String,
+    /// Grid axis → level label.
+    pub levels: Vec<(String, String)>,
+    pub config: RunConfig,
+    pub unet_lab_version: String,
+    pub burn_version: String,
+    pub git_commit: Option<String>,
+    pub runs: Vec<RunRecord>,
+}
+
+impl VariantManifest {
+    pub fn new(experiment: &Experiment, variant: &Variant, git_commit: Option<String>) -> Self {
+        Self {
+            experiment: experiment.name.clone(),
+            variant: variant.name.clone(),
+            slug: variant.slug.clone(),
+            levels: variant.levels.clone(),
+            config: variant.config.clone(),
+            unet_lab_version: env!("CARGO_PKG_VERSION").to_string(),
+            burn_version: BURN_VERSION.to_string(),
+            git_commit,
+            runs: Vec::new(),
+        }
+    }
+
+    pub fn path(variant_dir: &Path) -> PathBuf {
+        variant_dir.join("manifest.json")
+    }
+
+    pub fn load(variant_dir: &Path) -> Result<Option<Self>> {
+        let path = Self::path(variant_dir);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let manifest = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid manifest", path.display()))?;
+        Ok(Some(manifest))
+    }
+
+    pub fn save(&self, variant_dir: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self)?;
+        write_atomic(&Self::path(variant_dir), &json)
+    }
+
+    pub fn run(&self, seed: u64) -> Option<&RunRecord> {
+        self.runs.iter().find(|r| r.seed == seed)
+    }
+
+    /// Replaces (or adds) the record of `record.seed`, keeping seeds in order.
+    pub fn upsert(&mut self, record: RunRecord) {
+        self.runs.retain(|r| r.seed != record.seed);
+        self.runs.push(record);
+        self.runs.sort_by_key(|r| r.seed);
+    }
+}
+
+/// `<experiment>/experiment.json`: enough for `report` to rebuild everything.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExperimentManifest {
+    pub name: String,
+    pub description: String,
+    pub seeds: Vec<u64>,
+    pub axes: Vec<String>,
+    /// (display name, directory) of each variant, in file order.
+    pub variants: Vec<(String, String)>,
+    pub source_file: String,
+}
+
+impl ExperimentManifest {
+    pub fn new(experiment: &Experiment, source_file: &Path) -> Self {
+        Self {
+            name: experiment.name.clone(),
+            description: experiment.description.clone(),
+            seeds: experiment.seeds.clone(),
+            axes: experiment.axes.clone(),
+            variants: experiment
+                .variants
+                .iter()
+                .map(|v| (v.name.clone(), v.slug.clone()))
+                .collect(),
+            source_file: source_file.display().to_string(),
+        }
+    }
+
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join("experiment.json");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read {} (is {} an experiment directory written by `unet-lab run`?)",
+                path.display(),
+                dir.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
+    }
+
+    /// Merges with an existing manifest: variants run earlier (e.g. with `--variant`) stay listed.
+    pub fn save_merged(mut self, dir: &Path) -> Result<()> {
+        if let Ok(old) = Self::load(dir) {
+            for v in old.variants {
+                if !self.variants.iter().any(|(_, slug)| *slug == v.1) {
+                    self.variants.push(v);
+                }
+            }
+            for a in old.axes {
+                if !self.axes.contains(&a) {
+                    self.axes.push(a);
+                }
+            }
+        }
+        write_atomic(&dir.join("experiment.json"), &serde_json::to_vec_pretty(&self)?)
+    }
+}
+
+pub const BURN_VERSION: &str = "0.21.0";
+
+/// The current time as RFC 3339 (UTC, seconds).
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// The git commit of the directory holding `file`, if it is in a repository.
+pub fn git_commit(file: &Path) -> Option<String> {
+    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}

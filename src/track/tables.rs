@@ -1,0 +1,282 @@
+//! `metrics.parquet` (one row per variant, seed, epoch and split) and `steps.parquet` (one row
+//! per training step), written with polars. Parquet files are immutable, so both are rewritten
+//! whole (temp file + rename) after every epoch; they stay small (rows, not images).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use polars::prelude::*;
+
+use super::fsutil::{temp_path, write_atomic};
+
+/// One row of `metrics.parquet`. Validation-only metrics are null on training rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochRow {
+    pub variant: String,
+    pub seed: u64,
+    pub epoch: usize,
+    /// "train" or "val".
+    pub split: String,
+    pub loss: f64,
+    pub dice: Option<f64>,
+    pub iou: Option<f64>,
+    pub pixel_accuracy: Option<f64>,
+    pub precision: Option<f64>,
+    pub recall: Option<f64>,
+    pub presence_accuracy: Option<f64>,
+    pub lr: f64,
+    pub seconds: f64,
+    pub images_per_sec: f64,
+    /// Time spent preparing batches (data pipeline) and in the model steps.
+    pub load_seconds: f64,
+    pub step_seconds: f64,
+}
+
+/// One row of `steps.parquet`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRow {
+    pub variant: String,
+    pub seed: u64,
+    pub epoch: usize,
+    /// Step within the epoch, from 1.
+    pub step: usize,
+    /// Step since the start of the run, from 1.
+    pub global_step: usize,
+    pub loss: f64,
+    pub lr: f64,
+}
+
+fn col_str(df: &DataFrame, name: &str) -> Result<Vec<String>> {
+    Ok(df
+        .column(name)?
+        .str()?
+        .iter()
+        .map(|s| s.unwrap_or_default().to_string())
+        .collect())
+}
+
+fn col_i64(df: &DataFrame, name: &str) -> Result<Vec<i64>> {
+    Ok(df.column(name)?.i64()?.iter().map(|v| v.unwrap_or(0)).collect())
+}
+
+fn col_f64(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
+    Ok(df.column(name)?.f64()?.iter().collect())
+}
+
+pub fn epoch_rows_to_frame(rows: &[EpochRow]) -> Result<DataFrame> {
+    let f = |get: fn(&EpochRow) -> f64| rows.iter().map(get).collect::<Vec<f64>>();
+    let o = |get: fn(&EpochRow) -> Option<f64>| rows.iter().map(get).collect::<Vec<Option<f64>>>();
+    let columns = vec![
+        Column::new("variant".into(), rows.iter().map(|r| r.variant.clone()).collect::<Vec<_>>()),
+        Column::new("seed".into(), rows.iter().map(|r| r.seed as i64).collect::<Vec<_>>()),
+        Column::new("epoch".into(), rows.iter().map(|r| r.epoch as i64).collect::<Vec<_>>()),
+        Column::new("split".into(), rows.iter().map(|r| r.split.clone()).collect::<Vec<_>>()),
+        Column::new("loss".into(), f(|r| r.loss)),
+        Column::new("dice".into(), o(|r| r.dice)),
+        Column::new("iou".into(), o(|r| r.iou)),
+        Column::new("pixel_accuracy".into(), o(|r| r.pixel_accuracy)),
+        Column::new("precision".into(), o(|r| r.precision)),
+        Column::new("recall".into(), o(|r| r.recall)),
+        Column::new("presence_accuracy".into(), o(|r| r.presence_accuracy)),
+        Column::new("lr".into(), f(|r| r.lr)),
+        Column::new("seconds".into(), f(|r| r.seconds)),
+        Column::new("images_per_sec".into(), f(|r| r.images_per_sec)),
+        Column::new("load_seconds".into(), f(|r| r.load_seconds)),
+        Column::new("step_seconds".into(), f(|r| r.step_seconds)),
+    ];
+    Ok(DataFrame::new(rows.len(), columns)?)
+}
+
+pub fn epoch_rows_from_frame(df: &DataFrame) -> Result<Vec<EpochRow>> {
+    let variant = col_str(df, "variant")?;
+    let seed = col_i64(df, "seed")?;
+    let epoch = col_i64(df, "epoch")?;
+    let split = col_str(df, "split")?;
+    let loss = col_f64(df, "loss")?;
+    let dice = col_f64(df, "dice")?;
+    let iou = col_f64(df, "iou")?;
+    let pixel_accuracy = col_f64(df, "pixel_accuracy")?;
+    let precision = col_f64(df, "precision")?;
+    let recall = col_f64(df, "recall")?;
+    let presence_accuracy = col_f64(df, "presence_accuracy")?;
+    let lr = col_f64(df, "lr")?;
+    let seconds = col_f64(df, "seconds")?;
+    let images_per_sec = col_f64(df, "images_per_sec")?;
+    let load_seconds = col_f64(df, "load_seconds")?;
+    let step_seconds = col_f64(df, "step_seconds")?;
+    Ok((0..df.height())
+        .map(|i| EpochRow {
+            variant: variant[i].clone(),
+            seed: seed[i] as u64,
+            epoch: epoch[i] as usize,
+            split: split[i].clone(),
+            loss: loss[i].unwrap_or(f64::NAN),
+            dice: dice[i],
+            iou: iou[i],
+            pixel_accuracy: pixel_accuracy[i],
+            precision: precision[i],
+            recall: recall[i],
+            presence_accuracy: presence_accuracy[i],
+            lr: lr[i].unwrap_or(f64::NAN),
+            seconds: seconds[i].unwrap_or(f64::NAN),
+            images_per_sec: images_per_sec[i].unwrap_or(f64::NAN),
+            load_seconds: load_seconds[i].unwrap_or(f64::NAN),
+            step_seconds: step_seconds[i].unwrap_or(f64::NAN),
+        })
+        .collect())
+}
+
+pub fn step_rows_to_frame(rows: &[StepRow]) -> Result<DataFrame> {
+    let columns = vec![
+        Column::new("variant".into(), rows.iter().map(|r| r.variant.clone()).collect::<Vec<_>>()),
+        Column::new("seed".into(), rows.iter().map(|r| r.seed as i64).collect::<Vec<_>>()),
+        Column::new("epoch".into(), rows.iter().map(|r| r.epoch as i64).collect::<Vec<_>>()),
+        Column::new("step".into(), rows.iter().map(|r| r.step as i64).collect::<Vec<_>>()),
+        Column::new("global_step".into(), rows.iter().map(|r| r.global_step as i64).collect::<Vec<_>>()),
+        Column::new("loss".into(), rows.iter().map(|r| r.loss).collect::<Vec<_>>()),
+        Column::new("lr".into(), rows.iter().map(|r| r.lr).collect::<Vec<_>>()),
+    ];
+    Ok(DataFrame::new(rows.len(), columns)?)
+}
+
+pub fn step_rows_from_frame(df: &DataFrame) -> Result<Vec<StepRow>> {
+    let variant = col_str(df, "variant")?;
+    let seed = col_i64(df, "seed")?;
+    let epoch = col_i64(df, "epoch")?;
+    let step = col_i64(df, "step")?;
+    let global_step = col_i64(df, "global_step")?;
+    let loss = col_f64(df, "loss")?;
+    let lr = col_f64(df, "lr")?;
+    Ok((0..df.height())
+        .map(|i| StepRow {
+            variant: variant[i].clone(),
+            seed: seed[i] as u64,
+            epoch: epoch[i] as usize,
+            step: step[i] as usize,
+            global_step: global_step[i] as usize,
+            loss: loss[i].unwrap_or(f64::NAN),
+            lr: lr[i].unwrap_or(f64::NAN),
+        })
+        .collect())
+}
+
+/// Writes a frame to Parquet atomically.
+pub fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<()> {
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes)
+        .finish(df)
+        .map_err(|e| anyhow::anyhow!("cannot encode {}: {e}", path.display()))?;
+    write_atomic(path, &bytes)
+}
+
+pub fn read_parquet(path: &Path) -> Result<DataFrame> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    ParquetReader::new(file)
+        .finish()
+        .map_err(|e| anyhow::anyhow!("{} is not a readable Parquet file: {e}", path.display()))
+}
+
+/// All rows of one experiment, kept in memory and flushed to disk after every epoch.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    dir: PathBuf,
+    pub epochs: Vec<EpochRow>,
+    pub steps: Vec<StepRow>,
+}
+
+impl Tracker {
+    pub fn metrics_path(dir: &Path) -> PathBuf {
+        dir.join("metrics.parquet")
+    }
+
+    pub fn steps_path(dir: &Path) -> PathBuf {
+        dir.join("steps.parquet")
+    }
+
+    /// Opens the tracker of an experiment directory, reading rows written before.
+    pub fn open(dir: &Path) -> Result<Tracker> {
+        let mut tracker = Tracker {
+            dir: dir.to_path_buf(),
+            ..Default::default()
+        };
+        let metrics = Self::metrics_path(dir);
+        if metrics.exists() {
+            tracker.epochs = epoch_rows_from_frame(&read_parquet(&metrics)?)
+                .with_context(|| format!("{} has unexpected columns", metrics.display()))?;
+        }
+        let steps = Self::steps_path(dir);
+        if steps.exists() {
+            tracker.steps = step_rows_from_frame(&read_parquet(&steps)?)
+                .with_context(|| format!("{} has unexpected columns", steps.display()))?;
+        }
+        // A crash between two writes can leave a stale temp file; it is never read.
+        for p in [&metrics, &steps] {
+            let _ = std::fs::remove_file(temp_path(p));
+        }
+        Ok(tracker)
+    }
+
+    /// Drops the rows of `(variant, seed)` after `last_epoch` (all of them for 0): the rows a
+    /// resumed run will write again.
+    pub fn truncate_run(&mut self, variant: &str, seed: u64, last_epoch: usize) {
+        self.epochs
+            .retain(|r| !(r.variant == variant && r.seed == seed && r.epoch > last_epoch));
+        self.steps
+            .retain(|r| !(r.variant == variant && r.seed == seed && r.epoch > last_epoch));
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        let mut epochs = epoch_rows_to_frame(&self.epochs)?;
+        write_parquet(&Self::metrics_path(&self.dir), &mut epochs)?;
+        let mut steps = step_rows_to_frame(&self.steps)?;
+        write_parquet(&Self::steps_path(&self.dir), &mut steps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parquet_round_trip_keeps_rows_and_nulls() {
+        let dir = std::env::temp_dir().join(format!("unet-lab-tables-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut t = Tracker::open(&dir).unwrap();
+        let row = |epoch, split: &str, dice| EpochRow {
+            variant: "a<b>".into(),
+            seed: 3,
+            epoch,
+            split: split.into(),
+            loss: 0.25,
+            dice,
+            iou: dice,
+            pixel_accuracy: dice,
+            precision: None,
+            recall: Some(0.5),
+            presence_accuracy: None,
+            lr: 1e-3,
+            seconds: 1.5,
+            images_per_sec: 10.0,
+            load_seconds: 0.1,
+            step_seconds: 1.2,
+        };
+        t.epochs = vec![row(1, "train", None), row(1, "val", Some(0.75)), row(2, "val", Some(0.8))];
+        t.steps = vec![StepRow {
+            variant: "a<b>".into(),
+            seed: 3,
+            epoch: 1,
+            step: 1,
+            global_step: 1,
+            loss: 0.5,
+            lr: 1e-3,
+        }];
+        t.flush().unwrap();
+        let mut back = Tracker::open(&dir).unwrap();
+        assert_eq!(back.epochs, t.epochs);
+        assert_eq!(back.steps, t.steps);
+        back.truncate_run("a<b>", 3, 1);
+        assert_eq!(back.epochs.len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

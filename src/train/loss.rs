@@ -1,0 +1,146 @@
+//! The losses, each a function of the network output and the 0/1 mask, and the matching rule
+//! that turns an output into a foreground probability.
+
+use burn::prelude::*;
+use burn::tensor::activation::{log_softmax, relu, sigmoid, softmax};
+
+use crate::config::LossKind;
+
+/// Smoothing of the soft Dice (added to numerator and denominator), as in most U-Net code.
+pub const DICE_SMOOTH: f64 = 1.0;
+
+/// The loss of `output` (`[b, c, h, w]`, c from [`LossKind::out_channels`]) against `target`
+/// (`[b, 1, h, w]`, 0/1). `weights` (`[b, 1, h, w]`) is the border weight map of
+/// `weighted_ce`; other losses ignore it.
+pub fn loss<B: Backend>(
+    kind: LossKind,
+    output: Tensor<B, 4>,
+    target: Tensor<B, 4>,
+    weights: Option<Tensor<B, 4>>,
+) -> Tensor<B, 1> {
+    match kind {
+        LossKind::Mse => (output - target).powi_scalar(2).mean(), // [1]
+        LossKind::Ce => cross_entropy(output, target, None),
+        LossKind::WeightedCe => cross_entropy(output, target, weights),
+        LossKind::Bce => {
+            // Stable form: max(z, 0) − z·y + log(1 + exp(−|z|)).
+            let z = output; // [b, 1, h, w]
+            let softplus = z.clone().abs().neg().exp().add_scalar(1.0).log(); // [b, 1, h, w]
+            (relu(z.clone()) - z * target + softplus).mean()
+        }
+        LossKind::Dice => soft_dice(sigmoid(output), target),
+        LossKind::DiceCe => {
+            let p = softmax(output.clone(), 1); // [b, 2, h, w]
+            let [b, _, h, w] = p.dims();
+            let fg = p.slice([0..b, 1..2, 0..h, 0..w]); // [b, 1, h, w]
+            cross_entropy(output, target.clone(), None) + soft_dice(fg, target)
+        }
+    }
+}
+
+/// Pixel-wise softmax cross-entropy over two classes, optionally weighted per pixel
+/// (mean of `w · nll`).
+fn cross_entropy<B: Backend>(
+    logits: Tensor<B, 4>,
+    target: Tensor<B, 4>,
+    weights: Option<Tensor<B, 4>>,
+) -> Tensor<B, 1> {
+    let [b, _, h, w] = logits.dims();
+    let logp = log_softmax(logits, 1); // [b, 2, h, w]
+    let lp0 = logp.clone().slice([0..b, 0..1, 0..h, 0..w]); // [b, 1, h, w]
+    let lp1 = logp.slice([0..b, 1..2, 0..h, 0..w]); // [b, 1, h, w]
+    let background = target.clone().neg().add_scalar(1.0); // [b, 1, h, w]
+    let nll = (target * lp1 + background * lp0).neg(); // [b, 1, h, w]
+    match weights {
+        Some(w) => (nll * w).mean(),
+        None => nll.mean(),
+    }
+}
+
+/// 1 − (2 Σ p·y + s) / (Σ p + Σ y + s) over the whole batch.
+fn soft_dice<B: Backend>(prob: Tensor<B, 4>, target: Tensor<B, 4>) -> Tensor<B, 1> {
+    let intersection = (prob.clone() * target.clone()).sum(); // [1]
+    let total = prob.sum() + target.sum(); // [1]
+    (intersection.mul_scalar(2.0).add_scalar(DICE_SMOOTH) / total.add_scalar(DICE_SMOOTH))
+        .neg()
+        .add_scalar(1.0)
+}
+
+/// The foreground probability in [0, 1] (`[b, 1, h, w]`); a pixel is predicted foreground
+/// when it is above 0.5. For `ce` that is the argmax, for `mse` the blog's `output > 0.5`.
+pub fn foreground_probability<B: Backend>(kind: LossKind, output: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [b, _, h, w] = output.dims();
+    match kind {
+        LossKind::Ce | LossKind::DiceCe | LossKind::WeightedCe => {
+            softmax(output, 1).slice([0..b, 1..2, 0..h, 0..w]) // [b, 1, h, w]
+        }
+        LossKind::Mse => output.clamp(0.0, 1.0),
+        LossKind::Bce | LossKind::Dice => sigmoid(output),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    type B = Flex;
+
+    fn t(values: &[f32], shape: [usize; 4]) -> Tensor<B, 4> {
+        Tensor::from_data(TensorData::new(values.to_vec(), shape), &Default::default())
+    }
+
+    fn scalar(x: Tensor<B, 1>) -> f64 {
+        x.into_scalar().elem::<f64>()
+    }
+
+    #[test]
+    fn mse_by_hand() {
+        // ((0.5-1)² + (0-0)² + (2-0)² + (1-1)²) / 4 = (0.25 + 4) / 4
+        let l = loss(LossKind::Mse, t(&[0.5, 0.0, 2.0, 1.0], [1, 1, 2, 2]), t(&[1.0, 0.0, 0.0, 1.0], [1, 1, 2, 2]), None);
+        assert!((scalar(l) - 1.0625).abs() < 1e-6);
+    }
+
+    #[test]
+    fn ce_by_hand() {
+        // Two pixels; logits (0, 0) → p = 0.5 → nll = ln 2; logits (0, ln 3) with y = 1 → p1 = 3/4.
+        let logits = t(&[0.0, 0.0, 0.0, 3f32.ln()], [1, 2, 1, 2]); // channel-major
+        let target = t(&[0.0, 1.0], [1, 1, 1, 2]);
+        let expected = (2f64.ln() + (4.0f64 / 3.0).ln()) / 2.0;
+        assert!((scalar(loss(LossKind::Ce, logits.clone(), target.clone(), None)) - expected).abs() < 1e-6);
+        // Weighted: weights 1 and 3 → (ln 2 + 3 ln(4/3)) / 2.
+        let weights = t(&[1.0, 3.0], [1, 1, 1, 2]);
+        let expected_w = (2f64.ln() + 3.0 * (4.0f64 / 3.0).ln()) / 2.0;
+        assert!((scalar(loss(LossKind::WeightedCe, logits, target, Some(weights))) - expected_w).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bce_by_hand() {
+        // z = 0 → ln 2; z = 2, y = 1 → ln(1 + e^-2); z = -3, y = 0 → ln(1 + e^-3).
+        let l = loss(LossKind::Bce, t(&[0.0, 2.0, -3.0], [1, 1, 1, 3]), t(&[1.0, 1.0, 0.0], [1, 1, 1, 3]), None);
+        let expected = (2f64.ln() + (1.0 + (-2f64).exp()).ln() + (1.0 + (-3f64).exp()).ln()) / 3.0;
+        assert!((scalar(l) - expected).abs() < 1e-6);
+        // Large logits stay finite.
+        let l = loss(LossKind::Bce, t(&[100.0, -100.0], [1, 1, 1, 2]), t(&[0.0, 1.0], [1, 1, 1, 2]), None);
+        assert!((scalar(l) - 100.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn dice_by_hand() {
+        // z = 0 → p = 0.5 everywhere; y = (1, 0): 1 − (2·0.5 + 1) / (1 + 1 + 1) = 1/3.
+        let l = loss(LossKind::Dice, t(&[0.0, 0.0], [1, 1, 1, 2]), t(&[1.0, 0.0], [1, 1, 1, 2]), None);
+        assert!((scalar(l) - 1.0 / 3.0).abs() < 1e-6);
+        // Dice + CE with equal logits: ln 2 + 1/3.
+        let l = loss(LossKind::DiceCe, t(&[0.0, 0.0, 0.0, 0.0], [1, 2, 1, 2]), t(&[1.0, 0.0], [1, 1, 1, 2]), None);
+        assert!((scalar(l) - (2f64.ln() + 1.0 / 3.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn probability_rules() {
+        let p = foreground_probability(LossKind::Mse, t(&[-1.0, 0.3, 2.0], [1, 1, 1, 3]));
+        assert_eq!(p.into_data().to_vec::<f32>().unwrap(), vec![0.0, 0.3, 1.0]);
+        let p = foreground_probability(LossKind::Ce, t(&[0.0, 1.0, 1.0, 0.0], [1, 2, 1, 2]));
+        let p = p.into_data().to_vec::<f32>().unwrap();
+        assert!(p[0] > 0.5 && p[1] < 0.5);
+    }
+}

@@ -1,0 +1,159 @@
+//! Segmentation metrics on binary masks, scored as Kaggle's Ultrasound Nerve Segmentation did:
+//! the mean over images of Dice, where an empty prediction of an empty mask scores 1.
+
+/// Pixel counts of one image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Confusion {
+    pub tp: u64,
+    pub fp: u64,
+    pub fn_: u64,
+    pub tn: u64,
+}
+
+impl Confusion {
+    /// Counts a binary prediction against a 0/1 mask.
+    pub fn of(pred: &[bool], truth: &[u8]) -> Self {
+        let mut c = Confusion::default();
+        for (&p, &t) in pred.iter().zip(truth) {
+            match (p, t != 0) {
+                (true, true) => c.tp += 1,
+                (true, false) => c.fp += 1,
+                (false, true) => c.fn_ += 1,
+                (false, false) => c.tn += 1,
+            }
+        }
+        c
+    }
+
+    /// Dice = 2TP / (2TP + FP + FN); 1 when both prediction and mask are empty.
+    pub fn dice(&self) -> f64 {
+        let denom = 2 * self.tp + self.fp + self.fn_;
+        if denom == 0 {
+            1.0
+        } else {
+            2.0 * self.tp as f64 / denom as f64
+        }
+    }
+
+    /// IoU = TP / (TP + FP + FN); 1 when both are empty.
+    pub fn iou(&self) -> f64 {
+        let denom = self.tp + self.fp + self.fn_;
+        if denom == 0 {
+            1.0
+        } else {
+            self.tp as f64 / denom as f64
+        }
+    }
+
+    pub fn predicted_present(&self) -> bool {
+        self.tp + self.fp > 0
+    }
+
+    pub fn truly_present(&self) -> bool {
+        self.tp + self.fn_ > 0
+    }
+
+    fn add(&mut self, other: &Confusion) {
+        self.tp += other.tp;
+        self.fp += other.fp;
+        self.fn_ += other.fn_;
+        self.tn += other.tn;
+    }
+}
+
+/// Validation metrics over a set of images.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SegMetrics {
+    /// Mean per-image Dice (empty/empty = 1).
+    pub dice: f64,
+    /// Mean per-image IoU (empty/empty = 1).
+    pub iou: f64,
+    /// Share of correctly classified pixels over all images.
+    pub pixel_accuracy: f64,
+    /// Pixel precision and recall over all images (1 when nothing was to be found or claimed).
+    pub precision: f64,
+    pub recall: f64,
+    /// Share of images where "nerve present" was predicted correctly.
+    pub presence_accuracy: f64,
+}
+
+/// Accumulates per-image confusions.
+#[derive(Debug, Default, Clone)]
+pub struct MetricAccumulator {
+    per_image: Vec<Confusion>,
+}
+
+impl MetricAccumulator {
+    pub fn push(&mut self, c: Confusion) {
+        self.per_image.push(c);
+    }
+
+    pub fn per_image(&self) -> &[Confusion] {
+        &self.per_image
+    }
+
+    pub fn finish(&self) -> SegMetrics {
+        let n = self.per_image.len().max(1) as f64;
+        let mut total = Confusion::default();
+        for c in &self.per_image {
+            total.add(c);
+        }
+        let pixels = (total.tp + total.fp + total.fn_ + total.tn).max(1) as f64;
+        let ratio = |num: u64, den: u64| if den == 0 { 1.0 } else { num as f64 / den as f64 };
+        SegMetrics {
+            dice: self.per_image.iter().map(Confusion::dice).sum::<f64>() / n,
+            iou: self.per_image.iter().map(Confusion::iou).sum::<f64>() / n,
+            pixel_accuracy: (total.tp + total.tn) as f64 / pixels,
+            precision: ratio(total.tp, total.tp + total.fp),
+            recall: ratio(total.tp, total.tp + total.fn_),
+            presence_accuracy: self
+                .per_image
+                .iter()
+                .filter(|c| c.predicted_present() == c.truly_present())
+                .count() as f64
+                / n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dice_by_hand() {
+        // pred 1 1 0 0, truth 1 0 1 0: TP 1, FP 1, FN 1 → Dice 2/4, IoU 1/3.
+        let c = Confusion::of(&[true, true, false, false], &[1, 0, 1, 0]);
+        assert_eq!(c, Confusion { tp: 1, fp: 1, fn_: 1, tn: 1 });
+        assert!((c.dice() - 0.5).abs() < 1e-12);
+        assert!((c.iou() - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn empty_vs_empty_scores_one_and_false_alarm_zero() {
+        let empty = Confusion::of(&[false; 4], &[0; 4]);
+        assert_eq!(empty.dice(), 1.0);
+        assert_eq!(empty.iou(), 1.0);
+        let false_alarm = Confusion::of(&[true, false, false, false], &[0; 4]);
+        assert_eq!(false_alarm.dice(), 0.0);
+        let missed = Confusion::of(&[false; 4], &[0, 1, 1, 0]);
+        assert_eq!(missed.dice(), 0.0);
+    }
+
+    #[test]
+    fn mean_over_images_with_kaggle_rule() {
+        let mut acc = MetricAccumulator::default();
+        acc.push(Confusion::of(&[false; 4], &[0; 4])); // empty/empty: 1
+        acc.push(Confusion::of(&[true, true, false, false], &[1, 0, 1, 0])); // 0.5
+        acc.push(Confusion::of(&[true, false, false, false], &[0; 4])); // 0
+        acc.push(Confusion::of(&[true, true, false, false], &[1, 1, 0, 0])); // 1
+        let m = acc.finish();
+        assert!((m.dice - 2.5 / 4.0).abs() < 1e-12);
+        // Presence: right, right, wrong, right.
+        assert!((m.presence_accuracy - 0.75).abs() < 1e-12);
+        // Totals: TP 3, FP 2, FN 1, TN 10.
+        assert!((m.pixel_accuracy - 13.0 / 16.0).abs() < 1e-12);
+        assert!((m.precision - 3.0 / 5.0).abs() < 1e-12);
+        assert!((m.recall - 3.0 / 4.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,513 @@
+//! Training one run (a variant with one seed).
+//!
+//! A plain loop over Burn's optimizer API rather than burn-train's `SupervisedTraining`: every
+//! epoch must also store prediction snapshots, append Parquet rows, write a resumable
+//! checkpoint (model + optimizer + counters) and react to divergence and Ctrl-C, all in a fixed
+//! order that keeps a `kill -9` at any instant recoverable. See the README's design notes.
+
+pub mod backend;
+pub mod loss;
+pub mod metrics;
+pub mod optim;
+pub mod runner;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::Result;
+use burn::module::AutodiffModule;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use crate::augment;
+use crate::config::{LossKind, RunConfig};
+use crate::data::{self, Dataset, make_batch, weights};
+use crate::model::{UNet, center_crop, output_size};
+use crate::track::checkpoint::{self, ResumeState};
+use crate::track::manifest::Divergence;
+use crate::track::snapshots::{self, Snapshots};
+use crate::track::{EpochRow, StepRow, Tracker, write_atomic};
+
+use metrics::{Confusion, MetricAccumulator, SegMetrics};
+use optim::{AnyOptimizer, learning_rate, model_from_bytes, model_to_bytes};
+
+/// Set by the Ctrl-C handler; the loop stops after the current step.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Reports progress to the terminal (or a log).
+pub trait Progress {
+    fn start(&mut self, run: &str, epochs: usize, steps_per_epoch: usize, first_epoch: usize);
+    fn step(&mut self, epoch: usize, loss: f64, images_per_sec: f64);
+    fn epoch(&mut self, summary: &EpochSummary);
+    fn finish(&mut self, message: &str);
+}
+
+/// What one epoch produced, for progress output.
+#[derive(Debug, Clone)]
+pub struct EpochSummary {
+    pub run: String,
+    pub epoch: usize,
+    pub epochs: usize,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub val: SegMetrics,
+    pub images_per_sec: f64,
+    pub seconds: f64,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub enum Ending {
+    Completed,
+    Diverged(Divergence),
+    /// Stopped for a reason that is not divergence (e.g. a dead ReLU head).
+    Failed(String),
+    Interrupted,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub ending: Ending,
+    pub epochs_done: usize,
+    pub best_epoch: Option<usize>,
+    pub best_dice: Option<f64>,
+    pub final_dice: Option<f64>,
+    pub snapshot_samples: Vec<String>,
+    pub parameters: usize,
+}
+
+/// One run to train.
+pub struct RunSpec<'a> {
+    pub variant_name: &'a str,
+    pub variant_dir: &'a Path,
+    pub seed: u64,
+    pub config: &'a RunConfig,
+    pub config_hash: &'a str,
+    pub dataset: &'a Dataset,
+}
+
+/// Epochs in a row with an all-zero output after which an MSE/ReLU run is stopped.
+pub const DEAD_HEAD_EPOCHS: usize = 3;
+
+fn mix(seed: u64, salt: u64) -> u64 {
+    // SplitMix64 finaliser: distinct, well-spread seeds per (run seed, epoch, ...).
+    let mut z = seed ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Validation samples whose predictions are kept every epoch: a seeded pick, half with an
+/// object and half without where the split allows.
+pub fn pick_snapshot_samples(dataset: &Dataset, n: usize, seed: u64) -> Vec<usize> {
+    let mut rng = StdRng::seed_from_u64(mix(seed, 0x5a3b));
+    let (mut with, mut without): (Vec<usize>, Vec<usize>) = dataset
+        .val
+        .iter()
+        .partition(|&&i| dataset.samples[i].has_object());
+    with.shuffle(&mut rng);
+    without.shuffle(&mut rng);
+    let want_with = n.div_ceil(2).min(with.len());
+    let want_without = (n - want_with).min(without.len());
+    let mut picked: Vec<usize> = with[..want_with].to_vec();
+    picked.extend(&without[..want_without]);
+    // Top up from either side if one was short.
+    for &i in with[want_with..].iter().chain(&without[want_without..]) {
+        if picked.len() >= n {
+            break;
+        }
+        picked.push(i);
+    }
+    picked.sort();
+    picked
+}
+
+/// Trains one run on the autodiff backend `B`, resuming from its checkpoint when one exists.
+pub fn train_run<B: AutodiffBackend>(
+    spec: &RunSpec,
+    tracker: &mut Tracker,
+    device: &B::Device,
+    progress: &mut dyn Progress,
+) -> Result<RunOutcome> {
+    let cfg = spec.config;
+    let train_cfg = &cfg.train;
+    let ds = spec.dataset;
+    let [h, w] = cfg.data.size;
+    let levels = cfg.model.widths.len();
+    let (oh, ow) = (
+        output_size(h, levels, cfg.model.padding).map_err(anyhow::Error::msg)?,
+        output_size(w, levels, cfg.model.padding).map_err(anyhow::Error::msg)?,
+    );
+    let run_name = format!("{} (seed {})", spec.variant_name, spec.seed);
+
+    B::seed(device, spec.seed);
+    let mut model: UNet<B> = UNet::new(&cfg.model, train_cfg.loss, device);
+    // Parameters initialise lazily; touching them all now fixes the order of random draws.
+    let parameters = model.num_params();
+    let mut optim = AnyOptimizer::<UNet<B>, B>::new(train_cfg);
+
+    let ckpt_dir = checkpoint::dir(spec.variant_dir, spec.seed);
+    let snap_dir = snapshots::dir(spec.variant_dir, spec.seed);
+    let mut first_epoch = 1;
+    let mut global_step = 0;
+    let mut best_epoch = None;
+    let mut best_dice: Option<f64> = None;
+    let mut dead_epochs = 0;
+    if let Some((state, model_bytes, optim_bytes)) = ResumeState::load(&ckpt_dir)? {
+        if state.config_hash == spec.config_hash && state.epoch <= train_cfg.epochs {
+            model = model_from_bytes(model, model_bytes, device)?;
+            optim = optim.load_bytes(optim_bytes, device)?;
+            first_epoch = state.epoch + 1;
+            global_step = state.global_step;
+            best_epoch = state.best_epoch;
+            best_dice = state.best_dice;
+            dead_epochs = state.dead_epochs;
+        } else {
+            ResumeState::clear(&ckpt_dir);
+        }
+    }
+    // Rows and snapshots after the checkpoint are from a half-finished epoch: redo them.
+    tracker.truncate_run(spec.variant_name, spec.seed, first_epoch - 1);
+    Snapshots::truncate(&snap_dir, first_epoch - 1);
+    if first_epoch == 1 {
+        let _ = std::fs::remove_file(checkpoint::best_path(spec.variant_dir, spec.seed));
+    }
+
+    let snapshot_idx = pick_snapshot_samples(ds, cfg.report.samples, cfg.data.seed);
+    if !snapshot_idx.is_empty() {
+        let crop = |v: &[f32]| crop_vec(v, h, w, oh, ow);
+        let images: Vec<Vec<f32>> = snapshot_idx.iter().map(|&i| crop(&ds.samples[i].image)).collect();
+        let truth: Vec<Vec<f32>> = snapshot_idx
+            .iter()
+            .map(|&i| crop(&ds.samples[i].mask.iter().map(|&m| m as f32).collect::<Vec<_>>()))
+            .collect();
+        snapshots::write_samples(&snap_dir, &images, &truth, oh, ow)?;
+    }
+
+    // Border weight maps for the paper's weighted cross-entropy, computed once per image.
+    let weight_maps: HashMap<usize, Vec<f32>> = if train_cfg.loss == LossKind::WeightedCe && !cfg.augment.any() {
+        let class_w = class_weights_of(ds);
+        ds.train
+            .iter()
+            .map(|&i| {
+                let m = &ds.samples[i].mask;
+                (i, weights::border_weight_map(m, h, w, class_w, train_cfg.border_w0 as f32, train_cfg.border_sigma as f32))
+            })
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let class_w = class_weights_of(ds);
+
+    let steps_per_epoch = ds.train.len().div_ceil(train_cfg.batch_size);
+    let total_steps = steps_per_epoch * train_cfg.epochs;
+    progress.start(&run_name, train_cfg.epochs, steps_per_epoch, first_epoch);
+
+    let mut final_dice = None;
+    let mut epochs_done = first_epoch - 1;
+    let outcome = |ending, epochs_done, best_epoch, best_dice, final_dice| RunOutcome {
+        ending,
+        epochs_done,
+        best_epoch,
+        best_dice,
+        final_dice,
+        snapshot_samples: snapshot_idx.iter().map(|&i| ds.samples[i].id.clone()).collect(),
+        parameters,
+    };
+
+    for epoch in first_epoch..=train_cfg.epochs {
+        let epoch_start = Instant::now();
+        B::seed(device, mix(spec.seed, epoch as u64));
+        let mut order = ds.train.clone();
+        order.shuffle(&mut StdRng::seed_from_u64(mix(spec.seed, 1_000_000 + epoch as u64)));
+
+        let mut load_seconds = 0.0;
+        let mut step_seconds = 0.0;
+        let mut loss_sum = 0.0;
+        let mut seen = 0usize;
+        let mut epoch_steps = Vec::with_capacity(steps_per_epoch);
+        for (step_in_epoch, batch_idx) in order.chunks(train_cfg.batch_size).enumerate() {
+            let t_load = Instant::now();
+            let items: Vec<(Vec<f32>, Vec<u8>)> = batch_idx
+                .iter()
+                .map(|&i| {
+                    let s = &ds.samples[i];
+                    if cfg.augment.any() {
+                        let mut rng = StdRng::seed_from_u64(mix(spec.seed, (epoch as u64) << 32 | i as u64));
+                        augment::apply(&cfg.augment, &s.image, &s.mask, h, w, &mut rng)
+                    } else {
+                        (s.image.clone(), s.mask.clone())
+                    }
+                })
+                .collect();
+            let batch = make_batch::<B>(&items, h, w, device);
+            let weights = (train_cfg.loss == LossKind::WeightedCe).then(|| {
+                let maps: Vec<f32> = batch_idx
+                    .iter()
+                    .zip(&items)
+                    .flat_map(|(i, (_, mask))| match weight_maps.get(i) {
+                        Some(m) => crop_vec(m, h, w, oh, ow),
+                        None => crop_vec(
+                            &weights::border_weight_map(mask, h, w, class_w, train_cfg.border_w0 as f32, train_cfg.border_sigma as f32),
+                            h,
+                            w,
+                            oh,
+                            ow,
+                        ),
+                    })
+                    .collect();
+                Tensor::<B, 4>::from_data(TensorData::new(maps, [items.len(), 1, oh, ow]), device)
+            });
+            load_seconds += t_load.elapsed().as_secs_f64();
+
+            let t_step = Instant::now();
+            global_step += 1;
+            let lr = learning_rate(train_cfg, epoch, global_step - 1, total_steps);
+            let output = model.forward(batch.images); // [b, classes, oh, ow]
+            let target = center_crop(batch.masks, oh, ow); // [b, 1, oh, ow]
+            let loss = loss::loss(train_cfg.loss, output, target, weights); // [1]
+            let loss_value = loss.clone().into_scalar().elem::<f64>();
+            if !loss_value.is_finite() || loss_value > train_cfg.divergence_threshold {
+                progress.finish(&format!(
+                    "{run_name}: diverged at epoch {epoch}, step {} (loss {loss_value})",
+                    step_in_epoch + 1
+                ));
+                tracker.truncate_run(spec.variant_name, spec.seed, epoch - 1);
+                let d = Divergence {
+                    epoch,
+                    step: step_in_epoch + 1,
+                    loss: loss_value,
+                };
+                return Ok(outcome(Ending::Diverged(d), epoch - 1, best_epoch, best_dice, final_dice));
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            step_seconds += t_step.elapsed().as_secs_f64();
+
+            loss_sum += loss_value * batch_idx.len() as f64;
+            seen += batch_idx.len();
+            epoch_steps.push(StepRow {
+                variant: spec.variant_name.to_string(),
+                seed: spec.seed,
+                epoch,
+                step: step_in_epoch + 1,
+                global_step,
+                loss: loss_value,
+                lr,
+            });
+            progress.step(epoch, loss_value, seen as f64 / epoch_start.elapsed().as_secs_f64());
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                progress.finish(&format!(
+                    "{run_name}: interrupted in epoch {epoch}; the last finished epoch ({}) is saved",
+                    epoch - 1
+                ));
+                return Ok(outcome(Ending::Interrupted, epoch - 1, best_epoch, best_dice, final_dice));
+            }
+        }
+        let train_seconds = epoch_start.elapsed().as_secs_f64();
+        let train_loss = loss_sum / seen.max(1) as f64;
+
+        // Validation on the inference model (no autodiff, dropout off).
+        let t_val = Instant::now();
+        let valid_model = model.valid();
+        let validation = validate::<B::InnerBackend>(&valid_model, cfg, ds, &snapshot_idx, device, (oh, ow))?;
+        let val_seconds = t_val.elapsed().as_secs_f64();
+        let lr_now = learning_rate(train_cfg, epoch, global_step.saturating_sub(1), total_steps);
+
+        let row = |split: &str, loss: f64, m: Option<SegMetrics>, seconds: f64, images: usize, load: f64, step: f64| EpochRow {
+            variant: spec.variant_name.to_string(),
+            seed: spec.seed,
+            epoch,
+            split: split.to_string(),
+            loss,
+            dice: m.map(|m| m.dice),
+            iou: m.map(|m| m.iou),
+            pixel_accuracy: m.map(|m| m.pixel_accuracy),
+            precision: m.map(|m| m.precision),
+            recall: m.map(|m| m.recall),
+            presence_accuracy: m.map(|m| m.presence_accuracy),
+            lr: lr_now,
+            seconds,
+            images_per_sec: images as f64 / seconds.max(1e-9),
+            load_seconds: load,
+            step_seconds: step,
+        };
+        tracker.epochs.push(row("train", train_loss, None, train_seconds, seen, load_seconds, step_seconds));
+        tracker.epochs.push(row(
+            "val",
+            validation.loss,
+            Some(validation.metrics),
+            val_seconds,
+            ds.val.len(),
+            validation.load_seconds,
+            val_seconds - validation.load_seconds,
+        ));
+        tracker.steps.extend(epoch_steps);
+
+        if !snapshot_idx.is_empty() {
+            snapshots::write_epoch(&snap_dir, epoch, &validation.snapshot_probabilities, oh, ow)?;
+        }
+        let dice = validation.metrics.dice;
+        final_dice = Some(dice);
+        let model_bytes = model_to_bytes::<B, _>(&model)?;
+        if best_dice.is_none_or(|b| dice > b) {
+            best_dice = Some(dice);
+            best_epoch = Some(epoch);
+            write_atomic(&checkpoint::best_path(spec.variant_dir, spec.seed), &model_bytes)?;
+        }
+        dead_epochs = if validation.all_zero_output { dead_epochs + 1 } else { 0 };
+
+        // Rows first, then the checkpoint: a crash in between redoes this epoch, never loses it.
+        tracker.flush()?;
+        ResumeState {
+            config_hash: spec.config_hash.to_string(),
+            epoch,
+            global_step,
+            best_epoch,
+            best_dice,
+            dead_epochs,
+            model_file: String::new(),
+            optim_file: String::new(),
+        }
+        .save(&ckpt_dir, &model_bytes, &optim.to_bytes()?)?;
+        epochs_done = epoch;
+
+        progress.epoch(&EpochSummary {
+            run: run_name.clone(),
+            epoch,
+            epochs: train_cfg.epochs,
+            train_loss,
+            val_loss: validation.loss,
+            val: validation.metrics,
+            images_per_sec: seen as f64 / train_seconds.max(1e-9),
+            seconds: epoch_start.elapsed().as_secs_f64(),
+        });
+
+        if train_cfg.loss == LossKind::Mse && dead_epochs >= DEAD_HEAD_EPOCHS {
+            let message = format!(
+                "the ReLU output head is dead: every validation output was exactly 0 for {dead_epochs} epochs \
+                 in a row, so the MSE gradient is zero and training cannot recover; try another seed, a lower \
+                 learning rate, or train.loss = \"bce\""
+            );
+            progress.finish(&format!("{run_name}: stopped: {message}"));
+            write_atomic(&checkpoint::last_path(spec.variant_dir, spec.seed), &model_bytes)?;
+            return Ok(outcome(Ending::Failed(message), epochs_done, best_epoch, best_dice, final_dice));
+        }
+        if epoch == train_cfg.epochs {
+            write_atomic(&checkpoint::last_path(spec.variant_dir, spec.seed), &model_bytes)?;
+        }
+    }
+    ResumeState::clear(&ckpt_dir);
+    progress.finish(&format!(
+        "{run_name}: done, best validation Dice {:.4} at epoch {}",
+        best_dice.unwrap_or(f64::NAN),
+        best_epoch.unwrap_or(0)
+    ));
+    Ok(outcome(Ending::Completed, epochs_done, best_epoch, best_dice, final_dice))
+}
+
+fn class_weights_of(ds: &Dataset) -> [f32; 2] {
+    let (mut fg, mut total) = (0usize, 0usize);
+    for &i in &ds.train {
+        fg += ds.samples[i].mask.iter().filter(|&&m| m != 0).count();
+        total += ds.samples[i].mask.len();
+    }
+    weights::class_weights(fg as f64 / total.max(1) as f64)
+}
+
+/// Crops the centre `oh × ow` of a row-major `h × w` buffer.
+pub fn crop_vec<T: Copy>(v: &[T], h: usize, w: usize, oh: usize, ow: usize) -> Vec<T> {
+    if oh == h && ow == w {
+        return v.to_vec();
+    }
+    let (top, left) = ((h - oh) / 2, (w - ow) / 2);
+    let mut out = Vec::with_capacity(oh * ow);
+    for y in top..top + oh {
+        out.extend_from_slice(&v[y * w + left..y * w + left + ow]);
+    }
+    out
+}
+
+/// The result of one pass over the validation set.
+pub struct Validation {
+    pub loss: f64,
+    pub metrics: SegMetrics,
+    pub per_image: Vec<Confusion>,
+    /// Foreground probabilities of the snapshot samples (`oh × ow` each).
+    pub snapshot_probabilities: Vec<Vec<f32>>,
+    /// True when every output value was exactly 0 (a dead ReLU head).
+    pub all_zero_output: bool,
+    pub load_seconds: f64,
+}
+
+/// Predicts the validation set and scores it.
+pub fn validate<B: Backend>(
+    model: &UNet<B>,
+    cfg: &RunConfig,
+    ds: &Dataset,
+    snapshot_idx: &[usize],
+    device: &B::Device,
+    (oh, ow): (usize, usize),
+) -> Result<Validation> {
+    let [h, w] = cfg.data.size;
+    let kind = cfg.train.loss;
+    let mut acc = MetricAccumulator::default();
+    let mut loss_sum = 0.0;
+    let mut snapshot = vec![Vec::new(); snapshot_idx.len()];
+    let mut all_zero = true;
+    let mut load_seconds = 0.0;
+    let class_w = class_weights_of(ds);
+    for chunk in ds.val.chunks(cfg.train.batch_size.max(8)) {
+        let t_load = Instant::now();
+        let items: Vec<(Vec<f32>, Vec<u8>)> = chunk
+            .iter()
+            .map(|&i| (ds.samples[i].image.clone(), ds.samples[i].mask.clone()))
+            .collect();
+        let batch = data::make_batch::<B>(&items, h, w, device);
+        let weights = (kind == LossKind::WeightedCe).then(|| {
+            let maps: Vec<f32> = items
+                .iter()
+                .flat_map(|(_, m)| {
+                    let map = weights::border_weight_map(m, h, w, class_w, cfg.train.border_w0 as f32, cfg.train.border_sigma as f32);
+                    crop_vec(&map, h, w, oh, ow)
+                })
+                .collect();
+            Tensor::<B, 4>::from_data(TensorData::new(maps, [items.len(), 1, oh, ow]), device)
+        });
+        load_seconds += t_load.elapsed().as_secs_f64();
+        let output = model.forward(batch.images); // [b, classes, oh, ow]
+        if kind == LossKind::Mse && all_zero {
+            all_zero = output.clone().abs().max().into_scalar().elem::<f32>() == 0.0;
+        }
+        let target = center_crop(batch.masks, oh, ow); // [b, 1, oh, ow]
+        let l = loss::loss(kind, output.clone(), target, weights).into_scalar().elem::<f64>();
+        loss_sum += l * chunk.len() as f64;
+        let prob = loss::foreground_probability(kind, output) // [b, 1, oh, ow]
+            .into_data()
+            .to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("cannot read predictions: {e:?}"))?;
+        for (k, &i) in chunk.iter().enumerate() {
+            let p = &prob[k * oh * ow..(k + 1) * oh * ow];
+            let pred: Vec<bool> = p.iter().map(|&v| v > 0.5).collect();
+            let truth = crop_vec(&ds.samples[i].mask, h, w, oh, ow);
+            acc.push(Confusion::of(&pred, &truth));
+            if let Some(pos) = snapshot_idx.iter().position(|&s| s == i) {
+                snapshot[pos] = p.to_vec();
+            }
+        }
+    }
+    Ok(Validation {
+        loss: loss_sum / ds.val.len().max(1) as f64,
+        metrics: acc.finish(),
+        per_image: acc.per_image().to_vec(),
+        snapshot_probabilities: snapshot,
+        all_zero_output: kind == LossKind::Mse && all_zero,
+        load_seconds,
+    })
+}
