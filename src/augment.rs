@@ -59,7 +59,13 @@ pub fn sample_bicubic(img: &[f32], h: usize, w: usize, y: f32, x: f32) -> f32 {
 
 /// A dense displacement field interpolated bicubically from a `g × g` grid of random vectors
 /// with standard deviation `sigma` pixels.
-fn elastic_field(h: usize, w: usize, g: usize, sigma: f32, rng: &mut StdRng) -> (Vec<f32>, Vec<f32>) {
+fn elastic_field(
+    h: usize,
+    w: usize,
+    g: usize,
+    sigma: f32,
+    rng: &mut StdRng,
+) -> (Vec<f32>, Vec<f32>) {
     let coarse_y: Vec<f32> = (0..g * g).map(|_| sigma * gaussian(rng)).collect();
     let coarse_x: Vec<f32> = (0..g * g).map(|_| sigma * gaussian(rng)).collect();
     let mut dy = vec![0f32; h * w];
@@ -214,7 +220,10 @@ mod tests {
                 }
             }
             assert!(total > h * w / 3);
-            assert!(agree as f64 / total as f64 > 0.97, "seed {seed}: {agree}/{total}");
+            assert!(
+                agree as f64 / total as f64 > 0.97,
+                "seed {seed}: {agree}/{total}"
+            );
         }
     }
 

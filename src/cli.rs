@@ -19,7 +19,11 @@ pub mod exit {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "unet-lab", version, about = "U-Net segmentation experiments: TOML studies → Burn training → Parquet metrics → reports")]
+#[command(
+    name = "unet-lab",
+    version,
+    about = "U-Net segmentation experiments: TOML studies → Burn training → Parquet metrics → reports"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -107,7 +111,9 @@ fn install_ctrlc() {
             eprintln!("\nsecond Ctrl-C: stopping now");
             std::process::exit(exit::INTERRUPTED as i32);
         }
-        eprintln!("\nCtrl-C: finishing the current step, then saving and stopping (Ctrl-C again to stop at once)");
+        eprintln!(
+            "\nCtrl-C: finishing the current step, then saving and stopping (Ctrl-C again to stop at once)"
+        );
     });
 }
 

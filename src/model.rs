@@ -228,7 +228,11 @@ pub fn output_size(input: usize, levels: usize, padding: Padding) -> Result<usiz
 }
 
 /// Checks `[height, width]` against the network; the error suggests the nearest valid sizes.
-pub fn check_input_size(size: [usize; 2], widths: &[usize], padding: Padding) -> Result<(), String> {
+pub fn check_input_size(
+    size: [usize; 2],
+    widths: &[usize],
+    padding: Padding,
+) -> Result<(), String> {
     let levels = widths.len();
     for (axis, &s) in ["height", "width"].iter().zip(size.iter()) {
         if let Err(reason) = output_size(s, levels, padding) {
@@ -275,8 +279,8 @@ mod tests {
         let err = check_input_size([100, 128], &[3, 6, 12, 24, 48], Padding::Same).unwrap_err();
         assert!(err.contains("height 100"), "{err}");
         assert!(err.contains("96 or 112"), "{err}");
-        let err = check_input_size([570, 572], &[64, 128, 256, 512, 1024], Padding::Valid)
-            .unwrap_err();
+        let err =
+            check_input_size([570, 572], &[64, 128, 256, 512, 1024], Padding::Valid).unwrap_err();
         assert!(err.contains("572"), "{err}");
     }
 }

@@ -103,15 +103,15 @@ pub fn load(path: &Path) -> Result<Experiment, ConfigError> {
 /// Validates and expands experiment text; `path` names the file in errors.
 pub fn parse_str(path: &Path, text: String) -> Result<Experiment, ConfigError> {
     let source = Source::new(path, text);
-    if source.text.trim().is_empty() {
+    let root = tree::parse(&source)?;
+    if root.entries.is_empty() {
         return Err(source.error(
             None,
             None,
-            "the file is empty; an experiment needs at least a [train] or [model] section \
-             (see experiments/mse_adam.toml)",
+            "the file has no settings (it is empty or only comments); an experiment needs at least \
+             a [train] or [model] section (see experiments/mse_adam.toml)",
         ));
     }
-    let root = tree::parse(&source)?;
 
     let mut top = SectionReader::new(&source, "", &root, None);
     top.allow(&SECTIONS);
@@ -169,10 +169,9 @@ pub fn parse_str(path: &Path, text: String) -> Result<Experiment, ConfigError> {
                 ));
             }
             let levels: Vec<(String, Node)> = match &node.value {
-                Value::Array(items) if !items.is_empty() => items
-                    .iter()
-                    .map(|n| (n.value.label(), n.clone()))
-                    .collect(),
+                Value::Array(items) if !items.is_empty() => {
+                    items.iter().map(|n| (n.value.label(), n.clone())).collect()
+                }
                 Value::Table(t) if !t.entries.is_empty() => t
                     .entries
                     .iter()
@@ -257,7 +256,10 @@ pub fn parse_str(path: &Path, text: String) -> Result<Experiment, ConfigError> {
                 return Err(source.error(
                     Some(&item.span),
                     Some("variant"),
-                    format!("each variant must be a table, found {}", item.value.type_name()),
+                    format!(
+                        "each variant must be a table, found {}",
+                        item.value.type_name()
+                    ),
                 ));
             };
             let mut reader = SectionReader::new(&source, "variant", t, Some(item.span.clone()));
@@ -281,12 +283,21 @@ pub fn parse_str(path: &Path, text: String) -> Result<Experiment, ConfigError> {
                     return Err(source.error(
                         Some(&node.span),
                         Some(&format!("variant.{}", key.name)),
-                        format!("expected a table of overrides, found {}", node.value.type_name()),
+                        format!(
+                            "expected a table of overrides, found {}",
+                            node.value.type_name()
+                        ),
                     ));
                 };
                 for (okey, onode) in &overrides.entries {
-                    tree.set_path(&[key.name.as_str(), okey.name.as_str()], okey.clone(), onode.clone())
-                        .map_err(|_| source.error(Some(&okey.span), Some(&okey.name), "cannot override"))?;
+                    tree.set_path(
+                        &[key.name.as_str(), okey.name.as_str()],
+                        okey.clone(),
+                        onode.clone(),
+                    )
+                    .map_err(|_| {
+                        source.error(Some(&okey.span), Some(&okey.name), "cannot override")
+                    })?;
                 }
             }
             let config = RunConfig::decode(&source, &tree)?;

@@ -118,14 +118,25 @@ impl<'a> SectionReader<'a> {
     }
 
     /// An integer within `[min, max]`.
-    pub fn int(&mut self, key: &'static str, min: i64, max: i64) -> Result<Option<i64>, ConfigError> {
+    pub fn int(
+        &mut self,
+        key: &'static str,
+        min: i64,
+        max: i64,
+    ) -> Result<Option<i64>, ConfigError> {
         match self.node(key) {
             None => Ok(None),
             Some(node) => Ok(Some(self.int_value(node, key, min, max)?)),
         }
     }
 
-    pub fn int_value(&self, node: &Node, key: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
+    pub fn int_value(
+        &self,
+        node: &Node,
+        key: &str,
+        min: i64,
+        max: i64,
+    ) -> Result<i64, ConfigError> {
         match &node.value {
             Value::Int(i) if (*i < min || *i > max) => Err(self.error_at(
                 node,
@@ -197,7 +208,10 @@ impl<'a> SectionReader<'a> {
     }
 
     /// A sub-table (`[data]`); a missing one reads as empty.
-    pub fn table(&mut self, key: &'static str) -> Result<Option<(&'a Key, &'a Table)>, ConfigError> {
+    pub fn table(
+        &mut self,
+        key: &'static str,
+    ) -> Result<Option<(&'a Key, &'a Table)>, ConfigError> {
         self.known.push(key);
         match self.table.get_entry(key) {
             None => Ok(None),
@@ -226,9 +240,11 @@ impl<'a> SectionReader<'a> {
                     known.dedup();
                     msg.push_str(&format!("; known keys here: {}", known.join(", ")));
                 }
-                return Err(self
-                    .source
-                    .error(Some(&key.span), Some(&self.full_key(&key.name)), msg));
+                return Err(self.source.error(
+                    Some(&key.span),
+                    Some(&self.full_key(&key.name)),
+                    msg,
+                ));
             }
         }
         Ok(())

@@ -246,11 +246,7 @@ pub fn parse(source: &Source) -> Result<Table, ConfigError> {
     let doc = DeTable::parse(&source.text).map_err(|e| {
         let span = e.span();
         let message = e.message().trim().to_string();
-        source.error(
-            span.as_ref(),
-            None,
-            format!("TOML syntax error: {message}"),
-        )
+        source.error(span.as_ref(), None, format!("TOML syntax error: {message}"))
     })?;
     convert_table(source, doc.get_ref())
 }

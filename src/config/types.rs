@@ -230,7 +230,9 @@ impl RunConfig {
         let section = |name: &'static str| -> Result<SectionReader<'_>, ConfigError> {
             let mut top = SectionReader::new(source, "", root, None);
             Ok(match top.table(name)? {
-                Some((key, table)) => SectionReader::new(source, name, table, Some(key.span.clone())),
+                Some((key, table)) => {
+                    SectionReader::new(source, name, table, Some(key.span.clone()))
+                }
                 None => SectionReader::new(source, name, &empty, None),
             })
         };
@@ -243,7 +245,10 @@ impl RunConfig {
             .map(|w| w.into_iter().map(|v| v as usize).collect())
             .unwrap_or_else(|| vec![3, 6, 12, 24, 48]);
         let padding = m
-            .choice("padding", &[("same", Padding::Same), ("valid", Padding::Valid)])?
+            .choice(
+                "padding",
+                &[("same", Padding::Same), ("valid", Padding::Valid)],
+            )?
             .unwrap_or(Padding::Same);
         let dropout = m.float("dropout", unit_half_open)?.unwrap_or(0.0);
         m.finish()?;
@@ -367,9 +372,7 @@ impl RunConfig {
             .choice("backend", &BackendKind::ALL)?
             .unwrap_or(BackendKind::Cpu);
         let grad_clip = t.float("grad_clip", positive)?;
-        let divergence_threshold = t
-            .float("divergence_threshold", positive)?
-            .unwrap_or(1e4);
+        let divergence_threshold = t.float("divergence_threshold", positive)?.unwrap_or(1e4);
         let border_w0 = t.float("border_w0", non_negative)?.unwrap_or(10.0);
         let border_sigma = t.float("border_sigma", positive)?.unwrap_or(5.0);
         t.finish()?;
@@ -425,11 +428,6 @@ impl RunConfig {
     }
 }
 
-fn m_error(
-    source: &Source,
-    node: &super::tree::Node,
-    key: &str,
-    msg: &str,
-) -> ConfigError {
+fn m_error(source: &Source, node: &super::tree::Node, key: &str, msg: &str) -> ConfigError {
     source.error(Some(&node.span), Some(key), msg.to_string())
 }

@@ -152,7 +152,9 @@ pub fn split(
                 );
             }
             if chosen.iter().collect::<BTreeSet<_>>().len() >= subjects.len() {
-                anyhow::bail!("data.val_subjects takes every subject: the training split would be empty");
+                anyhow::bail!(
+                    "data.val_subjects takes every subject: the training split would be empty"
+                );
             }
             chosen.clone()
         }
@@ -261,7 +263,11 @@ mod tests {
         c.val_subjects = Some(vec![3, 5]);
         let ds = load(&c).unwrap();
         assert_eq!(ds.info.val_subjects, vec![3, 5]);
-        assert!(ds.val.iter().all(|&i| [3, 5].contains(&ds.samples[i].subject)));
+        assert!(
+            ds.val
+                .iter()
+                .all(|&i| [3, 5].contains(&ds.samples[i].subject))
+        );
         c.val_subjects = Some(vec![99]);
         let err = load(&c).unwrap_err().to_string();
         assert!(err.contains("99"), "{err}");

@@ -49,7 +49,13 @@ fn anatomy(rng: &mut StdRng) -> Anatomy {
 
 /// Draws `count` images of `height × width` for `subjects` subjects, deterministically from
 /// `seed`. Images take values in [0, 1]; masks are 0/1.
-pub fn generate(count: usize, subjects: usize, height: usize, width: usize, seed: u64) -> Vec<Sample> {
+pub fn generate(
+    count: usize,
+    subjects: usize,
+    height: usize,
+    width: usize,
+    seed: u64,
+) -> Vec<Sample> {
     let mut subject_rng = StdRng::seed_from_u64(seed ^ 0x5eed_0f_a4a7_0e1e);
     let anatomies: Vec<Anatomy> = (0..subjects).map(|_| anatomy(&mut subject_rng)).collect();
     let per_subject = count.div_ceil(subjects);
@@ -57,7 +63,8 @@ pub fn generate(count: usize, subjects: usize, height: usize, width: usize, seed
         .map(|i| {
             let subject = i / per_subject;
             let n = i % per_subject + 1;
-            let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
+            let mut rng =
+                StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
             let (image, mask) = draw(&anatomies[subject], height, width, &mut rng);
             Sample {
                 id: format!("{}_{}", subject + 1, n),
@@ -206,7 +213,11 @@ mod tests {
         let a = generate(200, 10, 32, 48, 7);
         let b = generate(200, 10, 32, 48, 7);
         assert_eq!(a.len(), 200);
-        assert!(a.iter().zip(&b).all(|(x, y)| x.image == y.image && x.mask == y.mask));
+        assert!(
+            a.iter()
+                .zip(&b)
+                .all(|(x, y)| x.image == y.image && x.mask == y.mask)
+        );
         let empty = a.iter().filter(|s| s.mask.iter().all(|&m| m == 0)).count();
         assert!((60..140).contains(&empty), "{empty} empty masks of 200");
         let subjects: std::collections::BTreeSet<u32> = a.iter().map(|s| s.subject).collect();

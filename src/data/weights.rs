@@ -69,7 +69,8 @@ fn dt_1d(f: &[f32], out: &mut [f32]) {
         }
         loop {
             let p = v[k];
-            let s = ((f[q] + (q * q) as f32) - (f[p] + (p * p) as f32)) / (2.0 * (q as f32 - p as f32));
+            let s =
+                ((f[q] + (q * q) as f32) - (f[p] + (p * p) as f32)) / (2.0 * (q as f32 - p as f32));
             if s <= z[k] {
                 if k == 0 {
                     v[0] = q;
@@ -191,7 +192,11 @@ mod tests {
         let border = w0 * (-(36.0f32) / 50.0).exp();
         assert!((map[0] - 2.0).abs() < 1e-6 && (map[6] - 2.0).abs() < 1e-6);
         for x in 1..=5 {
-            assert!((map[x] - (1.0 + border)).abs() < 1e-5, "x = {x}: {}", map[x]);
+            assert!(
+                (map[x] - (1.0 + border)).abs() < 1e-5,
+                "x = {x}: {}",
+                map[x]
+            );
         }
     }
 

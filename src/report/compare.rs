@@ -30,7 +30,10 @@ fn relative(target: &Path, from: &Path) -> PathBuf {
 
 pub fn render_comparison(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let experiments: Vec<ExperimentData> = dirs.iter().map(|d| ExperimentData::load(d)).collect::<Result<_>>()?;
+    let experiments: Vec<ExperimentData> = dirs
+        .iter()
+        .map(|d| ExperimentData::load(d))
+        .collect::<Result<_>>()?;
     let mut s = String::from(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>unet-lab comparison</title>\
          <style>body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem}\
@@ -46,10 +49,17 @@ pub fn render_comparison(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
             }
         }
     }
-    s.push_str("<h2>Best validation Dice (mean ± sd over seeds)</h2><table><thead><tr><th>variant</th>");
+    s.push_str(
+        "<h2>Best validation Dice (mean ± sd over seeds)</h2><table><thead><tr><th>variant</th>",
+    );
     for e in &experiments {
         let link = relative(&e.dir.join("index.html"), out);
-        let _ = write!(s, "<th><a href=\"{}\">{}</a></th>", esc(&link.to_string_lossy()), esc(&e.manifest.name));
+        let _ = write!(
+            s,
+            "<th><a href=\"{}\">{}</a></th>",
+            esc(&link.to_string_lossy()),
+            esc(&e.manifest.name)
+        );
     }
     s.push_str("</tr></thead><tbody>");
     for name in &names {
@@ -68,12 +78,21 @@ pub fn render_comparison(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
     s.push_str("</tbody></table>");
     for e in &experiments {
         let dice = relative(&e.dir.join("dice.png"), out);
-        let _ = write!(s, "<h2>{}</h2><p>{}</p>", esc(&e.manifest.name), esc(&e.manifest.description));
+        let _ = write!(
+            s,
+            "<h2>{}</h2><p>{}</p>",
+            esc(&e.manifest.name),
+            esc(&e.manifest.description)
+        );
         for effect in summary::effects(e) {
             let _ = write!(s, "<p>{}</p>", esc(&summary::verdict(&effect)));
         }
         if e.dir.join("dice.png").exists() {
-            let _ = write!(s, "<img src=\"{}\" alt=\"validation Dice\">", esc(&dice.to_string_lossy()));
+            let _ = write!(
+                s,
+                "<img src=\"{}\" alt=\"validation Dice\">",
+                esc(&dice.to_string_lossy())
+            );
         }
     }
     s.push_str("</body></html>\n");

@@ -37,11 +37,16 @@ pub struct AxisEffect {
 
 /// Computes the table of every axis in `axes`.
 pub fn main_effects(axes: &[String], cells: &[Cell]) -> Vec<AxisEffect> {
-    axes.iter().filter_map(|axis| axis_effect(axis, cells)).collect()
+    axes.iter()
+        .filter_map(|axis| axis_effect(axis, cells))
+        .collect()
 }
 
 fn level_of<'a>(cell: &'a Cell, axis: &str) -> Option<&'a str> {
-    cell.levels.iter().find(|(a, _)| a == axis).map(|(_, l)| l.as_str())
+    cell.levels
+        .iter()
+        .find(|(a, _)| a == axis)
+        .map(|(_, l)| l.as_str())
 }
 
 fn axis_effect(axis: &str, cells: &[Cell]) -> Option<AxisEffect> {
@@ -57,14 +62,22 @@ fn axis_effect(axis: &str, cells: &[Cell]) -> Option<AxisEffect> {
     if levels.len() < 2 {
         return None;
     }
-    let on_axis: Vec<&Cell> = cells.iter().filter(|c| level_of(c, axis).is_some()).collect();
+    let on_axis: Vec<&Cell> = cells
+        .iter()
+        .filter(|c| level_of(c, axis).is_some())
+        .collect();
     let mut seeds: Vec<u64> = on_axis.iter().map(|c| c.seed).collect();
     seeds.sort();
     seeds.dedup();
     // A seed is complete when every cell of it on this axis has a value.
     let complete: Vec<u64> = seeds
         .into_iter()
-        .filter(|s| on_axis.iter().filter(|c| c.seed == *s).all(|c| c.best_dice.is_some()))
+        .filter(|s| {
+            on_axis
+                .iter()
+                .filter(|c| c.seed == *s)
+                .all(|c| c.best_dice.is_some())
+        })
         .collect();
     let per_seed_level_mean = |seed: u64, level: &str| -> Option<f64> {
         let v: Vec<f64> = on_axis
@@ -80,7 +93,10 @@ fn axis_effect(axis: &str, cells: &[Cell]) -> Option<AxisEffect> {
         let mut diffs = Vec::new();
         let mut level_means = Vec::new();
         for &s in &complete {
-            if let (Some(a), Some(r)) = (per_seed_level_mean(s, level), per_seed_level_mean(s, &reference)) {
+            if let (Some(a), Some(r)) = (
+                per_seed_level_mean(s, level),
+                per_seed_level_mean(s, &reference),
+            ) {
                 diffs.push(a - r);
                 level_means.push(a);
             }
@@ -103,14 +119,16 @@ fn axis_effect(axis: &str, cells: &[Cell]) -> Option<AxisEffect> {
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn cell(loss: &str, opt: &str, seed: u64, dice: f64) -> Cell {
         Cell {
-            levels: vec![("train.loss".into(), loss.into()), ("train.optimizer".into(), opt.into())],
+            levels: vec![
+                ("train.loss".into(), loss.into()),
+                ("train.optimizer".into(), opt.into()),
+            ],
             seed,
             best_dice: Some(dice),
         }
@@ -154,7 +172,10 @@ mod tests {
     #[test]
     fn incomplete_seed_is_left_out() {
         let mut cells = vec![cell("mse", "adam", 1, 0.8), cell("ce", "adam", 1, 0.9)];
-        cells.push(Cell { best_dice: None, ..cell("mse", "adam", 2, 0.0) });
+        cells.push(Cell {
+            best_dice: None,
+            ..cell("mse", "adam", 2, 0.0)
+        });
         cells.push(cell("ce", "adam", 2, 0.5));
         let effects = main_effects(&["train.loss".to_string()], &cells);
         assert_eq!(effects[0].levels[1].seeds, 1);

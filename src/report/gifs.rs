@@ -21,14 +21,20 @@ const PROGRESS_DELAY: u16 = 35;
 const LAST_FRAME_DELAY: u16 = 200;
 const RESULTS_DELAY: u16 = 150;
 
-fn encode(width: usize, height: usize, frames: &[(Vec<u8>, u16)], palette: &Palette) -> Result<Vec<u8>> {
+fn encode(
+    width: usize,
+    height: usize,
+    frames: &[(Vec<u8>, u16)],
+    palette: &Palette,
+) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     {
         let mut enc = gif::Encoder::new(&mut out, width as u16, height as u16, &palette.rgb)
             .context("cannot start GIF")?;
         enc.set_repeat(gif::Repeat::Infinite)?;
         for (indices, delay) in frames {
-            let mut frame = gif::Frame::from_indexed_pixels(width as u16, height as u16, indices.clone(), None);
+            let mut frame =
+                gif::Frame::from_indexed_pixels(width as u16, height as u16, indices.clone(), None);
             frame.delay = *delay;
             enc.write_frame(&frame)?;
         }
@@ -52,10 +58,27 @@ pub fn render_progress(run: &RunData, palette: &Palette) -> Result<Option<Vec<u8
         .par_iter()
         .map(|(epoch, strip)| -> Result<(Vec<u8>, u16)> {
             let mut canvas = Canvas::new(width, height, 255);
-            let dice = run.val_dice_at(*epoch).map(|d| format!("   Dice {d:.3}")).unwrap_or_default();
-            canvas.text(&format!("epoch {epoch}/{last_epoch}{dice}"), 4, 3, 14.0, BLACK, false)?;
+            let dice = run
+                .val_dice_at(*epoch)
+                .map(|d| format!("   Dice {d:.3}"))
+                .unwrap_or_default();
+            canvas.text(
+                &format!("epoch {epoch}/{last_epoch}{dice}"),
+                4,
+                3,
+                14.0,
+                BLACK,
+                false,
+            )?;
             for (i, title) in ["image", "ground truth", "prediction"].iter().enumerate() {
-                canvas.text(title, (i * (panel_w + GAP) + panel_w / 2) as i32, HEADER as i32 + 4, 13.0, BLACK, true)?;
+                canvas.text(
+                    title,
+                    (i * (panel_w + GAP) + panel_w / 2) as i32,
+                    HEADER as i32 + 4,
+                    13.0,
+                    BLACK,
+                    true,
+                )?;
             }
             for k in 0..n {
                 let top = 2 * HEADER + k * (panel_h + GAP);
@@ -63,7 +86,11 @@ pub fn render_progress(run: &RunData, palette: &Palette) -> Result<Option<Vec<u8
                 canvas.grey(&snaps.truth.panel(k), h, w, top, panel_w + GAP, scale);
                 canvas.grey(&strip.panel(k), h, w, top, 2 * (panel_w + GAP), scale);
             }
-            let delay = if *epoch == last_epoch { LAST_FRAME_DELAY } else { PROGRESS_DELAY };
+            let delay = if *epoch == last_epoch {
+                LAST_FRAME_DELAY
+            } else {
+                PROGRESS_DELAY
+            };
             Ok((palette.indices(&canvas), delay))
         })
         .collect::<Result<_>>()?;
@@ -83,7 +110,14 @@ pub fn render_results(run: &RunData, palette: &Palette) -> Result<Option<Vec<u8>
     let mut frames = Vec::new();
     for k in 0..n {
         let mut canvas = Canvas::new(width, height, 255);
-        canvas.text(&format!("sample {}/{n}, epoch {epoch} (best)", k + 1), 4, 3, 14.0, BLACK, false)?;
+        canvas.text(
+            &format!("sample {}/{n}, epoch {epoch} (best)", k + 1),
+            4,
+            3,
+            14.0,
+            BLACK,
+            false,
+        )?;
         draw_titles(&mut canvas, HEADER, panel_w, BLACK)?;
         draw_five(&mut canvas, snaps, pred, k, 2 * HEADER, scale);
         frames.push((palette.indices(&canvas), RESULTS_DELAY));

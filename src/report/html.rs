@@ -50,7 +50,8 @@ fn badge(status: &str) -> String {
 }
 
 fn variant_table(rows: &[VariantRow], axes: &[String]) -> String {
-    let mut s = String::from("<table class=\"sortable\"><thead><tr><th class=\"sortable\">variant</th>");
+    let mut s =
+        String::from("<table class=\"sortable\"><thead><tr><th class=\"sortable\">variant</th>");
     for a in axes {
         let _ = write!(s, "<th class=\"sortable\">{}</th>", esc(a));
     }
@@ -62,9 +63,19 @@ fn variant_table(rows: &[VariantRow], axes: &[String]) -> String {
          <th class=\"sortable\">time (s)</th></tr></thead><tbody>",
     );
     for r in rows {
-        let _ = write!(s, "<tr><td><a href=\"#v-{}\">{}</a></td>", esc(&r.slug), esc(&r.name));
+        let _ = write!(
+            s,
+            "<tr><td><a href=\"#v-{}\">{}</a></td>",
+            esc(&r.slug),
+            esc(&r.name)
+        );
         for a in axes {
-            let level = r.levels.iter().find(|(x, _)| x == a).map(|(_, l)| l.as_str()).unwrap_or("—");
+            let level = r
+                .levels
+                .iter()
+                .find(|(x, _)| x == a)
+                .map(|(_, l)| l.as_str())
+                .unwrap_or("—");
             let _ = write!(s, "<td>{}</td>", esc(level));
         }
         let _ = write!(
@@ -79,10 +90,16 @@ fn variant_table(rows: &[VariantRow], axes: &[String]) -> String {
             bm = r.best_mean(),
             best = r.best(),
             last = r.last(),
-            be = r.best_epoch.map(|e| format!("{e:.1}")).unwrap_or("—".into()),
+            be = r
+                .best_epoch
+                .map(|e| format!("{e:.1}"))
+                .unwrap_or("—".into()),
             epochs = r.epochs,
             params = r.parameters,
-            speed = r.images_per_sec.map(|v| format!("{v:.1}")).unwrap_or("—".into()),
+            speed = r
+                .images_per_sec
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or("—".into()),
             secs = r.train_seconds,
         );
     }
@@ -144,14 +161,24 @@ pub fn render_page(exp: &ExperimentData) -> String {
     if !effects.is_empty() {
         s.push_str("<h2>Main effects</h2><p>Difference in best validation Dice against the first level of each grid axis, averaged over the other axes; in brackets the 95% interval across seeds (t distribution).</p>");
         for e in &effects {
-            let _ = write!(s, "<h3>{}</h3><p>{}</p><table><thead><tr><th>level</th><th>mean best Dice</th><th>difference vs \"{}\" [95% CI]</th><th>seeds</th></tr></thead><tbody>", esc(&e.axis), esc(&verdict(e)), esc(&e.reference));
+            let _ = write!(
+                s,
+                "<h3>{}</h3><p>{}</p><table><thead><tr><th>level</th><th>mean best Dice</th><th>difference vs \"{}\" [95% CI]</th><th>seeds</th></tr></thead><tbody>",
+                esc(&e.axis),
+                esc(&verdict(e)),
+                esc(&e.reference)
+            );
             for l in &e.levels {
                 let _ = write!(
                     s,
                     "<tr><td>{}</td><td class=\"num\">{:.4}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
                     esc(&l.level),
                     l.mean_dice,
-                    if l.level == e.reference { "reference".to_string() } else { fmt_effect(l.difference, l.ci95) },
+                    if l.level == e.reference {
+                        "reference".to_string()
+                    } else {
+                        fmt_effect(l.difference, l.ci95)
+                    },
                     l.seeds
                 );
             }
@@ -160,12 +187,26 @@ pub fn render_page(exp: &ExperimentData) -> String {
     }
     for (v, r) in exp.variants.iter().zip(&rows) {
         let dir = esc(&v.slug);
-        let _ = write!(s, "<section class=\"variant\" id=\"v-{dir}\"><h2>{} {}</h2>", esc(&v.name), badge(r.status.as_str()));
+        let _ = write!(
+            s,
+            "<section class=\"variant\" id=\"v-{dir}\"><h2>{} {}</h2>",
+            esc(&v.name),
+            badge(r.status.as_str())
+        );
         if !v.levels.is_empty() {
-            let levels: Vec<String> = v.levels.iter().map(|(a, l)| format!("{} = {}", esc(a), esc(l))).collect();
+            let levels: Vec<String> = v
+                .levels
+                .iter()
+                .map(|(a, l)| format!("{} = {}", esc(a), esc(l)))
+                .collect();
             let _ = write!(s, "<p>{}</p>", levels.join(", "));
         }
-        let _ = write!(s, "<p>Best validation Dice {}; final {}.</p>", r.best(), r.last());
+        let _ = write!(
+            s,
+            "<p>Best validation Dice {}; final {}.</p>",
+            r.best(),
+            r.last()
+        );
         let exists = |name: &str| v.dir.join(name).exists();
         let mut imgs = String::new();
         for (file, alt) in [("loss.png", "loss"), ("metrics.png", "validation metrics")] {
@@ -177,12 +218,18 @@ pub fn render_page(exp: &ExperimentData) -> String {
             let _ = write!(s, "<div class=\"pair\">{imgs}</div>");
         }
         for (file, title) in [
-            ("overlay.png", "Best epoch: image | truth | prediction | overlays"),
+            (
+                "overlay.png",
+                "Best epoch: image | truth | prediction | overlays",
+            ),
             ("progress.gif", "Prediction epoch by epoch"),
             ("results.gif", "Results, sample by sample"),
         ] {
             if exists(file) {
-                let _ = write!(s, "<h3>{title}</h3><img src=\"{dir}/{file}\" alt=\"{title}\">");
+                let _ = write!(
+                    s,
+                    "<h3>{title}</h3><img src=\"{dir}/{file}\" alt=\"{title}\">"
+                );
             }
         }
         s.push_str("</section>");

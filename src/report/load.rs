@@ -39,7 +39,11 @@ pub struct RunData {
 
 impl RunData {
     pub fn best_dice(&self) -> Option<f64> {
-        self.val.iter().filter_map(|r| r.dice).filter(|d| d.is_finite()).reduce(f64::max)
+        self.val
+            .iter()
+            .filter_map(|r| r.dice)
+            .filter(|d| d.is_finite())
+            .reduce(f64::max)
     }
 
     pub fn final_dice(&self) -> Option<f64> {
@@ -50,12 +54,20 @@ impl RunData {
         self.val
             .iter()
             .filter(|r| r.dice.is_some_and(f64::is_finite))
-            .max_by(|a, b| a.dice.unwrap().total_cmp(&b.dice.unwrap()).then(b.epoch.cmp(&a.epoch)))
+            .max_by(|a, b| {
+                a.dice
+                    .unwrap()
+                    .total_cmp(&b.dice.unwrap())
+                    .then(b.epoch.cmp(&a.epoch))
+            })
             .map(|r| r.epoch)
     }
 
     pub fn val_dice_at(&self, epoch: usize) -> Option<f64> {
-        self.val.iter().find(|r| r.epoch == epoch).and_then(|r| r.dice)
+        self.val
+            .iter()
+            .find(|r| r.epoch == epoch)
+            .and_then(|r| r.dice)
     }
 }
 
@@ -97,10 +109,20 @@ impl ExperimentData {
             if let Some(m) = &vmanifest {
                 for record in &m.runs {
                     let of_run = |r: &&EpochRow| r.variant == *name && r.seed == record.seed;
-                    let mut train: Vec<EpochRow> =
-                        tracker.epochs.iter().filter(of_run).filter(|r| r.split == "train").cloned().collect();
-                    let mut val: Vec<EpochRow> =
-                        tracker.epochs.iter().filter(of_run).filter(|r| r.split == "val").cloned().collect();
+                    let mut train: Vec<EpochRow> = tracker
+                        .epochs
+                        .iter()
+                        .filter(of_run)
+                        .filter(|r| r.split == "train")
+                        .cloned()
+                        .collect();
+                    let mut val: Vec<EpochRow> = tracker
+                        .epochs
+                        .iter()
+                        .filter(of_run)
+                        .filter(|r| r.split == "val")
+                        .cloned()
+                        .collect();
                     train.sort_by_key(|r| r.epoch);
                     val.sort_by_key(|r| r.epoch);
                     let steps = tracker
@@ -115,7 +137,8 @@ impl ExperimentData {
                         record.snapshot_samples.len()
                     };
                     // Missing or unreadable snapshots leave the run without pictures, not the report.
-                    let snaps = Snapshots::load(&snapshots::dir(&vdir, record.seed), n).unwrap_or(None);
+                    let snaps =
+                        Snapshots::load(&snapshots::dir(&vdir, record.seed), n).unwrap_or(None);
                     runs.push(RunData {
                         seed: record.seed,
                         record: record.clone(),
@@ -130,7 +153,10 @@ impl ExperimentData {
                 name: name.clone(),
                 slug: slug.clone(),
                 dir: vdir,
-                levels: vmanifest.as_ref().map(|m| m.levels.clone()).unwrap_or_default(),
+                levels: vmanifest
+                    .as_ref()
+                    .map(|m| m.levels.clone())
+                    .unwrap_or_default(),
                 manifest: vmanifest,
                 runs,
             });

@@ -22,17 +22,29 @@ pub fn render_markdown(exp: &ExperimentData) -> String {
     if !m.description.is_empty() {
         let _ = writeln!(s, "{}\n", esc(&m.description));
     }
-    let _ = writeln!(s, "Seeds: {:?}. Dice is the mean over validation images (empty prediction of an empty mask = 1), mean ± sd over seeds.\n", m.seeds);
+    let _ = writeln!(
+        s,
+        "Seeds: {:?}. Dice is the mean over validation images (empty prediction of an empty mask = 1), mean ± sd over seeds.\n",
+        m.seeds
+    );
     let _ = write!(s, "| variant |");
     for a in &m.axes {
         let _ = write!(s, " {} |", esc(a));
     }
-    let _ = writeln!(s, " status | best val Dice | final val Dice | best epoch | epochs |");
+    let _ = writeln!(
+        s,
+        " status | best val Dice | final val Dice | best epoch | epochs |"
+    );
     let _ = writeln!(s, "|{}", "---|".repeat(m.axes.len() + 6));
     for r in &rows {
         let _ = write!(s, "| {} |", esc(&r.name));
         for a in &m.axes {
-            let level = r.levels.iter().find(|(x, _)| x == a).map(|(_, l)| l.as_str()).unwrap_or("—");
+            let level = r
+                .levels
+                .iter()
+                .find(|(x, _)| x == a)
+                .map(|(_, l)| l.as_str())
+                .unwrap_or("—");
             let _ = write!(s, " {} |", esc(level));
         }
         let _ = writeln!(
@@ -41,7 +53,9 @@ pub fn render_markdown(exp: &ExperimentData) -> String {
             r.status.as_str(),
             r.best(),
             r.last(),
-            r.best_epoch.map(|e| format!("{e:.1}")).unwrap_or("—".into()),
+            r.best_epoch
+                .map(|e| format!("{e:.1}"))
+                .unwrap_or("—".into()),
             r.epochs
         );
     }
@@ -52,13 +66,31 @@ pub fn render_markdown(exp: &ExperimentData) -> String {
     }
     let _ = writeln!(s, "\n![loss](loss.png)\n\n![validation Dice](dice.png)\n");
     if !effects.is_empty() {
-        let _ = writeln!(s, "## Main effects\n\nDifference in best validation Dice against the first level of each axis, averaged over the other axes, with the 95% interval across seeds.\n");
+        let _ = writeln!(
+            s,
+            "## Main effects\n\nDifference in best validation Dice against the first level of each axis, averaged over the other axes, with the 95% interval across seeds.\n"
+        );
         for e in &effects {
             let _ = writeln!(s, "### {}\n\n{}\n", esc(&e.axis), esc(&verdict(e)));
-            let _ = writeln!(s, "| level | mean best Dice | difference vs {} [95% CI] | seeds |\n|---|---|---|---|", esc(&e.reference));
+            let _ = writeln!(
+                s,
+                "| level | mean best Dice | difference vs {} [95% CI] | seeds |\n|---|---|---|---|",
+                esc(&e.reference)
+            );
             for l in &e.levels {
-                let diff = if l.level == e.reference { "reference".to_string() } else { fmt_effect(l.difference, l.ci95) };
-                let _ = writeln!(s, "| {} | {:.4} | {} | {} |", esc(&l.level), l.mean_dice, diff, l.seeds);
+                let diff = if l.level == e.reference {
+                    "reference".to_string()
+                } else {
+                    fmt_effect(l.difference, l.ci95)
+                };
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.4} | {} | {} |",
+                    esc(&l.level),
+                    l.mean_dice,
+                    diff,
+                    l.seeds
+                );
             }
             s.push('\n');
         }

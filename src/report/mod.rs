@@ -95,7 +95,10 @@ mod tests {
 
     #[test]
     fn escaping() {
-        assert_eq!(html_escape("<b>x</b> & \"q\""), "&lt;b&gt;x&lt;/b&gt; &amp; &quot;q&quot;");
+        assert_eq!(
+            html_escape("<b>x</b> & \"q\""),
+            "&lt;b&gt;x&lt;/b&gt; &amp; &quot;q&quot;"
+        );
         assert_eq!(markdown_escape("a|b<i>"), "a\\|b\\<i\\>");
     }
 }

@@ -16,7 +16,13 @@ pub struct OverlayRenderer;
 
 pub const GAP: usize = 4;
 pub const HEADER: usize = 22;
-pub const PANEL_TITLES: [&str; 5] = ["image", "ground truth", "prediction", "truth overlay", "prediction overlay"];
+pub const PANEL_TITLES: [&str; 5] = [
+    "image",
+    "ground truth",
+    "prediction",
+    "truth overlay",
+    "prediction overlay",
+];
 
 /// The prediction strip of the run's best epoch (or its last stored one).
 pub fn best_strip(run: &RunData) -> Option<(usize, &Strip)> {
@@ -31,12 +37,22 @@ pub fn best_strip(run: &RunData) -> Option<(usize, &Strip)> {
 }
 
 /// Draws sample `k`'s five panels in a row at (top, 0).
-pub fn draw_five(canvas: &mut Canvas, snaps: &Snapshots, pred: &Strip, k: usize, top: usize, scale: usize) {
+pub fn draw_five(
+    canvas: &mut Canvas,
+    snaps: &Snapshots,
+    pred: &Strip,
+    k: usize,
+    top: usize,
+    scale: usize,
+) {
     let (h, w) = (snaps.images.h, snaps.images.w);
     let image = snaps.images.panel(k);
     let truth = snaps.truth.panel(k);
     let prob = pred.panel(k);
-    let mask: Vec<f32> = prob.iter().map(|&p| if p > 0.5 { 1.0 } else { 0.0 }).collect();
+    let mask: Vec<f32> = prob
+        .iter()
+        .map(|&p| if p > 0.5 { 1.0 } else { 0.0 })
+        .collect();
     let step = w * scale + GAP;
     canvas.grey(&image, h, w, top, 0, scale);
     canvas.grey(&truth, h, w, top, step, scale);
@@ -64,11 +80,28 @@ pub fn render_overlay(run: &RunData) -> Result<Option<Vec<u8>>> {
     let width = 5 * panel_w + 4 * GAP;
     let height = 2 * HEADER + n * (h * scale + GAP);
     let mut canvas = Canvas::new(width, height, 255);
-    let dice = run.val_dice_at(epoch).map(|d| format!(", validation Dice {d:.4}")).unwrap_or_default();
-    canvas.text(&format!("epoch {epoch} (best){dice}"), 4, 3, 14.0, BLACK, false)?;
+    let dice = run
+        .val_dice_at(epoch)
+        .map(|d| format!(", validation Dice {d:.4}"))
+        .unwrap_or_default();
+    canvas.text(
+        &format!("epoch {epoch} (best){dice}"),
+        4,
+        3,
+        14.0,
+        BLACK,
+        false,
+    )?;
     draw_titles(&mut canvas, HEADER, panel_w, BLACK)?;
     for k in 0..n {
-        draw_five(&mut canvas, snaps, pred, k, 2 * HEADER + k * (h * scale + GAP), scale);
+        draw_five(
+            &mut canvas,
+            snaps,
+            pred,
+            k,
+            2 * HEADER + k * (h * scale + GAP),
+            scale,
+        );
     }
     Ok(Some(canvas.to_png()?))
 }

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
+use super::Renderer;
 use super::load::{ExperimentData, RunData, VariantData};
 use super::raster::{Canvas, FONT_FAMILY, ensure_font};
 use super::stats::{mean, sd};
-use super::Renderer;
 use crate::track::write_atomic;
 
 pub struct PlotRenderer;
@@ -47,7 +47,10 @@ impl Line {
     fn new(label: Option<String>, points: Vec<(f64, f64)>, color: RGBColor) -> Line {
         Line {
             label,
-            points: points.into_iter().filter(|(x, y)| x.is_finite() && y.is_finite()).collect(),
+            points: points
+                .into_iter()
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .collect(),
             color,
             dashed: false,
             width: 2,
@@ -76,16 +79,37 @@ impl Chart {
             let all: Vec<(f64, f64)> = self
                 .lines
                 .iter()
-                .flat_map(|l| l.points.iter().copied().chain(l.band.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)])))
+                .flat_map(|l| {
+                    l.points
+                        .iter()
+                        .copied()
+                        .chain(l.band.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]))
+                })
                 .filter(|(x, y)| x.is_finite() && y.is_finite())
                 .collect();
-            let (x0, x1) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
-            let (x0, x1) = if x0.is_finite() { (x0, if x1 > x0 { x1 } else { x0 + 1.0 }) } else { (0.0, 1.0) };
+            let (x0, x1) = all
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+                    (a.min(p.0), b.max(p.0))
+                });
+            let (x0, x1) = if x0.is_finite() {
+                (x0, if x1 > x0 { x1 } else { x0 + 1.0 })
+            } else {
+                (0.0, 1.0)
+            };
             let (y0, y1) = match self.y_range {
                 Some(r) => r,
                 None => {
-                    let (a, b) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
-                    if a.is_finite() { (a, if b > a { b } else { a + 1.0 }) } else { (0.0, 1.0) }
+                    let (a, b) = all
+                        .iter()
+                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+                            (a.min(p.1), b.max(p.1))
+                        });
+                    if a.is_finite() {
+                        (a, if b > a { b } else { a + 1.0 })
+                    } else {
+                        (0.0, 1.0)
+                    }
                 }
             };
             let log = self.y_range.is_none() && y0 > 0.0 && y1 / y0 > 100.0;
@@ -108,19 +132,30 @@ impl Chart {
                         .map_err(err)?;
                     for line in &self.lines {
                         if line.band.len() > 1 {
-                            let mut poly: Vec<(f64, f64)> = line.band.iter().map(|&(x, _, hi)| (x, hi)).collect();
+                            let mut poly: Vec<(f64, f64)> =
+                                line.band.iter().map(|&(x, _, hi)| (x, hi)).collect();
                             poly.extend(line.band.iter().rev().map(|&(x, lo, _)| (x, lo)));
                             chart
-                                .draw_series(std::iter::once(Polygon::new(poly, line.color.mix(0.15).filled())))
+                                .draw_series(std::iter::once(Polygon::new(
+                                    poly,
+                                    line.color.mix(0.15).filled(),
+                                )))
                                 .map_err(err)?;
                         }
                         let style = line.color.mix(line.alpha).stroke_width(line.width);
                         let anno = if line.dashed {
                             chart
-                                .draw_series(DashedLineSeries::new(line.points.clone(), 6, 4, style))
+                                .draw_series(DashedLineSeries::new(
+                                    line.points.clone(),
+                                    6,
+                                    4,
+                                    style,
+                                ))
                                 .map_err(err)?
                         } else {
-                            chart.draw_series(LineSeries::new(line.points.clone(), style)).map_err(err)?
+                            chart
+                                .draw_series(LineSeries::new(line.points.clone(), style))
+                                .map_err(err)?
                         };
                         if let Some(label) = &line.label {
                             let (color, dashed) = (line.color, line.dashed);
@@ -147,10 +182,18 @@ impl Chart {
                 }};
             }
             if log {
-                draw!(builder.build_cartesian_2d(x0..x1, (y0 * 0.9..y1 * 1.1).log_scale()).map_err(err)?);
+                draw!(
+                    builder
+                        .build_cartesian_2d(x0..x1, (y0 * 0.9..y1 * 1.1).log_scale())
+                        .map_err(err)?
+                );
             } else {
                 let pad = (y1 - y0) * 0.05;
-                draw!(builder.build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad)).map_err(err)?);
+                draw!(
+                    builder
+                        .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
+                        .map_err(err)?
+                );
             }
             root.present().map_err(err)?;
         }
@@ -158,12 +201,21 @@ impl Chart {
     }
 }
 
-fn epoch_points(rows: &[crate::track::EpochRow], get: impl Fn(&crate::track::EpochRow) -> Option<f64>) -> Vec<(f64, f64)> {
-    rows.iter().filter_map(|r| get(r).map(|v| (r.epoch as f64, v))).collect()
+fn epoch_points(
+    rows: &[crate::track::EpochRow],
+    get: impl Fn(&crate::track::EpochRow) -> Option<f64>,
+) -> Vec<(f64, f64)> {
+    rows.iter()
+        .filter_map(|r| get(r).map(|v| (r.epoch as f64, v)))
+        .collect()
 }
 
 /// Mean and band (± sd) over seeds of a per-epoch value.
-fn mean_band(runs: &[RunData], split_val: bool, get: impl Fn(&crate::track::EpochRow) -> Option<f64>) -> (Vec<(f64, f64)>, Vec<(f64, f64, f64)>) {
+fn mean_band(
+    runs: &[RunData],
+    split_val: bool,
+    get: impl Fn(&crate::track::EpochRow) -> Option<f64>,
+) -> (Vec<(f64, f64)>, Vec<(f64, f64, f64)>) {
     let max_epoch = runs
         .iter()
         .flat_map(|r| if split_val { &r.val } else { &r.train })
@@ -175,7 +227,11 @@ fn mean_band(runs: &[RunData], split_val: bool, get: impl Fn(&crate::track::Epoc
     for e in 1..=max_epoch {
         let vals: Vec<f64> = runs
             .iter()
-            .filter_map(|r| (if split_val { &r.val } else { &r.train }).iter().find(|x| x.epoch == e))
+            .filter_map(|r| {
+                (if split_val { &r.val } else { &r.train })
+                    .iter()
+                    .find(|x| x.epoch == e)
+            })
             .filter_map(&get)
             .filter(|v| v.is_finite())
             .collect();
@@ -194,22 +250,39 @@ fn variant_charts(v: &VariantData) -> (Chart, Chart) {
     let several = v.runs.len() > 1;
     for (k, run) in v.runs.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
-        let seed = if several { format!(" (seed {})", run.seed) } else { String::new() };
+        let seed = if several {
+            format!(" (seed {})", run.seed)
+        } else {
+            String::new()
+        };
         // Per-step loss, faint, at fractional epochs.
         let steps_per_epoch = run.steps.iter().map(|s| s.step).max().unwrap_or(1).max(1) as f64;
         let mut steps = Line::new(
             None,
             run.steps
                 .iter()
-                .map(|s| (s.epoch as f64 - 1.0 + s.step as f64 / steps_per_epoch, s.loss))
+                .map(|s| {
+                    (
+                        s.epoch as f64 - 1.0 + s.step as f64 / steps_per_epoch,
+                        s.loss,
+                    )
+                })
                 .collect(),
             color,
         );
         steps.alpha = 0.25;
         steps.width = 1;
         loss_lines.push(steps);
-        loss_lines.push(Line::new(Some(format!("train{seed}")), epoch_points(&run.train, |r| Some(r.loss)), color));
-        let mut val = Line::new(Some(format!("validation{seed}")), epoch_points(&run.val, |r| Some(r.loss)), color);
+        loss_lines.push(Line::new(
+            Some(format!("train{seed}")),
+            epoch_points(&run.train, |r| Some(r.loss)),
+            color,
+        ));
+        let mut val = Line::new(
+            Some(format!("validation{seed}")),
+            epoch_points(&run.val, |r| Some(r.loss)),
+            color,
+        );
         val.dashed = true;
         loss_lines.push(val);
     }
@@ -236,7 +309,15 @@ fn variant_charts(v: &VariantData) -> (Chart, Chart) {
         })
         .collect();
     let metrics = Chart {
-        title: format!("{} — validation metrics{}", v.name, if several { " (mean ± sd over seeds)" } else { "" }),
+        title: format!(
+            "{} — validation metrics{}",
+            v.name,
+            if several {
+                " (mean ± sd over seeds)"
+            } else {
+                ""
+            }
+        ),
         x_desc: "epoch".into(),
         y_desc: "score".into(),
         lines,
@@ -266,14 +347,20 @@ fn experiment_charts(exp: &ExperimentData) -> (Chart, Chart) {
     }
     (
         Chart {
-            title: format!("{} — loss (solid: train, dashed: validation)", exp.manifest.name),
+            title: format!(
+                "{} — loss (solid: train, dashed: validation)",
+                exp.manifest.name
+            ),
             x_desc: "epoch".into(),
             y_desc: "loss".into(),
             lines: loss_lines,
             y_range: None,
         },
         Chart {
-            title: format!("{} — validation Dice (mean ± sd over seeds)", exp.manifest.name),
+            title: format!(
+                "{} — validation Dice (mean ± sd over seeds)",
+                exp.manifest.name
+            ),
             x_desc: "epoch".into(),
             y_desc: "Dice".into(),
             lines: dice_lines,

@@ -46,7 +46,15 @@ impl Canvas {
     }
 
     /// Copies an `h × w` grey panel (values in [0, 1]) to (top, left), scaled by `scale`.
-    pub fn grey(&mut self, panel: &[f32], h: usize, w: usize, top: usize, left: usize, scale: usize) {
+    pub fn grey(
+        &mut self,
+        panel: &[f32],
+        h: usize,
+        w: usize,
+        top: usize,
+        left: usize,
+        scale: usize,
+    ) {
         self.blit(h, w, top, left, scale, |i| {
             let v = (panel[i].clamp(0.0, 1.0) * 255.0).round() as u8;
             [v, v, v]
@@ -54,14 +62,36 @@ impl Canvas {
     }
 
     /// The grey image with `mask > 0.5` tinted in `color`.
-    pub fn overlay(&mut self, image: &[f32], mask: &[f32], color: [u8; 3], h: usize, w: usize, top: usize, left: usize, scale: usize) {
+    pub fn overlay(
+        &mut self,
+        image: &[f32],
+        mask: &[f32],
+        color: [u8; 3],
+        h: usize,
+        w: usize,
+        top: usize,
+        left: usize,
+        scale: usize,
+    ) {
         self.blit(h, w, top, left, scale, |i| {
             let v = (image[i].clamp(0.0, 1.0) * 255.0).round() as u8;
-            if mask[i] > 0.5 { blend(v, color) } else { [v, v, v] }
+            if mask[i] > 0.5 {
+                blend(v, color)
+            } else {
+                [v, v, v]
+            }
         });
     }
 
-    fn blit(&mut self, h: usize, w: usize, top: usize, left: usize, scale: usize, px: impl Fn(usize) -> [u8; 3]) {
+    fn blit(
+        &mut self,
+        h: usize,
+        w: usize,
+        top: usize,
+        left: usize,
+        scale: usize,
+        px: impl Fn(usize) -> [u8; 3],
+    ) {
         for y in 0..h * scale {
             let cy = top + y;
             if cy >= self.height {
@@ -80,14 +110,30 @@ impl Canvas {
     }
 
     /// Draws text with its top-left corner (or centre, when `centered`) at (x, y).
-    pub fn text(&mut self, s: &str, x: i32, y: i32, size: f64, color: RGBColor, centered: bool) -> Result<()> {
+    pub fn text(
+        &mut self,
+        s: &str,
+        x: i32,
+        y: i32,
+        size: f64,
+        color: RGBColor,
+        centered: bool,
+    ) -> Result<()> {
         ensure_font();
         let (w, h) = (self.width as u32, self.height as u32);
         let root = BitMapBackend::with_buffer(&mut self.rgb, (w, h)).into_drawing_area();
-        let pos = if centered { Pos::new(HPos::Center, VPos::Top) } else { Pos::new(HPos::Left, VPos::Top) };
-        let style = TextStyle::from((FONT_FAMILY, size).into_font()).color(&color).pos(pos);
-        root.draw_text(s, &style, (x, y)).map_err(|e| anyhow::anyhow!("cannot draw text: {e}"))?;
-        root.present().map_err(|e| anyhow::anyhow!("cannot draw text: {e}"))?;
+        let pos = if centered {
+            Pos::new(HPos::Center, VPos::Top)
+        } else {
+            Pos::new(HPos::Left, VPos::Top)
+        };
+        let style = TextStyle::from((FONT_FAMILY, size).into_font())
+            .color(&color)
+            .pos(pos);
+        root.draw_text(s, &style, (x, y))
+            .map_err(|e| anyhow::anyhow!("cannot draw text: {e}"))?;
+        root.present()
+            .map_err(|e| anyhow::anyhow!("cannot draw text: {e}"))?;
         Ok(())
     }
 
@@ -143,7 +189,11 @@ impl Palette {
             return grey(g) as u8;
         }
         // A tinted pixel: recover the grey it was blended from through the untinted channel.
-        let (base, offset) = if g > r { (r, GREYS) } else { (g, GREYS + TINT_LEVELS) };
+        let (base, offset) = if g > r {
+            (r, GREYS)
+        } else {
+            (g, GREYS + TINT_LEVELS)
+        };
         let v = (base as f32 / (1.0 - OVERLAY_ALPHA)).clamp(0.0, 255.0);
         (offset + (v as usize * (TINT_LEVELS - 1) + 127) / 255) as u8
     }

@@ -58,7 +58,11 @@ mod tests {
         let (m, ci) = mean_ci95(&v).unwrap();
         let half = 3.182 * (5.0f64 / 3.0).sqrt() / 2.0;
         let (lo, hi) = ci.unwrap();
-        assert!((m - 2.5).abs() < 1e-12 && (lo - (2.5 - half)).abs() < 1e-9 && (hi - (2.5 + half)).abs() < 1e-9);
+        assert!(
+            (m - 2.5).abs() < 1e-12
+                && (lo - (2.5 - half)).abs() < 1e-9
+                && (hi - (2.5 + half)).abs() < 1e-9
+        );
         assert_eq!(mean_ci95(&[0.5]).unwrap(), (0.5, None));
         assert_eq!(fmt_mean_sd(&[]), "–");
     }

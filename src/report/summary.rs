@@ -46,7 +46,12 @@ pub fn variant_row(v: &VariantData) -> VariantRow {
                 .map(|m| format!("seed {}: {} — {m}", r.seed, r.record.status.as_str()))
         })
         .collect();
-    let best_epochs: Vec<f64> = v.runs.iter().filter_map(|r| r.best_epoch()).map(|e| e as f64).collect();
+    let best_epochs: Vec<f64> = v
+        .runs
+        .iter()
+        .filter_map(|r| r.best_epoch())
+        .map(|e| e as f64)
+        .collect();
     let speeds: Vec<f64> = v
         .runs
         .iter()
@@ -64,7 +69,12 @@ pub fn variant_row(v: &VariantData) -> VariantRow {
         final_dice: v.runs.iter().filter_map(|r| r.final_dice()).collect(),
         best_epoch: mean(&best_epochs),
         epochs: v.runs.iter().map(|r| r.val.len()).max().unwrap_or(0),
-        parameters: v.runs.iter().map(|r| r.record.parameters).max().unwrap_or(0),
+        parameters: v
+            .runs
+            .iter()
+            .map(|r| r.record.parameters)
+            .max()
+            .unwrap_or(0),
         train_seconds: v
             .runs
             .iter()
@@ -110,7 +120,11 @@ pub fn verdict(effect: &AxisEffect) -> String {
         .max_by(|a, b| a.difference.total_cmp(&b.difference))
         .expect("an effect has levels");
     if best.level == effect.reference {
-        let runner_up = effect.levels.iter().filter(|l| l.level != effect.reference).max_by(|a, b| a.difference.total_cmp(&b.difference));
+        let runner_up = effect
+            .levels
+            .iter()
+            .filter(|l| l.level != effect.reference)
+            .max_by(|a, b| a.difference.total_cmp(&b.difference));
         match runner_up {
             Some(r) => format!(
                 "{}: \"{}\" is best; \"{}\" changes best Dice by {}{}",

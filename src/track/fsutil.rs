@@ -10,7 +10,8 @@ use anyhow::{Context, Result, bail};
 /// disk, then renamed over the target. A crash leaves either the old file or the new one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
+    fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))?;
     let tmp = temp_path(path);
     let result = (|| -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
@@ -45,7 +46,8 @@ impl DirLock {
     /// Takes the lock, refusing while another live process holds it; a stale lock (its PID is
     /// no longer running) is taken over.
     pub fn acquire(dir: &Path) -> Result<DirLock> {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
+        fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create directory {}", dir.display()))?;
         let path = dir.join(".lock");
         for _ in 0..3 {
             match OpenOptions::new().write(true).create_new(true).open(&path) {
@@ -74,7 +76,8 @@ impl DirLock {
                     }
                 }
                 Err(e) => {
-                    return Err(e).with_context(|| format!("cannot create lock file {}", path.display()));
+                    return Err(e)
+                        .with_context(|| format!("cannot create lock file {}", path.display()));
                 }
             }
         }

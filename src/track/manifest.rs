@@ -181,7 +181,10 @@ impl ExperimentManifest {
                 }
             }
         }
-        write_atomic(&dir.join("experiment.json"), &serde_json::to_vec_pretty(&self)?)
+        write_atomic(
+            &dir.join("experiment.json"),
+            &serde_json::to_vec_pretty(&self)?,
+        )
     }
 }
 
@@ -194,7 +197,10 @@ pub fn now_rfc3339() -> String {
 
 /// The git commit of the directory holding `file`, if it is in a repository.
 pub fn git_commit(file: &Path) -> Option<String> {
-    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(dir)

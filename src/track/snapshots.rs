@@ -33,7 +33,8 @@ impl Strip {
         for (k, panel) in panels.iter().enumerate() {
             for y in 0..h {
                 for x in 0..w {
-                    pixels[y * n * w + k * w + x] = (panel[y * w + x].clamp(0.0, 1.0) * 255.0).round() as u8;
+                    pixels[y * n * w + k * w + x] =
+                        (panel[y * w + x].clamp(0.0, 1.0) * 255.0).round() as u8;
                 }
             }
         }
@@ -45,7 +46,11 @@ impl Strip {
         let mut out = Vec::with_capacity(self.h * self.w);
         for y in 0..self.h {
             let row = y * self.n * self.w + k * self.w;
-            out.extend(self.pixels[row..row + self.w].iter().map(|&p| p as f32 / 255.0));
+            out.extend(
+                self.pixels[row..row + self.w]
+                    .iter()
+                    .map(|&p| p as f32 / 255.0),
+            );
         }
         out
     }
@@ -76,12 +81,30 @@ impl Strip {
 }
 
 /// Stores the samples' images and masks once per run.
-pub fn write_samples(dir: &Path, images: &[Vec<f32>], truth: &[Vec<f32>], h: usize, w: usize) -> Result<()> {
-    write_atomic(&dir.join("images.png"), &Strip::from_panels(images, h, w).to_png()?)?;
-    write_atomic(&dir.join("truth.png"), &Strip::from_panels(truth, h, w).to_png()?)
+pub fn write_samples(
+    dir: &Path,
+    images: &[Vec<f32>],
+    truth: &[Vec<f32>],
+    h: usize,
+    w: usize,
+) -> Result<()> {
+    write_atomic(
+        &dir.join("images.png"),
+        &Strip::from_panels(images, h, w).to_png()?,
+    )?;
+    write_atomic(
+        &dir.join("truth.png"),
+        &Strip::from_panels(truth, h, w).to_png()?,
+    )
 }
 
-pub fn write_epoch(dir: &Path, epoch: usize, probabilities: &[Vec<f32>], h: usize, w: usize) -> Result<()> {
+pub fn write_epoch(
+    dir: &Path,
+    epoch: usize,
+    probabilities: &[Vec<f32>],
+    h: usize,
+    w: usize,
+) -> Result<()> {
     write_atomic(
         &dir.join(format!("epoch-{epoch:04}.png")),
         &Strip::from_panels(probabilities, h, w).to_png()?,
@@ -108,14 +131,21 @@ impl Snapshots {
         let mut epochs = Vec::new();
         for entry in std::fs::read_dir(dir)?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(num) = name.strip_prefix("epoch-").and_then(|s| s.strip_suffix(".png")) {
+            if let Some(num) = name
+                .strip_prefix("epoch-")
+                .and_then(|s| s.strip_suffix(".png"))
+            {
                 if let Ok(epoch) = num.parse::<usize>() {
                     epochs.push((epoch, Strip::read(&entry.path(), n)?));
                 }
             }
         }
         epochs.sort_by_key(|(e, _)| *e);
-        Ok(Some(Snapshots { images, truth, epochs }))
+        Ok(Some(Snapshots {
+            images,
+            truth,
+            epochs,
+        }))
     }
 
     /// Removes epoch strips after `last_epoch` (a resumed run writes them again).
@@ -123,7 +153,10 @@ impl Snapshots {
         if let Ok(entries) = std::fs::read_dir(dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if let Some(num) = name.strip_prefix("epoch-").and_then(|s| s.strip_suffix(".png")) {
+                if let Some(num) = name
+                    .strip_prefix("epoch-")
+                    .and_then(|s| s.strip_suffix(".png"))
+                {
                     if num.parse::<usize>().is_ok_and(|e| e > last_epoch) {
                         let _ = std::fs::remove_file(entry.path());
                     }

@@ -57,7 +57,12 @@ fn col_str(df: &DataFrame, name: &str) -> Result<Vec<String>> {
 }
 
 fn col_i64(df: &DataFrame, name: &str) -> Result<Vec<i64>> {
-    Ok(df.column(name)?.i64()?.iter().map(|v| v.unwrap_or(0)).collect())
+    Ok(df
+        .column(name)?
+        .i64()?
+        .iter()
+        .map(|v| v.unwrap_or(0))
+        .collect())
 }
 
 fn col_f64(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
@@ -68,10 +73,22 @@ pub fn epoch_rows_to_frame(rows: &[EpochRow]) -> Result<DataFrame> {
     let f = |get: fn(&EpochRow) -> f64| rows.iter().map(get).collect::<Vec<f64>>();
     let o = |get: fn(&EpochRow) -> Option<f64>| rows.iter().map(get).collect::<Vec<Option<f64>>>();
     let columns = vec![
-        Column::new("variant".into(), rows.iter().map(|r| r.variant.clone()).collect::<Vec<_>>()),
-        Column::new("seed".into(), rows.iter().map(|r| r.seed as i64).collect::<Vec<_>>()),
-        Column::new("epoch".into(), rows.iter().map(|r| r.epoch as i64).collect::<Vec<_>>()),
-        Column::new("split".into(), rows.iter().map(|r| r.split.clone()).collect::<Vec<_>>()),
+        Column::new(
+            "variant".into(),
+            rows.iter().map(|r| r.variant.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "seed".into(),
+            rows.iter().map(|r| r.seed as i64).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "epoch".into(),
+            rows.iter().map(|r| r.epoch as i64).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "split".into(),
+            rows.iter().map(|r| r.split.clone()).collect::<Vec<_>>(),
+        ),
         Column::new("loss".into(), f(|r| r.loss)),
         Column::new("dice".into(), o(|r| r.dice)),
         Column::new("iou".into(), o(|r| r.iou)),
@@ -129,12 +146,32 @@ pub fn epoch_rows_from_frame(df: &DataFrame) -> Result<Vec<EpochRow>> {
 
 pub fn step_rows_to_frame(rows: &[StepRow]) -> Result<DataFrame> {
     let columns = vec![
-        Column::new("variant".into(), rows.iter().map(|r| r.variant.clone()).collect::<Vec<_>>()),
-        Column::new("seed".into(), rows.iter().map(|r| r.seed as i64).collect::<Vec<_>>()),
-        Column::new("epoch".into(), rows.iter().map(|r| r.epoch as i64).collect::<Vec<_>>()),
-        Column::new("step".into(), rows.iter().map(|r| r.step as i64).collect::<Vec<_>>()),
-        Column::new("global_step".into(), rows.iter().map(|r| r.global_step as i64).collect::<Vec<_>>()),
-        Column::new("loss".into(), rows.iter().map(|r| r.loss).collect::<Vec<_>>()),
+        Column::new(
+            "variant".into(),
+            rows.iter().map(|r| r.variant.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "seed".into(),
+            rows.iter().map(|r| r.seed as i64).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "epoch".into(),
+            rows.iter().map(|r| r.epoch as i64).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "step".into(),
+            rows.iter().map(|r| r.step as i64).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "global_step".into(),
+            rows.iter()
+                .map(|r| r.global_step as i64)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "loss".into(),
+            rows.iter().map(|r| r.loss).collect::<Vec<_>>(),
+        ),
         Column::new("lr".into(), rows.iter().map(|r| r.lr).collect::<Vec<_>>()),
     ];
     Ok(DataFrame::new(rows.len(), columns)?)
@@ -261,7 +298,11 @@ mod tests {
             load_seconds: 0.1,
             step_seconds: 1.2,
         };
-        t.epochs = vec![row(1, "train", None), row(1, "val", Some(0.75)), row(2, "val", Some(0.8))];
+        t.epochs = vec![
+            row(1, "train", None),
+            row(1, "val", Some(0.75)),
+            row(2, "val", Some(0.8)),
+        ];
         t.steps = vec![StepRow {
             variant: "a<b>".into(),
             seed: 3,

@@ -97,7 +97,12 @@ mod tests {
     #[test]
     fn mse_by_hand() {
         // ((0.5-1)² + (0-0)² + (2-0)² + (1-1)²) / 4 = (0.25 + 4) / 4
-        let l = loss(LossKind::Mse, t(&[0.5, 0.0, 2.0, 1.0], [1, 1, 2, 2]), t(&[1.0, 0.0, 0.0, 1.0], [1, 1, 2, 2]), None);
+        let l = loss(
+            LossKind::Mse,
+            t(&[0.5, 0.0, 2.0, 1.0], [1, 1, 2, 2]),
+            t(&[1.0, 0.0, 0.0, 1.0], [1, 1, 2, 2]),
+            None,
+        );
         assert!((scalar(l) - 1.0625).abs() < 1e-6);
     }
 
@@ -107,31 +112,57 @@ mod tests {
         let logits = t(&[0.0, 0.0, 0.0, 3f32.ln()], [1, 2, 1, 2]); // channel-major
         let target = t(&[0.0, 1.0], [1, 1, 1, 2]);
         let expected = (2f64.ln() + (4.0f64 / 3.0).ln()) / 2.0;
-        assert!((scalar(loss(LossKind::Ce, logits.clone(), target.clone(), None)) - expected).abs() < 1e-6);
+        assert!(
+            (scalar(loss(LossKind::Ce, logits.clone(), target.clone(), None)) - expected).abs()
+                < 1e-6
+        );
         // Weighted: weights 1 and 3 → (ln 2 + 3 ln(4/3)) / 2.
         let weights = t(&[1.0, 3.0], [1, 1, 1, 2]);
         let expected_w = (2f64.ln() + 3.0 * (4.0f64 / 3.0).ln()) / 2.0;
-        assert!((scalar(loss(LossKind::WeightedCe, logits, target, Some(weights))) - expected_w).abs() < 1e-6);
+        assert!(
+            (scalar(loss(LossKind::WeightedCe, logits, target, Some(weights))) - expected_w).abs()
+                < 1e-6
+        );
     }
 
     #[test]
     fn bce_by_hand() {
         // z = 0 → ln 2; z = 2, y = 1 → ln(1 + e^-2); z = -3, y = 0 → ln(1 + e^-3).
-        let l = loss(LossKind::Bce, t(&[0.0, 2.0, -3.0], [1, 1, 1, 3]), t(&[1.0, 1.0, 0.0], [1, 1, 1, 3]), None);
+        let l = loss(
+            LossKind::Bce,
+            t(&[0.0, 2.0, -3.0], [1, 1, 1, 3]),
+            t(&[1.0, 1.0, 0.0], [1, 1, 1, 3]),
+            None,
+        );
         let expected = (2f64.ln() + (1.0 + (-2f64).exp()).ln() + (1.0 + (-3f64).exp()).ln()) / 3.0;
         assert!((scalar(l) - expected).abs() < 1e-6);
         // Large logits stay finite.
-        let l = loss(LossKind::Bce, t(&[100.0, -100.0], [1, 1, 1, 2]), t(&[0.0, 1.0], [1, 1, 1, 2]), None);
+        let l = loss(
+            LossKind::Bce,
+            t(&[100.0, -100.0], [1, 1, 1, 2]),
+            t(&[0.0, 1.0], [1, 1, 1, 2]),
+            None,
+        );
         assert!((scalar(l) - 100.0).abs() < 1e-3);
     }
 
     #[test]
     fn dice_by_hand() {
         // z = 0 → p = 0.5 everywhere; y = (1, 0): 1 − (2·0.5 + 1) / (1 + 1 + 1) = 1/3.
-        let l = loss(LossKind::Dice, t(&[0.0, 0.0], [1, 1, 1, 2]), t(&[1.0, 0.0], [1, 1, 1, 2]), None);
+        let l = loss(
+            LossKind::Dice,
+            t(&[0.0, 0.0], [1, 1, 1, 2]),
+            t(&[1.0, 0.0], [1, 1, 1, 2]),
+            None,
+        );
         assert!((scalar(l) - 1.0 / 3.0).abs() < 1e-6);
         // Dice + CE with equal logits: ln 2 + 1/3.
-        let l = loss(LossKind::DiceCe, t(&[0.0, 0.0, 0.0, 0.0], [1, 2, 1, 2]), t(&[1.0, 0.0], [1, 1, 1, 2]), None);
+        let l = loss(
+            LossKind::DiceCe,
+            t(&[0.0, 0.0, 0.0, 0.0], [1, 2, 1, 2]),
+            t(&[1.0, 0.0], [1, 1, 1, 2]),
+            None,
+        );
         assert!((scalar(l) - (2f64.ln() + 1.0 / 3.0)).abs() < 1e-6);
     }
 

@@ -99,7 +99,13 @@ impl MetricAccumulator {
             total.add(c);
         }
         let pixels = (total.tp + total.fp + total.fn_ + total.tn).max(1) as f64;
-        let ratio = |num: u64, den: u64| if den == 0 { 1.0 } else { num as f64 / den as f64 };
+        let ratio = |num: u64, den: u64| {
+            if den == 0 {
+                1.0
+            } else {
+                num as f64 / den as f64
+            }
+        };
         SegMetrics {
             dice: self.per_image.iter().map(Confusion::dice).sum::<f64>() / n,
             iou: self.per_image.iter().map(Confusion::iou).sum::<f64>() / n,
@@ -124,7 +130,15 @@ mod tests {
     fn dice_by_hand() {
         // pred 1 1 0 0, truth 1 0 1 0: TP 1, FP 1, FN 1 → Dice 2/4, IoU 1/3.
         let c = Confusion::of(&[true, true, false, false], &[1, 0, 1, 0]);
-        assert_eq!(c, Confusion { tp: 1, fp: 1, fn_: 1, tn: 1 });
+        assert_eq!(
+            c,
+            Confusion {
+                tp: 1,
+                fp: 1,
+                fn_: 1,
+                tn: 1
+            }
+        );
         assert!((c.dice() - 0.5).abs() < 1e-12);
         assert!((c.iou() - 1.0 / 3.0).abs() < 1e-12);
     }

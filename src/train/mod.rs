@@ -182,27 +182,49 @@ pub fn train_run<B: AutodiffBackend>(
     let snapshot_idx = pick_snapshot_samples(ds, cfg.report.samples, cfg.data.seed);
     if !snapshot_idx.is_empty() {
         let crop = |v: &[f32]| crop_vec(v, h, w, oh, ow);
-        let images: Vec<Vec<f32>> = snapshot_idx.iter().map(|&i| crop(&ds.samples[i].image)).collect();
+        let images: Vec<Vec<f32>> = snapshot_idx
+            .iter()
+            .map(|&i| crop(&ds.samples[i].image))
+            .collect();
         let truth: Vec<Vec<f32>> = snapshot_idx
             .iter()
-            .map(|&i| crop(&ds.samples[i].mask.iter().map(|&m| m as f32).collect::<Vec<_>>()))
+            .map(|&i| {
+                crop(
+                    &ds.samples[i]
+                        .mask
+                        .iter()
+                        .map(|&m| m as f32)
+                        .collect::<Vec<_>>(),
+                )
+            })
             .collect();
         snapshots::write_samples(&snap_dir, &images, &truth, oh, ow)?;
     }
 
     // Border weight maps for the paper's weighted cross-entropy, computed once per image.
-    let weight_maps: HashMap<usize, Vec<f32>> = if train_cfg.loss == LossKind::WeightedCe && !cfg.augment.any() {
-        let class_w = class_weights_of(ds);
-        ds.train
-            .iter()
-            .map(|&i| {
-                let m = &ds.samples[i].mask;
-                (i, weights::border_weight_map(m, h, w, class_w, train_cfg.border_w0 as f32, train_cfg.border_sigma as f32))
-            })
-            .collect()
-    } else {
-        HashMap::new()
-    };
+    let weight_maps: HashMap<usize, Vec<f32>> =
+        if train_cfg.loss == LossKind::WeightedCe && !cfg.augment.any() {
+            let class_w = class_weights_of(ds);
+            ds.train
+                .iter()
+                .map(|&i| {
+                    let m = &ds.samples[i].mask;
+                    (
+                        i,
+                        weights::border_weight_map(
+                            m,
+                            h,
+                            w,
+                            class_w,
+                            train_cfg.border_w0 as f32,
+                            train_cfg.border_sigma as f32,
+                        ),
+                    )
+                })
+                .collect()
+        } else {
+            HashMap::new()
+        };
     let class_w = class_weights_of(ds);
 
     let steps_per_epoch = ds.train.len().div_ceil(train_cfg.batch_size);
@@ -217,7 +239,10 @@ pub fn train_run<B: AutodiffBackend>(
         best_epoch,
         best_dice,
         final_dice,
-        snapshot_samples: snapshot_idx.iter().map(|&i| ds.samples[i].id.clone()).collect(),
+        snapshot_samples: snapshot_idx
+            .iter()
+            .map(|&i| ds.samples[i].id.clone())
+            .collect(),
         parameters,
     };
 
@@ -225,7 +250,10 @@ pub fn train_run<B: AutodiffBackend>(
         let epoch_start = Instant::now();
         B::seed(device, mix(spec.seed, epoch as u64));
         let mut order = ds.train.clone();
-        order.shuffle(&mut StdRng::seed_from_u64(mix(spec.seed, 1_000_000 + epoch as u64)));
+        order.shuffle(&mut StdRng::seed_from_u64(mix(
+            spec.seed,
+            1_000_000 + epoch as u64,
+        )));
 
         let mut load_seconds = 0.0;
         let mut step_seconds = 0.0;
@@ -239,7 +267,8 @@ pub fn train_run<B: AutodiffBackend>(
                 .map(|&i| {
                     let s = &ds.samples[i];
                     if cfg.augment.any() {
-                        let mut rng = StdRng::seed_from_u64(mix(spec.seed, (epoch as u64) << 32 | i as u64));
+                        let mut rng =
+                            StdRng::seed_from_u64(mix(spec.seed, (epoch as u64) << 32 | i as u64));
                         augment::apply(&cfg.augment, &s.image, &s.mask, h, w, &mut rng)
                     } else {
                         (s.image.clone(), s.mask.clone())
@@ -254,7 +283,14 @@ pub fn train_run<B: AutodiffBackend>(
                     .flat_map(|(i, (_, mask))| match weight_maps.get(i) {
                         Some(m) => crop_vec(m, h, w, oh, ow),
                         None => crop_vec(
-                            &weights::border_weight_map(mask, h, w, class_w, train_cfg.border_w0 as f32, train_cfg.border_sigma as f32),
+                            &weights::border_weight_map(
+                                mask,
+                                h,
+                                w,
+                                class_w,
+                                train_cfg.border_w0 as f32,
+                                train_cfg.border_sigma as f32,
+                            ),
                             h,
                             w,
                             oh,
@@ -284,7 +320,13 @@ pub fn train_run<B: AutodiffBackend>(
                     step: step_in_epoch + 1,
                     loss: loss_value,
                 };
-                return Ok(outcome(Ending::Diverged(d), epoch - 1, best_epoch, best_dice, final_dice));
+                return Ok(outcome(
+                    Ending::Diverged(d),
+                    epoch - 1,
+                    best_epoch,
+                    best_dice,
+                    final_dice,
+                ));
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
@@ -301,13 +343,23 @@ pub fn train_run<B: AutodiffBackend>(
                 loss: loss_value,
                 lr,
             });
-            progress.step(epoch, loss_value, seen as f64 / epoch_start.elapsed().as_secs_f64());
+            progress.step(
+                epoch,
+                loss_value,
+                seen as f64 / epoch_start.elapsed().as_secs_f64(),
+            );
             if INTERRUPTED.load(Ordering::SeqCst) {
                 progress.finish(&format!(
                     "{run_name}: interrupted in epoch {epoch}; the last finished epoch ({}) is saved",
                     epoch - 1
                 ));
-                return Ok(outcome(Ending::Interrupted, epoch - 1, best_epoch, best_dice, final_dice));
+                return Ok(outcome(
+                    Ending::Interrupted,
+                    epoch - 1,
+                    best_epoch,
+                    best_dice,
+                    final_dice,
+                ));
             }
         }
         let train_seconds = epoch_start.elapsed().as_secs_f64();
@@ -316,11 +368,18 @@ pub fn train_run<B: AutodiffBackend>(
         // Validation on the inference model (no autodiff, dropout off).
         let t_val = Instant::now();
         let valid_model = model.valid();
-        let validation = validate::<B::InnerBackend>(&valid_model, cfg, ds, &snapshot_idx, device, (oh, ow))?;
+        let validation =
+            validate::<B::InnerBackend>(&valid_model, cfg, ds, &snapshot_idx, device, (oh, ow))?;
         let val_seconds = t_val.elapsed().as_secs_f64();
         let lr_now = learning_rate(train_cfg, epoch, global_step.saturating_sub(1), total_steps);
 
-        let row = |split: &str, loss: f64, m: Option<SegMetrics>, seconds: f64, images: usize, load: f64, step: f64| EpochRow {
+        let row = |split: &str,
+                   loss: f64,
+                   m: Option<SegMetrics>,
+                   seconds: f64,
+                   images: usize,
+                   load: f64,
+                   step: f64| EpochRow {
             variant: spec.variant_name.to_string(),
             seed: spec.seed,
             epoch,
@@ -338,7 +397,15 @@ pub fn train_run<B: AutodiffBackend>(
             load_seconds: load,
             step_seconds: step,
         };
-        tracker.epochs.push(row("train", train_loss, None, train_seconds, seen, load_seconds, step_seconds));
+        tracker.epochs.push(row(
+            "train",
+            train_loss,
+            None,
+            train_seconds,
+            seen,
+            load_seconds,
+            step_seconds,
+        ));
         tracker.epochs.push(row(
             "val",
             validation.loss,
@@ -359,9 +426,16 @@ pub fn train_run<B: AutodiffBackend>(
         if best_dice.is_none_or(|b| dice > b) {
             best_dice = Some(dice);
             best_epoch = Some(epoch);
-            write_atomic(&checkpoint::best_path(spec.variant_dir, spec.seed), &model_bytes)?;
+            write_atomic(
+                &checkpoint::best_path(spec.variant_dir, spec.seed),
+                &model_bytes,
+            )?;
         }
-        dead_epochs = if validation.all_zero_output { dead_epochs + 1 } else { 0 };
+        dead_epochs = if validation.all_zero_output {
+            dead_epochs + 1
+        } else {
+            0
+        };
 
         // Rows first, then the checkpoint: a crash in between redoes this epoch, never loses it.
         tracker.flush()?;
@@ -396,11 +470,23 @@ pub fn train_run<B: AutodiffBackend>(
                  learning rate, or train.loss = \"bce\""
             );
             progress.finish(&format!("{run_name}: stopped: {message}"));
-            write_atomic(&checkpoint::last_path(spec.variant_dir, spec.seed), &model_bytes)?;
-            return Ok(outcome(Ending::Failed(message), epochs_done, best_epoch, best_dice, final_dice));
+            write_atomic(
+                &checkpoint::last_path(spec.variant_dir, spec.seed),
+                &model_bytes,
+            )?;
+            return Ok(outcome(
+                Ending::Failed(message),
+                epochs_done,
+                best_epoch,
+                best_dice,
+                final_dice,
+            ));
         }
         if epoch == train_cfg.epochs {
-            write_atomic(&checkpoint::last_path(spec.variant_dir, spec.seed), &model_bytes)?;
+            write_atomic(
+                &checkpoint::last_path(spec.variant_dir, spec.seed),
+                &model_bytes,
+            )?;
         }
     }
     ResumeState::clear(&ckpt_dir);
@@ -409,7 +495,13 @@ pub fn train_run<B: AutodiffBackend>(
         best_dice.unwrap_or(f64::NAN),
         best_epoch.unwrap_or(0)
     ));
-    Ok(outcome(Ending::Completed, epochs_done, best_epoch, best_dice, final_dice))
+    Ok(outcome(
+        Ending::Completed,
+        epochs_done,
+        best_epoch,
+        best_dice,
+        final_dice,
+    ))
 }
 
 fn class_weights_of(ds: &Dataset) -> [f32; 2] {
@@ -474,7 +566,14 @@ pub fn validate<B: Backend>(
             let maps: Vec<f32> = items
                 .iter()
                 .flat_map(|(_, m)| {
-                    let map = weights::border_weight_map(m, h, w, class_w, cfg.train.border_w0 as f32, cfg.train.border_sigma as f32);
+                    let map = weights::border_weight_map(
+                        m,
+                        h,
+                        w,
+                        class_w,
+                        cfg.train.border_w0 as f32,
+                        cfg.train.border_sigma as f32,
+                    );
                     crop_vec(&map, h, w, oh, ow)
                 })
                 .collect();
@@ -486,7 +585,9 @@ pub fn validate<B: Backend>(
             all_zero = output.clone().abs().max().into_scalar().elem::<f32>() == 0.0;
         }
         let target = center_crop(batch.masks, oh, ow); // [b, 1, oh, ow]
-        let l = loss::loss(kind, output.clone(), target, weights).into_scalar().elem::<f64>();
+        let l = loss::loss(kind, output.clone(), target, weights)
+            .into_scalar()
+            .elem::<f64>();
         loss_sum += l * chunk.len() as f64;
         let prob = loss::foreground_probability(kind, output) // [b, 1, oh, ow]
             .into_data()

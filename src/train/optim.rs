@@ -28,8 +28,8 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
         let clip = config
             .grad_clip
             .map(|c| GradientClippingConfig::Norm(c as f32));
-        let decay = (config.weight_decay > 0.0)
-            .then(|| WeightDecayConfig::new(config.weight_decay as f32));
+        let decay =
+            (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
         match config.optimizer {
             OptimizerKind::Adam => AnyOptimizer::Adam(
                 AdamConfig::new()
@@ -90,7 +90,9 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
 }
 
 /// The model's parameters as bytes.
-pub fn model_to_bytes<B: burn::prelude::Backend, M: burn::module::Module<B>>(model: &M) -> Result<Vec<u8>> {
+pub fn model_to_bytes<B: burn::prelude::Backend, M: burn::module::Module<B>>(
+    model: &M,
+) -> Result<Vec<u8>> {
     Ok(recorder().record(model.clone().into_record(), ())?)
 }
 
@@ -100,8 +102,9 @@ pub fn model_from_bytes<B: burn::prelude::Backend, M: burn::module::Module<B>>(
     bytes: Vec<u8>,
     device: &B::Device,
 ) -> Result<M> {
-    let record = Recorder::<B>::load(&recorder(), bytes, device)
-        .context("the model parameters cannot be read (corrupt checkpoint, or another network shape)")?;
+    let record = Recorder::<B>::load(&recorder(), bytes, device).context(
+        "the model parameters cannot be read (corrupt checkpoint, or another network shape)",
+    )?;
     Ok(model.load_record(record))
 }
 
@@ -113,7 +116,8 @@ pub fn learning_rate(config: &TrainConfig, epoch: usize, step: usize, total_step
         Schedule::Constant => config.lr,
         Schedule::Step => config.lr * config.gamma.powi(((epoch - 1) / config.step_size) as i32),
         Schedule::Cosine => {
-            config.min_lr + 0.5 * (config.lr - config.min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
+            config.min_lr
+                + 0.5 * (config.lr - config.min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
         }
         Schedule::Poly => config.lr * (1.0 - t).max(0.0).powf(config.power),
     }

@@ -59,13 +59,21 @@ pub fn experiment_dir(out: &Path, experiment: &Experiment) -> PathBuf {
     out.join(&experiment.slug)
 }
 
-pub fn run_experiment(file: &Path, mut experiment: Experiment, opts: &RunOptions) -> Result<Summary> {
+pub fn run_experiment(
+    file: &Path,
+    mut experiment: Experiment,
+    opts: &RunOptions,
+) -> Result<Summary> {
     if let Some(b) = opts.backend {
         for v in &mut experiment.variants {
             v.config.train.backend = b;
         }
     }
-    let mut backends: Vec<BackendKind> = experiment.variants.iter().map(|v| v.config.train.backend).collect();
+    let mut backends: Vec<BackendKind> = experiment
+        .variants
+        .iter()
+        .map(|v| v.config.train.backend)
+        .collect();
     backends.dedup();
     for b in backends {
         backend::check_available(b)?;
@@ -125,7 +133,10 @@ pub fn run_experiment(file: &Path, mut experiment: Experiment, opts: &RunOptions
             let hash = variant.config_hash(seed);
             if let Some(prev) = manifest.run(seed) {
                 if prev.config_hash == hash
-                    && matches!(prev.status, RunStatus::Completed | RunStatus::Diverged | RunStatus::Failed)
+                    && matches!(
+                        prev.status,
+                        RunStatus::Completed | RunStatus::Diverged | RunStatus::Failed
+                    )
                 {
                     eprintln!(
                         "[{run_no}/{total_runs}] {} seed {seed}: already {} (same config), skipped",
@@ -176,9 +187,12 @@ pub fn run_experiment(file: &Path, mut experiment: Experiment, opts: &RunOptions
             };
             let mut progress = make_progress();
             let result = match variant.config.train.backend {
-                BackendKind::Cpu => {
-                    train_run::<CpuBackend>(&spec, &mut tracker, &Default::default(), progress.as_mut())
-                }
+                BackendKind::Cpu => train_run::<CpuBackend>(
+                    &spec,
+                    &mut tracker,
+                    &Default::default(),
+                    progress.as_mut(),
+                ),
                 #[cfg(feature = "cuda")]
                 BackendKind::Cuda => train_run::<backend::CudaBackend>(
                     &spec,

@@ -1,0 +1,137 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A temporary directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("unet-lab-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn write_experiment(dir: &TempDir, name: &str, text: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub struct CliResult {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run_cli(args: &[&str]) -> CliResult {
+    let out = Command::new(env!("CARGO_BIN_EXE_unet-lab"))
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    CliResult {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Local `src` and `href` targets of a page (not anchors, not URLs with a scheme).
+pub fn html_local_refs(html: &str) -> Vec<String> {
+    let mut refs = Vec::new();
+    for attr in ["src=\"", "href=\""] {
+        let mut rest = html;
+        while let Some(i) = rest.find(attr) {
+            rest = &rest[i + attr.len()..];
+            let end = rest.find('"').unwrap();
+            let target = &rest[..end];
+            if !target.starts_with('#') && !target.contains("://") && !target.starts_with("data:") {
+                refs.push(target.to_string());
+            }
+        }
+    }
+    refs
+}
+
+/// Renders a page in headless Chromium, when installed, and checks every image loaded.
+/// A copy of the page with a probe script is written next to it, so relative paths resolve
+/// the same way; the probe writes its verdict into the DOM that Chromium dumps.
+pub fn render_in_chromium(page: &Path) {
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find(|c| {
+            Command::new("which")
+                .arg(c)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+    else {
+        eprintln!("note: Chromium is not installed; skipping the browser rendering check");
+        return;
+    };
+    let html = std::fs::read_to_string(page).unwrap();
+    let probe = r#"<script>window.addEventListener("load",function(){var imgs=Array.from(document.images);var bad=imgs.filter(function(i){return !(i.complete&&i.naturalWidth>0);}).map(function(i){return i.getAttribute("src");});var d=document.createElement("div");d.id="probe";d.textContent="IMAGES "+imgs.length+" BROKEN "+bad.length+" "+bad.join(",");document.body.appendChild(d);});</script>"#;
+    let probed = page.with_file_name("probe-index.html");
+    std::fs::write(&probed, html.replace("</body>", &format!("{probe}</body>"))).unwrap();
+    let profile = page.with_file_name("chromium-profile");
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!(
+            "file://{}",
+            probed.canonicalize().unwrap().display()
+        ))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let _ = std::fs::remove_file(&probed);
+    let _ = std::fs::remove_dir_all(&profile);
+    let verdict = dom
+        .split("id=\"probe\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap_or_else(|| {
+            panic!(
+                "the probe did not run; Chromium printed:\n{dom}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(
+        verdict.contains("BROKEN 0"),
+        "images failed to load: {verdict}"
+    );
+    assert!(
+        !verdict.starts_with("IMAGES 0"),
+        "no images on the page: {verdict}"
+    );
+}

@@ -1,0 +1,104 @@
+//! Every malformed file in tests/configs/bad must fail with its expected message, a position,
+//! exit code 2 and no panic, and write nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bad_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs/bad");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn expected(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# expect: "))
+        .unwrap_or_else(|| panic!("{} has no `# expect:` line", path.display()))
+        .to_string()
+}
+
+#[test]
+fn corpus_is_large_enough() {
+    assert!(
+        bad_files().len() >= 25,
+        "only {} malformed files",
+        bad_files().len()
+    );
+}
+
+#[test]
+fn each_bad_file_gives_its_message_and_position() {
+    for path in bad_files() {
+        let want = expected(&path);
+        let err = match unet_lab::config::load(&path) {
+            Ok(_) => panic!("{} was accepted", path.display()),
+            Err(e) => e,
+        };
+        let shown = err.to_string();
+        assert!(
+            shown.contains(&want),
+            "{}:\n  expected: {want}\n  got: {shown}",
+            path.display()
+        );
+        assert!(shown.starts_with(&path.display().to_string()), "{shown}");
+        let stem = path.file_stem().unwrap().to_string_lossy();
+        if stem != "empty_file" && stem != "only_comments" {
+            let (line, col) = err
+                .position
+                .unwrap_or_else(|| panic!("{}: no position in {shown}", path.display()));
+            assert!(
+                line >= 2 && col >= 1,
+                "{}: position {line}:{col}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn cli_exits_2_without_panicking_or_writing() {
+    let out = std::env::temp_dir().join(format!("unet-lab-bad-{}", std::process::id()));
+    for path in bad_files() {
+        for verb in ["validate", "run"] {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_unet-lab"));
+            cmd.arg(verb).arg(&path);
+            if verb == "run" {
+                cmd.arg("--out").arg(&out);
+            }
+            let result = cmd.output().unwrap();
+            let stderr = String::from_utf8_lossy(&result.stderr);
+            assert_eq!(
+                result.status.code(),
+                Some(2),
+                "{verb} {}: {stderr}",
+                path.display()
+            );
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            assert!(
+                stderr.contains(&expected(&path)),
+                "{verb} {}: {stderr}",
+                path.display()
+            );
+        }
+    }
+    assert!(!out.exists(), "a bad config wrote {}", out.display());
+}
+
+#[test]
+fn unknown_variant_selection_is_a_usage_error() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/mse_adam.toml");
+    let result = Command::new(env!("CARGO_BIN_EXE_unet-lab"))
+        .args(["run", "--variant", "nope", "--out", "/nonexistent/never"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(result.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&result.stderr).contains("no variant named \"nope\""));
+}

@@ -1,0 +1,273 @@
+//! End to end through the binary: a tiny experiment is trained, tracked and reported; the
+//! report is rebuilt from files; the model learns something.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use common::{TempDir, html_local_refs, run_cli, write_experiment};
+use unet_lab::track::Tracker;
+
+const TWO_LOSSES: &str = r#"
+name = "two-losses"
+description = "mse vs ce, and a <b>hostile</b> name"
+seeds = [0]
+[data]
+size = [32, 32]
+count = 96
+subjects = 6
+[train]
+epochs = 3
+batch_size = 8
+lr = 3e-3
+[report]
+samples = 4
+[grid]
+"train.loss" = ["mse", "ce"]
+[[variant]]
+name = "<b>x</b>"
+train = { loss = "bce" }
+"#;
+
+#[test]
+fn run_tracks_reports_and_rebuilds() {
+    let tmp = TempDir::new("pipeline");
+    let file = write_experiment(&tmp, "two.toml", TWO_LOSSES);
+    let out = tmp.path().join("out");
+    let result = run_cli(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(result.code, Some(0), "{}", result.stderr);
+    let dir = out.join("two-losses");
+
+    // metrics.parquet: the columns, one row per (variant, seed, epoch, split).
+    let df = unet_lab::track::tables::read_parquet(&dir.join("metrics.parquet")).unwrap();
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for col in [
+        "variant",
+        "seed",
+        "epoch",
+        "split",
+        "loss",
+        "dice",
+        "iou",
+        "presence_accuracy",
+        "load_seconds",
+        "step_seconds",
+    ] {
+        assert!(
+            names.iter().any(|n| n == col),
+            "missing column {col} in {names:?}"
+        );
+    }
+    let tracker = Tracker::open(&dir).unwrap();
+    assert_eq!(tracker.epochs.len(), 3 * 3 * 2);
+    let keys: HashSet<_> = tracker
+        .epochs
+        .iter()
+        .map(|r| (r.variant.clone(), r.seed, r.epoch, r.split.clone()))
+        .collect();
+    assert_eq!(keys.len(), tracker.epochs.len(), "duplicated rows");
+    assert!(tracker.epochs.iter().all(|r| (1..=3).contains(&r.epoch)));
+    assert!(
+        tracker
+            .epochs
+            .iter()
+            .filter(|r| r.split == "val")
+            .all(|r| r.dice.is_some())
+    );
+    let info = unet_lab::track::VariantManifest::load(&dir.join("mse"))
+        .unwrap()
+        .unwrap()
+        .runs[0]
+        .dataset
+        .clone()
+        .unwrap();
+    assert_eq!(info.train_images + info.val_images, 96);
+    assert_eq!(
+        tracker.steps.len(),
+        3 * 3 * info.train_images.div_ceil(8),
+        "one row per step"
+    );
+
+    // Pictures and pages.
+    for f in ["index.html", "report.md", "loss.png", "dice.png"] {
+        assert!(dir.join(f).exists(), "missing {f}");
+    }
+    for v in ["mse", "ce", "_b_x__b_"] {
+        for f in [
+            "overlay.png",
+            "progress.gif",
+            "results.gif",
+            "loss.png",
+            "metrics.png",
+            "manifest.json",
+        ] {
+            assert!(dir.join(v).join(f).exists(), "missing {v}/{f}");
+        }
+        let manifest = unet_lab::track::VariantManifest::load(&dir.join(v))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            manifest.runs[0].status,
+            unet_lab::track::RunStatus::Completed
+        );
+        assert!(dir.join(v).join("checkpoints/seed-0/best.mpk").exists());
+        assert!(dir.join(v).join("checkpoints/seed-0/last.mpk").exists());
+    }
+    check_gif(&dir.join("mse/progress.gif"), 3);
+
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    check_html(&dir, &html);
+    assert!(
+        html.contains("&lt;b&gt;x&lt;/b&gt;"),
+        "variant name not escaped"
+    );
+    assert!(
+        html.contains("&lt;b&gt;hostile&lt;/b&gt;"),
+        "description not escaped"
+    );
+    assert!(
+        !html.contains("<b>"),
+        "raw markup from the TOML reached the page"
+    );
+
+    // Delete every picture and page; `report` rebuilds them from files alone.
+    let mut deleted = 0;
+    for entry in walk(&dir) {
+        if ["png", "gif", "html", "md"]
+            .iter()
+            .any(|e| entry.extension().is_some_and(|x| x == *e))
+            && !entry.to_string_lossy().contains("snapshots")
+        {
+            std::fs::remove_file(&entry).unwrap();
+            deleted += 1;
+        }
+    }
+    assert!(deleted >= 3 * 5 + 4);
+    let result = run_cli(&["report", dir.to_str().unwrap()]);
+    assert_eq!(result.code, Some(0), "{}", result.stderr);
+    let rebuilt = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert_eq!(rebuilt, html, "the rebuilt page differs");
+    check_html(&dir, &rebuilt);
+    check_gif(&dir.join("ce/progress.gif"), 3);
+
+    common::render_in_chromium(&dir.join("index.html"));
+
+    // A second run finds everything done and trains nothing.
+    let again = run_cli(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("3 completed (3 already done)"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(Tracker::open(&dir).unwrap().epochs.len(), 18);
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn check_html(dir: &Path, html: &str) {
+    let refs = html_local_refs(html);
+    assert!(refs.len() >= 3 * 5 + 2, "too few images/links: {refs:?}");
+    for r in refs {
+        assert!(dir.join(&r).exists(), "index.html refers to missing {r}");
+    }
+}
+
+/// A GIF with at least `min_frames` frames, all of the logical screen size, looping.
+fn check_gif(path: &Path, min_frames: usize) {
+    let mut opts = gif::DecodeOptions::new();
+    opts.set_color_output(gif::ColorOutput::Indexed);
+    let mut dec = opts.read_info(std::fs::File::open(path).unwrap()).unwrap();
+    let (w, h) = (dec.width(), dec.height());
+    // 32-px panels are drawn at 4× (128 px): three panels and two gaps wide.
+    assert_eq!(w as usize, 3 * 128 + 2 * 4);
+    assert!(h as usize > 4 * 128);
+    let mut frames = 0;
+    while let Some(frame) = dec.read_next_frame().unwrap() {
+        assert_eq!((frame.width, frame.height), (w, h));
+        assert!(frame.delay > 0);
+        frames += 1;
+    }
+    assert!(
+        frames >= min_frames,
+        "{} has {frames} frames",
+        path.display()
+    );
+}
+
+#[test]
+fn tiny_run_learns() {
+    // Dice + CE learns this small problem within a few epochs: the loss falls and validation
+    // Dice climbs well above the "predict nothing" score (the share of empty masks).
+    let tmp = TempDir::new("learns");
+    let file = write_experiment(
+        &tmp,
+        "learn.toml",
+        r#"
+name = "learn"
+[data]
+size = [48, 48]
+count = 320
+subjects = 8
+[train]
+loss = "dice_ce"
+epochs = 8
+batch_size = 8
+lr = 3e-3
+[report]
+samples = 0
+"#,
+    );
+    let out = tmp.path().join("out");
+    let result = run_cli(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--no-report",
+    ]);
+    assert_eq!(result.code, Some(0), "{}", result.stderr);
+    let tracker = Tracker::open(&out.join("learn")).unwrap();
+    let val: Vec<_> = tracker.epochs.iter().filter(|r| r.split == "val").collect();
+    let train: Vec<_> = tracker
+        .epochs
+        .iter()
+        .filter(|r| r.split == "train")
+        .collect();
+    assert!(
+        train.last().unwrap().loss < 0.5 * train[0].loss,
+        "training loss did not fall: {train:?}"
+    );
+    let first = val[0].dice.unwrap();
+    let best = val.iter().filter_map(|r| r.dice).fold(0.0, f64::max);
+    assert!(
+        best > first + 0.2 && best > 0.75,
+        "Dice did not rise: first {first}, best {best}"
+    );
+}
