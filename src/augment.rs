@@ -15,7 +15,7 @@ fn gaussian(rng: &mut StdRng) -> f32 {
 }
 
 /// Mirror an index into `0..n` (…, 1, 0, 0, 1, …, n−1, n−1, n−2, …).
-fn mirror(i: isize, n: usize) -> usize {
+pub fn mirror(i: isize, n: usize) -> usize {
     let n = n as isize;
     if n == 1 {
         return 0;

@@ -44,6 +44,24 @@ impl From<BackendArg> for BackendKind {
     }
 }
 
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CheckpointArg {
+    Best,
+    Last,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchLoss {
+    Mse,
+    Ce,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchOptim {
+    Adam,
+    Sgd,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train every variant of an experiment file (resuming where an earlier run stopped) and
@@ -79,6 +97,60 @@ pub enum Command {
     Report {
         /// An experiment directory written by `run` (e.g. reports/mse_adam).
         dir: PathBuf,
+    },
+    /// Predict masks for a folder of images with a trained variant, at each image's original
+    /// resolution; optionally a Kaggle submission. A labelled input is also scored.
+    Predict {
+        /// The variant directory (<out>/<experiment>/<variant>).
+        #[arg(long)]
+        run: PathBuf,
+        /// A folder of images (PNG or TIFF). `<stem>_mask.<ext>` files beside them are labels.
+        #[arg(long)]
+        input: PathBuf,
+        /// Where `<stem>_mask.png` and `<stem>_overlay.png` go.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write a Kaggle submission CSV (img,pixels; column-major 1-based RLE).
+        #[arg(long)]
+        submission: Option<PathBuf>,
+        /// Which checkpoint to load.
+        #[arg(long, value_enum, default_value = "best")]
+        checkpoint: CheckpointArg,
+        /// Zero predicted masks smaller than this many pixels.
+        #[arg(long, default_value_t = 0)]
+        min_area: usize,
+        /// The seed whose checkpoint to use (default: the first with one).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Training and inference throughput of the U-Net on random data.
+    Bench {
+        /// Channels per level.
+        #[arg(long, value_delimiter = ',', default_value = "3,6,12,24,48")]
+        widths: Vec<usize>,
+        /// Square input size.
+        #[arg(long, default_value_t = 128)]
+        size: usize,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[arg(long, value_enum, default_value = "mse")]
+        loss: BenchLoss,
+        #[arg(long, value_enum, default_value = "adam")]
+        optim: BenchOptim,
+        /// Timed steps (each phase).
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Untimed steps first.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendArg,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Also split a training step into forward, backward and optimizer time.
+        #[arg(long)]
+        profile: bool,
     },
     /// Build one comparison page across several experiment directories.
     Compare {
@@ -189,6 +261,91 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 dir.display(),
                 started.elapsed().as_secs_f64()
             );
+            Ok(0)
+        }
+        Command::Predict {
+            run,
+            input,
+            out,
+            submission,
+            checkpoint,
+            min_area,
+            seed,
+        } => {
+            let summary = crate::predict::predict(&crate::predict::PredictOptions {
+                run,
+                input,
+                out: out.clone(),
+                submission: submission.clone(),
+                checkpoint: match checkpoint {
+                    CheckpointArg::Best => crate::predict::Which::Best,
+                    CheckpointArg::Last => crate::predict::Which::Last,
+                },
+                min_area,
+                seed,
+            })?;
+            println!(
+                "{} images, {} with a predicted nerve; masks and overlays in {}",
+                summary.images,
+                summary.nonempty,
+                out.display()
+            );
+            if let Some(sub) = submission {
+                println!("submission: {}", sub.display());
+            }
+            if let Some((dice, n)) = summary.score {
+                println!(
+                    "Kaggle score (mean Dice, empty/empty = 1) over {n} labelled images: {dice:.4}"
+                );
+            }
+            Ok(0)
+        }
+        Command::Bench {
+            widths,
+            size,
+            batch,
+            loss,
+            optim,
+            steps,
+            warmup,
+            backend,
+            json,
+            profile,
+        } => {
+            if widths.is_empty() || widths.contains(&0) || batch == 0 || steps == 0 {
+                eprintln!(
+                    "error: --widths needs positive values; --batch and --steps must be at least 1"
+                );
+                return Ok(exit::CONFIG);
+            }
+            if let Err(msg) =
+                crate::model::check_input_size([size, size], &widths, crate::config::Padding::Same)
+            {
+                eprintln!("error: --size: {msg}");
+                return Ok(exit::CONFIG);
+            }
+            let result = crate::bench::bench(&crate::bench::BenchOptions {
+                widths,
+                size,
+                batch,
+                loss: match loss {
+                    BenchLoss::Mse => crate::config::LossKind::Mse,
+                    BenchLoss::Ce => crate::config::LossKind::Ce,
+                },
+                optimizer: match optim {
+                    BenchOptim::Adam => crate::config::OptimizerKind::Adam,
+                    BenchOptim::Sgd => crate::config::OptimizerKind::Sgd,
+                },
+                steps,
+                warmup,
+                backend: backend.into(),
+                profile,
+            })?;
+            if json {
+                println!("{}", serde_json::to_string(&result)?);
+            } else {
+                println!("{}", result.human());
+            }
             Ok(0)
         }
         Command::Compare { dirs, out } => {

@@ -5,10 +5,12 @@
 //! [`track`] → [`report`].
 
 pub mod augment;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;
 pub mod model;
+pub mod predict;
 pub mod progress;
 pub mod report;
 pub mod track;

@@ -190,6 +190,18 @@ impl<B: Backend> UNet<B> {
     }
 }
 
+impl<B: Backend> UNet<B> {
+    /// One parameter value read back from the device: forces pending work to finish on
+    /// asynchronous backends (used by the benchmark to time whole steps).
+    pub fn probe_value(&self) -> f32 {
+        let w = self.outc.conv.weight.val(); // [classes, w0, 1, 1]
+        w.flatten::<1>(0, 3)
+            .slice([0..1])
+            .into_scalar()
+            .elem::<f32>()
+    }
+}
+
 /// The output size for an input size, or why the input size does not work.
 pub fn output_size(input: usize, levels: usize, padding: Padding) -> Result<usize, String> {
     match padding {

@@ -1,6 +1,9 @@
 //! Datasets: the embedded synthetic default, the Kaggle layout and image/mask folders; the
 //! subject-wise split; batches as tensors.
 
+pub mod files;
+pub mod folder;
+pub mod kaggle;
 pub mod synthetic;
 pub mod weights;
 
@@ -57,13 +60,6 @@ pub struct DatasetInfo {
     pub width: usize,
 }
 
-/// A data error names the file it is about.
-#[derive(Debug, thiserror::Error)]
-pub enum DataError {
-    #[error("{0}")]
-    Message(String),
-}
-
 /// Loads the dataset a run config describes.
 pub fn load(config: &DataConfig) -> anyhow::Result<Dataset> {
     let [h, w] = config.size;
@@ -74,15 +70,36 @@ pub fn load(config: &DataConfig) -> anyhow::Result<Dataset> {
             synthetic::generate(count, subjects, h, w, config.seed)
         }
         DataSource::Kaggle | DataSource::Folder => {
-            anyhow::bail!(
-                "data source {:?} is not available in this build yet",
-                config.source
+            let dir = config.path.as_deref().expect("validated: path is set");
+            let mut pairs = match config.source {
+                DataSource::Kaggle => kaggle::list(dir)?,
+                _ => folder::list(dir)?,
+            };
+            // Cap before decoding: a limit should also save the decoding time.
+            if let Some(limit) = config.limit.filter(|&l| l < pairs.len()) {
+                pairs.shuffle(&mut StdRng::seed_from_u64(config.seed ^ LIMIT_SALT));
+                pairs.truncate(limit);
+                pairs.sort_by(|a, b| natural_key(&a.id).cmp(&natural_key(&b.id)));
+            }
+            let stats = files::LoadStats::default();
+            let cache = files::cache_dir();
+            let samples = files::load_pairs(&pairs, [h, w], &cache, &stats)?;
+            let (decoded, cached) = (
+                stats.decoded.load(std::sync::atomic::Ordering::Relaxed),
+                stats.cached.load(std::sync::atomic::Ordering::Relaxed),
             );
+            eprintln!(
+                "data: {} images from {} ({decoded} decoded, {cached} from the cache in {})",
+                samples.len(),
+                dir.display(),
+                cache.display()
+            );
+            samples
         }
     };
     if let Some(limit) = config.limit {
         if samples.len() > limit {
-            let mut rng = StdRng::seed_from_u64(config.seed ^ 0x11_3177);
+            let mut rng = StdRng::seed_from_u64(config.seed ^ LIMIT_SALT);
             samples.shuffle(&mut rng);
             samples.truncate(limit);
             samples.sort_by(|a, b| natural_key(&a.id).cmp(&natural_key(&b.id)));
@@ -180,6 +197,9 @@ pub fn split(
     }
     Ok((train, val, val_subjects))
 }
+
+/// Keeps the limit's random stream distinct from the split's and the generator's.
+const LIMIT_SALT: u64 = 0x11_3177;
 
 /// Keeps the split's random stream distinct from the generator's.
 const SPLIT_SALT: u64 = 0x5_0117;

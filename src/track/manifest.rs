@@ -38,7 +38,8 @@ impl RunStatus {
 pub struct Divergence {
     pub epoch: usize,
     pub step: usize,
-    pub loss: f64,
+    /// The loss that stopped the run, as text: JSON has no NaN or infinity.
+    pub loss: String,
 }
 
 /// One seed of one variant.

@@ -318,7 +318,7 @@ pub fn train_run<B: AutodiffBackend>(
                 let d = Divergence {
                     epoch,
                     step: step_in_epoch + 1,
-                    loss: loss_value,
+                    loss: loss_value.to_string(),
                 };
                 return Ok(outcome(
                     Ending::Diverged(d),

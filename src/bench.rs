@@ -1,0 +1,250 @@
+//! `unet-lab bench`: training and inference throughput of the U-Net on random data, the same
+//! network and recipe as the PyTorch reference figures (BENCHMARKS.md).
+
+use std::time::Instant;
+
+use anyhow::Result;
+use burn::module::AutodiffModule;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use burn::tensor::backend::AutodiffBackend;
+use serde::Serialize;
+
+use crate::config::{BackendKind, LossKind, ModelConfig, OptimizerKind, Padding, RunConfig};
+use crate::model::UNet;
+use crate::train::loss::loss;
+use crate::train::optim::AnyOptimizer;
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub widths: Vec<usize>,
+    pub size: usize,
+    pub batch: usize,
+    pub loss: LossKind,
+    pub optimizer: OptimizerKind,
+    pub steps: usize,
+    pub warmup: usize,
+    pub backend: BackendKind,
+    /// Also time forward, backward and optimizer separately.
+    pub profile: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub backend: String,
+    pub widths: Vec<usize>,
+    pub size: usize,
+    pub batch: usize,
+    pub loss: String,
+    pub optimizer: String,
+    pub steps: usize,
+    pub warmup: usize,
+    pub parameters: usize,
+    pub train_img_s: f64,
+    pub infer_img_s: f64,
+    pub peak_rss_mb: f64,
+    pub threads: usize,
+    /// Seconds per training step in forward (incl. loss), backward and optimizer.
+    pub profile: Option<StepProfile>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepProfile {
+    pub forward_s: f64,
+    pub backward_s: f64,
+    pub optimizer_s: f64,
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in MB.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn train_config(opts: &BenchOptions) -> RunConfig {
+    let text = format!(
+        "[train]\nloss = \"{}\"\noptimizer = \"{}\"\nlr = {}\nmomentum = 0.99\n",
+        opts.loss.name(),
+        match opts.optimizer {
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::Sgd => "sgd",
+        },
+        match opts.optimizer {
+            OptimizerKind::Adam => "1e-3",
+            OptimizerKind::Sgd => "1e-2",
+        }
+    );
+    crate::config::parse_str(std::path::Path::new("bench.toml"), text)
+        .expect("bench config is valid")
+        .variants
+        .remove(0)
+        .config
+}
+
+pub fn run_bench<B: AutodiffBackend>(
+    opts: &BenchOptions,
+    device: &B::Device,
+) -> Result<BenchResult> {
+    B::seed(device, 0);
+    let model_cfg = ModelConfig {
+        widths: opts.widths.clone(),
+        padding: Padding::Same,
+        dropout: 0.0,
+    };
+    let cfg = train_config(opts);
+    let mut model: UNet<B> = UNet::new(&model_cfg, opts.loss, device);
+    let parameters = model.num_params();
+    let mut optim = AnyOptimizer::<UNet<B>, B>::new(&cfg.train);
+    let shape = [opts.batch, 1, opts.size, opts.size];
+    let x = Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), device);
+    let y = Tensor::<B, 4>::random(shape, Distribution::Bernoulli(0.5), device);
+
+    let step = |model: UNet<B>,
+                optim: &mut AnyOptimizer<UNet<B>, B>,
+                profile: Option<&mut [f64; 3]>|
+     -> UNet<B> {
+        let t0 = Instant::now();
+        let out = model.forward(x.clone()); // [b, classes, s, s]
+        let l = loss(opts.loss, out, y.clone(), None); // [1]
+        match profile {
+            None => {
+                let grads = GradientsParams::from_grads(l.backward(), &model);
+                let model = optim.step(1e-3, model, grads);
+                let _ = l_sync::<B>(&model);
+                model
+            }
+            Some(p) => {
+                let _ = l.clone().into_scalar(); // waits for the forward pass
+                let t1 = Instant::now();
+                let grads = l.backward();
+                let grads = GradientsParams::from_grads(grads, &model);
+                let t2 = Instant::now();
+                let model = optim.step(1e-3, model, grads);
+                let _ = l_sync::<B>(&model);
+                let t3 = Instant::now();
+                p[0] += (t1 - t0).as_secs_f64();
+                p[1] += (t2 - t1).as_secs_f64();
+                p[2] += (t3 - t2).as_secs_f64();
+                model
+            }
+        }
+    };
+    for _ in 0..opts.warmup {
+        model = step(model, &mut optim, None);
+    }
+    let t = Instant::now();
+    for _ in 0..opts.steps {
+        model = step(model, &mut optim, None);
+    }
+    let train_img_s = (opts.steps * opts.batch) as f64 / t.elapsed().as_secs_f64();
+    let profile = if opts.profile {
+        let mut p = [0.0; 3];
+        for _ in 0..opts.steps {
+            model = step(model, &mut optim, Some(&mut p));
+        }
+        let n = opts.steps.max(1) as f64;
+        Some(StepProfile {
+            forward_s: p[0] / n,
+            backward_s: p[1] / n,
+            optimizer_s: p[2] / n,
+        })
+    } else {
+        None
+    };
+
+    let inference = model.valid();
+    let xi = x.inner();
+    let infer = |m: &UNet<B::InnerBackend>| {
+        let out = m.forward(xi.clone()); // [b, classes, s, s]
+        let _ = out.sum().into_scalar();
+    };
+    for _ in 0..opts.warmup {
+        infer(&inference);
+    }
+    let t = Instant::now();
+    for _ in 0..opts.steps {
+        infer(&inference);
+    }
+    let infer_img_s = (opts.steps * opts.batch) as f64 / t.elapsed().as_secs_f64();
+
+    Ok(BenchResult {
+        backend: crate::train::backend::describe(opts.backend).0,
+        widths: opts.widths.clone(),
+        size: opts.size,
+        batch: opts.batch,
+        loss: opts.loss.name().to_string(),
+        optimizer: format!("{:?}", opts.optimizer).to_lowercase(),
+        steps: opts.steps,
+        warmup: opts.warmup,
+        parameters,
+        train_img_s,
+        infer_img_s,
+        peak_rss_mb: peak_rss_mb(),
+        threads: rayon::current_num_threads(),
+        profile,
+    })
+}
+
+/// Waits for the backend to finish the step: reading one parameter back forces completion on
+/// asynchronous backends (CUDA) and costs nothing measurable on the CPU.
+fn l_sync<B: AutodiffBackend>(model: &UNet<B>) -> f32 {
+    model.probe_value()
+}
+
+pub fn bench(opts: &BenchOptions) -> Result<BenchResult> {
+    crate::train::backend::check_available(opts.backend)?;
+    match opts.backend {
+        BackendKind::Cpu => {
+            run_bench::<crate::train::backend::CpuBackend>(opts, &Default::default())
+        }
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => {
+            run_bench::<crate::train::backend::CudaBackend>(opts, &Default::default())
+        }
+        #[cfg(not(feature = "cuda"))]
+        BackendKind::Cuda => unreachable!("checked by check_available"),
+    }
+}
+
+impl BenchResult {
+    pub fn human(&self) -> String {
+        let mut s = format!(
+            "backend {} ({} threads) · widths {:?} · {}×{} · batch {} · {} + {} · {} parameters\n\
+             train:     {:8.2} img/s\ninference: {:8.2} img/s\npeak RSS:  {:8.0} MB",
+            self.backend,
+            self.threads,
+            self.widths,
+            self.size,
+            self.size,
+            self.batch,
+            self.loss,
+            self.optimizer,
+            self.parameters,
+            self.train_img_s,
+            self.infer_img_s,
+            self.peak_rss_mb
+        );
+        if let Some(p) = &self.profile {
+            let total = p.forward_s + p.backward_s + p.optimizer_s;
+            s.push_str(&format!(
+                "\nstep profile: forward+loss {:.1} ms ({:.0}%), backward {:.1} ms ({:.0}%), optimizer {:.1} ms ({:.0}%)",
+                p.forward_s * 1e3,
+                100.0 * p.forward_s / total,
+                p.backward_s * 1e3,
+                100.0 * p.backward_s / total,
+                p.optimizer_s * 1e3,
+                100.0 * p.optimizer_s / total
+            ));
+        }
+        s
+    }
+}

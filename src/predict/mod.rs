@@ -1,0 +1,268 @@
+//! `unet-lab predict`: masks for new images at their original resolution, overlays, a Kaggle
+//! submission, and the Kaggle score when the input is labelled.
+
+pub mod rle;
+pub mod tile;
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::backend::Flex;
+use burn::prelude::*;
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+
+use crate::config::{Padding, RunConfig};
+use crate::data::files::{self, Grey, image_files, resize_bilinear, stem};
+use crate::data::standardize;
+use crate::model::{UNet, output_size};
+use crate::report::raster::{Canvas, PRED_RGB};
+use crate::track::{VariantManifest, checkpoint, write_atomic};
+use crate::train::loss::foreground_probability;
+use crate::train::metrics::{Confusion, MetricAccumulator};
+use crate::train::optim::model_from_bytes;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    Best,
+    Last,
+}
+
+pub struct PredictOptions {
+    pub run: PathBuf,
+    pub input: PathBuf,
+    pub out: PathBuf,
+    pub submission: Option<PathBuf>,
+    pub checkpoint: Which,
+    pub min_area: usize,
+    pub seed: Option<u64>,
+}
+
+pub struct PredictSummary {
+    pub images: usize,
+    pub nonempty: usize,
+    /// Mean Kaggle Dice over labelled images, with their count.
+    pub score: Option<(f64, usize)>,
+}
+
+/// A trained network ready to predict on the CPU.
+pub struct Predictor {
+    model: UNet<Flex>,
+    config: RunConfig,
+    device: burn::backend::flex::FlexDevice,
+}
+
+impl Predictor {
+    pub fn load(run_dir: &Path, which: Which, seed: Option<u64>) -> Result<(Predictor, u64)> {
+        let manifest = VariantManifest::load(run_dir)?.with_context(|| {
+            format!(
+                "{} is not a variant directory written by `unet-lab run` (no manifest.json)",
+                run_dir.display()
+            )
+        })?;
+        let path_of = |s: u64| match which {
+            Which::Best => checkpoint::best_path(run_dir, s),
+            Which::Last => checkpoint::last_path(run_dir, s),
+        };
+        let seed = match seed {
+            Some(s) => s,
+            None => manifest
+                .runs
+                .iter()
+                .map(|r| r.seed)
+                .find(|&s| path_of(s).exists())
+                .with_context(|| format!("no {:?} checkpoint in {}", which, run_dir.display()))?,
+        };
+        let path = path_of(seed);
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("cannot read the checkpoint {}", path.display()))?;
+        let device = Default::default();
+        let model = UNet::<Flex>::new(&manifest.config.model, manifest.config.train.loss, &device);
+        let model = model_from_bytes(model, bytes, &device)
+            .with_context(|| format!("cannot load {}", path.display()))?;
+        Ok((
+            Predictor {
+                model,
+                config: manifest.config,
+                device,
+            },
+            seed,
+        ))
+    }
+
+    pub fn size(&self) -> [usize; 2] {
+        self.config.data.size
+    }
+
+    /// Foreground probabilities of standardised `tiles` (each `h × w`).
+    fn forward(&self, tiles: &[Vec<f32>], h: usize, w: usize) -> Vec<Vec<f32>> {
+        let n = tiles.len();
+        let data: Vec<f32> = tiles.iter().flatten().copied().collect();
+        let x = Tensor::<Flex, 4>::from_data(TensorData::new(data, [n, 1, h, w]), &self.device);
+        let out = self.model.forward(x); // [n, classes, oh, ow]
+        let [_, _, oh, ow] = out.dims();
+        let prob = foreground_probability(self.config.train.loss, out) // [n, 1, oh, ow]
+            .into_data()
+            .to_vec::<f32>()
+            .expect("f32 output");
+        prob.chunks(oh * ow).map(|c| c.to_vec()).collect()
+    }
+
+    /// Probability map (at the training size) of one image resized to the training size.
+    pub fn probability(&self, resized: &[f32]) -> Vec<f32> {
+        let [h, w] = self.size();
+        let x = standardize(resized);
+        match self.config.model.padding {
+            Padding::Same => self.forward(&[x], h, w).remove(0),
+            Padding::Valid => {
+                let levels = self.config.model.widths.len();
+                let out = [
+                    output_size(h, levels, Padding::Valid).expect("validated size"),
+                    output_size(w, levels, Padding::Valid).expect("validated size"),
+                ];
+                let align = 1 << (levels - 1);
+                tile::predict_tiled(&x, h, w, [h, w], out, align, 4, &mut |tiles| {
+                    self.forward(tiles, h, w)
+                })
+            }
+        }
+    }
+}
+
+/// The label of `image`, if the input is labelled: `<stem>_mask.<ext>` beside it, or
+/// `../masks/<stem>.<ext>` when the input is an `images/` folder.
+fn label_of(image: &Path) -> Option<PathBuf> {
+    let s = stem(image);
+    let ext = image.extension()?.to_str()?;
+    let beside = image.with_file_name(format!("{s}_mask.{ext}"));
+    if beside.exists() {
+        return Some(beside);
+    }
+    let dir = image.parent()?;
+    if dir.file_name()? == "images" {
+        for e in ["png", "tif", "tiff"] {
+            let p = dir.parent()?.join("masks").join(format!("{s}.{e}"));
+            if p.exists() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+/// Zeroes a mask with fewer than `min_area` pixels.
+pub fn apply_min_area(mask: &mut [u8], min_area: usize) {
+    if min_area > 0 && mask.iter().filter(|&&m| m != 0).count() < min_area {
+        mask.iter_mut().for_each(|m| *m = 0);
+    }
+}
+
+fn png_grey(mask: &[u8], h: usize, w: usize) -> Result<Vec<u8>> {
+    let img =
+        image::GrayImage::from_raw(w as u32, h as u32, mask.iter().map(|&m| m * 255).collect())
+            .context("mask size mismatch")?;
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )?;
+    Ok(bytes)
+}
+
+pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
+    let (predictor, seed) = Predictor::load(&opts.run, opts.checkpoint, opts.seed)?;
+    let images: Vec<PathBuf> = image_files(&opts.input)?
+        .into_iter()
+        .filter(|p| !stem(p).ends_with("_mask"))
+        .collect();
+    if images.is_empty() {
+        bail!("no images (PNG or TIFF) found in {}", opts.input.display());
+    }
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    eprintln!(
+        "predicting {} images with {} (seed {seed}, {:?} checkpoint)",
+        images.len(),
+        opts.run.display(),
+        opts.checkpoint
+    );
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(images.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("predict [{bar:30}] {pos}/{len} · {per_sec} · ETA {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let [th, tw] = predictor.size();
+    let mut rows = Vec::with_capacity(images.len());
+    let mut acc = MetricAccumulator::default();
+    let mut nonempty = 0;
+    for chunk in images.chunks(16) {
+        // Decoding and resizing in parallel; the network itself is parallel inside.
+        let decoded: Vec<(Grey, Option<Grey>)> = chunk
+            .par_iter()
+            .map(|p| -> Result<_> {
+                let label = label_of(p).map(|l| files::decode(&l)).transpose()?;
+                Ok((files::decode(p)?, label))
+            })
+            .collect::<Result<_>>()?;
+        for (path, (img, label)) in chunk.iter().zip(decoded) {
+            let resized = resize_bilinear(&img, th, tw);
+            let prob = predictor.probability(&resized);
+            let back = resize_bilinear(
+                &Grey {
+                    height: th,
+                    width: tw,
+                    pixels: prob,
+                },
+                img.height,
+                img.width,
+            );
+            let mut mask: Vec<u8> = back.iter().map(|&p| (p > 0.5) as u8).collect();
+            apply_min_area(&mut mask, opts.min_area);
+            let s = stem(path);
+            write_atomic(
+                &opts.out.join(format!("{s}_mask.png")),
+                &png_grey(&mask, img.height, img.width)?,
+            )?;
+            let mut canvas = Canvas::new(img.width, img.height, 0);
+            let m: Vec<f32> = mask.iter().map(|&v| v as f32).collect();
+            canvas.overlay(&img.pixels, &m, PRED_RGB, img.height, img.width, 0, 0, 1);
+            write_atomic(
+                &opts.out.join(format!("{s}_overlay.png")),
+                &canvas.to_png()?,
+            )?;
+            if let Some(label) = label {
+                if (label.height, label.width) != (img.height, img.width) {
+                    bail!("{} and its mask differ in size", path.display());
+                }
+                let truth: Vec<u8> = label.pixels.iter().map(|&v| (v > 0.0) as u8).collect();
+                let pred: Vec<bool> = mask.iter().map(|&v| v != 0).collect();
+                acc.push(Confusion::of(&pred, &truth));
+            }
+            nonempty += mask.contains(&1) as usize;
+            rows.push((s, rle::encode(&mask, img.height, img.width)));
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    if let Some(sub) = &opts.submission {
+        let mut csv = String::from("img,pixels\n");
+        for (s, r) in &rows {
+            let _ = writeln!(csv, "{s},{r}");
+        }
+        write_atomic(sub, csv.as_bytes())?;
+    }
+    let labelled = acc.per_image().len();
+    Ok(PredictSummary {
+        images: images.len(),
+        nonempty,
+        score: (labelled > 0).then(|| (acc.finish().dice, labelled)),
+    })
+}

@@ -1,0 +1,279 @@
+//! Real-data layouts (Kaggle, folder), the decode cache, prediction and the submission.
+
+mod common;
+
+use std::path::Path;
+
+use common::{TempDir, run_cli, write_experiment};
+use image::{GrayImage, ImageBuffer, Luma};
+use unet_lab::data::files::{LoadStats, load_pairs};
+use unet_lab::data::synthetic;
+use unet_lab::predict::rle;
+
+const H: usize = 420;
+const W: usize = 580;
+
+/// Writes a Kaggle-layout folder: `subjects` subjects × `per` images of 580×420, about half
+/// with a nerve.
+fn kaggle_folder(dir: &Path, subjects: usize, per: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let samples = synthetic::generate(subjects * per, subjects, H, W, 11);
+    for s in samples {
+        let img = GrayImage::from_raw(
+            W as u32,
+            H as u32,
+            s.image.iter().map(|v| (v * 255.0) as u8).collect(),
+        )
+        .unwrap();
+        let mask =
+            GrayImage::from_raw(W as u32, H as u32, s.mask.iter().map(|m| m * 255).collect())
+                .unwrap();
+        img.save(dir.join(format!("{}.tif", s.id))).unwrap();
+        mask.save(dir.join(format!("{}_mask.tif", s.id))).unwrap();
+    }
+}
+
+fn experiment(path: &Path, extra: &str) -> String {
+    format!(
+        r#"
+name = "nerve"
+[data]
+source = "kaggle"
+path = "{}"
+size = [48, 64]
+val_subjects = [3]
+{extra}
+[train]
+loss = "dice_ce"
+epochs = 2
+lr = 3e-3
+[report]
+samples = 2
+"#,
+        path.display()
+    )
+}
+
+#[test]
+fn kaggle_layout_trains_predicts_and_submits() {
+    let tmp = TempDir::new("kaggle");
+    let data = tmp.path().join("train");
+    kaggle_folder(&data, 3, 6);
+    let cache = tmp.path().join("cache");
+    let file = write_experiment(&tmp, "nerve.toml", &experiment(&data, ""));
+    let out = tmp.path().join("out");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_unet-lab"))
+            .args(args)
+            .env("UNET_LAB_CACHE", &cache)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, stderr, _) = run(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("18 decoded, 0 from the cache"), "{stderr}");
+    let manifest = unet_lab::track::VariantManifest::load(&out.join("nerve/base"))
+        .unwrap()
+        .unwrap();
+    let info = manifest.runs[0].dataset.clone().unwrap();
+    assert_eq!(
+        (info.images, info.subjects, info.val_subjects.clone()),
+        (18, 3, vec![3])
+    );
+    assert_eq!((info.train_images, info.val_images), (12, 6));
+    assert!(info.empty_mask_share > 0.2 && info.empty_mask_share < 0.8);
+
+    // The second run (fresh, so it trains again) reads every image from the cache.
+    let (code, stderr, _) = run(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--fresh",
+        "--no-report",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("0 decoded, 18 from the cache"), "{stderr}");
+
+    // Predict on the labelled folder, with a submission.
+    let pred = tmp.path().join("pred");
+    let sub = tmp.path().join("sub.csv");
+    let (code, stderr, stdout) = run(&[
+        "predict",
+        "--run",
+        out.join("nerve/base").to_str().unwrap(),
+        "--input",
+        data.to_str().unwrap(),
+        "--out",
+        pred.to_str().unwrap(),
+        "--submission",
+        sub.to_str().unwrap(),
+        "--min-area",
+        "10",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("Kaggle score") && stdout.contains("over 18 labelled images"),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(&sub).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("img,pixels"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 18);
+    for row in rows {
+        let (stem, pixels) = row.split_once(',').unwrap();
+        let mask = image::open(pred.join(format!("{stem}_mask.png")))
+            .unwrap()
+            .into_luma8();
+        assert_eq!((mask.width() as usize, mask.height() as usize), (W, H));
+        let expected: Vec<u8> = mask
+            .into_raw()
+            .into_iter()
+            .map(|v| (v > 127) as u8)
+            .collect();
+        assert_eq!(
+            rle::decode(pixels, H, W).unwrap(),
+            expected,
+            "{stem}: RLE and mask PNG differ"
+        );
+        assert!(pred.join(format!("{stem}_overlay.png")).exists());
+    }
+
+    // A missing mask is named.
+    std::fs::remove_file(data.join("2_3_mask.tif")).unwrap();
+    let (code, stderr, _) = run(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        tmp.path().join("out2").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("2_3_mask.tif"), "{stderr}");
+    assert!(
+        !tmp.path().join("out2").exists(),
+        "a failed data load wrote output"
+    );
+}
+
+#[test]
+fn data_errors_name_the_file() {
+    let tmp = TempDir::new("data-errors");
+    let data = tmp.path().join("d");
+    kaggle_folder(&data, 2, 2);
+    let check = |toml: String, want: &str| {
+        let file = write_experiment(&tmp, "e.toml", &toml);
+        let r = run_cli(&[
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            tmp.path().join("o").to_str().unwrap(),
+        ]);
+        assert_eq!(r.code, Some(1), "{}", r.stderr);
+        assert!(r.stderr.contains(want), "want {want:?} in {}", r.stderr);
+        assert!(!r.stderr.contains("panicked"));
+    };
+    check(
+        experiment(&tmp.path().join("missing"), ""),
+        "does not exist",
+    );
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    check(experiment(&empty, ""), "no images found");
+    check(
+        experiment(&data, "").replace("val_subjects = [3]", "val_subjects = [9]"),
+        "subject(s) 9 that have no images",
+    );
+    std::fs::write(data.join("1_2.tif"), b"not a tiff").unwrap();
+    check(experiment(&data, ""), "1_2.tif is not a readable image");
+    // Size mismatch between an image and its mask.
+    kaggle_folder(&data, 2, 2);
+    GrayImage::new(10, 10)
+        .save(data.join("2_1_mask.tif"))
+        .unwrap();
+    check(experiment(&data, ""), "image and mask sizes differ");
+    // An orphan mask.
+    kaggle_folder(&data, 2, 2);
+    std::fs::remove_file(data.join("2_2.tif")).unwrap();
+    check(experiment(&data, ""), "2_2_mask.tif has no image");
+}
+
+#[test]
+fn folder_layout_with_16_bit_images_and_subjects() {
+    let tmp = TempDir::new("folder");
+    let root = tmp.path().join("ds");
+    std::fs::create_dir_all(root.join("images")).unwrap();
+    std::fs::create_dir_all(root.join("masks")).unwrap();
+    let samples = synthetic::generate(12, 3, 64, 64, 5);
+    let mut csv = String::from("stem,subject\n");
+    for s in &samples {
+        let img: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_raw(
+            64,
+            64,
+            s.image.iter().map(|v| (v * 65535.0) as u16).collect(),
+        )
+        .unwrap();
+        img.save(root.join(format!("images/case{}.png", s.id)))
+            .unwrap();
+        GrayImage::from_raw(64, 64, s.mask.iter().map(|m| m * 7).collect())
+            .unwrap()
+            .save(root.join(format!("masks/case{}.png", s.id)))
+            .unwrap();
+        csv.push_str(&format!("case{},{}\n", s.id, s.subject));
+    }
+    std::fs::write(root.join("subjects.csv"), csv).unwrap();
+    let pairs = unet_lab::data::folder::list(&root).unwrap();
+    assert_eq!(pairs.len(), 12);
+    let stats = LoadStats::default();
+    let cache = tmp.path().join("cache");
+    let loaded = load_pairs(&pairs, [32, 32], &cache, &stats).unwrap();
+    // 16-bit values survive; masks stored as 7 are binarised to 1.
+    let original = synthetic::generate(12, 3, 64, 64, 5);
+    for (a, b) in loaded.iter().zip(&original) {
+        assert_eq!(a.subject, b.subject);
+        assert!(a.mask.iter().all(|&m| m <= 1));
+        assert_eq!(a.mask.contains(&1), b.mask.contains(&1));
+    }
+    let again = LoadStats::default();
+    let cached = load_pairs(&pairs, [32, 32], &cache, &again).unwrap();
+    assert_eq!(again.decoded.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(again.cached.load(std::sync::atomic::Ordering::Relaxed), 12);
+    assert!(
+        cached
+            .iter()
+            .zip(&loaded)
+            .all(|(a, b)| a.image == b.image && a.mask == b.mask)
+    );
+
+    // The split keeps subjects apart.
+    let file = write_experiment(
+        &tmp,
+        "f.toml",
+        &format!(
+            "[data]\nsource = \"folder\"\npath = \"{}\"\nsize = [32, 32]\nval_fraction = 0.34\n[train]\nepochs = 1\n[report]\nsamples = 1\n",
+            root.display()
+        ),
+    );
+    let r = run_cli(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        tmp.path().join("o").to_str().unwrap(),
+        "--no-report",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    // A missing mask is named.
+    std::fs::remove_file(root.join("masks/case1_2.png")).unwrap();
+    let err = unet_lab::data::folder::list(&root).unwrap_err().to_string();
+    assert!(err.contains("case1_2.png has no mask"), "{err}");
+}

@@ -1,0 +1,420 @@
+//! Crashes, interrupts, divergence, hostile names, concurrent runs and determinism.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TempDir, run_cli, write_experiment};
+use unet_lab::track::{EpochRow, RunStatus, Tracker, VariantManifest};
+
+const TWO_VARIANTS: &str = r#"
+name = "crash"
+[data]
+size = [32, 32]
+count = 96
+subjects = 6
+[train]
+loss = "dice_ce"
+epochs = 3
+lr = 3e-3
+[report]
+samples = 2
+[grid]
+"train.optimizer" = ["adam", "sgd"]
+"#;
+
+/// The rows that must be identical across runs (timings excluded).
+fn key_values(
+    rows: &[EpochRow],
+) -> Vec<(String, u64, usize, String, f64, Option<f64>, Option<f64>)> {
+    let mut v: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.variant.clone(),
+                r.seed,
+                r.epoch,
+                r.split.clone(),
+                r.loss,
+                r.dice,
+                r.iou,
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| (&a.0, a.1, a.2, &a.3).cmp(&(&b.0, b.1, b.2, &b.3)));
+    v
+}
+
+fn assert_same_rows(a: &[EpochRow], b: &[EpochRow], what: &str) {
+    let (a, b) = (key_values(a), key_values(b));
+    assert_eq!(a.len(), b.len(), "{what}: row counts differ");
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(
+            (&x.0, x.1, x.2, &x.3),
+            (&y.0, y.1, y.2, &y.3),
+            "{what}: keys differ"
+        );
+        assert!((x.4 - y.4).abs() <= 1e-6, "{what}: loss {x:?} vs {y:?}");
+        let close = |p: Option<f64>, q: Option<f64>| match (p, q) {
+            (Some(p), Some(q)) => (p - q).abs() <= 1e-6,
+            (None, None) => true,
+            _ => false,
+        };
+        assert!(
+            close(x.5, y.5) && close(x.6, y.6),
+            "{what}: metrics {x:?} vs {y:?}"
+        );
+    }
+}
+
+fn spawn_run(file: &Path, out: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_unet-lab"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--no-report",
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the child has printed `epoch_lines` epoch lines (0: returns at once).
+fn wait_for_epochs(child: &mut Child, epoch_lines: usize) -> BufReader<std::process::ChildStderr> {
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = 0;
+    let mut line = String::new();
+    while seen < epoch_lines {
+        line.clear();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if line.contains(" epoch ") {
+            seen += 1;
+        }
+    }
+    reader
+}
+
+/// Epochs (per variant) a resumed run must not train again: those its checkpoints hold.
+fn checkpointed_epochs(exp_dir: &Path, variant: &str) -> usize {
+    let dir = exp_dir.join(variant);
+    if let Ok(Some(m)) = VariantManifest::load(&dir) {
+        if m.runs.iter().any(|r| r.status == RunStatus::Completed) {
+            return 3;
+        }
+    }
+    std::fs::read(dir.join("checkpoints/seed-0/resume.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["epoch"].as_u64())
+        .unwrap_or(0) as usize
+}
+
+#[test]
+fn sigkill_at_any_point_then_rerun_gives_the_uninterrupted_rows() {
+    let tmp = TempDir::new("kill");
+    let file = write_experiment(&tmp, "crash.toml", TWO_VARIANTS);
+    let reference_out = tmp.path().join("reference");
+    let r = run_cli(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        reference_out.to_str().unwrap(),
+        "--no-report",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let reference = Tracker::open(&reference_out.join("crash")).unwrap();
+    assert_eq!(reference.epochs.len(), 2 * 3 * 2);
+
+    // Kill points: during start-up, mid-variant, right after the first variant, mid second.
+    for (round, (epoch_lines, extra_ms)) in [(0, 150), (1, 120), (3, 0), (4, 200), (5, 60)]
+        .into_iter()
+        .enumerate()
+    {
+        let out = tmp.path().join(format!("killed-{round}"));
+        let mut child = spawn_run(&file, &out);
+        let _reader = wait_for_epochs(&mut child, epoch_lines);
+        std::thread::sleep(Duration::from_millis(extra_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+
+        let exp_dir = out.join("crash");
+        let done: Vec<(String, usize)> = ["adam", "sgd"]
+            .iter()
+            .map(|v| (v.to_string(), checkpointed_epochs(&exp_dir, v)))
+            .collect();
+        let rerun = run_cli(&[
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--no-report",
+        ]);
+        assert_eq!(rerun.code, Some(0), "round {round}: {}", rerun.stderr);
+        for (variant, epochs) in &done {
+            for e in 1..=*epochs {
+                let line = format!("{variant} (seed 0) epoch {e}/3");
+                assert!(
+                    !rerun.stderr.contains(&line),
+                    "round {round}: retrained a finished epoch: {line}\n{}",
+                    rerun.stderr
+                );
+            }
+        }
+        let after = Tracker::open(&exp_dir).unwrap();
+        assert_same_rows(&after.epochs, &reference.epochs, &format!("round {round}"));
+        let steps = |t: &Tracker| {
+            let mut s: Vec<_> = t
+                .steps
+                .iter()
+                .map(|s| (s.variant.clone(), s.global_step, s.loss.to_bits()))
+                .collect();
+            s.sort();
+            s
+        };
+        assert_eq!(
+            steps(&after),
+            steps(&reference),
+            "round {round}: step rows differ"
+        );
+        assert!(!exp_dir.join(".lock").exists());
+    }
+}
+
+#[test]
+fn ctrl_c_marks_interrupted_and_a_later_run_resumes() {
+    let tmp = TempDir::new("sigint");
+    let file = write_experiment(&tmp, "crash.toml", TWO_VARIANTS);
+    let out = tmp.path().join("out");
+    let mut child = spawn_run(&file, &out);
+    let mut reader = wait_for_epochs(&mut child, 1);
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(rest.contains("interrupted"), "{rest}");
+    let m = VariantManifest::load(&out.join("crash/adam"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.runs[0].status, RunStatus::Interrupted);
+    assert!(m.runs[0].epochs_done >= 1);
+
+    let rerun = run_cli(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--no-report",
+    ]);
+    assert_eq!(rerun.code, Some(0), "{}", rerun.stderr);
+    assert!(
+        !rerun.stderr.contains("adam (seed 0) epoch 1/3"),
+        "{}",
+        rerun.stderr
+    );
+    let t = Tracker::open(&out.join("crash")).unwrap();
+    assert_eq!(t.epochs.len(), 12);
+    let m = VariantManifest::load(&out.join("crash/adam"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.runs[0].status, RunStatus::Completed);
+}
+
+#[test]
+fn a_diverging_variant_is_marked_and_the_others_complete() {
+    let tmp = TempDir::new("diverge");
+    let file = write_experiment(
+        &tmp,
+        "div.toml",
+        r#"
+name = "div"
+[data]
+size = [32, 32]
+count = 64
+subjects = 4
+[train]
+loss = "ce"
+optimizer = "sgd"
+epochs = 2
+[grid]
+"train.lr" = { ok = 0.01, huge = 1e12 }
+"#,
+    );
+    let out = tmp.path().join("out");
+    let r = run_cli(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(3), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("1 completed (0 already done), 1 diverged, 0 failed"),
+        "{}",
+        r.stderr
+    );
+    let huge = VariantManifest::load(&out.join("div/huge"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(huge.runs[0].status, RunStatus::Diverged);
+    let d = huge.runs[0].divergence.clone().unwrap();
+    assert!(d.epoch >= 1 && d.step >= 1);
+    let ok = VariantManifest::load(&out.join("div/ok")).unwrap().unwrap();
+    assert_eq!(ok.runs[0].status, RunStatus::Completed);
+    let html = std::fs::read_to_string(out.join("div/index.html")).unwrap();
+    assert!(html.contains("badge diverged"), "no diverged badge");
+    // The diverged run keeps no rows of its unfinished epoch.
+    let t = Tracker::open(&out.join("div")).unwrap();
+    assert!(
+        t.epochs
+            .iter()
+            .filter(|r| r.variant == "huge")
+            .all(|r| r.epoch < d.epoch)
+    );
+}
+
+#[test]
+fn hostile_names_stay_inside_the_output_directory() {
+    let tmp = TempDir::new("hostile");
+    let base = tmp.path().join("a/b");
+    std::fs::create_dir_all(&base).unwrap();
+    let file = write_experiment(
+        &tmp,
+        "h.toml",
+        r#"
+name = "../../escaped-exp"
+[data]
+size = [32, 32]
+count = 32
+subjects = 4
+[train]
+epochs = 1
+[report]
+samples = 1
+[[variant]]
+name = "../../escaped"
+[[variant]]
+name = "/abs/olute"
+"#,
+    );
+    let out = base.join("out");
+    let r = run_cli(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    for outside in [
+        "a/escaped",
+        "a/escaped-exp",
+        "escaped",
+        "escaped-exp",
+        "a/b/escaped",
+    ] {
+        assert!(!tmp.path().join(outside).exists(), "{outside} was created");
+    }
+    assert!(!Path::new("/abs").exists());
+    let entries: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let slug = unet_lab::config::slugify;
+    assert_eq!(entries, vec![slug("../../escaped-exp")]);
+    assert!(!slug("../../escaped").contains('/') && !slug("../../escaped").starts_with('.'));
+    let exp = out.join(slug("../../escaped-exp"));
+    assert!(
+        exp.join(slug("../../escaped"))
+            .join("manifest.json")
+            .exists()
+    );
+    assert!(exp.join(slug("/abs/olute")).join("manifest.json").exists());
+}
+
+#[test]
+fn a_second_concurrent_run_is_refused_while_the_first_completes() {
+    let tmp = TempDir::new("lock");
+    let file = write_experiment(&tmp, "crash.toml", TWO_VARIANTS);
+    let out = tmp.path().join("out");
+    let mut first = spawn_run(&file, &out);
+    let lock = out.join("crash/.lock");
+    let start = Instant::now();
+    while !lock.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the first run never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = run_cli(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--no-report",
+    ]);
+    assert_eq!(second.code, Some(1), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("another unet-lab run (PID"),
+        "{}",
+        second.stderr
+    );
+    let status = first.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(Tracker::open(&out.join("crash")).unwrap().epochs.len(), 12);
+    assert!(!lock.exists());
+}
+
+#[test]
+fn same_seed_same_metrics_and_unwritable_output_is_a_clear_error() {
+    let tmp = TempDir::new("determinism");
+    let file = write_experiment(&tmp, "crash.toml", TWO_VARIANTS);
+    let runs: Vec<Tracker> = ["one", "two"]
+        .iter()
+        .map(|name| {
+            let out = tmp.path().join(name);
+            let r = run_cli(&[
+                "run",
+                file.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--no-report",
+                "--variant",
+                "adam",
+            ]);
+            assert_eq!(r.code, Some(0), "{}", r.stderr);
+            Tracker::open(&out.join("crash")).unwrap()
+        })
+        .collect();
+    assert_same_rows(&runs[0].epochs, &runs[1].epochs, "two fresh runs");
+
+    // An output path below a regular file cannot be created.
+    let blocker = tmp.path().join("file");
+    std::fs::write(&blocker, "x").unwrap();
+    let r = run_cli(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        blocker.join("out").to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot create the output directory"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("panicked"));
+}
