@@ -152,6 +152,22 @@ pub enum Command {
         #[arg(long)]
         profile: bool,
     },
+    /// Write a grid of augmented training samples (first column: the original) to check an
+    /// [augment] table by eye.
+    AugmentPreview {
+        file: PathBuf,
+        /// The variant whose data and augmentation to use (default: the first).
+        #[arg(long)]
+        variant: Option<String>,
+        /// Output PNG.
+        #[arg(long, default_value = "augment-preview.png")]
+        out: PathBuf,
+        /// Samples (rows) and augmented draws per sample (columns).
+        #[arg(long, default_value_t = 4)]
+        samples: usize,
+        #[arg(long, default_value_t = 5)]
+        draws: usize,
+    },
     /// Build one comparison page across several experiment directories.
     Compare {
         #[arg(required = true, num_args = 1..)]
@@ -346,6 +362,50 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 println!("{}", result.human());
             }
+            Ok(0)
+        }
+        Command::AugmentPreview {
+            file,
+            variant,
+            out,
+            samples,
+            draws,
+        } => {
+            let mut experiment = config::load(&file)?;
+            if let Some(v) = &variant {
+                if let Err(msg) = experiment.select(std::slice::from_ref(v)) {
+                    eprintln!("error: {msg}");
+                    return Ok(exit::CONFIG);
+                }
+            }
+            let v = &experiment.variants[0];
+            if !v.config.augment.any() {
+                eprintln!(
+                    "note: variant \"{}\" has no augmentation enabled; the columns repeat the original",
+                    v.name
+                );
+            }
+            let ds = crate::data::load(&v.config.data)?;
+            // Prefer samples with an object: the mask shows whether it moved with the image.
+            let mut picked: Vec<&crate::data::Sample> = ds
+                .train
+                .iter()
+                .map(|&i| &ds.samples[i])
+                .filter(|s| s.has_object())
+                .take(samples.max(1))
+                .collect();
+            if picked.is_empty() {
+                picked = ds
+                    .train
+                    .iter()
+                    .take(samples.max(1))
+                    .map(|&i| &ds.samples[i])
+                    .collect();
+            }
+            let png =
+                crate::augment::preview_png(&v.config.augment, &picked, draws, v.config.data.seed)?;
+            crate::track::write_atomic(&out, &png)?;
+            eprintln!("wrote {}", out.display());
             Ok(0)
         }
         Command::Compare { dirs, out } => {

@@ -286,6 +286,69 @@ mod tests {
         assert!(output_size(100, 5, Padding::Same).is_err());
     }
 
+    fn forward_dims(
+        widths: &[usize],
+        padding: Padding,
+        loss: LossKind,
+        input: [usize; 4],
+    ) -> ([usize; 4], usize) {
+        let device = Default::default();
+        let cfg = ModelConfig {
+            widths: widths.to_vec(),
+            padding,
+            dropout: 0.0,
+        };
+        let model = UNet::<burn::backend::Flex>::new(&cfg, loss, &device);
+        let x = Tensor::<burn::backend::Flex, 4>::zeros(input, &device);
+        (model.forward(x).dims(), model.num_params())
+    }
+
+    #[test]
+    fn output_shapes_and_parameter_counts_for_both_width_sets() {
+        // The reduced (blog) widths: same parameter count as the PyTorch reference (68 518).
+        let (dims, params) = forward_dims(
+            &[3, 6, 12, 24, 48],
+            Padding::Same,
+            LossKind::Mse,
+            [2, 1, 64, 80],
+        );
+        assert_eq!((dims, params), ([2, 1, 64, 80], 68_518));
+        let (dims, params) = forward_dims(
+            &[3, 6, 12, 24, 48],
+            Padding::Same,
+            LossKind::Ce,
+            [1, 1, 32, 48],
+        );
+        assert_eq!((dims, params), ([1, 2, 32, 48], 68_522));
+        // The paper widths: 31 030 593 parameters with one output channel, as PyTorch counts.
+        let (dims, params) = forward_dims(
+            &[64, 128, 256, 512, 1024],
+            Padding::Same,
+            LossKind::Mse,
+            [1, 1, 32, 32],
+        );
+        assert_eq!((dims, params), ([1, 1, 32, 32], 31_030_593));
+        let (dims, _) = forward_dims(
+            &[64, 128, 256, 512, 1024],
+            Padding::Same,
+            LossKind::Ce,
+            [1, 1, 16, 16],
+        );
+        assert_eq!(dims, [1, 2, 16, 16]);
+    }
+
+    #[test]
+    fn valid_padding_gives_the_papers_572_to_388() {
+        // Shapes depend on the number of levels, not the widths: five levels as the paper.
+        let (dims, _) = forward_dims(
+            &[1, 2, 2, 2, 2],
+            Padding::Valid,
+            LossKind::Ce,
+            [1, 1, 572, 572],
+        );
+        assert_eq!(dims, [1, 2, 388, 388]);
+    }
+
     #[test]
     fn size_error_suggests_nearest_valid() {
         let err = check_input_size([100, 128], &[3, 6, 12, 24, 48], Padding::Same).unwrap_err();

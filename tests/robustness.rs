@@ -418,3 +418,77 @@ fn same_seed_same_metrics_and_unwritable_output_is_a_clear_error() {
     );
     assert!(!r.stderr.contains("panicked"));
 }
+
+#[test]
+fn a_full_disk_gives_a_clear_error_and_keeps_earlier_results() {
+    let tmp = TempDir::new("full");
+    let file = write_experiment(&tmp, "crash.toml", TWO_VARIANTS);
+    let out = tmp.path().join("out");
+    let r = run_cli(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--no-report",
+        "--variant",
+        "adam",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let exp = out.join("crash");
+    let before = Tracker::open(&exp).unwrap();
+    let metrics_before = std::fs::read(exp.join("metrics.parquet")).unwrap();
+
+    // The second variant runs on a "disk" that fills after a few writes.
+    let result = Command::new(env!("CARGO_BIN_EXE_unet-lab"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--no-report",
+        ])
+        .env("UNET_LAB_FAIL_WRITES_AFTER", "4")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_ne!(result.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Earlier results are intact and readable; no temporary files are left behind.
+    let after = Tracker::open(&exp).unwrap();
+    assert!(after.epochs.len() >= before.epochs.len());
+    assert_same_rows(
+        &after
+            .epochs
+            .iter()
+            .filter(|r| r.variant == "adam")
+            .cloned()
+            .collect::<Vec<_>>(),
+        &before.epochs,
+        "adam rows after the failed run",
+    );
+    assert!(std::fs::read(exp.join("metrics.parquet")).unwrap().len() >= metrics_before.len() / 2);
+    fn temp_files(dir: &Path) -> Vec<String> {
+        let mut found = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                found.extend(temp_files(&p));
+            } else if p.to_string_lossy().contains(".tmp-") {
+                found.push(p.display().to_string());
+            }
+        }
+        found
+    }
+    assert!(temp_files(&exp).is_empty(), "{:?}", temp_files(&exp));
+    // With space again, the run finishes the second variant.
+    let r = run_cli(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--no-report",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(Tracker::open(&exp).unwrap().epochs.len(), 12);
+}

@@ -103,6 +103,59 @@ mod tests {
     }
 
     #[test]
+    fn overlap_tile_equals_direct_prediction_of_the_mirror_padded_image() {
+        use crate::config::{LossKind, ModelConfig, Padding};
+        use crate::model::UNet;
+        use burn::backend::Flex;
+        use burn::prelude::*;
+        let device = Default::default();
+        Flex::seed(&device, 3);
+        let cfg = ModelConfig {
+            widths: vec![2, 4, 8],
+            padding: Padding::Valid,
+            dropout: 0.0,
+        };
+        let model = UNet::<Flex>::new(&cfg, LossKind::Bce, &device);
+        let forward = |tiles: &[Vec<f32>], h: usize, w: usize| -> Vec<Vec<f32>> {
+            let data: Vec<f32> = tiles.iter().flatten().copied().collect();
+            let x = Tensor::<Flex, 4>::from_data(
+                TensorData::new(data, [tiles.len(), 1, h, w]),
+                &device,
+            );
+            let out = model.forward(x); // [n, 1, oh, ow]
+            let [_, _, oh, ow] = out.dims();
+            out.into_data()
+                .to_vec::<f32>()
+                .unwrap()
+                .chunks(oh * ow)
+                .map(|c| c.to_vec())
+                .collect()
+        };
+        // 3 levels, valid: 60 → 20, so the margin is 20 on each side.
+        let (h, w) = (44, 52);
+        let img: Vec<f32> = (0..h * w)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
+        let (padded, ph, pw) = mirror_pad(&img, h, w, 20, 20, 20, 20);
+        let direct = forward(&[padded], ph, pw).remove(0);
+        assert_eq!(direct.len(), h * w);
+        let tiled = predict_tiled(&img, h, w, [60, 60], [20, 20], 4, 2, &mut |t: &[Vec<
+            f32,
+        >]| {
+            forward(t, 60, 60)
+        });
+        let worst = direct
+            .iter()
+            .zip(&tiled)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst < 1e-5,
+            "overlap-tile differs from the direct prediction by {worst}"
+        );
+    }
+
+    #[test]
     fn tiles_cover_the_image_with_an_identity_network() {
         // A "network" that crops the centre: tiles must reassemble the image exactly.
         let (h, w) = (37, 50);

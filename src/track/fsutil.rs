@@ -10,6 +10,12 @@ use anyhow::{Context, Result, bail};
 /// disk, then renamed over the target. A crash leaves either the old file or the new one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
+    if injected_failure() {
+        bail!(
+            "cannot write {}: No space left on device (simulated by UNET_LAB_FAIL_WRITES_AFTER)",
+            path.display()
+        );
+    }
     fs::create_dir_all(dir)
         .with_context(|| format!("cannot create directory {}", dir.display()))?;
     let tmp = temp_path(path);
@@ -25,6 +31,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         return Err(e).with_context(|| format!("cannot write {}", path.display()));
     }
     Ok(())
+}
+
+/// Fault injection for tests of a full disk: with `UNET_LAB_FAIL_WRITES_AFTER=N` in the
+/// environment, every atomic write after the first N fails.
+fn injected_failure() -> bool {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static LIMIT: OnceLock<Option<usize>> = OnceLock::new();
+    static WRITES: AtomicUsize = AtomicUsize::new(0);
+    match LIMIT.get_or_init(|| {
+        std::env::var("UNET_LAB_FAIL_WRITES_AFTER")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    }) {
+        Some(limit) => WRITES.fetch_add(1, Ordering::SeqCst) >= *limit,
+        None => false,
+    }
 }
 
 /// A hidden sibling temp name, unique per process.

@@ -1,0 +1,99 @@
+"""The PyTorch side of BENCHMARKS.md: the identical U-Net and recipe as `unet-lab bench`.
+
+Per level two 3x3 conv (padding 1, bias) + ReLU; 2x2 max-pool between levels; decoder 2x2
+stride-2 transposed conv (bias, no activation), concat [up, skip], two 3x3 conv + ReLU; head
+1x1 conv to 1 channel + ReLU with MSE against a random {0,1} mask (or 2 channels + softmax CE).
+Adam lr 1e-3 (or SGD lr 1e-2, momentum 0.99). Prints one JSON object like `bench --json`.
+
+    python3 benchmarks/pytorch_unet.py --widths 3,6,12,24,48 --size 128 --batch 8 --threads 2
+"""
+import argparse
+import json
+import resource
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def double_conv(cin, cout):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
+                         nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
+
+
+class UNet(nn.Module):
+    def __init__(self, widths, classes):
+        super().__init__()
+        self.inc = double_conv(1, widths[0])
+        self.downs = nn.ModuleList(double_conv(widths[i - 1], widths[i]) for i in range(1, len(widths)))
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(widths[i], widths[i - 1], 2, stride=2)
+                                 for i in reversed(range(1, len(widths))))
+        self.upconvs = nn.ModuleList(double_conv(2 * widths[i - 1], widths[i - 1])
+                                     for i in reversed(range(1, len(widths))))
+        self.head = nn.Conv2d(widths[0], classes, 1)
+        self.relu_head = classes == 1
+
+    def forward(self, x):
+        skips = []
+        x = self.inc(x)
+        for down in self.downs:
+            skips.append(x)
+            x = down(F.max_pool2d(x, 2))
+        for up, conv in zip(self.ups, self.upconvs):
+            x = conv(torch.cat([up(x), skips.pop()], 1))
+        x = self.head(x)
+        return F.relu(x) if self.relu_head else x
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--widths", default="3,6,12,24,48")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--loss", choices=["mse", "ce"], default="mse")
+    p.add_argument("--optim", choices=["adam", "sgd"], default="adam")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    widths = [int(w) for w in a.widths.split(",")]
+    model = UNet(widths, 1 if a.loss == "mse" else 2)
+    opt = (torch.optim.Adam(model.parameters(), lr=1e-3) if a.optim == "adam"
+           else torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.99))
+    x = torch.randn(a.batch, 1, a.size, a.size)
+    y = (torch.rand(a.batch, 1, a.size, a.size) > 0.5).float()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out = model(x)
+        loss = F.mse_loss(out, y) if a.loss == "mse" else F.cross_entropy(out, y[:, 0].long())
+        loss.backward()
+        opt.step()
+
+    for _ in range(a.warmup):
+        step()
+    t = time.perf_counter()
+    for _ in range(a.steps):
+        step()
+    train = a.steps * a.batch / (time.perf_counter() - t)
+    model.eval()
+    with torch.no_grad():
+        for _ in range(a.warmup):
+            model(x)
+        t = time.perf_counter()
+        for _ in range(a.steps):
+            model(x)
+        infer = a.steps * a.batch / (time.perf_counter() - t)
+    print(json.dumps({
+        "backend": f"pytorch {torch.__version__}", "widths": widths, "size": a.size, "batch": a.batch,
+        "loss": a.loss, "optimizer": a.optim, "parameters": sum(p.numel() for p in model.parameters()),
+        "train_img_s": train, "infer_img_s": infer,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "threads": a.threads,
+    }))
+
+
+if __name__ == "__main__":
+    main()
