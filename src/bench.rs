@@ -54,6 +54,139 @@ pub struct StepProfile {
     pub forward_s: f64,
     pub backward_s: f64,
     pub optimizer_s: f64,
+    /// Forward and backward seconds per batch by layer type, each layer timed in isolation at
+    /// the shapes it has in the network.
+    pub layers: Vec<LayerTime>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerTime {
+    pub layer: String,
+    pub forward_s: f64,
+    pub backward_s: f64,
+}
+
+/// Times one layer: forward, then backward to its input.
+fn time_layer<B: AutodiffBackend>(
+    shape: [usize; 4],
+    reps: usize,
+    device: &B::Device,
+    forward: &dyn Fn(Tensor<B, 4>) -> Tensor<B, 4>,
+) -> (f64, f64) {
+    let (mut fwd, mut bwd) = (0.0, 0.0);
+    for rep in 0..reps + 1 {
+        let x =
+            Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), device).require_grad();
+        let t = Instant::now();
+        let y = forward(x.clone()).sum(); // [1]
+        let _ = y.clone().into_scalar();
+        let t1 = Instant::now();
+        let grads = y.backward();
+        let _ = x.grad(&grads).map(|g| g.sum().into_scalar());
+        let t2 = Instant::now();
+        if rep > 0 {
+            // The first repetition warms up.
+            fwd += (t1 - t).as_secs_f64();
+            bwd += (t2 - t1).as_secs_f64();
+        }
+    }
+    (fwd / reps as f64, bwd / reps as f64)
+}
+
+/// Forward/backward time per batch of every layer type of the U-Net, at its shapes.
+pub fn layer_profile<B: AutodiffBackend>(
+    widths: &[usize],
+    size: usize,
+    batch: usize,
+    classes: usize,
+    reps: usize,
+    device: &B::Device,
+) -> Vec<LayerTime> {
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::{Conv2dConfig, ConvTranspose2dConfig};
+    use burn::nn::pool::MaxPool2dConfig;
+    let mut totals: Vec<(String, f64, f64)> = Vec::new();
+    let mut add = |name: &str, (f, b): (f64, f64)| match totals.iter_mut().find(|t| t.0 == name) {
+        Some(t) => {
+            t.1 += f;
+            t.2 += b;
+        }
+        None => totals.push((name.to_string(), f, b)),
+    };
+    let conv = |cin: usize, cout: usize, k: usize| {
+        let pad = if k == 3 {
+            PaddingConfig2d::Explicit(1, 1, 1, 1)
+        } else {
+            PaddingConfig2d::Valid
+        };
+        Conv2dConfig::new([cin, cout], [k, k])
+            .with_padding(pad)
+            .init::<B>(device)
+    };
+    for (level, &w) in widths.iter().enumerate() {
+        let s = size >> level;
+        let cin = if level == 0 { 1 } else { widths[level - 1] };
+        // Encoder: conv cin→w, conv w→w (+ ReLU each).
+        for (a, b) in [(cin, w), (w, w)] {
+            let c = conv(a, b, 3);
+            add(
+                "conv 3×3 + ReLU (encoder)",
+                time_layer::<B>([batch, a, s, s], reps, device, &|x| {
+                    burn::tensor::activation::relu(c.forward(x))
+                }),
+            );
+        }
+        if level + 1 < widths.len() {
+            let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
+            add(
+                "max-pool 2×2",
+                time_layer::<B>([batch, w, s, s], reps, device, &|x| pool.forward(x)),
+            );
+            let up = ConvTranspose2dConfig::new([widths[level + 1], w], [2, 2])
+                .with_stride([2, 2])
+                .init::<B>(device);
+            add(
+                "up-conv 2×2 (transposed)",
+                time_layer::<B>(
+                    [batch, widths[level + 1], s / 2, s / 2],
+                    reps,
+                    device,
+                    &|x| up.forward(x),
+                ),
+            );
+            add(
+                "concat",
+                time_layer::<B>([batch, w, s, s], reps, device, &|x| {
+                    Tensor::cat(vec![x.clone(), x], 1)
+                }),
+            );
+            // Decoder at this level: conv 2w→w, conv w→w.
+            for (a, b) in [(2 * w, w), (w, w)] {
+                let c = conv(a, b, 3);
+                add(
+                    "conv 3×3 + ReLU (decoder)",
+                    time_layer::<B>([batch, a, s, s], reps, device, &|x| {
+                        burn::tensor::activation::relu(c.forward(x))
+                    }),
+                );
+            }
+        }
+    }
+    let head = conv(widths[0], classes, 1);
+    add(
+        "head 1×1",
+        time_layer::<B>([batch, widths[0], size, size], reps, device, &|x| {
+            head.forward(x)
+        }),
+    );
+    totals
+        .into_iter()
+        .map(|(layer, forward_s, backward_s)| LayerTime {
+            layer,
+            forward_s,
+            backward_s,
+        })
+        .collect()
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), in MB.
@@ -156,6 +289,14 @@ pub fn run_bench<B: AutodiffBackend>(
             forward_s: p[0] / n,
             backward_s: p[1] / n,
             optimizer_s: p[2] / n,
+            layers: layer_profile::<B>(
+                &opts.widths,
+                opts.size,
+                opts.batch,
+                opts.loss.out_channels(),
+                opts.steps.clamp(1, 5),
+                device,
+            ),
         })
     } else {
         None
@@ -244,6 +385,17 @@ impl BenchResult {
                 p.optimizer_s * 1e3,
                 100.0 * p.optimizer_s / total
             ));
+            let layer_total: f64 = p.layers.iter().map(|l| l.forward_s + l.backward_s).sum();
+            s.push_str("\nby layer type (each timed alone at its shapes, per batch):");
+            for l in &p.layers {
+                s.push_str(&format!(
+                    "\n  {:<28} forward {:7.1} ms  backward {:7.1} ms  ({:4.1}% of the layer total)",
+                    l.layer,
+                    l.forward_s * 1e3,
+                    l.backward_s * 1e3,
+                    100.0 * (l.forward_s + l.backward_s) / layer_total
+                ));
+            }
         }
         s
     }

@@ -255,11 +255,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 for v in &experiment.variants {
                     let t = &v.config.train;
                     println!(
-                        "  {:<28} widths {:?}, loss {}, {:?} lr {}, {} epochs, batch {}",
+                        "  {:<28} widths {:?}, loss {}, {} lr {}, {} epochs, batch {}",
                         v.name,
                         v.config.model.widths,
                         t.loss.name(),
-                        t.optimizer,
+                        format!("{:?}", t.optimizer).to_lowercase(),
                         t.lr,
                         t.epochs,
                         t.batch_size

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Side by side, alternating: unet-lab bench and the same network in PyTorch, twice each, for
+# the configurations of BENCHMARKS.md. One JSON line per measurement goes to stdout.
+#   benchmarks/compare.sh [path/to/unet-lab] > results.jsonl
+set -euo pipefail
+BIN=${1:-target/release/unet-lab}
+HERE=$(cd "$(dirname "$0")" && pwd)
+run_pair() {
+    local args=("$@")
+    for round in 1 2; do
+        "$BIN" bench "${args[@]}" --json
+        python3 "$HERE/pytorch_unet.py" "${args[@]}" --threads 2 2>/dev/null
+    done
+}
+run_pair --widths 3,6,12,24,48 --size 128 --batch 8 --loss mse --optim adam --steps 20 --warmup 3
+run_pair --widths 3,6,12,24,48 --size 128 --batch 8 --loss ce --optim sgd --steps 20 --warmup 3
+run_pair --widths 64,128,256,512,1024 --size 128 --batch 2 --loss mse --optim adam --steps 4 --warmup 1
