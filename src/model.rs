@@ -81,7 +81,8 @@ pub struct Up<B: Backend> {
 }
 
 impl<B: Backend> Up<B> {
-    /// `cin` channels come from below; the skip brings `cin / 2`... in general `skip` channels.
+    /// `cin` channels come from the level below; the up-convolution maps them to `skip`
+    /// channels, as many as the skip brings, and the double conv maps `2·skip` to `cout`.
     pub fn new(cin: usize, skip: usize, cout: usize, padding: Padding, device: &B::Device) -> Self {
         Self {
             up: ConvTranspose2dConfig::new([cin, skip], [2, 2])

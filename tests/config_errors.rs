@@ -102,3 +102,44 @@ fn unknown_variant_selection_is_a_usage_error() {
     assert_eq!(result.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&result.stderr).contains("no variant named \"nope\""));
 }
+
+#[test]
+fn shipped_experiments_validate() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let load =
+        |name: &str| unet_lab::config::load(&dir.join(name)).unwrap_or_else(|e| panic!("{e}"));
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        unet_lab::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!(load("mse_adam.toml").variants.len(), 1);
+    assert!(load("ablation.toml").variants.len() >= 8);
+    let study = load("blog_vs_paper.toml");
+    assert_eq!((study.variants.len(), study.seeds.len()), (8, 3));
+    assert_eq!(
+        study.axes,
+        vec!["model.widths", "train.loss", "train.optimizer"]
+    );
+    let faithful = load("paper_faithful.toml");
+    let cfg = &faithful.variants[0].config;
+    assert_eq!(cfg.model.padding, unet_lab::config::Padding::Valid);
+    assert_eq!(cfg.train.loss, unet_lab::config::LossKind::WeightedCe);
+    assert!(cfg.augment.elastic && cfg.model.dropout == 0.5 && cfg.train.batch_size == 1);
+
+    // `validate --json` lists the expanded variants with their resolved settings.
+    let out = Command::new(env!("CARGO_BIN_EXE_unet-lab"))
+        .args(["validate", "--json"])
+        .arg(dir.join("ablation.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let variants = json.as_array().unwrap();
+    assert!(variants.len() >= 8);
+    assert_eq!(variants[0]["name"], "reduced-mse-adam");
+    assert_eq!(variants[0]["train"]["loss"], "mse");
+    assert_eq!(
+        variants[0]["model"]["widths"],
+        serde_json::json!([3, 6, 12, 24, 48])
+    );
+}

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{TempDir, run_cli, write_experiment};
+use common::{TempDir, run_experiment, write_experiment};
 use image::{GrayImage, ImageBuffer, Luma};
 use unet_lab::data::files::{LoadStats, load_pairs};
 use unet_lab::data::synthetic;
@@ -173,12 +173,7 @@ fn data_errors_name_the_file() {
     kaggle_folder(&data, 2, 2);
     let check = |toml: String, want: &str| {
         let file = write_experiment(&tmp, "e.toml", &toml);
-        let r = run_cli(&[
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            tmp.path().join("o").to_str().unwrap(),
-        ]);
+        let r = run_experiment(&file, &tmp.path().join("o"), &[]);
         assert_eq!(r.code, Some(1), "{}", r.stderr);
         assert!(r.stderr.contains(want), "want {want:?} in {}", r.stderr);
         assert!(!r.stderr.contains("panicked"));
@@ -264,13 +259,7 @@ fn folder_layout_with_16_bit_images_and_subjects() {
             root.display()
         ),
     );
-    let r = run_cli(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        tmp.path().join("o").to_str().unwrap(),
-        "--no-report",
-    ]);
+    let r = run_experiment(&file, &tmp.path().join("o"), &["--no-report"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     // A missing mask is named.
     std::fs::remove_file(root.join("masks/case1_2.png")).unwrap();

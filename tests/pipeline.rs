@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::path::Path;
 
-use common::{TempDir, html_local_refs, run_cli, write_experiment};
+use common::{TempDir, html_local_refs, run_cli, run_experiment, write_experiment};
 use unet_lab::track::Tracker;
 
 const TWO_LOSSES: &str = r#"
@@ -35,12 +35,7 @@ fn run_tracks_reports_and_rebuilds() {
     let tmp = TempDir::new("pipeline");
     let file = write_experiment(&tmp, "two.toml", TWO_LOSSES);
     let out = tmp.path().join("out");
-    let result = run_cli(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let result = run_experiment(&file, &out, &[]);
     assert_eq!(result.code, Some(0), "{}", result.stderr);
     let dir = out.join("two-losses");
 
@@ -163,12 +158,7 @@ fn run_tracks_reports_and_rebuilds() {
     common::render_in_chromium(&dir.join("index.html"));
 
     // A second run finds everything done and trains nothing.
-    let again = run_cli(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let again = run_experiment(&file, &out, &[]);
     assert_eq!(again.code, Some(0), "{}", again.stderr);
     assert!(
         again.stderr.contains("3 completed (3 already done)"),
@@ -245,13 +235,7 @@ samples = 0
 "#,
     );
     let out = tmp.path().join("out");
-    let result = run_cli(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--no-report",
-    ]);
+    let result = run_experiment(&file, &out, &["--no-report"]);
     assert_eq!(result.code, Some(0), "{}", result.stderr);
     let tracker = Tracker::open(&out.join("learn")).unwrap();
     let val: Vec<_> = tracker.epochs.iter().filter(|r| r.split == "val").collect();
@@ -270,4 +254,76 @@ samples = 0
         best > first + 0.2 && best > 0.75,
         "Dice did not rise: first {first}, best {best}"
     );
+}
+
+#[test]
+fn the_papers_recipe_runs_end_to_end_and_predicts_whole_images() {
+    // Valid padding (60 → 20 with three levels), border-weighted CE, SGD 0.99, elastic
+    // deformation, dropout: every paper-faithful piece in one small run.
+    let tmp = TempDir::new("faithful");
+    let file = write_experiment(
+        &tmp,
+        "faithful.toml",
+        r#"
+name = "faithful"
+[data]
+size = [60, 60]
+count = 32
+subjects = 4
+[model]
+widths = [4, 8, 16]
+padding = "valid"
+dropout = 0.5
+[train]
+loss = "weighted_ce"
+optimizer = "sgd"
+lr = 0.01
+momentum = 0.99
+epochs = 2
+batch_size = 2
+[augment]
+elastic = true
+flip = true
+rotate = 10.0
+[report]
+samples = 2
+"#,
+    );
+    let out = tmp.path().join("out");
+    let r = run_experiment(&file, &out, &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let run = out.join("faithful/base");
+    let m = unet_lab::track::VariantManifest::load(&run)
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.runs[0].status, unet_lab::track::RunStatus::Completed);
+    // Validation predicts whole images by overlap-tile: snapshots are 60×60, not 20×20.
+    let strip = image::open(run.join("snapshots/seed-0/epoch-0002.png")).unwrap();
+    assert_eq!((strip.width(), strip.height()), (2 * 60, 60));
+    assert!(run.join("overlay.png").exists() && run.join("progress.gif").exists());
+
+    // predict: whole images at their original size (here 90×70, resized to 60×60 and back).
+    let input = tmp.path().join("input");
+    std::fs::create_dir_all(&input).unwrap();
+    for s in unet_lab::data::synthetic::generate(3, 1, 70, 90, 4) {
+        image::GrayImage::from_raw(90, 70, s.image.iter().map(|v| (v * 255.0) as u8).collect())
+            .unwrap()
+            .save(input.join(format!("{}.png", s.id)))
+            .unwrap();
+    }
+    let pred = tmp.path().join("pred");
+    let r = run_cli(&[
+        "predict",
+        "--run",
+        run.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        pred.to_str().unwrap(),
+        "--checkpoint",
+        "last",
+    ]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let mask = image::open(pred.join("1_1_mask.png")).unwrap();
+    assert_eq!((mask.width(), mask.height()), (90, 70));
 }

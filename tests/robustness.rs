@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TempDir, run_cli, write_experiment};
+use common::{TempDir, run_experiment, write_experiment};
 use unet_lab::track::{EpochRow, RunStatus, Tracker, VariantManifest};
 
 const TWO_VARIANTS: &str = r#"
@@ -122,13 +122,7 @@ fn sigkill_at_any_point_then_rerun_gives_the_uninterrupted_rows() {
     let tmp = TempDir::new("kill");
     let file = write_experiment(&tmp, "crash.toml", TWO_VARIANTS);
     let reference_out = tmp.path().join("reference");
-    let r = run_cli(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        reference_out.to_str().unwrap(),
-        "--no-report",
-    ]);
+    let r = run_experiment(&file, &reference_out, &["--no-report"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let reference = Tracker::open(&reference_out.join("crash")).unwrap();
     assert_eq!(reference.epochs.len(), 2 * 3 * 2);
@@ -150,13 +144,7 @@ fn sigkill_at_any_point_then_rerun_gives_the_uninterrupted_rows() {
             .iter()
             .map(|v| (v.to_string(), checkpointed_epochs(&exp_dir, v)))
             .collect();
-        let rerun = run_cli(&[
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--no-report",
-        ]);
+        let rerun = run_experiment(&file, &out, &["--no-report"]);
         assert_eq!(rerun.code, Some(0), "round {round}: {}", rerun.stderr);
         for (variant, epochs) in &done {
             for e in 1..=*epochs {
@@ -211,13 +199,7 @@ fn ctrl_c_marks_interrupted_and_a_later_run_resumes() {
     assert_eq!(m.runs[0].status, RunStatus::Interrupted);
     assert!(m.runs[0].epochs_done >= 1);
 
-    let rerun = run_cli(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--no-report",
-    ]);
+    let rerun = run_experiment(&file, &out, &["--no-report"]);
     assert_eq!(rerun.code, Some(0), "{}", rerun.stderr);
     assert!(
         !rerun.stderr.contains("adam (seed 0) epoch 1/3"),
@@ -253,12 +235,7 @@ epochs = 2
 "#,
     );
     let out = tmp.path().join("out");
-    let r = run_cli(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let r = run_experiment(&file, &out, &[]);
     assert_eq!(r.code, Some(3), "{}", r.stderr);
     assert!(
         r.stderr
@@ -311,12 +288,7 @@ name = "/abs/olute"
 "#,
     );
     let out = base.join("out");
-    let r = run_cli(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let r = run_experiment(&file, &out, &[]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     for outside in [
         "a/escaped",
@@ -359,13 +331,7 @@ fn a_second_concurrent_run_is_refused_while_the_first_completes() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let second = run_cli(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--no-report",
-    ]);
+    let second = run_experiment(&file, &out, &["--no-report"]);
     assert_eq!(second.code, Some(1), "{}", second.stderr);
     assert!(
         second.stderr.contains("another unet-lab run (PID"),
@@ -386,15 +352,7 @@ fn same_seed_same_metrics_and_unwritable_output_is_a_clear_error() {
         .iter()
         .map(|name| {
             let out = tmp.path().join(name);
-            let r = run_cli(&[
-                "run",
-                file.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--no-report",
-                "--variant",
-                "adam",
-            ]);
+            let r = run_experiment(&file, &out, &["--no-report", "--variant", "adam"]);
             assert_eq!(r.code, Some(0), "{}", r.stderr);
             Tracker::open(&out.join("crash")).unwrap()
         })
@@ -404,12 +362,7 @@ fn same_seed_same_metrics_and_unwritable_output_is_a_clear_error() {
     // An output path below a regular file cannot be created.
     let blocker = tmp.path().join("file");
     std::fs::write(&blocker, "x").unwrap();
-    let r = run_cli(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        blocker.join("out").to_str().unwrap(),
-    ]);
+    let r = run_experiment(&file, &blocker.join("out"), &[]);
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(
         r.stderr.contains("cannot create the output directory"),
@@ -424,15 +377,7 @@ fn a_full_disk_gives_a_clear_error_and_keeps_earlier_results() {
     let tmp = TempDir::new("full");
     let file = write_experiment(&tmp, "crash.toml", TWO_VARIANTS);
     let out = tmp.path().join("out");
-    let r = run_cli(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--no-report",
-        "--variant",
-        "adam",
-    ]);
+    let r = run_experiment(&file, &out, &["--no-report", "--variant", "adam"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let exp = out.join("crash");
     let before = Tracker::open(&exp).unwrap();
@@ -482,13 +427,7 @@ fn a_full_disk_gives_a_clear_error_and_keeps_earlier_results() {
     }
     assert!(temp_files(&exp).is_empty(), "{:?}", temp_files(&exp));
     // With space again, the run finishes the second variant.
-    let r = run_cli(&[
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--no-report",
-    ]);
+    let r = run_experiment(&file, &out, &["--no-report"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert_eq!(Tracker::open(&exp).unwrap().epochs.len(), 12);
 }

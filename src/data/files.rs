@@ -163,65 +163,7 @@ pub fn load_pairs(
     pairs
         .par_iter()
         .map(|p| -> Result<Sample> {
-            let image_bytes = std::fs::read(&p.image)
-                .with_context(|| format!("cannot read {}", p.image.display()))?;
-            let mask_bytes = std::fs::read(&p.mask)
-                .with_context(|| format!("cannot read {}", p.mask.display()))?;
-            let key = fnv1a64(
-                &mask_bytes,
-                fnv1a64(
-                    &image_bytes,
-                    0xcbf2_9ce4_8422_2325 ^ ((h as u64) << 32 | w as u64),
-                ),
-            );
-            let entry = cache.join(format!("{key:016x}-{h}x{w}.bin"));
-            if let Some((image, mask)) = std::fs::read(&entry)
-                .ok()
-                .and_then(|b| decode_entry(&b, h, w))
-            {
-                stats.cached.fetch_add(1, Ordering::Relaxed);
-                return Ok(Sample {
-                    id: p.id.clone(),
-                    subject: p.subject,
-                    height: h,
-                    width: w,
-                    image,
-                    mask,
-                });
-            }
-            let img = image::load_from_memory(&image_bytes)
-                .map(to_grey)
-                .with_context(|| {
-                    format!(
-                        "{} is not a readable image (corrupt or unsupported format)",
-                        p.image.display()
-                    )
-                })?;
-            let msk = image::load_from_memory(&mask_bytes)
-                .map(to_grey)
-                .with_context(|| {
-                    format!(
-                        "{} is not a readable image (corrupt or unsupported format)",
-                        p.mask.display()
-                    )
-                })?;
-            if (img.height, img.width) != (msk.height, msk.width) {
-                bail!(
-                    "image and mask sizes differ: {} is {}×{} but {} is {}×{}",
-                    p.image.display(),
-                    img.width,
-                    img.height,
-                    p.mask.display(),
-                    msk.width,
-                    msk.height
-                );
-            }
-            let image = resize_bilinear(&img, h, w);
-            let binary: Vec<u8> = msk.pixels.iter().map(|&v| (v > 0.0) as u8).collect();
-            let mask = resize_nearest(&binary, msk.height, msk.width, h, w);
-            stats.decoded.fetch_add(1, Ordering::Relaxed);
-            // A cache that cannot be written only costs time next run.
-            let _ = write_atomic(&entry, &encode_entry(&image, &mask, h, w));
+            let (image, mask) = load_pair(p, h, w, cache, stats)?;
             Ok(Sample {
                 id: p.id.clone(),
                 subject: p.subject,
@@ -232,6 +174,65 @@ pub fn load_pairs(
             })
         })
         .collect()
+}
+
+/// One pair at `h × w`, from the cache when its entry matches the files' content.
+fn load_pair(
+    p: &Pair,
+    h: usize,
+    w: usize,
+    cache: &Path,
+    stats: &LoadStats,
+) -> Result<(Vec<f32>, Vec<u8>)> {
+    let image_bytes =
+        std::fs::read(&p.image).with_context(|| format!("cannot read {}", p.image.display()))?;
+    let mask_bytes =
+        std::fs::read(&p.mask).with_context(|| format!("cannot read {}", p.mask.display()))?;
+    let key = fnv1a64(
+        &mask_bytes,
+        fnv1a64(
+            &image_bytes,
+            0xcbf2_9ce4_8422_2325 ^ ((h as u64) << 32 | w as u64),
+        ),
+    );
+    let entry = cache.join(format!("{key:016x}-{h}x{w}.bin"));
+    if let Some(hit) = std::fs::read(&entry)
+        .ok()
+        .and_then(|b| decode_entry(&b, h, w))
+    {
+        stats.cached.fetch_add(1, Ordering::Relaxed);
+        return Ok(hit);
+    }
+    let unreadable = |path: &Path| {
+        format!(
+            "{} is not a readable image (corrupt or unsupported format)",
+            path.display()
+        )
+    };
+    let img = image::load_from_memory(&image_bytes)
+        .map(to_grey)
+        .with_context(|| unreadable(&p.image))?;
+    let msk = image::load_from_memory(&mask_bytes)
+        .map(to_grey)
+        .with_context(|| unreadable(&p.mask))?;
+    if (img.height, img.width) != (msk.height, msk.width) {
+        bail!(
+            "image and mask sizes differ: {} is {}×{} but {} is {}×{}",
+            p.image.display(),
+            img.width,
+            img.height,
+            p.mask.display(),
+            msk.width,
+            msk.height
+        );
+    }
+    let image = resize_bilinear(&img, h, w);
+    let binary: Vec<u8> = msk.pixels.iter().map(|&v| (v > 0.0) as u8).collect();
+    let mask = resize_nearest(&binary, msk.height, msk.width, h, w);
+    stats.decoded.fetch_add(1, Ordering::Relaxed);
+    // A cache that cannot be written only costs time next run.
+    let _ = write_atomic(&entry, &encode_entry(&image, &mask, h, w));
+    Ok((image, mask))
 }
 
 /// Image files (PNG or TIFF) directly in `dir`, sorted.

@@ -96,18 +96,15 @@ impl Predictor {
         self.config.data.size
     }
 
-    /// Foreground probabilities of standardised `tiles` (each `h × w`).
     fn forward(&self, tiles: &[Vec<f32>], h: usize, w: usize) -> Vec<Vec<f32>> {
-        let n = tiles.len();
-        let data: Vec<f32> = tiles.iter().flatten().copied().collect();
-        let x = Tensor::<Flex, 4>::from_data(TensorData::new(data, [n, 1, h, w]), &self.device);
-        let out = self.model.forward(x); // [n, classes, oh, ow]
-        let [_, _, oh, ow] = out.dims();
-        let prob = foreground_probability(self.config.train.loss, out) // [n, 1, oh, ow]
-            .into_data()
-            .to_vec::<f32>()
-            .expect("f32 output");
-        prob.chunks(oh * ow).map(|c| c.to_vec()).collect()
+        probabilities(
+            &self.model,
+            self.config.train.loss,
+            tiles,
+            h,
+            w,
+            &self.device,
+        )
     }
 
     /// Probability map (at the training size) of one image resized to the training size.
@@ -129,6 +126,28 @@ impl Predictor {
             }
         }
     }
+}
+
+/// Foreground probabilities of standardised `tiles` (each `h × w`), one map per tile at the
+/// network's output size.
+pub fn probabilities<B: Backend>(
+    model: &UNet<B>,
+    kind: crate::config::LossKind,
+    tiles: &[Vec<f32>],
+    h: usize,
+    w: usize,
+    device: &B::Device,
+) -> Vec<Vec<f32>> {
+    let n = tiles.len();
+    let data: Vec<f32> = tiles.iter().flatten().copied().collect();
+    let x = Tensor::<B, 4>::from_data(TensorData::new(data, [n, 1, h, w]), device);
+    let out = model.forward(x); // [n, classes, oh, ow]
+    let [_, _, oh, ow] = out.dims();
+    let prob = foreground_probability(kind, out) // [n, 1, oh, ow]
+        .into_data()
+        .to_vec::<f32>()
+        .expect("f32 output");
+    prob.chunks(oh * ow).map(|c| c.to_vec()).collect()
 }
 
 /// The label of `image`, if the input is labelled: `<stem>_mask.<ext>` beside it, or

@@ -70,12 +70,7 @@ fn variant_table(rows: &[VariantRow], axes: &[String]) -> String {
             esc(&r.name)
         );
         for a in axes {
-            let level = r
-                .levels
-                .iter()
-                .find(|(x, _)| x == a)
-                .map(|(_, l)| l.as_str())
-                .unwrap_or("—");
+            let level = r.level(a);
             let _ = write!(s, "<td>{}</td>", esc(level));
         }
         let _ = write!(

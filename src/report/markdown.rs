@@ -39,12 +39,7 @@ pub fn render_markdown(exp: &ExperimentData) -> String {
     for r in &rows {
         let _ = write!(s, "| {} |", esc(&r.name));
         for a in &m.axes {
-            let level = r
-                .levels
-                .iter()
-                .find(|(x, _)| x == a)
-                .map(|(_, l)| l.as_str())
-                .unwrap_or("—");
+            let level = r.level(a);
             let _ = write!(s, " {} |", esc(level));
         }
         let _ = writeln!(

@@ -27,12 +27,18 @@ pub trait Renderer: Sync {
     fn render(&self, experiment: &ExperimentData) -> Result<Vec<PathBuf>>;
 }
 
-/// All renderers, pictures before pages (pages link to the pictures).
-pub fn renderers() -> Vec<Box<dyn Renderer>> {
+/// The picture renderers: independent of each other, so they run in parallel.
+pub fn picture_renderers() -> Vec<Box<dyn Renderer>> {
     vec![
         Box::new(plots::PlotRenderer),
         Box::new(overlay::OverlayRenderer),
         Box::new(gifs::GifRenderer),
+    ]
+}
+
+/// The page renderers: they run after the pictures, whose files they link to.
+pub fn page_renderers() -> Vec<Box<dyn Renderer>> {
+    vec![
         Box::new(html::HtmlRenderer),
         Box::new(markdown::MarkdownRenderer),
     ]
@@ -41,17 +47,14 @@ pub fn renderers() -> Vec<Box<dyn Renderer>> {
 /// Rebuilds every picture and page of an experiment directory.
 pub fn render_experiment(dir: &Path) -> Result<Vec<PathBuf>> {
     let experiment = ExperimentData::load(dir)?;
-    let (pictures, pages): (Vec<_>, Vec<_>) = renderers()
-        .into_iter()
-        .partition(|r| !matches!(r.name(), "html" | "markdown"));
-    let mut written: Vec<PathBuf> = pictures
+    let mut written: Vec<PathBuf> = picture_renderers()
         .par_iter()
         .map(|r| r.render(&experiment))
         .collect::<Result<Vec<_>>>()?
         .into_iter()
         .flatten()
         .collect();
-    for r in pages {
+    for r in page_renderers() {
         written.extend(r.render(&experiment)?);
     }
     Ok(written)

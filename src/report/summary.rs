@@ -29,6 +29,15 @@ impl VariantRow {
     pub fn last(&self) -> String {
         fmt_mean_sd(&self.final_dice)
     }
+    /// This variant's level on a grid axis ("—" when it is not on the grid).
+    pub fn level(&self, axis: &str) -> &str {
+        self.levels
+            .iter()
+            .find(|(a, _)| a == axis)
+            .map(|(_, l)| l.as_str())
+            .unwrap_or("—")
+    }
+
     /// Sort key for the best-Dice column.
     pub fn best_mean(&self) -> f64 {
         mean(&self.best_dice).unwrap_or(-1.0)

@@ -26,9 +26,10 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use crate::augment;
-use crate::config::{LossKind, RunConfig};
+use crate::config::{LossKind, Padding, RunConfig};
 use crate::data::{self, Dataset, make_batch, weights};
 use crate::model::{UNet, center_crop, output_size};
+use crate::predict::{probabilities, tile};
 use crate::track::checkpoint::{self, ResumeState};
 use crate::track::manifest::Divergence;
 use crate::track::snapshots::{self, Snapshots};
@@ -181,51 +182,20 @@ pub fn train_run<B: AutodiffBackend>(
 
     let snapshot_idx = pick_snapshot_samples(ds, cfg.report.samples, cfg.data.seed);
     if !snapshot_idx.is_empty() {
-        let crop = |v: &[f32]| crop_vec(v, h, w, oh, ow);
         let images: Vec<Vec<f32>> = snapshot_idx
             .iter()
-            .map(|&i| crop(&ds.samples[i].image))
+            .map(|&i| ds.samples[i].image.clone())
             .collect();
         let truth: Vec<Vec<f32>> = snapshot_idx
             .iter()
-            .map(|&i| {
-                crop(
-                    &ds.samples[i]
-                        .mask
-                        .iter()
-                        .map(|&m| m as f32)
-                        .collect::<Vec<_>>(),
-                )
-            })
+            .map(|&i| ds.samples[i].mask.iter().map(|&m| m as f32).collect())
             .collect();
-        snapshots::write_samples(&snap_dir, &images, &truth, oh, ow)?;
+        snapshots::write_samples(&snap_dir, &images, &truth, h, w)?;
     }
 
-    // Border weight maps for the paper's weighted cross-entropy, computed once per image.
-    let weight_maps: HashMap<usize, Vec<f32>> =
-        if train_cfg.loss == LossKind::WeightedCe && !cfg.augment.any() {
-            let class_w = class_weights_of(ds);
-            ds.train
-                .iter()
-                .map(|&i| {
-                    let m = &ds.samples[i].mask;
-                    (
-                        i,
-                        weights::border_weight_map(
-                            m,
-                            h,
-                            w,
-                            class_w,
-                            train_cfg.border_w0 as f32,
-                            train_cfg.border_sigma as f32,
-                        ),
-                    )
-                })
-                .collect()
-        } else {
-            HashMap::new()
-        };
-    let class_w = class_weights_of(ds);
+    // Border weight maps for the paper's weighted cross-entropy, computed once per image
+    // (per batch when augmentation moves the masks).
+    let mut weight_maps = WeightMaps::new(ds, train_cfg);
 
     let steps_per_epoch = ds.train.len().div_ceil(train_cfg.batch_size);
     let total_steps = steps_per_epoch * train_cfg.epochs;
@@ -277,28 +247,12 @@ pub fn train_run<B: AutodiffBackend>(
                 .collect();
             let batch = make_batch::<B>(&items, h, w, device);
             let weights = (train_cfg.loss == LossKind::WeightedCe).then(|| {
-                let maps: Vec<f32> = batch_idx
+                let masks: Vec<(usize, &[u8])> = batch_idx
                     .iter()
                     .zip(&items)
-                    .flat_map(|(i, (_, mask))| match weight_maps.get(i) {
-                        Some(m) => crop_vec(m, h, w, oh, ow),
-                        None => crop_vec(
-                            &weights::border_weight_map(
-                                mask,
-                                h,
-                                w,
-                                class_w,
-                                train_cfg.border_w0 as f32,
-                                train_cfg.border_sigma as f32,
-                            ),
-                            h,
-                            w,
-                            oh,
-                            ow,
-                        ),
-                    })
+                    .map(|(&i, (_, m))| (i, m.as_slice()))
                     .collect();
-                Tensor::<B, 4>::from_data(TensorData::new(maps, [items.len(), 1, oh, ow]), device)
+                weight_maps.batch::<B>(&masks, !cfg.augment.any(), [h, w], [oh, ow], device)
             });
             load_seconds += t_load.elapsed().as_secs_f64();
 
@@ -418,7 +372,7 @@ pub fn train_run<B: AutodiffBackend>(
         tracker.steps.extend(epoch_steps);
 
         if !snapshot_idx.is_empty() {
-            snapshots::write_epoch(&snap_dir, epoch, &validation.snapshot_probabilities, oh, ow)?;
+            snapshots::write_epoch(&snap_dir, epoch, &validation.snapshot_probabilities, h, w)?;
         }
         let dice = validation.metrics.dice;
         final_dice = Some(dice);
@@ -504,13 +458,53 @@ pub fn train_run<B: AutodiffBackend>(
     ))
 }
 
-fn class_weights_of(ds: &Dataset) -> [f32; 2] {
-    let (mut fg, mut total) = (0usize, 0usize);
-    for &i in &ds.train {
-        fg += ds.samples[i].mask.iter().filter(|&&m| m != 0).count();
-        total += ds.samples[i].mask.len();
+/// Border weight maps of a dataset's images for `weighted_ce`, kept per image index.
+struct WeightMaps {
+    class_weights: [f32; 2],
+    w0: f32,
+    sigma: f32,
+    cache: HashMap<usize, Vec<f32>>,
+}
+
+impl WeightMaps {
+    /// Class weights come from the foreground share of the training masks.
+    fn new(ds: &Dataset, train: &crate::config::TrainConfig) -> Self {
+        let (mut fg, mut total) = (0usize, 0usize);
+        for &i in &ds.train {
+            fg += ds.samples[i].mask.iter().filter(|&&m| m != 0).count();
+            total += ds.samples[i].mask.len();
+        }
+        WeightMaps {
+            class_weights: weights::class_weights(fg as f64 / total.max(1) as f64),
+            w0: train.border_w0 as f32,
+            sigma: train.border_sigma as f32,
+            cache: HashMap::new(),
+        }
     }
-    weights::class_weights(fg as f64 / total.max(1) as f64)
+
+    /// The `[b, 1, oh, ow]` weights of a batch of `(image index, mask)`; `reuse` keeps maps of
+    /// unaugmented masks for the next epoch.
+    fn batch<B: Backend>(
+        &mut self,
+        masks: &[(usize, &[u8])],
+        reuse: bool,
+        [h, w]: [usize; 2],
+        [oh, ow]: [usize; 2],
+        device: &B::Device,
+    ) -> Tensor<B, 4> {
+        let mut data = Vec::with_capacity(masks.len() * oh * ow);
+        for &(index, mask) in masks {
+            let compute =
+                || weights::border_weight_map(mask, h, w, self.class_weights, self.w0, self.sigma);
+            let map = if reuse {
+                self.cache.entry(index).or_insert_with(compute).clone()
+            } else {
+                compute()
+            };
+            data.extend(crop_vec(&map, h, w, oh, ow));
+        }
+        Tensor::<B, 4>::from_data(TensorData::new(data, [masks.len(), 1, oh, ow]), device) // [b, 1, oh, ow]
+    }
 }
 
 /// Crops the centre `oh × ow` of a row-major `h × w` buffer.
@@ -531,7 +525,7 @@ pub struct Validation {
     pub loss: f64,
     pub metrics: SegMetrics,
     pub per_image: Vec<Confusion>,
-    /// Foreground probabilities of the snapshot samples (`oh × ow` each).
+    /// Foreground probabilities of the snapshot samples (whole images, `h × w` each).
     pub snapshot_probabilities: Vec<Vec<f32>>,
     /// True when every output value was exactly 0 (a dead ReLU head).
     pub all_zero_output: bool,
@@ -554,7 +548,7 @@ pub fn validate<B: Backend>(
     let mut snapshot = vec![Vec::new(); snapshot_idx.len()];
     let mut all_zero = true;
     let mut load_seconds = 0.0;
-    let class_w = class_weights_of(ds);
+    let mut weight_maps = WeightMaps::new(ds, &cfg.train);
     for chunk in ds.val.chunks(cfg.train.batch_size.max(8)) {
         let t_load = Instant::now();
         let items: Vec<(Vec<f32>, Vec<u8>)> = chunk
@@ -563,21 +557,12 @@ pub fn validate<B: Backend>(
             .collect();
         let batch = data::make_batch::<B>(&items, h, w, device);
         let weights = (kind == LossKind::WeightedCe).then(|| {
-            let maps: Vec<f32> = items
+            let masks: Vec<(usize, &[u8])> = chunk
                 .iter()
-                .flat_map(|(_, m)| {
-                    let map = weights::border_weight_map(
-                        m,
-                        h,
-                        w,
-                        class_w,
-                        cfg.train.border_w0 as f32,
-                        cfg.train.border_sigma as f32,
-                    );
-                    crop_vec(&map, h, w, oh, ow)
-                })
+                .zip(&items)
+                .map(|(&i, (_, m))| (i, m.as_slice()))
                 .collect();
-            Tensor::<B, 4>::from_data(TensorData::new(maps, [items.len(), 1, oh, ow]), device)
+            weight_maps.batch::<B>(&masks, true, [h, w], [oh, ow], device)
         });
         load_seconds += t_load.elapsed().as_secs_f64();
         let output = model.forward(batch.images); // [b, classes, oh, ow]
@@ -589,17 +574,34 @@ pub fn validate<B: Backend>(
             .into_scalar()
             .elem::<f64>();
         loss_sum += l * chunk.len() as f64;
-        let prob = loss::foreground_probability(kind, output) // [b, 1, oh, ow]
-            .into_data()
-            .to_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("cannot read predictions: {e:?}"))?;
-        for (k, &i) in chunk.iter().enumerate() {
-            let p = &prob[k * oh * ow..(k + 1) * oh * ow];
+        // With valid padding the network sees only the centre of each image; the whole image
+        // is predicted by overlap-tile, as `predict` does, and scored against the whole mask.
+        let probabilities: Vec<Vec<f32>> = match cfg.model.padding {
+            Padding::Same => {
+                let prob = loss::foreground_probability(kind, output) // [b, 1, h, w]
+                    .into_data()
+                    .to_vec::<f32>()
+                    .map_err(|e| anyhow::anyhow!("cannot read predictions: {e:?}"))?;
+                prob.chunks(h * w).map(|c| c.to_vec()).collect()
+            }
+            Padding::Valid => {
+                let align = 1 << (cfg.model.widths.len() - 1);
+                items
+                    .iter()
+                    .map(|(image, _)| {
+                        let x = data::standardize(image);
+                        tile::predict_tiled(&x, h, w, [h, w], [oh, ow], align, 4, &mut |tiles| {
+                            probabilities(model, kind, tiles, h, w, device)
+                        })
+                    })
+                    .collect()
+            }
+        };
+        for ((k, &i), p) in chunk.iter().enumerate().zip(probabilities) {
             let pred: Vec<bool> = p.iter().map(|&v| v > 0.5).collect();
-            let truth = crop_vec(&ds.samples[i].mask, h, w, oh, ow);
-            acc.push(Confusion::of(&pred, &truth));
+            acc.push(Confusion::of(&pred, &items[k].1));
             if let Some(pos) = snapshot_idx.iter().position(|&s| s == i) {
-                snapshot[pos] = p.to_vec();
+                snapshot[pos] = p;
             }
         }
     }

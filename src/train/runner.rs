@@ -10,7 +10,7 @@ use crate::config::{BackendKind, Experiment};
 use crate::data::{self, Dataset};
 use crate::progress::make_progress;
 use crate::track::checkpoint;
-use crate::track::manifest::{self, git_commit, now_rfc3339};
+use crate::track::manifest::{git_commit, now_rfc3339};
 use crate::track::snapshots;
 use crate::track::{DirLock, ExperimentManifest, RunRecord, RunStatus, Tracker, VariantManifest};
 
@@ -252,6 +252,5 @@ pub fn run_experiment(
             eprintln!("warning: the report could not be rendered: {e:#}");
         }
     }
-    let _ = manifest::BURN_VERSION;
     Ok(summary)
 }

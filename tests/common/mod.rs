@@ -54,6 +54,18 @@ pub fn run_cli(args: &[&str]) -> CliResult {
     }
 }
 
+/// `unet-lab run FILE --out OUT` plus `extra` arguments.
+pub fn run_experiment(file: &Path, out: &Path, extra: &[&str]) -> CliResult {
+    let mut args = vec![
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run_cli(&args)
+}
+
 /// Local `src` and `href` targets of a page (not anchors, not URLs with a scheme).
 pub fn html_local_refs(html: &str) -> Vec<String> {
     let mut refs = Vec::new();
