@@ -443,6 +443,20 @@ pub fn train_run<B: AutodiffBackend>(
             )?;
         }
     }
+    // A crash after the last epoch's checkpoint but before `last` was written resumes here
+    // with nothing left to train: finish the bookkeeping from what is on disk.
+    let last = checkpoint::last_path(spec.variant_dir, spec.seed);
+    if !last.exists() {
+        write_atomic(&last, &model_to_bytes::<B, _>(&model)?)?;
+    }
+    if final_dice.is_none() {
+        final_dice = tracker
+            .epochs
+            .iter()
+            .filter(|r| r.variant == spec.variant_name && r.seed == spec.seed && r.split == "val")
+            .max_by_key(|r| r.epoch)
+            .and_then(|r| r.dice);
+    }
     ResumeState::clear(&ckpt_dir);
     progress.finish(&format!(
         "{run_name}: done, best validation Dice {:.4} at epoch {}",
