@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::Renderer;
 use super::load::{ExperimentData, RunData};
-use super::overlay::{GAP, HEADER, best_strip, draw_five, draw_titles};
+use super::overlay::{FivePanels, GAP, HEADER, draw_titles};
 use super::raster::{Canvas, Palette, panel_scale};
 use crate::track::write_atomic;
 
@@ -99,27 +99,18 @@ pub fn render_progress(run: &RunData, palette: &Palette) -> Result<Option<Vec<u8
 
 /// `results.gif`: one frame per sample with its five panels at the best epoch.
 pub fn render_results(run: &RunData, palette: &Palette) -> Result<Option<Vec<u8>>> {
-    let (Some(snaps), Some((epoch, pred))) = (run.snapshots.as_ref(), best_strip(run)) else {
+    let Some(layout) = FivePanels::of(run) else {
         return Ok(None);
     };
-    let (h, w, n) = (snaps.images.h, snaps.images.w, snaps.images.n);
-    let scale = panel_scale(w);
-    let panel_w = w * scale;
-    let width = 5 * panel_w + 4 * GAP;
-    let height = 2 * HEADER + h * scale;
+    let (n, width) = (layout.snaps.images.n, layout.width);
+    let height = 2 * HEADER + layout.panel_h;
     let mut frames = Vec::new();
     for k in 0..n {
         let mut canvas = Canvas::new(width, height, 255);
-        canvas.text(
-            &format!("sample {}/{n}, epoch {epoch} (best)", k + 1),
-            4,
-            3,
-            14.0,
-            BLACK,
-            false,
-        )?;
-        draw_titles(&mut canvas, HEADER, panel_w, BLACK)?;
-        draw_five(&mut canvas, snaps, pred, k, 2 * HEADER, scale);
+        let title = format!("sample {}/{n}, epoch {} (best)", k + 1, layout.epoch);
+        canvas.text(&title, 4, 3, 14.0, BLACK, false)?;
+        draw_titles(&mut canvas, HEADER, layout.panel_w, BLACK)?;
+        layout.draw_row(&mut canvas, k, 2 * HEADER);
         frames.push((palette.indices(&canvas), RESULTS_DELAY));
     }
     Ok(Some(encode(width, height, &frames, palette)?))

@@ -70,15 +70,48 @@ pub fn draw_titles(canvas: &mut Canvas, top: usize, panel_w: usize, color: RGBCo
     Ok(())
 }
 
+/// A run's best epoch laid out as rows of five panels.
+pub struct FivePanels<'a> {
+    pub snaps: &'a Snapshots,
+    pub pred: &'a Strip,
+    pub epoch: usize,
+    pub scale: usize,
+    pub panel_w: usize,
+    pub panel_h: usize,
+    /// Width of a row of five panels with their gaps.
+    pub width: usize,
+}
+
+impl<'a> FivePanels<'a> {
+    /// `None` when the run stored no predictions.
+    pub fn of(run: &'a RunData) -> Option<FivePanels<'a>> {
+        let snaps = run.snapshots.as_ref()?;
+        let (epoch, pred) = best_strip(run)?;
+        let scale = panel_scale(snaps.images.w);
+        let panel_w = snaps.images.w * scale;
+        Some(FivePanels {
+            snaps,
+            pred,
+            epoch,
+            scale,
+            panel_w,
+            panel_h: snaps.images.h * scale,
+            width: 5 * panel_w + 4 * GAP,
+        })
+    }
+
+    /// Draws sample `k`'s row at `top`.
+    pub fn draw_row(&self, canvas: &mut Canvas, k: usize, top: usize) {
+        draw_five(canvas, self.snaps, self.pred, k, top, self.scale);
+    }
+}
+
 pub fn render_overlay(run: &RunData) -> Result<Option<Vec<u8>>> {
-    let (Some(snaps), Some((epoch, pred))) = (run.snapshots.as_ref(), best_strip(run)) else {
+    let Some(layout) = FivePanels::of(run) else {
         return Ok(None);
     };
-    let (h, w, n) = (snaps.images.h, snaps.images.w, snaps.images.n);
-    let scale = panel_scale(w);
-    let panel_w = w * scale;
-    let width = 5 * panel_w + 4 * GAP;
-    let height = 2 * HEADER + n * (h * scale + GAP);
+    let (n, epoch, width) = (layout.snaps.images.n, layout.epoch, layout.width);
+    let height = 2 * HEADER + n * (layout.panel_h + GAP);
     let mut canvas = Canvas::new(width, height, 255);
     let dice = run
         .val_dice_at(epoch)
@@ -92,16 +125,9 @@ pub fn render_overlay(run: &RunData) -> Result<Option<Vec<u8>>> {
         BLACK,
         false,
     )?;
-    draw_titles(&mut canvas, HEADER, panel_w, BLACK)?;
+    draw_titles(&mut canvas, HEADER, layout.panel_w, BLACK)?;
     for k in 0..n {
-        draw_five(
-            &mut canvas,
-            snaps,
-            pred,
-            k,
-            2 * HEADER + k * (h * scale + GAP),
-            scale,
-        );
+        layout.draw_row(&mut canvas, k, 2 * HEADER + k * (layout.panel_h + GAP));
     }
     Ok(Some(canvas.to_png()?))
 }
