@@ -93,8 +93,17 @@ fn time_layer<B: AutodiffBackend>(
     (fwd / reps as f64, bwd / reps as f64)
 }
 
+/// A padded 3×3 convolution as the U-Net runs it (the project's kernel), then ReLU.
+fn conv_relu<B: crate::kernels::Conv3x3Backend>(
+    c: &burn::nn::conv::Conv2d<B>,
+    x: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    let bias = c.bias.as_ref().expect("convolutions have a bias").val();
+    burn::tensor::activation::relu(crate::kernels::conv3x3(x, c.weight.val(), bias))
+}
+
 /// Forward/backward time per batch of every layer type of the U-Net, at its shapes.
-pub fn layer_profile<B: AutodiffBackend>(
+pub fn layer_profile<B: AutodiffBackend + crate::kernels::Conv3x3Backend>(
     widths: &[usize],
     size: usize,
     batch: usize,
@@ -131,9 +140,7 @@ pub fn layer_profile<B: AutodiffBackend>(
             let c = conv(a, b, 3);
             add(
                 "conv 3×3 + ReLU (encoder)",
-                time_layer::<B>([batch, a, s, s], reps, device, &|x| {
-                    burn::tensor::activation::relu(c.forward(x))
-                }),
+                time_layer::<B>([batch, a, s, s], reps, device, &|x| conv_relu(&c, x)),
             );
         }
         if level + 1 < widths.len() {
@@ -165,9 +172,7 @@ pub fn layer_profile<B: AutodiffBackend>(
                 let c = conv(a, b, 3);
                 add(
                     "conv 3×3 + ReLU (decoder)",
-                    time_layer::<B>([batch, a, s, s], reps, device, &|x| {
-                        burn::tensor::activation::relu(c.forward(x))
-                    }),
+                    time_layer::<B>([batch, a, s, s], reps, device, &|x| conv_relu(&c, x)),
                 );
             }
         }
@@ -223,10 +228,13 @@ fn train_config(opts: &BenchOptions) -> RunConfig {
         .config
 }
 
-pub fn run_bench<B: AutodiffBackend>(
+pub fn run_bench<B: AutodiffBackend + crate::kernels::Conv3x3Backend>(
     opts: &BenchOptions,
     device: &B::Device,
-) -> Result<BenchResult> {
+) -> Result<BenchResult>
+where
+    B::InnerBackend: crate::kernels::Conv3x3Backend,
+{
     B::seed(device, 0);
     let model_cfg = ModelConfig {
         widths: opts.widths.clone(),

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod kernels;
 pub mod model;
 pub mod predict;
 pub mod progress;

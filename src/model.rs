@@ -9,6 +9,7 @@ use burn::nn::{Dropout, DropoutConfig, Initializer, PaddingConfig2d, Relu};
 use burn::prelude::*;
 
 use crate::config::{LossKind, ModelConfig, Padding};
+use crate::kernels::{Conv3x3Backend, conv3x3};
 
 /// He-normal initialisation, std = sqrt(2 / fan_in), as in the paper.
 fn he_normal() -> Initializer {
@@ -18,7 +19,12 @@ fn he_normal() -> Initializer {
     }
 }
 
-fn conv3x3<B: Backend>(cin: usize, cout: usize, padding: Padding, device: &B::Device) -> Conv2d<B> {
+fn conv3x3_layer<B: Backend>(
+    cin: usize,
+    cout: usize,
+    padding: Padding,
+    device: &B::Device,
+) -> Conv2d<B> {
     let padding = match padding {
         Padding::Same => PaddingConfig2d::Explicit(1, 1, 1, 1),
         Padding::Valid => PaddingConfig2d::Valid,
@@ -35,20 +41,33 @@ pub struct DoubleConv<B: Backend> {
     conv1: Conv2d<B>,
     conv2: Conv2d<B>,
     relu: Relu,
+    padding: Padding,
 }
 
 impl<B: Backend> DoubleConv<B> {
     pub fn new(cin: usize, cout: usize, padding: Padding, device: &B::Device) -> Self {
         Self {
-            conv1: conv3x3(cin, cout, padding, device),
-            conv2: conv3x3(cout, cout, padding, device),
+            conv1: conv3x3_layer(cin, cout, padding, device),
+            conv2: conv3x3_layer(cout, cout, padding, device),
             relu: Relu::new(),
+            padding,
+        }
+    }
+}
+
+impl<B: Conv3x3Backend> DoubleConv<B> {
+    /// Padded convolutions run on the project's 3×3 kernel (fast for narrow layers on the
+    /// CPU, see `kernels`); unpadded ones on Burn's.
+    fn conv(&self, conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        match (self.padding, &conv.bias) {
+            (Padding::Same, Some(bias)) => conv3x3(x, conv.weight.val(), bias.val()),
+            _ => conv.forward(x),
         }
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = self.relu.forward(self.conv1.forward(x)); // [b, cout, h', w']
-        self.relu.forward(self.conv2.forward(x)) // [b, cout, h'', w'']
+        let x = self.relu.forward(self.conv(&self.conv1, x)); // [b, cout, h', w']
+        self.relu.forward(self.conv(&self.conv2, x)) // [b, cout, h'', w'']
     }
 }
 
@@ -66,7 +85,9 @@ impl<B: Backend> Down<B> {
             conv: DoubleConv::new(cin, cout, padding, device),
         }
     }
+}
 
+impl<B: Conv3x3Backend> Down<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let x = self.pool.forward(x); // [b, cin, h/2, w/2]
         self.conv.forward(x) // [b, cout, h/2, w/2] (same padding)
@@ -92,7 +113,9 @@ impl<B: Backend> Up<B> {
             conv: DoubleConv::new(skip * 2, cout, padding, device),
         }
     }
+}
 
+impl<B: Conv3x3Backend> Up<B> {
     pub fn forward(&self, below: Tensor<B, 4>, skip: Tensor<B, 4>) -> Tensor<B, 4> {
         let up = self.up.forward(below); // [b, skip_c, 2h, 2w]
         let [_, _, h, w] = up.dims();
@@ -167,7 +190,9 @@ impl<B: Backend> UNet<B> {
             relu_head: loss == LossKind::Mse,
         }
     }
+}
 
+impl<B: Conv3x3Backend> UNet<B> {
     /// `[b, 1, h, w]` image → `[b, classes, h_out, w_out]` (`h_out = h` with same padding).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut skips = Vec::with_capacity(self.downs.len());

@@ -28,6 +28,7 @@ use rand::seq::SliceRandom;
 use crate::augment;
 use crate::config::{LossKind, Padding, RunConfig};
 use crate::data::{self, Dataset, make_batch, weights};
+use crate::kernels::Conv3x3Backend;
 use crate::model::{UNet, center_crop, output_size};
 use crate::predict::{probabilities, tile};
 use crate::track::checkpoint::{self, ResumeState};
@@ -130,12 +131,15 @@ pub fn pick_snapshot_samples(dataset: &Dataset, n: usize, seed: u64) -> Vec<usiz
 }
 
 /// Trains one run on the autodiff backend `B`, resuming from its checkpoint when one exists.
-pub fn train_run<B: AutodiffBackend>(
+pub fn train_run<B: AutodiffBackend + Conv3x3Backend>(
     spec: &RunSpec,
     tracker: &mut Tracker,
     device: &B::Device,
     progress: &mut dyn Progress,
-) -> Result<RunOutcome> {
+) -> Result<RunOutcome>
+where
+    B::InnerBackend: Conv3x3Backend,
+{
     let cfg = spec.config;
     let train_cfg = &cfg.train;
     let ds = spec.dataset;
@@ -547,7 +551,7 @@ pub struct Validation {
 }
 
 /// Predicts the validation set and scores it.
-pub fn validate<B: Backend>(
+pub fn validate<B: Conv3x3Backend>(
     model: &UNet<B>,
     cfg: &RunConfig,
     ds: &Dataset,
