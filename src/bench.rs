@@ -94,7 +94,7 @@ fn time_layer<B: AutodiffBackend>(
 }
 
 /// A padded 3×3 convolution as the U-Net runs it (the project's kernel), then ReLU.
-fn conv_relu<B: crate::kernels::Conv3x3Backend>(
+fn conv_relu<B: crate::kernels::KernelBackend>(
     c: &burn::nn::conv::Conv2d<B>,
     x: Tensor<B, 4>,
 ) -> Tensor<B, 4> {
@@ -103,7 +103,7 @@ fn conv_relu<B: crate::kernels::Conv3x3Backend>(
 }
 
 /// Forward/backward time per batch of every layer type of the U-Net, at its shapes.
-pub fn layer_profile<B: AutodiffBackend + crate::kernels::Conv3x3Backend>(
+pub fn layer_profile<B: AutodiffBackend + crate::kernels::KernelBackend>(
     widths: &[usize],
     size: usize,
     batch: usize,
@@ -158,7 +158,13 @@ pub fn layer_profile<B: AutodiffBackend + crate::kernels::Conv3x3Backend>(
                     [batch, widths[level + 1], s / 2, s / 2],
                     reps,
                     device,
-                    &|x| up.forward(x),
+                    &|x| {
+                        crate::kernels::up2x2(
+                            x,
+                            up.weight.val(),
+                            up.bias.as_ref().expect("bias").val(),
+                        )
+                    },
                 ),
             );
             add(
@@ -228,12 +234,12 @@ fn train_config(opts: &BenchOptions) -> RunConfig {
         .config
 }
 
-pub fn run_bench<B: AutodiffBackend + crate::kernels::Conv3x3Backend>(
+pub fn run_bench<B: AutodiffBackend + crate::kernels::KernelBackend>(
     opts: &BenchOptions,
     device: &B::Device,
 ) -> Result<BenchResult>
 where
-    B::InnerBackend: crate::kernels::Conv3x3Backend,
+    B::InnerBackend: crate::kernels::KernelBackend,
 {
     B::seed(device, 0);
     let model_cfg = ModelConfig {

@@ -9,7 +9,7 @@ use burn::nn::{Dropout, DropoutConfig, Initializer, PaddingConfig2d, Relu};
 use burn::prelude::*;
 
 use crate::config::{LossKind, ModelConfig, Padding};
-use crate::kernels::{Conv3x3Backend, conv3x3};
+use crate::kernels::{KernelBackend, conv3x3, up2x2};
 
 /// He-normal initialisation, std = sqrt(2 / fan_in), as in the paper.
 fn he_normal() -> Initializer {
@@ -55,7 +55,7 @@ impl<B: Backend> DoubleConv<B> {
     }
 }
 
-impl<B: Conv3x3Backend> DoubleConv<B> {
+impl<B: KernelBackend> DoubleConv<B> {
     /// Padded convolutions run on the project's 3×3 kernel (fast for narrow layers on the
     /// CPU, see `kernels`); unpadded ones on Burn's.
     fn conv(&self, conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -87,7 +87,7 @@ impl<B: Backend> Down<B> {
     }
 }
 
-impl<B: Conv3x3Backend> Down<B> {
+impl<B: KernelBackend> Down<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let x = self.pool.forward(x); // [b, cin, h/2, w/2]
         self.conv.forward(x) // [b, cout, h/2, w/2] (same padding)
@@ -115,9 +115,12 @@ impl<B: Backend> Up<B> {
     }
 }
 
-impl<B: Conv3x3Backend> Up<B> {
+impl<B: KernelBackend> Up<B> {
     pub fn forward(&self, below: Tensor<B, 4>, skip: Tensor<B, 4>) -> Tensor<B, 4> {
-        let up = self.up.forward(below); // [b, skip_c, 2h, 2w]
+        let up = match &self.up.bias {
+            Some(bias) => up2x2(below, self.up.weight.val(), bias.val()),
+            None => self.up.forward(below),
+        }; // [b, skip_c, 2h, 2w]
         let [_, _, h, w] = up.dims();
         let skip = center_crop(skip, h, w); // [b, skip_c, 2h, 2w]
         let x = Tensor::cat(vec![up, skip], 1); // [b, 2·skip_c, 2h, 2w]
@@ -192,7 +195,7 @@ impl<B: Backend> UNet<B> {
     }
 }
 
-impl<B: Conv3x3Backend> UNet<B> {
+impl<B: KernelBackend> UNet<B> {
     /// `[b, 1, h, w]` image → `[b, classes, h_out, w_out]` (`h_out = h` with same padding).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut skips = Vec::with_capacity(self.downs.len());

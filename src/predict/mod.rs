@@ -130,7 +130,7 @@ impl Predictor {
 
 /// Foreground probabilities of standardised `tiles` (each `h × w`), one map per tile at the
 /// network's output size.
-pub fn probabilities<B: crate::kernels::Conv3x3Backend>(
+pub fn probabilities<B: crate::kernels::KernelBackend>(
     model: &UNet<B>,
     kind: crate::config::LossKind,
     tiles: &[Vec<f32>],

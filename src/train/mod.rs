@@ -28,7 +28,7 @@ use rand::seq::SliceRandom;
 use crate::augment;
 use crate::config::{LossKind, Padding, RunConfig};
 use crate::data::{self, Dataset, make_batch, weights};
-use crate::kernels::Conv3x3Backend;
+use crate::kernels::KernelBackend;
 use crate::model::{UNet, center_crop, output_size};
 use crate::predict::{probabilities, tile};
 use crate::track::checkpoint::{self, ResumeState};
@@ -131,14 +131,14 @@ pub fn pick_snapshot_samples(dataset: &Dataset, n: usize, seed: u64) -> Vec<usiz
 }
 
 /// Trains one run on the autodiff backend `B`, resuming from its checkpoint when one exists.
-pub fn train_run<B: AutodiffBackend + Conv3x3Backend>(
+pub fn train_run<B: AutodiffBackend + KernelBackend>(
     spec: &RunSpec,
     tracker: &mut Tracker,
     device: &B::Device,
     progress: &mut dyn Progress,
 ) -> Result<RunOutcome>
 where
-    B::InnerBackend: Conv3x3Backend,
+    B::InnerBackend: KernelBackend,
 {
     let cfg = spec.config;
     let train_cfg = &cfg.train;
@@ -551,7 +551,7 @@ pub struct Validation {
 }
 
 /// Predicts the validation set and scores it.
-pub fn validate<B: Conv3x3Backend>(
+pub fn validate<B: KernelBackend>(
     model: &UNet<B>,
     cfg: &RunConfig,
     ds: &Dataset,
