@@ -319,30 +319,66 @@ impl<C: CheckpointStrategy> KernelBackend for Autodiff<burn::backend::Cuda, C> {
     burn_convolutions!();
 }
 
-/// `out += k ⋆ input` for one plane: 3×3 cross-correlation with zero padding 1.
-#[inline]
+/// `out += k ⋆ input` for one plane: 3×3 cross-correlation with zero padding 1. Each output
+/// row is updated once with all nine taps (three input rows, three shifts), so the output
+/// row is read and written once per input channel rather than three times.
 fn correlate_add(out: &mut [f32], input: &[f32], k: &[f32], h: usize, w: usize) {
+    if w < 3 {
+        return correlate_add_narrow(out, input, k, h, w);
+    }
+    let zeros = vec![0f32; w];
     for i in 0..h {
-        let orow = &mut out[i * w..(i + 1) * w];
-        for ky in 0..3 {
-            let r = i as isize + ky as isize - 1;
+        let row = |r: isize| -> &[f32] {
             if r < 0 || r >= h as isize {
-                continue;
+                &zeros
+            } else {
+                &input[r as usize * w..(r as usize + 1) * w]
             }
-            let xrow = &input[r as usize * w..(r as usize + 1) * w];
-            let (k0, k1, k2) = (k[ky * 3], k[ky * 3 + 1], k[ky * 3 + 2]);
-            if w == 1 {
-                orow[0] += k1 * xrow[0];
-                continue;
+        };
+        let (r0, r1, r2) = (row(i as isize - 1), row(i as isize), row(i as isize + 1));
+        let orow = &mut out[i * w..(i + 1) * w];
+        let n = w - 2;
+        // Equal-length slices let the compiler drop bounds checks and vectorise.
+        let (a0, b0, c0) = (&r0[..n], &r0[1..n + 1], &r0[2..]);
+        let (a1, b1, c1) = (&r1[..n], &r1[1..n + 1], &r1[2..]);
+        let (a2, b2, c2) = (&r2[..n], &r2[1..n + 1], &r2[2..]);
+        let mid = &mut orow[1..n + 1];
+        for j in 0..n {
+            mid[j] += k[0] * a0[j]
+                + k[1] * b0[j]
+                + k[2] * c0[j]
+                + k[3] * a1[j]
+                + k[4] * b1[j]
+                + k[5] * c1[j]
+                + k[6] * a2[j]
+                + k[7] * b2[j]
+                + k[8] * c2[j];
+        }
+        orow[0] +=
+            k[1] * r0[0] + k[2] * r0[1] + k[4] * r1[0] + k[5] * r1[1] + k[7] * r2[0] + k[8] * r2[1];
+        orow[w - 1] += k[0] * r0[w - 2]
+            + k[1] * r0[w - 1]
+            + k[3] * r1[w - 2]
+            + k[4] * r1[w - 1]
+            + k[6] * r2[w - 2]
+            + k[7] * r2[w - 1];
+    }
+}
+
+/// The same for planes narrower than three pixels, tap by tap.
+fn correlate_add_narrow(out: &mut [f32], input: &[f32], k: &[f32], h: usize, w: usize) {
+    for i in 0..h {
+        for j in 0..w {
+            let mut acc = 0.0;
+            for ky in 0..3 {
+                for kx in 0..3 {
+                    let (r, c) = (i as isize + ky as isize - 1, j as isize + kx as isize - 1);
+                    if r >= 0 && c >= 0 && (r as usize) < h && (c as usize) < w {
+                        acc += k[ky * 3 + kx] * input[r as usize * w + c as usize];
+                    }
+                }
             }
-            // Interior: three shifted rows, equal-length slices so the loop vectorises.
-            let (left, centre, right) = (&xrow[..w - 2], &xrow[1..w - 1], &xrow[2..]);
-            let mid = &mut orow[1..w - 1];
-            for j in 0..w - 2 {
-                mid[j] += k0 * left[j] + k1 * centre[j] + k2 * right[j];
-            }
-            orow[0] += k1 * xrow[0] + k2 * xrow[1];
-            orow[w - 1] += k0 * xrow[w - 2] + k1 * xrow[w - 1];
+            out[i * w + j] += acc;
         }
     }
 }
@@ -403,35 +439,48 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// Weight gradient: `dw[co, ci, ky, kx] = Σ_b Σ_ij dy[b, co, i, j] · x[b, ci, i+ky−1, j+kx−1]`.
 pub fn weight_grad(dy: &[f32], x: &[f32], [n, cin, h, wd]: [usize; 4], cout: usize) -> Vec<f32> {
-    let plane = h * wd;
     let mut dw = vec![0f32; cout * cin * 9];
     dw.par_chunks_mut(9).enumerate().for_each(|(idx, k)| {
         let (co, ci) = (idx / cin, idx % cin);
-        let mut acc = [0f64; 9];
-        for b in 0..n {
-            let dyp = &dy[(b * cout + co) * plane..][..plane];
-            let xp = &x[(b * cin + ci) * plane..][..plane];
-            for i in 0..h {
-                let dyrow = &dyp[i * wd..(i + 1) * wd];
-                for ky in 0..3 {
-                    let r = i as isize + ky as isize - 1;
-                    if r < 0 || r >= h as isize {
-                        continue;
-                    }
-                    let xrow = &xp[r as usize * wd..(r as usize + 1) * wd];
-                    acc[ky * 3 + 1] += dot(dyrow, xrow) as f64;
-                    if wd > 1 {
-                        acc[ky * 3] += dot(&dyrow[1..], &xrow[..wd - 1]) as f64;
-                        acc[ky * 3 + 2] += dot(&dyrow[..wd - 1], &xrow[1..]) as f64;
-                    }
-                }
-            }
-        }
+        let acc = weight_grad_taps(dy, x, [n, cin, h, wd], cout, co, ci);
         for (dst, a) in k.iter_mut().zip(acc) {
             *dst = a as f32;
         }
     });
     dw
+}
+
+/// The nine weight-gradient sums of one (output, input) channel pair.
+fn weight_grad_taps(
+    dy: &[f32],
+    x: &[f32],
+    [n, cin, h, wd]: [usize; 4],
+    cout: usize,
+    co: usize,
+    ci: usize,
+) -> [f64; 9] {
+    let plane = h * wd;
+    let mut acc = [0f64; 9];
+    for b in 0..n {
+        let dyp = &dy[(b * cout + co) * plane..][..plane];
+        let xp = &x[(b * cin + ci) * plane..][..plane];
+        for i in 0..h {
+            let dyrow = &dyp[i * wd..(i + 1) * wd];
+            for ky in 0..3 {
+                let r = i as isize + ky as isize - 1;
+                if r < 0 || r >= h as isize {
+                    continue;
+                }
+                let xrow = &xp[r as usize * wd..(r as usize + 1) * wd];
+                acc[ky * 3 + 1] += dot(dyrow, xrow) as f64;
+                if wd > 1 {
+                    acc[ky * 3] += dot(&dyrow[1..], &xrow[..wd - 1]) as f64;
+                    acc[ky * 3 + 2] += dot(&dyrow[..wd - 1], &xrow[1..]) as f64;
+                }
+            }
+        }
+    }
+    acc
 }
 
 /// Bias gradient: `db[co] = Σ dy[b, co, ·, ·]`.
