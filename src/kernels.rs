@@ -1,12 +1,12 @@
-//! Custom CPU kernels: a direct 3×3 convolution (stride 1, zero padding 1) with its backward
-//! pass, for the narrow layers of the U-Net.
+//! Custom CPU kernels for the narrow layers of the U-Net: a direct 3×3 convolution (stride 1,
+//! zero padding 1) and the 2×2 stride-2 up-convolution, each with its backward pass.
 //!
 //! Burn 0.21's Flex backend runs every convolution through im2col + GEMM and computes the
 //! backward pass with Burn's generic rules (the weight gradient as a convolution over swapped
 //! batch/channel dimensions). With 3–96 channels that spends its time moving data
 //! (BENCHMARKS.md). These kernels work on whole rows instead, auto-vectorised, in parallel over
 //! output planes, and every output is summed in a fixed order, so results are deterministic.
-//! Wide layers (`cin · cout` above [`DIRECT_MAX`]) keep Flex's GEMM path.
+//! Small planes and wide layers keep Flex's GEMM path (see [`Path::Auto`]).
 //!
 //! The op is a backend extension: [`KernelBackend`] is implemented for Flex (forward), for
 //! `Autodiff<Flex>` (forward + the custom backward) and, with the `cuda` feature, for CUDA
@@ -36,8 +36,8 @@ pub enum Path {
 
 /// Row-wise kernels need long rows: below 32×32 Flex's GEMM path wins.
 pub const DIRECT_MIN_PLANE: usize = 32 * 32;
-/// Beyond 64 × 64 channel pairs the GEMM's arithmetic efficiency wins.
-pub const DIRECT_MAX: usize = 64 * 64;
+/// Beyond 32 × 32 channel pairs the GEMM's arithmetic efficiency wins.
+pub const DIRECT_MAX: usize = 32 * 32;
 
 fn padding_one() -> ConvOptions<2> {
     ConvOptions::new([1, 1], [1, 1], [1, 1], 1)
@@ -719,7 +719,8 @@ mod tests {
     #[test]
     fn the_automatic_choice_follows_the_measured_crossover() {
         assert!(use_direct(Path::Auto, [8, 3, 128, 128], 3));
-        assert!(use_direct(Path::Auto, [2, 64, 128, 128], 64));
+        assert!(use_direct(Path::Auto, [2, 1, 128, 128], 64));
+        assert!(!use_direct(Path::Auto, [2, 64, 32, 32], 64));
         assert!(!use_direct(Path::Auto, [8, 48, 16, 16], 48));
         assert!(!use_direct(Path::Auto, [2, 128, 64, 64], 64));
         assert!(!use_direct(Path::Gemm, [8, 3, 128, 128], 3));
