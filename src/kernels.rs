@@ -606,50 +606,74 @@ mod tests {
             / scale
     }
 
-    /// The direct kernels against Burn's generic convolution, forward and every gradient.
-    fn check(n: usize, cin: usize, cout: usize, h: usize, w: usize) {
+    type Op = fn(Tensor<Ad, 4>, Tensor<Ad, 4>, Tensor<Ad, 1>, Path) -> Tensor<Ad, 4>;
+
+    /// A direct kernel against Burn's generic one (the GEMM path), forward and every gradient:
+    /// input `[n, cin, h, w]`, weight of `w_shape`, output `[n, cout, oh, ow]`.
+    fn compare(op: Op, input: [usize; 4], w_shape: [usize; 4], out: [usize; 4], what: &str) {
         let device = Default::default();
-        Flex::seed(&device, (n * 1000 + cin * 100 + cout * 10 + h) as u64);
-        let x = Tensor::<Ad, 4>::random([n, cin, h, w], Distribution::Normal(0.0, 1.0), &device);
-        let k = Tensor::<Ad, 4>::random([cout, cin, 3, 3], Distribution::Normal(0.0, 0.5), &device);
+        Flex::seed(
+            &device,
+            input
+                .iter()
+                .chain(&w_shape)
+                .fold(7, |a, &d| a * 31 + d as u64),
+        );
+        let cout = out[1];
+        let x = Tensor::<Ad, 4>::random(input, Distribution::Normal(0.0, 1.0), &device);
+        let k = Tensor::<Ad, 4>::random(w_shape, Distribution::Normal(0.0, 0.5), &device);
         let b = Tensor::<Ad, 1>::random([cout], Distribution::Normal(0.0, 0.5), &device);
-        let up = Tensor::<Ad, 4>::random([n, cout, h, w], Distribution::Normal(0.0, 1.0), &device);
-        let run = |direct: bool| {
+        // A weighted sum gives every output a different upstream gradient.
+        let up = Tensor::<Ad, 4>::random(out, Distribution::Normal(0.0, 1.0), &device);
+        let run = |path: Path| {
             let (x, k, b) = (
                 x.clone().require_grad(),
                 k.clone().require_grad(),
                 b.clone().require_grad(),
             );
-            let y = if direct {
-                conv3x3_on(x.clone(), k.clone(), b.clone(), Path::Direct)
-            } else {
-                burn::tensor::module::conv2d(x.clone(), k.clone(), Some(b.clone()), padding_one())
-            };
-            // A weighted sum gives every output a different upstream gradient.
-            let loss = (y.clone() * up.clone()).sum();
-            let grads = loss.backward();
+            let y = op(x.clone(), k.clone(), b.clone(), path);
+            let grads = (y.clone() * up.clone()).sum().backward();
             let v = |t: Tensor<Flex, 4>| t.into_data().to_vec::<f32>().unwrap();
-            (
+            [
                 v(y.inner()),
                 v(x.grad(&grads).unwrap()),
                 v(k.grad(&grads).unwrap()),
                 b.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap(),
-            )
+            ]
         };
-        let (direct, generic) = (run(true), run(false));
-        let what = format!("{n}×{cin}→{cout} at {h}×{w}");
-        assert!(max_rel_err(&direct.0, &generic.0) <= 1e-4, "forward {what}");
-        assert!(
-            max_rel_err(&direct.1, &generic.1) <= 1e-4,
-            "input gradient {what}"
+        let (direct, generic) = (run(Path::Direct), run(Path::Gemm));
+        for (part, (d, g)) in [
+            "forward",
+            "input gradient",
+            "weight gradient",
+            "bias gradient",
+        ]
+        .iter()
+        .zip(direct.iter().zip(&generic))
+        {
+            assert!(max_rel_err(d, g) <= 1e-4, "{part} of {what}");
+        }
+    }
+
+    fn check(n: usize, cin: usize, cout: usize, h: usize, w: usize) {
+        let what = format!("conv 3×3 {n}×{cin}→{cout} at {h}×{w}");
+        compare(
+            conv3x3_on,
+            [n, cin, h, w],
+            [cout, cin, 3, 3],
+            [n, cout, h, w],
+            &what,
         );
-        assert!(
-            max_rel_err(&direct.2, &generic.2) <= 1e-4,
-            "weight gradient {what}"
-        );
-        assert!(
-            max_rel_err(&direct.3, &generic.3) <= 1e-4,
-            "bias gradient {what}"
+    }
+
+    fn check_up(n: usize, cin: usize, cout: usize, h: usize, w: usize) {
+        let what = format!("up 2×2 {n}×{cin}→{cout} at {h}×{w}");
+        compare(
+            up2x2_on,
+            [n, cin, h, w],
+            [cin, cout, 2, 2],
+            [n, cout, 2 * h, 2 * w],
+            &what,
         );
     }
 
@@ -661,51 +685,6 @@ mod tests {
         check(1, 5, 2, 1, 7);
         check(2, 3, 4, 5, 1);
         check(2, 96, 48, 4, 4);
-    }
-
-    /// The direct up-convolution against Burn's transposed convolution, forward and gradients.
-    fn check_up(n: usize, cin: usize, cout: usize, h: usize, w: usize) {
-        let device = Default::default();
-        Flex::seed(&device, (n * 1000 + cin * 100 + cout * 10 + h) as u64);
-        let x = Tensor::<Ad, 4>::random([n, cin, h, w], Distribution::Normal(0.0, 1.0), &device);
-        let k = Tensor::<Ad, 4>::random([cin, cout, 2, 2], Distribution::Normal(0.0, 0.5), &device);
-        let b = Tensor::<Ad, 1>::random([cout], Distribution::Normal(0.0, 0.5), &device);
-        let up = Tensor::<Ad, 4>::random(
-            [n, cout, 2 * h, 2 * w],
-            Distribution::Normal(0.0, 1.0),
-            &device,
-        );
-        let run = |path: Path| {
-            let (x, k, b) = (
-                x.clone().require_grad(),
-                k.clone().require_grad(),
-                b.clone().require_grad(),
-            );
-            let y = up2x2_on(x.clone(), k.clone(), b.clone(), path);
-            let grads = (y.clone() * up.clone()).sum().backward();
-            let v = |t: Tensor<Flex, 4>| t.into_data().to_vec::<f32>().unwrap();
-            (
-                v(y.inner()),
-                v(x.grad(&grads).unwrap()),
-                v(k.grad(&grads).unwrap()),
-                b.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap(),
-            )
-        };
-        let (direct, generic) = (run(Path::Direct), run(Path::Gemm));
-        let what = format!("up {n}×{cin}→{cout} at {h}×{w}");
-        assert!(max_rel_err(&direct.0, &generic.0) <= 1e-4, "forward {what}");
-        assert!(
-            max_rel_err(&direct.1, &generic.1) <= 1e-4,
-            "input gradient {what}"
-        );
-        assert!(
-            max_rel_err(&direct.2, &generic.2) <= 1e-4,
-            "weight gradient {what}"
-        );
-        assert!(
-            max_rel_err(&direct.3, &generic.3) <= 1e-4,
-            "bias gradient {what}"
-        );
     }
 
     #[test]
