@@ -28,6 +28,8 @@ pub struct BenchOptions {
     pub backend: BackendKind,
     /// Also time forward, backward and optimizer separately.
     pub profile: bool,
+    /// Which convolution implementations the model runs on.
+    pub kernels: crate::kernels::Path,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -45,6 +47,8 @@ pub struct BenchResult {
     pub infer_img_s: f64,
     pub peak_rss_mb: f64,
     pub threads: usize,
+    /// The convolution implementations (`auto` unless `--kernels` chose one).
+    pub kernels: String,
     /// Seconds per training step in forward (incl. loss), backward and optimizer.
     pub profile: Option<StepProfile>,
 }
@@ -99,7 +103,7 @@ fn conv_relu<B: crate::kernels::KernelBackend>(
     x: Tensor<B, 4>,
 ) -> Tensor<B, 4> {
     let bias = c.bias.as_ref().expect("convolutions have a bias").val();
-    burn::tensor::activation::relu(crate::kernels::conv3x3(x, c.weight.val(), bias))
+    crate::kernels::conv3x3_relu(x, c.weight.val(), bias)
 }
 
 /// Forward/backward time per batch of every layer type of the U-Net, at its shapes.
@@ -113,7 +117,6 @@ pub fn layer_profile<B: AutodiffBackend + crate::kernels::KernelBackend>(
 ) -> Vec<LayerTime> {
     use burn::nn::PaddingConfig2d;
     use burn::nn::conv::{Conv2dConfig, ConvTranspose2dConfig};
-    use burn::nn::pool::MaxPool2dConfig;
     let mut totals: Vec<(String, f64, f64)> = Vec::new();
     let mut add = |name: &str, (f, b): (f64, f64)| match totals.iter_mut().find(|t| t.0 == name) {
         Some(t) => {
@@ -144,10 +147,11 @@ pub fn layer_profile<B: AutodiffBackend + crate::kernels::KernelBackend>(
             );
         }
         if level + 1 < widths.len() {
-            let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
             add(
                 "max-pool 2×2",
-                time_layer::<B>([batch, w, s, s], reps, device, &|x| pool.forward(x)),
+                time_layer::<B>([batch, w, s, s], reps, device, &|x| {
+                    crate::kernels::max_pool2x2(x)
+                }),
             );
             let up = ConvTranspose2dConfig::new([widths[level + 1], w], [2, 2])
                 .with_stride([2, 2])
@@ -187,7 +191,11 @@ pub fn layer_profile<B: AutodiffBackend + crate::kernels::KernelBackend>(
     add(
         "head 1×1",
         time_layer::<B>([batch, widths[0], size, size], reps, device, &|x| {
-            head.forward(x)
+            crate::kernels::conv1x1(
+                x,
+                head.weight.val(),
+                head.bias.as_ref().expect("bias").val(),
+            )
         }),
     );
     totals
@@ -242,6 +250,7 @@ where
     B::InnerBackend: crate::kernels::KernelBackend,
 {
     B::seed(device, 0);
+    crate::kernels::set_model_path(opts.kernels);
     let model_cfg = ModelConfig {
         widths: opts.widths.clone(),
         padding: Padding::Same,
@@ -345,6 +354,7 @@ where
         infer_img_s,
         peak_rss_mb: peak_rss_mb(),
         threads: rayon::current_num_threads(),
+        kernels: format!("{:?}", opts.kernels).to_lowercase(),
         profile,
     })
 }
@@ -373,10 +383,11 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult> {
 impl BenchResult {
     pub fn human(&self) -> String {
         let mut s = format!(
-            "backend {} ({} threads) · widths {:?} · {}×{} · batch {} · {} + {} · {} parameters\n\
+            "backend {} ({} threads, {} kernels) · widths {:?} · {}×{} · batch {} · {} + {} · {} parameters\n\
              train:     {:8.2} img/s\ninference: {:8.2} img/s\npeak RSS:  {:8.0} MB",
             self.backend,
             self.threads,
+            self.kernels,
             self.widths,
             self.size,
             self.size,

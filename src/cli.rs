@@ -62,6 +62,19 @@ pub enum BenchOptim {
     Sgd,
 }
 
+/// Which convolution implementations `bench` runs (CPU; CUDA always runs Burn's).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchKernels {
+    /// The fastest measured per layer shape (what training uses).
+    Auto,
+    /// The row-wise direct kernels everywhere.
+    Direct,
+    /// The im2col + GEMM kernels everywhere.
+    Gemm,
+    /// Burn's own convolutions and generic backward.
+    Generic,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train every variant of an experiment file (resuming where an earlier run stopped) and
@@ -151,6 +164,9 @@ pub enum Command {
         /// Also split a training step into forward, backward and optimizer time.
         #[arg(long)]
         profile: bool,
+        /// Convolution implementations, to measure one against another.
+        #[arg(long, value_enum, default_value = "auto")]
+        kernels: BenchKernels,
     },
     /// Write a grid of augmented training samples (first column: the original) to check an
     /// [augment] table by eye.
@@ -179,6 +195,7 @@ pub enum Command {
 }
 
 pub fn main() -> ExitCode {
+    crate::memory::keep_freed_memory();
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
@@ -327,6 +344,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             backend,
             json,
             profile,
+            kernels,
         } => {
             if widths.is_empty() || widths.contains(&0) || batch == 0 || steps == 0 {
                 eprintln!(
@@ -356,6 +374,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 warmup,
                 backend: backend.into(),
                 profile,
+                kernels: match kernels {
+                    BenchKernels::Auto => crate::kernels::Path::Auto,
+                    BenchKernels::Direct => crate::kernels::Path::Direct,
+                    BenchKernels::Gemm => crate::kernels::Path::Gemm,
+                    BenchKernels::Generic => crate::kernels::Path::Generic,
+                },
             })?;
             if json {
                 println!("{}", serde_json::to_string(&result)?);

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod kernels;
+pub mod memory;
 pub mod model;
 pub mod predict;
 pub mod progress;

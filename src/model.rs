@@ -4,12 +4,11 @@
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Initializer, PaddingConfig2d, Relu};
 use burn::prelude::*;
 
 use crate::config::{LossKind, ModelConfig, Padding};
-use crate::kernels::{KernelBackend, conv3x3, up2x2};
+use crate::kernels::{KernelBackend, conv1x1, conv3x3_relu, max_pool2x2, up2x2};
 
 /// He-normal initialisation, std = sqrt(2 / fan_in), as in the paper.
 fn he_normal() -> Initializer {
@@ -56,32 +55,30 @@ impl<B: Backend> DoubleConv<B> {
 }
 
 impl<B: KernelBackend> DoubleConv<B> {
-    /// Padded convolutions run on the project's 3×3 kernel (fast for narrow layers on the
-    /// CPU, see `kernels`); unpadded ones on Burn's.
-    fn conv(&self, conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    /// Padded convolutions run on the project's kernels with the ReLU fused (see `kernels`);
+    /// unpadded ones on Burn's.
+    fn conv_relu(&self, conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
         match (self.padding, &conv.bias) {
-            (Padding::Same, Some(bias)) => conv3x3(x, conv.weight.val(), bias.val()),
-            _ => conv.forward(x),
+            (Padding::Same, Some(bias)) => conv3x3_relu(x, conv.weight.val(), bias.val()),
+            _ => self.relu.forward(conv.forward(x)),
         }
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = self.relu.forward(self.conv(&self.conv1, x)); // [b, cout, h', w']
-        self.relu.forward(self.conv(&self.conv2, x)) // [b, cout, h'', w'']
+        let x = self.conv_relu(&self.conv1, x); // [b, cout, h', w']
+        self.conv_relu(&self.conv2, x) // [b, cout, h'', w'']
     }
 }
 
 /// 2×2 max-pool, then a `DoubleConv`.
 #[derive(Module, Debug)]
 pub struct Down<B: Backend> {
-    pool: MaxPool2d,
     conv: DoubleConv<B>,
 }
 
 impl<B: Backend> Down<B> {
     pub fn new(cin: usize, cout: usize, padding: Padding, device: &B::Device) -> Self {
         Self {
-            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
             conv: DoubleConv::new(cin, cout, padding, device),
         }
     }
@@ -89,7 +86,7 @@ impl<B: Backend> Down<B> {
 
 impl<B: KernelBackend> Down<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = self.pool.forward(x); // [b, cin, h/2, w/2]
+        let x = max_pool2x2(x); // [b, cin, h/2, w/2]
         self.conv.forward(x) // [b, cout, h/2, w/2] (same padding)
     }
 }
@@ -142,9 +139,14 @@ impl<B: Backend> OutConv<B> {
                 .init(device),
         }
     }
+}
 
+impl<B: KernelBackend> OutConv<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.conv.forward(x) // [b, cout, h, w]
+        match &self.conv.bias {
+            Some(bias) => conv1x1(x, self.conv.weight.val(), bias.val()), // [b, cout, h, w]
+            None => self.conv.forward(x),                                 // [b, cout, h, w]
+        }
     }
 }
 

@@ -1,0 +1,885 @@
+//! Custom CPU kernels for the U-Net's two convolutions: the 3×3 convolution (stride 1, zero
+//! padding 1, optionally fused with the ReLU that follows it) and the 2×2 stride-2
+//! up-convolution, each with its backward pass.
+//!
+//! Burn 0.21's Flex backend runs a convolution as tiled im2col + single-threaded GEMM tiles and
+//! computes the backward pass with Burn's generic rules (the weight gradient as a convolution
+//! over swapped batch/channel dimensions), which spends its time moving data (BENCHMARKS.md).
+//! Two implementations replace it, each chosen where it measured fastest ([`Path::Auto`]):
+//! - [`direct`]: row-wise kernels for long rows and few channels (the narrow layers);
+//! - [`gemm`]: im2col + one multithreaded matrix product per image, forward and backward
+//!   (the wide layers and the small planes).
+//!
+//! The op is a backend extension: [`KernelBackend`] is implemented for Flex (forward), for
+//! `Autodiff<Flex>` (forward + the custom backward registered on Burn's autodiff graph) and,
+//! with the `cuda` feature, for CUDA through Burn's own convolutions.
+
+pub mod direct;
+pub mod gemm;
+
+use burn::backend::Flex;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::backend::flex::FlexTensor;
+use burn::prelude::*;
+use burn::tensor::ops::{ActivationOps, ConvOptions, ConvTransposeOptions, FloatTensor, ModuleOps};
+use burn::tensor::{TensorMetadata, TensorPrimitive};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Which implementation runs a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// The fastest measured for the shape: [`Path::Direct`] for planes of at least
+    /// [`DIRECT_MIN_PLANE`] pixels and `cin · cout` up to [`DIRECT_MAX`], [`Path::Gemm`]
+    /// otherwise (BENCHMARKS.md).
+    Auto,
+    /// The row-wise kernels of [`direct`].
+    Direct,
+    /// The im2col + GEMM kernels of [`gemm`].
+    Gemm,
+    /// Burn's own convolution and generic backward (the reference the tests compare with).
+    Generic,
+}
+
+/// The path the model's convolutions take; `unet-lab bench --kernels` changes it to measure
+/// one implementation against another.
+static MODEL_PATH: AtomicU8 = AtomicU8::new(0);
+
+const PATHS: [Path; 4] = [Path::Auto, Path::Direct, Path::Gemm, Path::Generic];
+
+/// Makes every convolution of the model run on `path` (for benchmarks; [`Path::Auto`] is the
+/// default).
+pub fn set_model_path(path: Path) {
+    let index = PATHS
+        .iter()
+        .position(|&p| p == path)
+        .expect("a listed path");
+    MODEL_PATH.store(index as u8, Ordering::Relaxed);
+}
+
+fn model_path() -> Path {
+    PATHS[MODEL_PATH.load(Ordering::Relaxed) as usize]
+}
+
+/// Row-wise kernels need long rows: below 32×32 the GEMM path wins.
+pub const DIRECT_MIN_PLANE: usize = 32 * 32;
+/// Beyond 32 × 32 channel pairs the GEMM's arithmetic efficiency wins.
+pub const DIRECT_MAX: usize = 32 * 32;
+
+fn padding_one() -> ConvOptions<2> {
+    ConvOptions::new([1, 1], [1, 1], [1, 1], 1)
+}
+
+fn pointwise() -> ConvOptions<2> {
+    ConvOptions::new([1, 1], [0, 0], [1, 1], 1)
+}
+
+fn up_options() -> ConvTransposeOptions<2> {
+    ConvTransposeOptions::new([2, 2], [0, 0], [0, 0], [1, 1], 1)
+}
+
+/// A backend that can run the U-Net's two convolutions: 3×3 (stride 1, padding 1) and the
+/// 2×2 stride-2 transposed convolution of the up path, both with bias.
+pub trait KernelBackend: Backend {
+    /// `x` `[b, cin, h, w]`, `weight` `[cout, cin, 3, 3]`, `bias` `[cout]` → `[b, cout, h, w]`,
+    /// followed by a ReLU when `relu` is set.
+    fn conv3x3(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        relu: bool,
+        path: Path,
+    ) -> FloatTensor<Self>;
+
+    /// `x` `[b, cin, h, w]`, `weight` `[cin, cout, 2, 2]`, `bias` `[cout]` → `[b, cout, 2h, 2w]`.
+    fn up2x2(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        path: Path,
+    ) -> FloatTensor<Self>;
+
+    /// `x` `[b, cin, h, w]`, `weight` `[cout, cin, 1, 1]`, `bias` `[cout]` → `[b, cout, h, w]`
+    /// (the head).
+    fn conv1x1(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        path: Path,
+    ) -> FloatTensor<Self>;
+
+    /// 2×2 max-pool with stride 2: `[b, c, h, w]` → `[b, c, h/2, w/2]`.
+    fn max_pool2x2(x: FloatTensor<Self>, path: Path) -> FloatTensor<Self>;
+}
+
+/// The tensor-level 3×3 convolution followed by a ReLU, as every 3×3 layer of the U-Net runs.
+pub fn conv3x3_relu<B: KernelBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Tensor<B, 1>,
+) -> Tensor<B, 4> {
+    conv3x3_on(x, weight, bias, true, model_path())
+}
+
+/// The 3×3 convolution, with or without the ReLU, on a chosen implementation (tests and the
+/// benchmark compare them).
+pub fn conv3x3_on<B: KernelBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Tensor<B, 1>,
+    relu: bool,
+    path: Path,
+) -> Tensor<B, 4> {
+    let (x, w, b) = primitives(x, weight, bias);
+    Tensor::from_primitive(TensorPrimitive::Float(B::conv3x3(x, w, b, relu, path)))
+}
+
+/// The tensor-level 2×2 stride-2 transposed convolution.
+pub fn up2x2<B: KernelBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Tensor<B, 1>,
+) -> Tensor<B, 4> {
+    up2x2_on(x, weight, bias, model_path())
+}
+
+/// The up-convolution on a chosen implementation (tests compare them).
+pub fn up2x2_on<B: KernelBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Tensor<B, 1>,
+    path: Path,
+) -> Tensor<B, 4> {
+    let (x, w, b) = primitives(x, weight, bias);
+    Tensor::from_primitive(TensorPrimitive::Float(B::up2x2(x, w, b, path)))
+}
+
+/// The tensor-level 1×1 convolution (the head).
+pub fn conv1x1<B: KernelBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Tensor<B, 1>,
+) -> Tensor<B, 4> {
+    conv1x1_on(x, weight, bias, model_path())
+}
+
+/// The 1×1 convolution on a chosen implementation (tests compare them).
+pub fn conv1x1_on<B: KernelBackend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Tensor<B, 1>,
+    path: Path,
+) -> Tensor<B, 4> {
+    let (x, w, b) = primitives(x, weight, bias);
+    Tensor::from_primitive(TensorPrimitive::Float(B::conv1x1(x, w, b, path)))
+}
+
+/// The tensor-level 2×2 max-pool (stride 2).
+pub fn max_pool2x2<B: KernelBackend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    max_pool2x2_on(x, model_path())
+}
+
+/// The max-pool on a chosen implementation (tests compare them).
+pub fn max_pool2x2_on<B: KernelBackend>(x: Tensor<B, 4>, path: Path) -> Tensor<B, 4> {
+    let x = x.into_primitive().tensor();
+    Tensor::from_primitive(TensorPrimitive::Float(B::max_pool2x2(x, path)))
+}
+
+fn pool_options() -> ([usize; 2], [usize; 2], [usize; 2], [usize; 2], bool) {
+    // kernel, stride, padding, dilation, ceil mode
+    ([2, 2], [2, 2], [0, 0], [1, 1], false)
+}
+
+fn primitives<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    bias: Tensor<B, 1>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    (
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        bias.into_primitive().tensor(),
+    )
+}
+
+/// Which of the convolutions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Conv3x3,
+    Up2x2,
+    Conv1x1,
+}
+
+/// The project's implementations (Burn's generic one is `None` where an `Option<Impl>` is used).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Impl {
+    Direct,
+    Gemm,
+}
+
+/// The implementation a path resolves to for input `[b, cin, h, w]` and `cout` outputs;
+/// `None` for Burn's generic one. The direct kernels pay off on long rows (for the
+/// up-convolution, its output rows) and few channel pairs.
+fn resolve(path: Path, kind: Kind, [_, cin, h, w]: [usize; 4], cout: usize) -> Option<Impl> {
+    let out_plane = match kind {
+        Kind::Conv3x3 => h * w,
+        Kind::Up2x2 => 4 * h * w,
+        // A 1×1 convolution is a matrix product whatever the shape.
+        Kind::Conv1x1 => return (path != Path::Generic).then_some(Impl::Gemm),
+    };
+    match path {
+        Path::Direct => Some(Impl::Direct),
+        Path::Gemm => Some(Impl::Gemm),
+        Path::Generic => None,
+        Path::Auto if out_plane >= DIRECT_MIN_PLANE && cin * cout <= DIRECT_MAX => {
+            Some(Impl::Direct)
+        }
+        Path::Auto => Some(Impl::Gemm),
+    }
+}
+
+/// Forward, input-gradient and weight-gradient kernels on NCHW slices; the shape arguments
+/// are the input's `[b, cin, h, w]` and `cout`.
+struct Kernels {
+    forward: fn(&[f32], &[f32], &[f32], [usize; 4], usize) -> Vec<f32>,
+    input_grad: fn(&[f32], &[f32], [usize; 4], usize) -> Vec<f32>,
+    weight_grad: fn(&[f32], &[f32], [usize; 4], usize) -> Vec<f32>,
+}
+
+fn kernels(kind: Kind, imp: Impl) -> Kernels {
+    match (kind, imp) {
+        (Kind::Conv3x3, Impl::Direct) => Kernels {
+            forward: direct::forward,
+            input_grad: direct::input_grad,
+            weight_grad: direct::weight_grad,
+        },
+        (Kind::Conv3x3, Impl::Gemm) => Kernels {
+            forward: gemm::forward,
+            input_grad: gemm::input_grad,
+            weight_grad: gemm::weight_grad,
+        },
+        (Kind::Up2x2, Impl::Direct) => Kernels {
+            forward: direct::up_forward,
+            input_grad: direct::up_input_grad,
+            weight_grad: direct::up_weight_grad,
+        },
+        (Kind::Up2x2, Impl::Gemm) => Kernels {
+            forward: gemm::up_forward,
+            input_grad: gemm::up_input_grad,
+            weight_grad: gemm::up_weight_grad,
+        },
+        (Kind::Conv1x1, _) => Kernels {
+            forward: gemm::pointwise_forward,
+            input_grad: gemm::pointwise_input_grad,
+            weight_grad: gemm::pointwise_weight_grad,
+        },
+    }
+}
+
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    t.shape().dims::<4>()
+}
+
+/// The tensor's values as one contiguous f32 slice (copied only if it is a strided view).
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+fn values(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("a contiguous f32 tensor")
+}
+
+fn from_vec(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// Runs one of the project's kernels forward on Flex, the ReLU applied in place.
+fn run_forward(
+    kind: Kind,
+    imp: Impl,
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: FlexTensor,
+    relu: bool,
+) -> FlexTensor {
+    let dims = dims4(&x);
+    let [n, _, h, w] = dims;
+    let (cout, out_shape) = match kind {
+        Kind::Conv3x3 | Kind::Conv1x1 => {
+            let cout = dims4(&weight)[0];
+            (cout, vec![n, cout, h, w])
+        }
+        Kind::Up2x2 => {
+            let cout = dims4(&weight)[1];
+            (cout, vec![n, cout, 2 * h, 2 * w])
+        }
+    };
+    let (x, weight, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
+    let mut out =
+        (kernels(kind, imp).forward)(values(&x), values(&weight), values(&bias), dims, cout);
+    if relu {
+        out.iter_mut().for_each(|v| *v = v.max(0.0));
+    }
+    from_vec(out, out_shape)
+}
+
+impl KernelBackend for Flex {
+    fn conv3x3(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        relu: bool,
+        path: Path,
+    ) -> FlexTensor {
+        match resolve(path, Kind::Conv3x3, dims4(&x), dims4(&weight)[0]) {
+            Some(imp) => run_forward(Kind::Conv3x3, imp, x, weight, bias, relu),
+            None => {
+                let y = <Flex as ModuleOps<Flex>>::conv2d(x, weight, Some(bias), padding_one());
+                if relu {
+                    <Flex as ActivationOps<Flex>>::relu(y)
+                } else {
+                    y
+                }
+            }
+        }
+    }
+
+    fn up2x2(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, path: Path) -> FlexTensor {
+        match resolve(path, Kind::Up2x2, dims4(&x), dims4(&weight)[1]) {
+            Some(imp) => run_forward(Kind::Up2x2, imp, x, weight, bias, false),
+            None => {
+                <Flex as ModuleOps<Flex>>::conv_transpose2d(x, weight, Some(bias), up_options())
+            }
+        }
+    }
+
+    fn conv1x1(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, path: Path) -> FlexTensor {
+        match resolve(path, Kind::Conv1x1, dims4(&x), dims4(&weight)[0]) {
+            Some(imp) => run_forward(Kind::Conv1x1, imp, x, weight, bias, false),
+            None => <Flex as ModuleOps<Flex>>::conv2d(x, weight, Some(bias), pointwise()),
+        }
+    }
+
+    fn max_pool2x2(x: FlexTensor, path: Path) -> FlexTensor {
+        if path == Path::Generic {
+            let (k, s, p, d, c) = pool_options();
+            return <Flex as ModuleOps<Flex>>::max_pool2d(x, k, s, p, d, c);
+        }
+        let dims = dims4(&x);
+        let [n, c, h, w] = dims;
+        let x = contiguous(x);
+        from_vec(
+            direct::max_pool_forward(values(&x), dims),
+            vec![n, c, h / 2, w / 2],
+        )
+    }
+}
+
+/// The backward pass of the project's kernels: gradients for input, weight and bias, through
+/// the fused ReLU when there is one.
+#[derive(Debug)]
+struct KernelBackward {
+    kind: Kind,
+    imp: Impl,
+}
+
+/// What the backward pass keeps: the checkpointed input and weight, and the output when a
+/// ReLU was fused (its positive entries are where the gradient passes).
+type BackwardState = (NodeId, NodeId, Option<FlexTensor>);
+
+impl Backward<Flex, 3> for KernelBackward {
+    type State = BackwardState;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let (x_state, w_state, relu_output) = ops.state;
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        let out_dims = dims4(&dy);
+        let mut dy = values(&dy).to_vec();
+        if let Some(out) = relu_output {
+            let out = contiguous(out);
+            for (g, &o) in dy.iter_mut().zip(values(&out)) {
+                if o <= 0.0 {
+                    *g = 0.0;
+                }
+            }
+        }
+        let x = contiguous(checkpointer.retrieve_node_output(x_state));
+        let w = contiguous(checkpointer.retrieve_node_output(w_state));
+        let (dims, w_shape) = (dims4(&x), dims4(&w).to_vec());
+        let cout = out_dims[1];
+        let k = kernels(self.kind, self.imp);
+        if let Some(node) = node_x {
+            let dx = (k.input_grad)(&dy, values(&w), dims, cout);
+            grads.register::<Flex>(node.id, from_vec(dx, dims.to_vec()));
+        }
+        if let Some(node) = node_w {
+            let dw = (k.weight_grad)(&dy, values(&x), dims, cout);
+            grads.register::<Flex>(node.id, from_vec(dw, w_shape));
+        }
+        if let Some(node) = node_b {
+            grads.register::<Flex>(
+                node.id,
+                from_vec(direct::bias_grad(&dy, out_dims, cout), vec![cout]),
+            );
+        }
+    }
+}
+
+/// Records one of the project's kernels on the autodiff graph.
+fn tracked<C: CheckpointStrategy>(
+    kind: Kind,
+    imp: Impl,
+    x: FloatTensor<Autodiff<Flex, C>>,
+    weight: FloatTensor<Autodiff<Flex, C>>,
+    bias: FloatTensor<Autodiff<Flex, C>>,
+    relu: bool,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    match (KernelBackward { kind, imp })
+        .prepare::<C>([x.node.clone(), weight.node.clone(), bias.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let x_state = prep.checkpoint(&x);
+            let w_state = prep.checkpoint(&weight);
+            let out = run_forward(
+                kind,
+                imp,
+                x.primitive,
+                weight.primitive,
+                bias.primitive,
+                relu,
+            );
+            let relu_output = relu.then(|| out.clone());
+            prep.finish((x_state, w_state, relu_output), out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(run_forward(
+            kind,
+            imp,
+            x.primitive,
+            weight.primitive,
+            bias.primitive,
+            relu,
+        )),
+    }
+}
+
+impl<C: CheckpointStrategy> KernelBackend for Autodiff<Flex, C> {
+    fn conv3x3(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        relu: bool,
+        path: Path,
+    ) -> FloatTensor<Self> {
+        let (dims, cout) = (dims4(&x.primitive), dims4(&weight.primitive)[0]);
+        match resolve(path, Kind::Conv3x3, dims, cout) {
+            Some(imp) => tracked::<C>(Kind::Conv3x3, imp, x, weight, bias, relu),
+            None => {
+                let y = <Self as ModuleOps<Self>>::conv2d(x, weight, Some(bias), padding_one());
+                if relu {
+                    <Self as ActivationOps<Self>>::relu(y)
+                } else {
+                    y
+                }
+            }
+        }
+    }
+
+    fn up2x2(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        path: Path,
+    ) -> FloatTensor<Self> {
+        let (dims, cout) = (dims4(&x.primitive), dims4(&weight.primitive)[1]);
+        match resolve(path, Kind::Up2x2, dims, cout) {
+            Some(imp) => tracked::<C>(Kind::Up2x2, imp, x, weight, bias, false),
+            None => {
+                <Self as ModuleOps<Self>>::conv_transpose2d(x, weight, Some(bias), up_options())
+            }
+        }
+    }
+
+    fn conv1x1(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        path: Path,
+    ) -> FloatTensor<Self> {
+        let (dims, cout) = (dims4(&x.primitive), dims4(&weight.primitive)[0]);
+        match resolve(path, Kind::Conv1x1, dims, cout) {
+            Some(imp) => tracked::<C>(Kind::Conv1x1, imp, x, weight, bias, false),
+            None => <Self as ModuleOps<Self>>::conv2d(x, weight, Some(bias), pointwise()),
+        }
+    }
+
+    fn max_pool2x2(x: FloatTensor<Self>, path: Path) -> FloatTensor<Self> {
+        if path == Path::Generic {
+            let (k, s, p, d, c) = pool_options();
+            return <Self as ModuleOps<Self>>::max_pool2d(x, k, s, p, d, c);
+        }
+        match PoolBackward
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                prep.finish(x_state, Flex::max_pool2x2(x.primitive, path))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::max_pool2x2(x.primitive, path)),
+        }
+    }
+}
+
+/// The max-pool's backward pass: the gradient goes to each window's maximum, found again from
+/// the checkpointed input (cheaper than keeping indices).
+#[derive(Debug)]
+struct PoolBackward;
+
+impl Backward<Flex, 1> for PoolBackward {
+    type State = NodeId;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x] = ops.parents;
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        let x = contiguous(checkpointer.retrieve_node_output(ops.state));
+        if let Some(node) = node_x {
+            let dims = dims4(&x);
+            let dx = direct::max_pool_input_grad(values(&dy), values(&x), dims);
+            grads.register::<Flex>(node.id, from_vec(dx, dims.to_vec()));
+        }
+    }
+}
+
+/// CUDA runs Burn's own convolutions (GPU kernels; the CPU crossover does not apply).
+#[cfg(feature = "cuda")]
+macro_rules! burn_convolutions {
+    () => {
+        fn conv3x3(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            bias: FloatTensor<Self>,
+            relu: bool,
+            _path: Path,
+        ) -> FloatTensor<Self> {
+            let y = <Self as ModuleOps<Self>>::conv2d(x, weight, Some(bias), padding_one());
+            if relu {
+                <Self as ActivationOps<Self>>::relu(y)
+            } else {
+                y
+            }
+        }
+
+        fn up2x2(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            bias: FloatTensor<Self>,
+            _path: Path,
+        ) -> FloatTensor<Self> {
+            <Self as ModuleOps<Self>>::conv_transpose2d(x, weight, Some(bias), up_options())
+        }
+
+        fn conv1x1(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            bias: FloatTensor<Self>,
+            _path: Path,
+        ) -> FloatTensor<Self> {
+            <Self as ModuleOps<Self>>::conv2d(x, weight, Some(bias), pointwise())
+        }
+
+        fn max_pool2x2(x: FloatTensor<Self>, _path: Path) -> FloatTensor<Self> {
+            let (k, s, p, d, c) = pool_options();
+            <Self as ModuleOps<Self>>::max_pool2d(x, k, s, p, d, c)
+        }
+    };
+}
+
+#[cfg(feature = "cuda")]
+impl KernelBackend for burn::backend::Cuda {
+    burn_convolutions!();
+}
+
+#[cfg(feature = "cuda")]
+impl<C: CheckpointStrategy> KernelBackend for Autodiff<burn::backend::Cuda, C> {
+    burn_convolutions!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Autodiff;
+    use burn::tensor::Distribution;
+
+    type Ad = Autodiff<Flex>;
+
+    fn max_rel_err(a: &[f32], b: &[f32]) -> f32 {
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+            / scale
+    }
+
+    type Op = fn(Tensor<Ad, 4>, Tensor<Ad, 4>, Tensor<Ad, 1>, Path) -> Tensor<Ad, 4>;
+
+    fn conv(x: Tensor<Ad, 4>, w: Tensor<Ad, 4>, b: Tensor<Ad, 1>, path: Path) -> Tensor<Ad, 4> {
+        conv3x3_on(x, w, b, false, path)
+    }
+
+    fn conv_relu(
+        x: Tensor<Ad, 4>,
+        w: Tensor<Ad, 4>,
+        b: Tensor<Ad, 1>,
+        path: Path,
+    ) -> Tensor<Ad, 4> {
+        conv3x3_on(x, w, b, true, path)
+    }
+
+    /// One of the project's kernels against Burn's generic one, forward and every gradient:
+    /// input `[n, cin, h, w]`, weight of `w_shape`, output `[n, cout, oh, ow]`.
+    fn compare(
+        op: Op,
+        path: Path,
+        input: [usize; 4],
+        w_shape: [usize; 4],
+        out: [usize; 4],
+        what: &str,
+    ) {
+        let device = Default::default();
+        Flex::seed(
+            &device,
+            input
+                .iter()
+                .chain(&w_shape)
+                .fold(7, |a, &d| a * 31 + d as u64),
+        );
+        let cout = out[1];
+        let x = Tensor::<Ad, 4>::random(input, Distribution::Normal(0.0, 1.0), &device);
+        let k = Tensor::<Ad, 4>::random(w_shape, Distribution::Normal(0.0, 0.5), &device);
+        let b = Tensor::<Ad, 1>::random([cout], Distribution::Normal(0.0, 0.5), &device);
+        // A weighted sum gives every output a different upstream gradient.
+        let up = Tensor::<Ad, 4>::random(out, Distribution::Normal(0.0, 1.0), &device);
+        let run = |path: Path| {
+            let (x, k, b) = (
+                x.clone().require_grad(),
+                k.clone().require_grad(),
+                b.clone().require_grad(),
+            );
+            let y = op(x.clone(), k.clone(), b.clone(), path);
+            let grads = (y.clone() * up.clone()).sum().backward();
+            let v = |t: Tensor<Flex, 4>| t.into_data().to_vec::<f32>().unwrap();
+            [
+                v(y.inner()),
+                v(x.grad(&grads).unwrap()),
+                v(k.grad(&grads).unwrap()),
+                b.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap(),
+            ]
+        };
+        let (ours, generic) = (run(path), run(Path::Generic));
+        for (part, (d, g)) in [
+            "forward",
+            "input gradient",
+            "weight gradient",
+            "bias gradient",
+        ]
+        .iter()
+        .zip(ours.iter().zip(&generic))
+        {
+            let err = max_rel_err(d, g);
+            assert!(
+                err <= 1e-4,
+                "{part} of {what} on {path:?}: relative error {err}"
+            );
+        }
+    }
+
+    fn check(path: Path, n: usize, cin: usize, cout: usize, h: usize, w: usize) {
+        for (op, name) in [
+            (conv as Op, "conv 3×3"),
+            (conv_relu as Op, "conv 3×3 + ReLU"),
+        ] {
+            let what = format!("{name} {n}×{cin}→{cout} at {h}×{w}");
+            compare(
+                op,
+                path,
+                [n, cin, h, w],
+                [cout, cin, 3, 3],
+                [n, cout, h, w],
+                &what,
+            );
+        }
+    }
+
+    fn check_up(path: Path, n: usize, cin: usize, cout: usize, h: usize, w: usize) {
+        let what = format!("up 2×2 {n}×{cin}→{cout} at {h}×{w}");
+        compare(
+            up2x2_on,
+            path,
+            [n, cin, h, w],
+            [cin, cout, 2, 2],
+            [n, cout, 2 * h, 2 * w],
+            &what,
+        );
+    }
+
+    const CONV_SHAPES: [[usize; 5]; 7] = [
+        [2, 1, 3, 16, 16],
+        [3, 6, 3, 9, 13],
+        [2, 12, 24, 8, 8],
+        [1, 5, 2, 1, 7],
+        [2, 3, 4, 5, 1],
+        [2, 96, 48, 4, 4],
+        [1, 70, 40, 6, 5],
+    ];
+
+    const UP_SHAPES: [[usize; 5]; 5] = [
+        [2, 6, 3, 8, 8],
+        [3, 12, 6, 5, 7],
+        [1, 48, 24, 4, 4],
+        [2, 2, 5, 1, 3],
+        [2, 80, 40, 3, 2],
+    ];
+
+    #[test]
+    fn direct_conv3x3_matches_the_generic_convolution() {
+        for [n, cin, cout, h, w] in CONV_SHAPES {
+            check(Path::Direct, n, cin, cout, h, w);
+        }
+    }
+
+    #[test]
+    fn gemm_conv3x3_matches_the_generic_convolution() {
+        for [n, cin, cout, h, w] in CONV_SHAPES {
+            check(Path::Gemm, n, cin, cout, h, w);
+        }
+    }
+
+    #[test]
+    fn direct_up_convolution_matches_the_generic_one() {
+        for [n, cin, cout, h, w] in UP_SHAPES {
+            check_up(Path::Direct, n, cin, cout, h, w);
+        }
+    }
+
+    #[test]
+    fn gemm_up_convolution_matches_the_generic_one() {
+        for [n, cin, cout, h, w] in UP_SHAPES {
+            check_up(Path::Gemm, n, cin, cout, h, w);
+        }
+    }
+
+    fn pointwise(
+        x: Tensor<Ad, 4>,
+        w: Tensor<Ad, 4>,
+        b: Tensor<Ad, 1>,
+        path: Path,
+    ) -> Tensor<Ad, 4> {
+        conv1x1_on(x, w, b, path)
+    }
+
+    #[test]
+    fn gemm_conv1x1_matches_the_generic_convolution() {
+        for [n, cin, cout, h, w] in [[2, 3, 1, 16, 16], [3, 64, 2, 5, 7], [1, 1, 1, 1, 1]] {
+            let what = format!("conv 1×1 {n}×{cin}→{cout} at {h}×{w}");
+            compare(
+                pointwise,
+                Path::Gemm,
+                [n, cin, h, w],
+                [cout, cin, 1, 1],
+                [n, cout, h, w],
+                &what,
+            );
+        }
+    }
+
+    #[test]
+    fn max_pool_matches_the_generic_one() {
+        let device = Default::default();
+        for (seed, [n, c, h, w]) in [[2, 3, 16, 16], [1, 5, 7, 9], [2, 2, 2, 2]]
+            .into_iter()
+            .enumerate()
+        {
+            Flex::seed(&device, seed as u64);
+            let x = Tensor::<Ad, 4>::random([n, c, h, w], Distribution::Normal(0.0, 1.0), &device);
+            let up = Tensor::<Ad, 4>::random(
+                [n, c, h / 2, w / 2],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let run = |path: Path| {
+                let x = x.clone().require_grad();
+                let y = max_pool2x2_on(x.clone(), path);
+                let grads = (y.clone() * up.clone()).sum().backward();
+                let v = |t: Tensor<Flex, 4>| t.into_data().to_vec::<f32>().unwrap();
+                (v(y.inner()), v(x.grad(&grads).unwrap()))
+            };
+            // Max and routing are exact: no arithmetic, so no tolerance.
+            assert_eq!(
+                run(Path::Auto),
+                run(Path::Generic),
+                "max-pool {n}×{c}×{h}×{w}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_automatic_choice_follows_the_measured_crossover() {
+        let conv = |dims, cout| resolve(Path::Auto, Kind::Conv3x3, dims, cout);
+        assert_eq!(conv([8, 3, 128, 128], 3), Some(Impl::Direct));
+        assert_eq!(conv([2, 1, 128, 128], 64), Some(Impl::Direct));
+        assert_eq!(conv([2, 64, 32, 32], 64), Some(Impl::Gemm));
+        assert_eq!(conv([8, 48, 16, 16], 48), Some(Impl::Gemm));
+        assert_eq!(conv([2, 128, 64, 64], 64), Some(Impl::Gemm));
+        assert_eq!(
+            resolve(Path::Generic, Kind::Conv3x3, [8, 3, 128, 128], 3),
+            None
+        );
+        // The up-convolution is judged by its output rows.
+        assert_eq!(
+            resolve(Path::Auto, Kind::Up2x2, [8, 6, 16, 16], 3),
+            Some(Impl::Direct)
+        );
+        assert_eq!(
+            resolve(Path::Auto, Kind::Up2x2, [8, 6, 8, 8], 3),
+            Some(Impl::Gemm)
+        );
+    }
+
+    #[test]
+    fn the_kernels_are_deterministic() {
+        let device = Default::default();
+        Flex::seed(&device, 3);
+        let x = Tensor::<Flex, 4>::random([2, 64, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<Flex, 4>::random([64, 64, 3, 3], Distribution::Normal(0.0, 0.1), &device);
+        let b = Tensor::<Flex, 1>::zeros([64], &device);
+        let run = || {
+            conv3x3_on(x.clone(), w.clone(), b.clone(), true, Path::Gemm)
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap()
+        };
+        assert_eq!(run(), run());
+    }
+}
