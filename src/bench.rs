@@ -174,7 +174,7 @@ pub fn layer_profile<B: AutodiffBackend + crate::kernels::KernelBackend>(
             add(
                 "concat",
                 time_layer::<B>([batch, w, s, s], reps, device, &|x| {
-                    Tensor::cat(vec![x.clone(), x], 1)
+                    crate::kernels::cat_channels(x.clone(), x)
                 }),
             );
             // Decoder at this level: conv 2w→w, conv w→w.

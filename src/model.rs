@@ -8,7 +8,7 @@ use burn::nn::{Dropout, DropoutConfig, Initializer, PaddingConfig2d, Relu};
 use burn::prelude::*;
 
 use crate::config::{LossKind, ModelConfig, Padding};
-use crate::kernels::{KernelBackend, conv1x1, conv3x3_relu, max_pool2x2, up2x2};
+use crate::kernels::{KernelBackend, cat_channels, conv1x1, conv3x3_relu, max_pool2x2, up2x2};
 
 /// He-normal initialisation, std = sqrt(2 / fan_in), as in the paper.
 fn he_normal() -> Initializer {
@@ -120,7 +120,7 @@ impl<B: KernelBackend> Up<B> {
         }; // [b, skip_c, 2h, 2w]
         let [_, _, h, w] = up.dims();
         let skip = center_crop(skip, h, w); // [b, skip_c, 2h, 2w]
-        let x = Tensor::cat(vec![up, skip], 1); // [b, 2·skip_c, 2h, 2w]
+        let x = cat_channels(up, skip); // [b, 2·skip_c, 2h, 2w]
         self.conv.forward(x) // [b, cout, 2h, 2w] (same padding)
     }
 }

@@ -331,3 +331,28 @@ pub fn max_pool_input_grad(dy: &[f32], x: &[f32], [n, c, h, w]: [usize; 4]) -> V
         });
     dx
 }
+
+/// Channel concatenation of `a` `[n, ca, plane]` and `b` `[n, cb, plane]` → `[n, ca + cb, plane]`.
+pub fn interleave(a: &[f32], b: &[f32], [n, ca, cb, plane]: [usize; 4]) -> Vec<f32> {
+    let mut out = vec![0f32; n * (ca + cb) * plane];
+    out.par_chunks_mut((ca + cb) * plane)
+        .zip(a.par_chunks(ca * plane).zip(b.par_chunks(cb * plane)))
+        .for_each(|(o, (a, b))| {
+            o[..ca * plane].copy_from_slice(a);
+            o[ca * plane..].copy_from_slice(b);
+        });
+    out
+}
+
+/// The inverse of [`interleave`]: `[n, ca + cb, plane]` → (`[n, ca, plane]`, `[n, cb, plane]`).
+pub fn deinterleave(y: &[f32], [n, ca, cb, plane]: [usize; 4]) -> (Vec<f32>, Vec<f32>) {
+    let (mut a, mut b) = (vec![0f32; n * ca * plane], vec![0f32; n * cb * plane]);
+    a.par_chunks_mut(ca * plane)
+        .zip(b.par_chunks_mut(cb * plane))
+        .zip(y.par_chunks((ca + cb) * plane))
+        .for_each(|((a, b), y)| {
+            a.copy_from_slice(&y[..ca * plane]);
+            b.copy_from_slice(&y[ca * plane..]);
+        });
+    (a, b)
+}

@@ -262,14 +262,36 @@ fn convolve(
         .enumerate()
         .for_each(|(i, row)| row.fill(bias[i % cout]));
     for_each_im2col(x, [n, cin, h, wd], |first, m, col| {
-        for k in 0..m {
+        let out = &mut out[first * cout * plane..][..m * cout * plane];
+        if plane >= STACK_BELOW {
+            for (k, ob) in out.chunks_exact_mut(cout * plane).enumerate() {
+                matmul(
+                    ob,
+                    [cout, plane, 9 * cin],
+                    View::rows(wm, 9 * cin),
+                    View::transposed(&col[k * plane * 9 * cin..][..plane * 9 * cin], 9 * cin),
+                    true,
+                );
+            }
+        } else {
+            // One product for the whole chunk, pixel-major, then each image transposed back.
+            let mut y = vec![0f32; m * plane * cout];
             matmul(
-                &mut out[(first + k) * cout * plane..][..cout * plane],
-                [cout, plane, 9 * cin],
-                View::rows(wm, 9 * cin),
-                View::transposed(&col[k * plane * 9 * cin..][..plane * 9 * cin], 9 * cin),
-                true,
+                &mut y,
+                [m * plane, cout, 9 * cin],
+                View::rows(col, 9 * cin),
+                View::transposed(wm, 9 * cin),
+                false,
             );
+            out.par_chunks_mut(cout * plane)
+                .zip(y.par_chunks(plane * cout))
+                .for_each(|(ob, yb)| {
+                    for (co, row) in ob.chunks_exact_mut(plane).enumerate() {
+                        for (p, v) in row.iter_mut().enumerate() {
+                            *v += yb[p * cout + co];
+                        }
+                    }
+                });
         }
     });
     out

@@ -25,7 +25,9 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::flex::FlexTensor;
 use burn::prelude::*;
-use burn::tensor::ops::{ActivationOps, ConvOptions, ConvTransposeOptions, FloatTensor, ModuleOps};
+use burn::tensor::ops::{
+    ActivationOps, ConvOptions, ConvTransposeOptions, FloatTensor, FloatTensorOps, ModuleOps,
+};
 use burn::tensor::{TensorMetadata, TensorPrimitive};
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -113,6 +115,10 @@ pub trait KernelBackend: Backend {
 
     /// 2×2 max-pool with stride 2: `[b, c, h, w]` → `[b, c, h/2, w/2]`.
     fn max_pool2x2(x: FloatTensor<Self>, path: Path) -> FloatTensor<Self>;
+
+    /// Concatenation along channels (the skip connection): `[b, ca, h, w]` and `[b, cb, h, w]`
+    /// → `[b, ca + cb, h, w]`.
+    fn cat_channels(a: FloatTensor<Self>, b: FloatTensor<Self>, path: Path) -> FloatTensor<Self>;
 }
 
 /// The tensor-level 3×3 convolution followed by a ReLU, as every 3×3 layer of the U-Net runs.
@@ -186,6 +192,21 @@ pub fn max_pool2x2<B: KernelBackend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 pub fn max_pool2x2_on<B: KernelBackend>(x: Tensor<B, 4>, path: Path) -> Tensor<B, 4> {
     let x = x.into_primitive().tensor();
     Tensor::from_primitive(TensorPrimitive::Float(B::max_pool2x2(x, path)))
+}
+
+/// The tensor-level channel concatenation `[a, b]` (the skip connection).
+pub fn cat_channels<B: KernelBackend>(a: Tensor<B, 4>, b: Tensor<B, 4>) -> Tensor<B, 4> {
+    cat_channels_on(a, b, model_path())
+}
+
+/// The concatenation on a chosen implementation (tests compare them).
+pub fn cat_channels_on<B: KernelBackend>(
+    a: Tensor<B, 4>,
+    b: Tensor<B, 4>,
+    path: Path,
+) -> Tensor<B, 4> {
+    let (a, b) = (a.into_primitive().tensor(), b.into_primitive().tensor());
+    Tensor::from_primitive(TensorPrimitive::Float(B::cat_channels(a, b, path)))
 }
 
 fn pool_options() -> ([usize; 2], [usize; 2], [usize; 2], [usize; 2], bool) {
@@ -380,6 +401,18 @@ impl KernelBackend for Flex {
             vec![n, c, h / 2, w / 2],
         )
     }
+
+    fn cat_channels(a: FlexTensor, b: FlexTensor, path: Path) -> FlexTensor {
+        if path == Path::Generic {
+            return <Flex as FloatTensorOps<Flex>>::float_cat(vec![a, b], 1);
+        }
+        let ([n, ca, h, w], cb) = (dims4(&a), dims4(&b)[1]);
+        let (a, b) = (contiguous(a), contiguous(b));
+        from_vec(
+            direct::interleave(values(&a), values(&b), [n, ca, cb, h * w]),
+            vec![n, ca + cb, h, w],
+        )
+    }
 }
 
 /// The backward pass of the project's kernels: gradients for input, weight and bias, through
@@ -544,6 +577,53 @@ impl<C: CheckpointStrategy> KernelBackend for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => prep.finish(Flex::max_pool2x2(x.primitive, path)),
         }
     }
+
+    fn cat_channels(a: FloatTensor<Self>, b: FloatTensor<Self>, path: Path) -> FloatTensor<Self> {
+        if path == Path::Generic {
+            return <Self as FloatTensorOps<Self>>::float_cat(vec![a, b], 1);
+        }
+        let channels = [dims4(&a.primitive)[1], dims4(&b.primitive)[1]];
+        match CatBackward
+            .prepare::<C>([a.node.clone(), b.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                prep.finish(channels, Flex::cat_channels(a.primitive, b.primitive, path))
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(Flex::cat_channels(a.primitive, b.primitive, path))
+            }
+        }
+    }
+}
+
+/// The concatenation's backward pass: the gradient split back into its two channel ranges,
+/// each a contiguous tensor.
+#[derive(Debug)]
+struct CatBackward;
+
+impl Backward<Flex, 2> for CatBackward {
+    type State = [usize; 2];
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_a, node_b] = ops.parents;
+        let [ca, cb] = ops.state;
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        let [n, _, h, w] = dims4(&dy);
+        let (da, db) = direct::deinterleave(values(&dy), [n, ca, cb, h * w]);
+        if let Some(node) = node_a {
+            grads.register::<Flex>(node.id, from_vec(da, vec![n, ca, h, w]));
+        }
+        if let Some(node) = node_b {
+            grads.register::<Flex>(node.id, from_vec(db, vec![n, cb, h, w]));
+        }
+    }
 }
 
 /// The max-pool's backward pass: the gradient goes to each window's maximum, found again from
@@ -611,6 +691,14 @@ macro_rules! burn_convolutions {
         fn max_pool2x2(x: FloatTensor<Self>, _path: Path) -> FloatTensor<Self> {
             let (k, s, p, d, c) = pool_options();
             <Self as ModuleOps<Self>>::max_pool2d(x, k, s, p, d, c)
+        }
+
+        fn cat_channels(
+            a: FloatTensor<Self>,
+            b: FloatTensor<Self>,
+            _path: Path,
+        ) -> FloatTensor<Self> {
+            <Self as FloatTensorOps<Self>>::float_cat(vec![a, b], 1)
         }
     };
 }
@@ -744,7 +832,10 @@ mod tests {
         );
     }
 
-    const CONV_SHAPES: [[usize; 5]; 7] = [
+    /// Small planes, odd sizes, one-pixel rows and columns, and planes of at least 32×32
+    /// (where the GEMM path multiplies image by image instead of stacking the batch).
+    const CONV_SHAPES: [[usize; 5]; 8] = [
+        [2, 4, 3, 32, 33],
         [2, 1, 3, 16, 16],
         [3, 6, 3, 9, 13],
         [2, 12, 24, 8, 8],
@@ -842,6 +933,28 @@ mod tests {
                 "max-pool {n}×{c}×{h}×{w}"
             );
         }
+    }
+
+    #[test]
+    fn channel_concatenation_matches_the_generic_one() {
+        let device = Default::default();
+        Flex::seed(&device, 11);
+        let a = Tensor::<Ad, 4>::random([2, 3, 5, 4], Distribution::Normal(0.0, 1.0), &device);
+        let b = Tensor::<Ad, 4>::random([2, 2, 5, 4], Distribution::Normal(0.0, 1.0), &device);
+        let up = Tensor::<Ad, 4>::random([2, 5, 5, 4], Distribution::Normal(0.0, 1.0), &device);
+        let run = |path: Path| {
+            let (a, b) = (a.clone().require_grad(), b.clone().require_grad());
+            let y = cat_channels_on(a.clone(), b.clone(), path);
+            let grads = (y.clone() * up.clone()).sum().backward();
+            let v = |t: Tensor<Flex, 4>| t.into_data().to_vec::<f32>().unwrap();
+            (
+                v(y.inner()),
+                v(a.grad(&grads).unwrap()),
+                v(b.grad(&grads).unwrap()),
+            )
+        };
+        // Copies only: exact.
+        assert_eq!(run(Path::Auto), run(Path::Generic));
     }
 
     #[test]
