@@ -2,7 +2,7 @@
 //! that turns an output into a foreground probability.
 
 use burn::prelude::*;
-use burn::tensor::activation::{log_softmax, relu, sigmoid, softmax};
+use burn::tensor::activation::{relu, sigmoid};
 
 use crate::config::LossKind;
 
@@ -30,27 +30,28 @@ pub fn loss<B: Backend>(
         }
         LossKind::Dice => soft_dice(sigmoid(output), target),
         LossKind::DiceCe => {
-            let p = softmax(output.clone(), 1); // [b, 2, h, w]
-            let [b, _, h, w] = p.dims();
-            let fg = p.slice([0..b, 1..2, 0..h, 0..w]); // [b, 1, h, w]
+            let fg = foreground_probability(kind, output.clone()); // [b, 1, h, w]
             cross_entropy(output, target.clone(), None) + soft_dice(fg, target)
         }
     }
 }
 
 /// Pixel-wise softmax cross-entropy over two classes, optionally weighted per pixel
-/// (mean of `w · nll`).
+/// (mean of `w · nll`). With two classes and `d = z₁ − z₀` the negative log-likelihood is
+/// `softplus(d) − y·d` (`softplus(d) = max(d, 0) + ln(1 + e^−|d|)`, stable for any `d`): the
+/// same value as a log-softmax over the channel axis with half the tensor traffic and no
+/// reduction across channels, which Flex runs slowly on NCHW (BENCHMARKS.md).
 fn cross_entropy<B: Backend>(
     logits: Tensor<B, 4>,
     target: Tensor<B, 4>,
     weights: Option<Tensor<B, 4>>,
 ) -> Tensor<B, 1> {
     let [b, _, h, w] = logits.dims();
-    let logp = log_softmax(logits, 1); // [b, 2, h, w]
-    let lp0 = logp.clone().slice([0..b, 0..1, 0..h, 0..w]); // [b, 1, h, w]
-    let lp1 = logp.slice([0..b, 1..2, 0..h, 0..w]); // [b, 1, h, w]
-    let background = target.clone().neg().add_scalar(1.0); // [b, 1, h, w]
-    let nll = (target * lp1 + background * lp0).neg(); // [b, 1, h, w]
+    let z0 = logits.clone().slice([0..b, 0..1, 0..h, 0..w]); // [b, 1, h, w]
+    let z1 = logits.slice([0..b, 1..2, 0..h, 0..w]); // [b, 1, h, w]
+    let d = z1 - z0; // [b, 1, h, w]
+    let softplus = relu(d.clone()) + d.clone().abs().neg().exp().add_scalar(1.0).log(); // [b, 1, h, w]
+    let nll = softplus - target * d; // [b, 1, h, w]
     match weights {
         Some(w) => (nll * w).mean(),
         None => nll.mean(),
@@ -72,7 +73,9 @@ pub fn foreground_probability<B: Backend>(kind: LossKind, output: Tensor<B, 4>) 
     let [b, _, h, w] = output.dims();
     match kind {
         LossKind::Ce | LossKind::DiceCe | LossKind::WeightedCe => {
-            softmax(output, 1).slice([0..b, 1..2, 0..h, 0..w]) // [b, 1, h, w]
+            // The softmax's second channel: sigmoid(z₁ − z₀) for two classes.
+            let z0 = output.clone().slice([0..b, 0..1, 0..h, 0..w]); // [b, 1, h, w]
+            sigmoid(output.slice([0..b, 1..2, 0..h, 0..w]) - z0) // [b, 1, h, w]
         }
         LossKind::Mse => output.clamp(0.0, 1.0),
         LossKind::Bce | LossKind::Dice => sigmoid(output),
@@ -172,6 +175,8 @@ mod tests {
         assert_eq!(p.into_data().to_vec::<f32>().unwrap(), vec![0.0, 0.3, 1.0]);
         let p = foreground_probability(LossKind::Ce, t(&[0.0, 1.0, 1.0, 0.0], [1, 2, 1, 2]));
         let p = p.into_data().to_vec::<f32>().unwrap();
-        assert!(p[0] > 0.5 && p[1] < 0.5);
+        // softmax([0, 1])₁ = e / (1 + e); softmax([1, 0])₁ = 1 / (1 + e).
+        let e = std::f32::consts::E;
+        assert!((p[0] - e / (1.0 + e)).abs() < 1e-6 && (p[1] - 1.0 / (1.0 + e)).abs() < 1e-6);
     }
 }
