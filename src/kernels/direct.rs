@@ -105,7 +105,7 @@ pub fn input_grad(dy: &[f32], w: &[f32], [n, cin, h, wd]: [usize; 4], cout: usiz
 }
 
 /// Σ a·b in eight independent lanes (vectorisable; a fixed order, so deterministic).
-#[inline]
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -135,8 +135,39 @@ pub fn weight_grad(dy: &[f32], x: &[f32], [n, cin, h, wd]: [usize; 4], cout: usi
     dw
 }
 
-/// The nine weight-gradient sums of one (output, input) channel pair.
+/// The nine weight-gradient sums of one (output, input) channel pair, on the AVX2 + FMA build
+/// where the CPU has it.
 fn weight_grad_taps(
+    dy: &[f32],
+    x: &[f32],
+    dims: [usize; 4],
+    cout: usize,
+    co: usize,
+    ci: usize,
+) -> [f64; 9] {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        return unsafe { weight_grad_taps_avx2(dy, x, dims, cout, co, ci) };
+    }
+    weight_grad_taps_body(dy, x, dims, cout, co, ci)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weight_grad_taps_avx2(
+    dy: &[f32],
+    x: &[f32],
+    dims: [usize; 4],
+    cout: usize,
+    co: usize,
+    ci: usize,
+) -> [f64; 9] {
+    weight_grad_taps_body(dy, x, dims, cout, co, ci)
+}
+
+#[inline(always)]
+fn weight_grad_taps_body(
     dy: &[f32],
     x: &[f32],
     [n, cin, h, wd]: [usize; 4],
