@@ -1,18 +1,19 @@
-//! Custom CPU kernels for the U-Net's two convolutions: the 3×3 convolution (stride 1, zero
-//! padding 1, optionally fused with the ReLU that follows it) and the 2×2 stride-2
-//! up-convolution, each with its backward pass.
+//! Custom CPU kernels for the U-Net's ops: the 3×3 convolution (stride 1, zero padding 1,
+//! optionally fused with the ReLU that follows it), the 2×2 stride-2 up-convolution, the 1×1
+//! head, the 2×2 max-pool and the skip concatenation, each with its backward pass.
 //!
 //! Burn 0.21's Flex backend runs a convolution as tiled im2col + single-threaded GEMM tiles and
 //! computes the backward pass with Burn's generic rules (the weight gradient as a convolution
 //! over swapped batch/channel dimensions), which spends its time moving data (BENCHMARKS.md).
 //! Two implementations replace it, each chosen where it measured fastest ([`Path::Auto`]):
 //! - [`direct`]: row-wise kernels for long rows and few channels (the narrow layers);
-//! - [`gemm`]: im2col + one multithreaded matrix product per image, forward and backward
-//!   (the wide layers and the small planes).
+//! - [`gemm`]: pixel-major im2col + multithreaded matrix products, forward and backward (the
+//!   wide layers and the small planes).
 //!
-//! The op is a backend extension: [`KernelBackend`] is implemented for Flex (forward), for
+//! The ops form a backend extension: [`KernelBackend`] is implemented for Flex (forward), for
 //! `Autodiff<Flex>` (forward + the custom backward registered on Burn's autodiff graph) and,
-//! with the `cuda` feature, for CUDA through Burn's own convolutions.
+//! with the `cuda` feature, for CUDA through Burn's own ops. [`Path::Generic`] runs Burn's ops
+//! on the CPU too: the reference the tests compare every kernel with.
 
 pub mod direct;
 pub mod gemm;
@@ -139,8 +140,7 @@ pub fn conv3x3_on<B: KernelBackend>(
     relu: bool,
     path: Path,
 ) -> Tensor<B, 4> {
-    let (x, w, b) = primitives(x, weight, bias);
-    Tensor::from_primitive(TensorPrimitive::Float(B::conv3x3(x, w, b, relu, path)))
+    with_primitives(x, weight, bias, |x, w, b| B::conv3x3(x, w, b, relu, path))
 }
 
 /// The tensor-level 2×2 stride-2 transposed convolution.
@@ -159,8 +159,7 @@ pub fn up2x2_on<B: KernelBackend>(
     bias: Tensor<B, 1>,
     path: Path,
 ) -> Tensor<B, 4> {
-    let (x, w, b) = primitives(x, weight, bias);
-    Tensor::from_primitive(TensorPrimitive::Float(B::up2x2(x, w, b, path)))
+    with_primitives(x, weight, bias, |x, w, b| B::up2x2(x, w, b, path))
 }
 
 /// The tensor-level 1×1 convolution (the head).
@@ -179,8 +178,7 @@ pub fn conv1x1_on<B: KernelBackend>(
     bias: Tensor<B, 1>,
     path: Path,
 ) -> Tensor<B, 4> {
-    let (x, w, b) = primitives(x, weight, bias);
-    Tensor::from_primitive(TensorPrimitive::Float(B::conv1x1(x, w, b, path)))
+    with_primitives(x, weight, bias, |x, w, b| B::conv1x1(x, w, b, path))
 }
 
 /// The tensor-level 2×2 max-pool (stride 2).
@@ -214,16 +212,19 @@ fn pool_options() -> ([usize; 2], [usize; 2], [usize; 2], [usize; 2], bool) {
     ([2, 2], [2, 2], [0, 0], [1, 1], false)
 }
 
-fn primitives<B: Backend>(
+/// Runs a backend op on the primitives of an input, a weight and a bias.
+fn with_primitives<B: Backend>(
     x: Tensor<B, 4>,
     weight: Tensor<B, 4>,
     bias: Tensor<B, 1>,
-) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
-    (
+    op: impl FnOnce(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+) -> Tensor<B, 4> {
+    let (x, w, b) = (
         x.into_primitive().tensor(),
         weight.into_primitive().tensor(),
         bias.into_primitive().tensor(),
-    )
+    );
+    Tensor::from_primitive(TensorPrimitive::Float(op(x, w, b)))
 }
 
 /// Which of the convolutions.
