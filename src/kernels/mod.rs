@@ -30,6 +30,7 @@ use burn::tensor::ops::{
     ActivationOps, ConvOptions, ConvTransposeOptions, FloatTensor, FloatTensorOps, ModuleOps,
 };
 use burn::tensor::{TensorMetadata, TensorPrimitive};
+use rayon::prelude::*;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Which implementation runs a convolution.
@@ -441,15 +442,19 @@ impl Backward<Flex, 3> for KernelBackward {
         let (x_state, w_state, relu_output) = ops.state;
         let dy = contiguous(grads.consume::<Flex>(&ops.node));
         let out_dims = dims4(&dy);
-        let mut dy = values(&dy).to_vec();
-        if let Some(out) = relu_output {
-            let out = contiguous(out);
-            for (g, &o) in dy.iter_mut().zip(values(&out)) {
-                if o <= 0.0 {
-                    *g = 0.0;
-                }
+        // Through the fused ReLU, the gradient passes where the output is positive.
+        let dy: std::borrow::Cow<[f32]> = match relu_output {
+            Some(out) => {
+                let out = contiguous(out);
+                values(&dy)
+                    .par_iter()
+                    .zip(values(&out))
+                    .map(|(&g, &o)| if o > 0.0 { g } else { 0.0 })
+                    .collect::<Vec<f32>>()
+                    .into()
             }
-        }
+            None => values(&dy).into(),
+        };
         let x = contiguous(checkpointer.retrieve_node_output(x_state));
         let w = contiguous(checkpointer.retrieve_node_output(w_state));
         let (dims, w_shape) = (dims4(&x), dims4(&w).to_vec());
