@@ -261,40 +261,26 @@ fn convolve(
 ) -> Vec<f32> {
     let plane = h * wd;
     let mut out = vec![0f32; n * cout * plane];
-    out.par_chunks_mut(plane)
-        .enumerate()
-        .for_each(|(i, row)| row.fill(bias[i % cout]));
     for_each_im2col(x, [n, cin, h, wd], |first, m, col| {
+        // One pixel-major product for the chunk (the orientation the `gemm` crate runs
+        // fastest), then each image transposed into NCHW.
+        let mut y = vec![0f32; m * plane * cout];
+        matmul(
+            &mut y,
+            [m * plane, cout, 9 * cin],
+            View::rows(col, 9 * cin),
+            View::transposed(wm, 9 * cin),
+            false,
+        );
         let out = &mut out[first * cout * plane..][..m * cout * plane];
-        if plane >= STACK_BELOW {
-            for (k, ob) in out.chunks_exact_mut(cout * plane).enumerate() {
-                matmul(
-                    ob,
-                    [cout, plane, 9 * cin],
-                    View::rows(wm, 9 * cin),
-                    View::transposed(&col[k * plane * 9 * cin..][..plane * 9 * cin], 9 * cin),
-                    true,
-                );
-            }
-        } else {
-            // One product for the whole chunk, pixel-major, then each image transposed back.
-            let mut y = vec![0f32; m * plane * cout];
-            matmul(
-                &mut y,
-                [m * plane, cout, 9 * cin],
-                View::rows(col, 9 * cin),
-                View::transposed(wm, 9 * cin),
-                false,
-            );
-            out.par_chunks_mut(cout * plane)
-                .zip(y.par_chunks(plane * cout))
-                .for_each(|(ob, yb)| {
-                    for (co, row) in ob.chunks_exact_mut(plane).enumerate() {
-                        for (p, v) in row.iter_mut().enumerate() {
-                            *v += yb[p * cout + co];
-                        }
-                    }
-                });
+        for (ob, yb) in out
+            .chunks_exact_mut(cout * plane)
+            .zip(y.chunks_exact(plane * cout))
+        {
+            transpose(yb, [plane, cout], ob);
+            ob.par_chunks_mut(plane)
+                .zip(bias)
+                .for_each(|(row, &b)| row.iter_mut().for_each(|v| *v += b));
         }
     });
     out
