@@ -5,7 +5,7 @@
 //! Flex's own convolution builds im2col in 512-pixel tiles, each multiplied single-threaded,
 //! and Burn's generic backward computes the weight gradient as a convolution over swapped
 //! batch/channel dimensions. Here each step is one large product that the `gemm` crate splits
-//! across threads: the forward `y[b] = W · colᵀ` written straight into NCHW, the weight
+//! across threads: the forward `y = col · Wᵀ` (pixel-major, then transposed into NCHW), the weight
 //! gradient `dWᵀ = colᵀ · dyᵀ`, the input gradient a convolution with the transposed, flipped
 //! kernel. im2col is pixel-major (`[pixels, 9·cin]`): measured, the products run 2–3× faster in
 //! that orientation than with channel-major `[9·cin, pixels]` rows, and the copy from a padded
@@ -239,8 +239,8 @@ fn for_each_im2col(x: &[f32], [n, cin, h, w]: [usize; 4], mut f: impl FnMut(usiz
     });
 }
 
-/// 3×3 convolution (stride 1, zero padding 1): per image `y[b] = bias + W[cout, 9·cin] ·
-/// im2col(x[b])ᵀ`, written straight into the NCHW output.
+/// 3×3 convolution (stride 1, zero padding 1): `y = im2col(x) · W[cout, 9·cin]ᵀ + bias`,
+/// pixel-major, transposed into the NCHW output.
 pub fn forward(
     x: &[f32],
     w: &[f32],
