@@ -71,6 +71,8 @@ pub enum BenchKernels {
     Direct,
     /// The im2col + GEMM kernels everywhere.
     Gemm,
+    /// Winograd F(2×2, 3×3) for every 3×3 convolution, GEMM for the other ops.
+    Winograd,
     /// Burn's own convolutions and generic backward.
     Generic,
 }
@@ -378,6 +380,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     BenchKernels::Auto => crate::kernels::Path::Auto,
                     BenchKernels::Direct => crate::kernels::Path::Direct,
                     BenchKernels::Gemm => crate::kernels::Path::Gemm,
+                    BenchKernels::Winograd => crate::kernels::Path::Winograd,
                     BenchKernels::Generic => crate::kernels::Path::Generic,
                 },
             })?;

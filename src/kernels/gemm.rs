@@ -17,15 +17,15 @@ use rayon::prelude::*;
 
 /// A row-major matrix view: `rows × cols` elements at `ptr`, with the given strides.
 #[derive(Clone, Copy)]
-struct View {
-    ptr: *const f32,
-    row_stride: isize,
-    col_stride: isize,
+pub(super) struct View {
+    pub(super) ptr: *const f32,
+    pub(super) row_stride: isize,
+    pub(super) col_stride: isize,
 }
 
 impl View {
     /// A contiguous row-major matrix with `cols` columns.
-    fn rows(data: &[f32], cols: usize) -> Self {
+    pub(super) fn rows(data: &[f32], cols: usize) -> Self {
         Self {
             ptr: data.as_ptr(),
             row_stride: cols as isize,
@@ -34,7 +34,7 @@ impl View {
     }
 
     /// The transpose of a contiguous row-major matrix with `cols` columns.
-    fn transposed(data: &[f32], cols: usize) -> Self {
+    pub(super) fn transposed(data: &[f32], cols: usize) -> Self {
         Self {
             ptr: data.as_ptr(),
             row_stride: 1,
@@ -45,15 +45,55 @@ impl View {
 
 /// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]`, `dst` contiguous row-major; accumulates when
 /// `accumulate` is set, overwrites otherwise.
-fn matmul(dst: &mut [f32], [m, n, k]: [usize; 3], lhs: View, rhs: View, accumulate: bool) {
-    assert_eq!(dst.len(), m * n, "matmul destination");
+pub(super) fn matmul(dst: &mut [f32], dims: [usize; 3], lhs: View, rhs: View, accumulate: bool) {
+    assert_eq!(dst.len(), dims[0] * dims[1], "matmul destination");
+    matmul_strided(dst, dims[1], dims, lhs, rhs, accumulate);
+}
+
+/// [`matmul`] on the calling thread only, for callers that run several products at once.
+pub(super) fn matmul_serial(
+    dst: &mut [f32],
+    dims: [usize; 3],
+    lhs: View,
+    rhs: View,
+    accumulate: bool,
+) {
+    assert_eq!(dst.len(), dims[0] * dims[1], "matmul destination");
+    product(dst, dims[1], dims, lhs, rhs, accumulate, Parallelism::None);
+}
+
+/// [`matmul`] into a row-major `dst` whose rows are `dst_row_stride` apart.
+pub(super) fn matmul_strided(
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    dims: [usize; 3],
+    lhs: View,
+    rhs: View,
+    accumulate: bool,
+) {
     let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 && m * n * k >= 1 << 16 {
+    let parallelism = if threads > 1 && dims.iter().product::<usize>() >= 1 << 16 {
         Parallelism::Rayon(threads)
     } else {
         Parallelism::None
     };
-    // SAFETY: `dst` holds m·n elements (checked above); callers build `lhs` and `rhs` views of
+    product(dst, dst_row_stride, dims, lhs, rhs, accumulate, parallelism);
+}
+
+fn product(
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    [m, n, k]: [usize; 3],
+    lhs: View,
+    rhs: View,
+    accumulate: bool,
+    parallelism: Parallelism,
+) {
+    assert!(
+        m == 0 || dst.len() >= (m - 1) * dst_row_stride + n,
+        "matmul destination"
+    );
+    // SAFETY: `dst` holds the m rows of n elements (checked above); callers build `lhs` and `rhs` views of
     // slices holding m·k and k·n elements with the strides given, and no view aliases `dst`.
     unsafe {
         ::gemm::gemm(
@@ -62,7 +102,7 @@ fn matmul(dst: &mut [f32], [m, n, k]: [usize; 3], lhs: View, rhs: View, accumula
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_row_stride as isize,
             accumulate,
             lhs.ptr,
             lhs.col_stride,
@@ -82,22 +122,33 @@ fn matmul(dst: &mut [f32], [m, n, k]: [usize; 3], lhs: View, rhs: View, accumula
 
 /// Each image of `[n, c, h, w]` as zero-padded pixel-major rows `[n, h+2, w+2, c]`: the three
 /// horizontal neighbours of a pixel are then `3·c` consecutive values.
-fn padded_pixel_major(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
-    let (ph, pw) = (h + 2, w + 2);
+fn padded_pixel_major(x: &[f32], dims: [usize; 4]) -> Vec<f32> {
+    let [_, _, h, w] = dims;
+    pad_pixel_major(x, dims, 1, [h + 2, w + 2])
+}
+
+/// Each image of `[n, c, h, w]` as pixel-major rows `[n, ph, pw, c]` with pixel `(i, j)` at
+/// `(i + offset, j + offset)` and zeros around it.
+pub(super) fn pad_pixel_major(
+    x: &[f32],
+    [n, c, h, w]: [usize; 4],
+    offset: usize,
+    [ph, pw]: [usize; 2],
+) -> Vec<f32> {
+    debug_assert!(h + offset <= ph && w + offset <= pw);
     let mut out = vec![0f32; n * ph * pw * c];
     out.par_chunks_mut(pw * c)
         .enumerate()
         .for_each(|(bi, row)| {
             let (b, r) = (bi / ph, bi % ph);
-            if r == 0 || r == h + 1 {
+            if r < offset || r >= h + offset {
                 return; // padding rows stay zero
             }
-            for ci in 0..c {
-                let src = &x[((b * c + ci) * h + r - 1) * w..][..w];
-                for (j, &v) in src.iter().enumerate() {
-                    row[(j + 1) * c + ci] = v;
-                }
-            }
+            // [c, w] (rows h·w apart) → [w, c] from pixel `offset` on.
+            let src = &x[(b * c * h + r - offset) * w..];
+            let dst = &mut row[offset * c..][..w * c];
+            // SAFETY: `dst` holds w rows of c values, the block written.
+            unsafe { transpose_into(src, h * w, [c, w], dst.as_mut_ptr(), c) };
         });
     out
 }
@@ -176,9 +227,35 @@ fn pixel_major(x: &[f32], [n, c, plane]: [usize; 3]) -> Vec<f32> {
     out
 }
 
+/// `dst[j · dst_stride + i] = src[i · src_stride + j]` for `i < rows`, `j < cols`, in 8 × 8
+/// blocks, on one thread.
+///
+/// # Safety
+/// `dst` must be valid for writes at every index written, and no other thread may access them.
+pub(super) unsafe fn transpose_into(
+    src: &[f32],
+    src_stride: usize,
+    [rows, cols]: [usize; 2],
+    dst: *mut f32,
+    dst_stride: usize,
+) {
+    const BLOCK: usize = 8;
+    for i0 in (0..rows).step_by(BLOCK) {
+        for j0 in (0..cols).step_by(BLOCK) {
+            for i in i0..(i0 + BLOCK).min(rows) {
+                let from = &src[i * src_stride + j0..][..(j0 + BLOCK).min(cols) - j0];
+                for (dj, &v) in from.iter().enumerate() {
+                    // SAFETY: the caller guarantees the destination is writable here.
+                    unsafe { *dst.add((j0 + dj) * dst_stride + i) = v };
+                }
+            }
+        }
+    }
+}
+
 /// `dst[cols, rows] = src[rows, cols]ᵀ`, in 8 × 8 tiles (eight streams each way fit an 8-way
 /// L1 even when the row length is a power of two), in parallel over bands of destination rows.
-fn transpose(src: &[f32], [rows, cols]: [usize; 2], dst: &mut [f32]) {
+pub(super) fn transpose(src: &[f32], [rows, cols]: [usize; 2], dst: &mut [f32]) {
     const TILE: usize = 8;
     debug_assert_eq!(src.len(), rows * cols);
     dst.par_chunks_mut(TILE * rows)

@@ -17,6 +17,7 @@
 
 pub mod direct;
 pub mod gemm;
+pub mod winograd;
 
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -44,6 +45,9 @@ pub enum Path {
     Direct,
     /// The im2col + GEMM kernels of [`gemm`].
     Gemm,
+    /// The Winograd F(2×2, 3×3) kernels of [`winograd`] for the 3×3 convolution (the other
+    /// ops as [`Path::Gemm`]).
+    Winograd,
     /// Burn's own convolution and generic backward (the reference the tests compare with).
     Generic,
 }
@@ -52,7 +56,13 @@ pub enum Path {
 /// one implementation against another.
 static MODEL_PATH: AtomicU8 = AtomicU8::new(0);
 
-const PATHS: [Path; 4] = [Path::Auto, Path::Direct, Path::Gemm, Path::Generic];
+const PATHS: [Path; 5] = [
+    Path::Auto,
+    Path::Direct,
+    Path::Gemm,
+    Path::Winograd,
+    Path::Generic,
+];
 
 /// Makes every convolution of the model run on `path` (for benchmarks; [`Path::Auto`] is the
 /// default).
@@ -241,27 +251,66 @@ enum Kind {
 enum Impl {
     Direct,
     Gemm,
+    Winograd,
 }
 
-/// The implementation a path resolves to for input `[b, cin, h, w]` and `cout` outputs;
-/// `None` for Burn's generic one. The direct kernels pay off on long rows (for the
-/// up-convolution, its output rows) and few channel pairs.
-fn resolve(path: Path, kind: Kind, [_, cin, h, w]: [usize; 4], cout: usize) -> Option<Impl> {
+/// Which implementation runs each of an op's three kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Plan {
+    forward: Impl,
+    input_grad: Impl,
+    weight_grad: Impl,
+}
+
+impl Plan {
+    fn all(imp: Impl) -> Self {
+        Self {
+            forward: imp,
+            input_grad: imp,
+            weight_grad: imp,
+        }
+    }
+}
+
+/// Winograd's products have one row per 2×2 tile: below this many rows they are too short to
+/// beat im2col's (measured at the paper widths, batch 2: 8×8 planes lose, 16×16 win).
+pub const WINOGRAD_MIN_TILES: usize = 128;
+/// Winograd needs at least this many channels on both sides: its transforms cost O(channels)
+/// per tile against O(channels²) for the products.
+pub const WINOGRAD_MIN_CHANNELS: usize = 64;
+/// Winograd's weight gradient (products as long as the batch's tiles) wins from this many
+/// channels on both sides; below it, im2col's.
+pub const WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS: usize = 128;
+
+/// The plan a path resolves to for input `[b, cin, h, w]` and `cout` outputs; `None` for
+/// Burn's generic one. The direct kernels pay off on long rows (for the up-convolution, its
+/// output rows) and few channel pairs; Winograd on wide layers with enough tiles.
+fn resolve(path: Path, kind: Kind, [n, cin, h, w]: [usize; 4], cout: usize) -> Option<Plan> {
     let out_plane = match kind {
         Kind::Conv3x3 => h * w,
         Kind::Up2x2 => 4 * h * w,
         // A 1×1 convolution is a matrix product whatever the shape.
-        Kind::Conv1x1 => return (path != Path::Generic).then_some(Impl::Gemm),
+        Kind::Conv1x1 => return (path != Path::Generic).then_some(Plan::all(Impl::Gemm)),
     };
-    match path {
-        Path::Direct => Some(Impl::Direct),
-        Path::Gemm => Some(Impl::Gemm),
-        Path::Generic => None,
-        Path::Auto if out_plane >= DIRECT_MIN_PLANE && cin * cout <= DIRECT_MAX => {
-            Some(Impl::Direct)
+    let imp = match path {
+        Path::Direct => Impl::Direct,
+        Path::Gemm => Impl::Gemm,
+        Path::Winograd if kind == Kind::Conv3x3 => Impl::Winograd,
+        Path::Winograd => Impl::Gemm,
+        Path::Generic => return None,
+        Path::Auto if out_plane >= DIRECT_MIN_PLANE && cin * cout <= DIRECT_MAX => Impl::Direct,
+        Path::Auto if kind == Kind::Conv3x3 && cin.min(cout) >= WINOGRAD_MIN_CHANNELS => {
+            let tiles = n * h.div_ceil(2) * w.div_ceil(2);
+            let pick = |winograd: bool| if winograd { Impl::Winograd } else { Impl::Gemm };
+            return Some(Plan {
+                forward: pick(tiles >= WINOGRAD_MIN_TILES),
+                input_grad: pick(tiles >= WINOGRAD_MIN_TILES),
+                weight_grad: pick(cin.min(cout) >= WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS),
+            });
         }
-        Path::Auto => Some(Impl::Gemm),
-    }
+        Path::Auto => Impl::Gemm,
+    };
+    Some(Plan::all(imp))
 }
 
 /// Forward, input-gradient and weight-gradient kernels on NCHW slices; the shape arguments
@@ -272,7 +321,16 @@ struct Kernels {
     weight_grad: fn(&[f32], &[f32], [usize; 4], usize) -> Vec<f32>,
 }
 
-fn kernels(kind: Kind, imp: Impl) -> Kernels {
+fn kernels(kind: Kind, plan: Plan) -> Kernels {
+    Kernels {
+        forward: table(kind, plan.forward).forward,
+        input_grad: table(kind, plan.input_grad).input_grad,
+        weight_grad: table(kind, plan.weight_grad).weight_grad,
+    }
+}
+
+/// The three kernels of one implementation.
+fn table(kind: Kind, imp: Impl) -> Kernels {
     match (kind, imp) {
         (Kind::Conv3x3, Impl::Direct) => Kernels {
             forward: direct::forward,
@@ -284,12 +342,17 @@ fn kernels(kind: Kind, imp: Impl) -> Kernels {
             input_grad: gemm::input_grad,
             weight_grad: gemm::weight_grad,
         },
+        (Kind::Conv3x3, Impl::Winograd) => Kernels {
+            forward: winograd::forward,
+            input_grad: winograd::input_grad,
+            weight_grad: winograd::weight_grad,
+        },
         (Kind::Up2x2, Impl::Direct) => Kernels {
             forward: direct::up_forward,
             input_grad: direct::up_input_grad,
             weight_grad: direct::up_weight_grad,
         },
-        (Kind::Up2x2, Impl::Gemm) => Kernels {
+        (Kind::Up2x2, Impl::Gemm | Impl::Winograd) => Kernels {
             forward: gemm::up_forward,
             input_grad: gemm::up_input_grad,
             weight_grad: gemm::up_weight_grad,
@@ -326,7 +389,7 @@ fn from_vec(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
 /// Runs one of the project's kernels forward on Flex, the ReLU applied in place.
 fn run_forward(
     kind: Kind,
-    imp: Impl,
+    plan: Plan,
     x: FlexTensor,
     weight: FlexTensor,
     bias: FlexTensor,
@@ -346,7 +409,7 @@ fn run_forward(
     };
     let (x, weight, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
     let mut out =
-        (kernels(kind, imp).forward)(values(&x), values(&weight), values(&bias), dims, cout);
+        (kernels(kind, plan).forward)(values(&x), values(&weight), values(&bias), dims, cout);
     if relu {
         out.iter_mut().for_each(|v| *v = v.max(0.0));
     }
@@ -362,7 +425,7 @@ impl KernelBackend for Flex {
         path: Path,
     ) -> FlexTensor {
         match resolve(path, Kind::Conv3x3, dims4(&x), dims4(&weight)[0]) {
-            Some(imp) => run_forward(Kind::Conv3x3, imp, x, weight, bias, relu),
+            Some(plan) => run_forward(Kind::Conv3x3, plan, x, weight, bias, relu),
             None => {
                 let y = <Flex as ModuleOps<Flex>>::conv2d(x, weight, Some(bias), padding_one());
                 if relu {
@@ -376,7 +439,7 @@ impl KernelBackend for Flex {
 
     fn up2x2(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, path: Path) -> FlexTensor {
         match resolve(path, Kind::Up2x2, dims4(&x), dims4(&weight)[1]) {
-            Some(imp) => run_forward(Kind::Up2x2, imp, x, weight, bias, false),
+            Some(plan) => run_forward(Kind::Up2x2, plan, x, weight, bias, false),
             None => {
                 <Flex as ModuleOps<Flex>>::conv_transpose2d(x, weight, Some(bias), up_options())
             }
@@ -385,7 +448,7 @@ impl KernelBackend for Flex {
 
     fn conv1x1(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, path: Path) -> FlexTensor {
         match resolve(path, Kind::Conv1x1, dims4(&x), dims4(&weight)[0]) {
-            Some(imp) => run_forward(Kind::Conv1x1, imp, x, weight, bias, false),
+            Some(plan) => run_forward(Kind::Conv1x1, plan, x, weight, bias, false),
             None => <Flex as ModuleOps<Flex>>::conv2d(x, weight, Some(bias), pointwise()),
         }
     }
@@ -422,7 +485,7 @@ impl KernelBackend for Flex {
 #[derive(Debug)]
 struct KernelBackward {
     kind: Kind,
-    imp: Impl,
+    plan: Plan,
 }
 
 /// What the backward pass keeps: the checkpointed input and weight, and the output when a
@@ -459,7 +522,7 @@ impl Backward<Flex, 3> for KernelBackward {
         let w = contiguous(checkpointer.retrieve_node_output(w_state));
         let (dims, w_shape) = (dims4(&x), dims4(&w).to_vec());
         let cout = out_dims[1];
-        let k = kernels(self.kind, self.imp);
+        let k = kernels(self.kind, self.plan);
         if let Some(node) = node_x {
             let dx = (k.input_grad)(&dy, values(&w), dims, cout);
             grads.register::<Flex>(node.id, from_vec(dx, dims.to_vec()));
@@ -480,13 +543,13 @@ impl Backward<Flex, 3> for KernelBackward {
 /// Records one of the project's kernels on the autodiff graph.
 fn tracked<C: CheckpointStrategy>(
     kind: Kind,
-    imp: Impl,
+    plan: Plan,
     x: FloatTensor<Autodiff<Flex, C>>,
     weight: FloatTensor<Autodiff<Flex, C>>,
     bias: FloatTensor<Autodiff<Flex, C>>,
     relu: bool,
 ) -> FloatTensor<Autodiff<Flex, C>> {
-    match (KernelBackward { kind, imp })
+    match (KernelBackward { kind, plan })
         .prepare::<C>([x.node.clone(), weight.node.clone(), bias.node.clone()])
         .compute_bound()
         .stateful()
@@ -496,7 +559,7 @@ fn tracked<C: CheckpointStrategy>(
             let w_state = prep.checkpoint(&weight);
             let out = run_forward(
                 kind,
-                imp,
+                plan,
                 x.primitive,
                 weight.primitive,
                 bias.primitive,
@@ -507,7 +570,7 @@ fn tracked<C: CheckpointStrategy>(
         }
         OpsKind::UnTracked(prep) => prep.finish(run_forward(
             kind,
-            imp,
+            plan,
             x.primitive,
             weight.primitive,
             bias.primitive,
@@ -526,7 +589,7 @@ impl<C: CheckpointStrategy> KernelBackend for Autodiff<Flex, C> {
     ) -> FloatTensor<Self> {
         let (dims, cout) = (dims4(&x.primitive), dims4(&weight.primitive)[0]);
         match resolve(path, Kind::Conv3x3, dims, cout) {
-            Some(imp) => tracked::<C>(Kind::Conv3x3, imp, x, weight, bias, relu),
+            Some(plan) => tracked::<C>(Kind::Conv3x3, plan, x, weight, bias, relu),
             None => {
                 let y = <Self as ModuleOps<Self>>::conv2d(x, weight, Some(bias), padding_one());
                 if relu {
@@ -546,7 +609,7 @@ impl<C: CheckpointStrategy> KernelBackend for Autodiff<Flex, C> {
     ) -> FloatTensor<Self> {
         let (dims, cout) = (dims4(&x.primitive), dims4(&weight.primitive)[1]);
         match resolve(path, Kind::Up2x2, dims, cout) {
-            Some(imp) => tracked::<C>(Kind::Up2x2, imp, x, weight, bias, false),
+            Some(plan) => tracked::<C>(Kind::Up2x2, plan, x, weight, bias, false),
             None => {
                 <Self as ModuleOps<Self>>::conv_transpose2d(x, weight, Some(bias), up_options())
             }
@@ -561,7 +624,7 @@ impl<C: CheckpointStrategy> KernelBackend for Autodiff<Flex, C> {
     ) -> FloatTensor<Self> {
         let (dims, cout) = (dims4(&x.primitive), dims4(&weight.primitive)[0]);
         match resolve(path, Kind::Conv1x1, dims, cout) {
-            Some(imp) => tracked::<C>(Kind::Conv1x1, imp, x, weight, bias, false),
+            Some(plan) => tracked::<C>(Kind::Conv1x1, plan, x, weight, bias, false),
             None => <Self as ModuleOps<Self>>::conv2d(x, weight, Some(bias), pointwise()),
         }
     }
@@ -874,6 +937,22 @@ mod tests {
     }
 
     #[test]
+    fn winograd_conv3x3_matches_the_generic_convolution() {
+        for [n, cin, cout, h, w] in CONV_SHAPES {
+            check(Path::Winograd, n, cin, cout, h, w);
+        }
+        // Wide enough for several chunks of tile rows, with odd sides.
+        check(Path::Winograd, 2, 64, 48, 67, 35);
+    }
+
+    #[test]
+    fn mixed_plans_match_the_generic_convolution() {
+        // Winograd forward and input gradient with im2col's weight gradient, and the reverse.
+        check(Path::Auto, 2, 64, 128, 16, 16);
+        check(Path::Auto, 1, 128, 128, 8, 8);
+    }
+
+    #[test]
     fn direct_up_convolution_matches_the_generic_one() {
         for [n, cin, cout, h, w] in UP_SHAPES {
             check_up(Path::Direct, n, cin, cout, h, w);
@@ -966,11 +1045,29 @@ mod tests {
     #[test]
     fn the_automatic_choice_follows_the_measured_crossover() {
         let conv = |dims, cout| resolve(Path::Auto, Kind::Conv3x3, dims, cout);
-        assert_eq!(conv([8, 3, 128, 128], 3), Some(Impl::Direct));
-        assert_eq!(conv([2, 1, 128, 128], 64), Some(Impl::Direct));
-        assert_eq!(conv([2, 64, 32, 32], 64), Some(Impl::Gemm));
-        assert_eq!(conv([8, 48, 16, 16], 48), Some(Impl::Gemm));
-        assert_eq!(conv([2, 128, 64, 64], 64), Some(Impl::Gemm));
+        let all = |imp| Some(Plan::all(imp));
+        assert_eq!(conv([8, 3, 128, 128], 3), all(Impl::Direct));
+        assert_eq!(conv([2, 1, 128, 128], 64), all(Impl::Direct));
+        assert_eq!(conv([2, 32, 32, 32], 64), all(Impl::Gemm));
+        assert_eq!(conv([8, 48, 16, 16], 48), all(Impl::Gemm));
+        // Paper widths: Winograd on the wide layers; im2col's weight gradient at 64
+        // channels and im2col's products on the 8×8 planes.
+        let plan = |forward, weight_grad| {
+            Some(Plan {
+                forward,
+                input_grad: forward,
+                weight_grad,
+            })
+        };
+        assert_eq!(conv([2, 128, 64, 64], 64), plan(Impl::Winograd, Impl::Gemm));
+        assert_eq!(
+            conv([2, 256, 32, 32], 256),
+            plan(Impl::Winograd, Impl::Winograd)
+        );
+        assert_eq!(
+            conv([2, 1024, 8, 8], 1024),
+            plan(Impl::Gemm, Impl::Winograd)
+        );
         assert_eq!(
             resolve(Path::Generic, Kind::Conv3x3, [8, 3, 128, 128], 3),
             None
@@ -978,11 +1075,11 @@ mod tests {
         // The up-convolution is judged by its output rows.
         assert_eq!(
             resolve(Path::Auto, Kind::Up2x2, [8, 6, 16, 16], 3),
-            Some(Impl::Direct)
+            all(Impl::Direct)
         );
         assert_eq!(
             resolve(Path::Auto, Kind::Up2x2, [8, 6, 8, 8], 3),
-            Some(Impl::Gemm)
+            all(Impl::Gemm)
         );
     }
 

@@ -1,0 +1,427 @@
+//! Winograd F(2×2, 3×3) kernels for the wide 3×3 layers, forward and backward.
+//!
+//! A 3×3 convolution over a 2×2 output tile needs 36 multiplications per channel pair; Winograd's
+//! minimal filtering needs 16, on transformed 4×4 input tiles: `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`.
+//! Summed over input channels, each of the 16 transformed positions `ξ` becomes one matrix
+//! product `M_ξ[tiles, cout] = V_ξ[tiles, cin] · U_ξ[cout, cin]ᵀ`, so the wide layers do 2.25×
+//! fewer multiply-adds than im2col + GEMM ([`super::gemm`]), and the transforms (additions
+//! only, O(channels) per tile against O(channels²) for the products) are cheap once there are
+//! tens of channels.
+//!
+//! The backward pass uses the same transforms, transposed, which is exact algebra rather than
+//! an approximation: the input gradient is the forward convolution of `dy` with the kernel
+//! transposed and flipped; the weight gradient is `dU_ξ = Σ_tiles dM_ξᵀ · V_ξ` with
+//! `dM = A dY Aᵀ`, brought back by `dg = Gᵀ dU G`.
+//!
+//! Layouts are pixel-major with channels innermost, so every transform is a handful of
+//! element-wise loops over contiguous channel vectors (vectorised by the compiler):
+//! transformed tiles are `[tiles, 16, channels]`, and the 16 products read them with a row
+//! stride of `16 · channels`. Work goes in chunks of whole tile rows so the transformed tiles of
+//! a chunk stay near [`CHUNK_FLOATS`]. Products split only over their output, so results are
+//! deterministic.
+
+use super::gemm::{View, matmul_serial, pad_pixel_major, transpose_into};
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// Transformed positions per tile (a 4×4 input tile).
+const XI: usize = 16;
+
+/// About 16 MB of transformed tiles at a time.
+const CHUNK_FLOATS: usize = 4 << 20;
+
+/// How a batch of `h × w` planes splits into 2×2 output tiles (the last row or column of
+/// tiles half outside the plane when a side is odd).
+#[derive(Clone, Copy)]
+struct Tiling {
+    n: usize,
+    h: usize,
+    w: usize,
+    /// Tile rows per image.
+    th: usize,
+    /// Tiles per tile row.
+    tw: usize,
+}
+
+impl Tiling {
+    fn new(n: usize, h: usize, w: usize) -> Self {
+        Self {
+            n,
+            h,
+            w,
+            th: h.div_ceil(2),
+            tw: w.div_ceil(2),
+        }
+    }
+
+    /// Tile rows of the whole batch.
+    fn tile_rows(&self) -> usize {
+        self.n * self.th
+    }
+
+    /// Chunks of whole tile rows, each with about [`CHUNK_FLOATS`] transformed values when
+    /// a tile carries `channels` channel vectors.
+    fn chunks(&self, channels: usize) -> impl Iterator<Item = Range<usize>> {
+        let per_chunk = (CHUNK_FLOATS / (XI * channels * self.tw).max(1)).max(1);
+        let rows = self.tile_rows();
+        (0..rows)
+            .step_by(per_chunk)
+            .map(move |r0| r0..(r0 + per_chunk).min(rows))
+    }
+
+    /// Image, tile row and tile column of the `t`-th tile of a chunk starting at tile row `r0`.
+    fn locate(&self, r0: usize, t: usize) -> (usize, usize, usize) {
+        let row = r0 + t / self.tw;
+        (row / self.th, row % self.th, t % self.tw)
+    }
+}
+
+fn sub_into(out: &mut [f32], a: &[f32], b: &[f32]) {
+    for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+        *o = a - b;
+    }
+}
+
+fn add_into(out: &mut [f32], a: &[f32], b: &[f32]) {
+    for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+        *o = a + b;
+    }
+}
+
+/// The four `c`-long vectors of a `[4, c]` block, mutably.
+fn quarters(block: &mut [f32], c: usize) -> [&mut [f32]; 4] {
+    let (a, rest) = block.split_at_mut(c);
+    let (b, rest) = rest.split_at_mut(c);
+    let (d, e) = rest.split_at_mut(c);
+    [a, b, d, &mut e[..c]]
+}
+
+/// `U = G g Gᵀ` for every channel pair, as `[cout, 16, cin]`.
+fn transform_weight(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    let mut u = vec![0f32; cout * XI * cin];
+    u.par_chunks_mut(XI * cin)
+        .zip(w.par_chunks(9 * cin))
+        .for_each_init(
+            || vec![0f32; cin * XI],
+            |local, (uc, wc)| {
+                // Per channel pair first ([cin, 16], sequential writes), then transposed:
+                // sixteen writes 4·cin bytes apart would alias in the L1 cache.
+                for (g, ut) in wc.chunks_exact(9).zip(local.chunks_exact_mut(XI)) {
+                    // G g: [4, 3], along the kernel's rows.
+                    let mut gg = [[0f32; 3]; 4];
+                    for c in 0..3 {
+                        let (a, b, d) = (g[c], g[3 + c], g[6 + c]);
+                        gg[0][c] = a;
+                        gg[1][c] = 0.5 * (a + b + d);
+                        gg[2][c] = 0.5 * (a - b + d);
+                        gg[3][c] = d;
+                    }
+                    // (G g) Gᵀ: [4, 4], along its columns.
+                    for (i, [a, b, d]) in gg.into_iter().enumerate() {
+                        ut[i * 4..][..4].copy_from_slice(&[
+                            a,
+                            0.5 * (a + b + d),
+                            0.5 * (a - b + d),
+                            d,
+                        ]);
+                    }
+                }
+                // SAFETY: `uc` holds 16 rows of cin values, the block written.
+                unsafe { transpose_into(local, XI, [cin, XI], uc.as_mut_ptr(), cin) };
+            },
+        );
+    u
+}
+
+/// `dg = Gᵀ dU G` for every channel pair: `[16, cout, cin]` → `[cout, cin, 3, 3]`.
+fn weight_from_transformed(du: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    let mut dw = vec![0f32; cout * cin * 9];
+    dw.par_chunks_mut(9 * cin).enumerate().for_each_init(
+        || vec![0f32; cin * XI],
+        |local, (co, dwc)| {
+            // The sixteen `[cin]` rows of this output channel as `[cin, 16]` first.
+            // SAFETY: `local` holds cin rows of 16 values, the block written.
+            unsafe {
+                transpose_into(
+                    &du[co * cin..],
+                    cout * cin,
+                    [XI, cin],
+                    local.as_mut_ptr(),
+                    XI,
+                )
+            };
+            for (dg, ut) in dwc.chunks_exact_mut(9).zip(local.chunks_exact(XI)) {
+                let at = |i: usize, j: usize| ut[i * 4 + j];
+                // Gᵀ dU: [3, 4], along dU's rows.
+                let mut p = [[0f32; 4]; 3];
+                for j in 0..4 {
+                    let (u0, u1, u2, u3) = (at(0, j), at(1, j), at(2, j), at(3, j));
+                    p[0][j] = u0 + 0.5 * (u1 + u2);
+                    p[1][j] = 0.5 * (u1 - u2);
+                    p[2][j] = 0.5 * (u1 + u2) + u3;
+                }
+                // (Gᵀ dU) G: [3, 3], along its columns.
+                for (a, [u0, u1, u2, u3]) in p.into_iter().enumerate() {
+                    dg[a * 3] = u0 + 0.5 * (u1 + u2);
+                    dg[a * 3 + 1] = 0.5 * (u1 - u2);
+                    dg[a * 3 + 2] = 0.5 * (u1 + u2) + u3;
+                }
+            }
+        },
+    );
+    dw
+}
+
+/// `V = Bᵀ d B` for the tiles of tile rows `rows`, from the zero-padded pixel-major input
+/// `[n, 2·th + 2, 2·tw + 2, c]`, into `v` `[tiles, 16, c]`.
+fn transform_input(padded: &[f32], tiling: Tiling, c: usize, rows: Range<usize>, v: &mut [f32]) {
+    let pw = 2 * tiling.tw + 2;
+    let ph = 2 * tiling.th + 2;
+    v.par_chunks_mut(XI * c).enumerate().for_each_init(
+        || vec![0f32; XI * c],
+        |db, (t, vt)| {
+            let (b, ty, tx) = tiling.locate(rows.start, t);
+            // d B, along each of the tile's four rows: db[r, j].
+            for (r, dbr) in db.chunks_exact_mut(4 * c).enumerate() {
+                let d = &padded[((b * ph + 2 * ty + r) * pw + 2 * tx) * c..][..4 * c];
+                let (d0, d1, d2, d3) = (&d[..c], &d[c..2 * c], &d[2 * c..3 * c], &d[3 * c..]);
+                let [o0, o1, o2, o3] = quarters(dbr, c);
+                sub_into(o0, d0, d2);
+                add_into(o1, d1, d2);
+                sub_into(o2, d2, d1);
+                sub_into(o3, d1, d3);
+            }
+            // Bᵀ (d B), along each column j.
+            let [v0, v1, v2, v3] = quarters(vt, 4 * c);
+            for j in 0..4 {
+                let row = |r: usize| &db[(r * 4 + j) * c..][..c];
+                let at = j * c..(j + 1) * c;
+                sub_into(&mut v0[at.clone()], row(0), row(2));
+                add_into(&mut v1[at.clone()], row(1), row(2));
+                sub_into(&mut v2[at.clone()], row(2), row(1));
+                sub_into(&mut v3[at], row(1), row(3));
+            }
+        },
+    );
+}
+
+/// A pointer the output transform's tasks write through, each to its own pixels.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: tasks write disjoint elements (one tile row each) and the buffer outlives them.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+/// `Y = Aᵀ M A + bias` for the tiles of tile rows `rows`, from `m` `[16, tiles, c]` into the
+/// NCHW output `[n, c, h, w]` (pixels outside the plane dropped). Each tile row is assembled
+/// pixel-major, then transposed into its two rows of every output channel.
+fn transform_output(
+    m: &[f32],
+    bias: &[f32],
+    tiling: Tiling,
+    c: usize,
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    let Tiling { h, w, th, tw, .. } = tiling;
+    assert_eq!(out.len(), tiling.n * c * h * w, "output size");
+    let shared = SharedOut(out.as_mut_ptr());
+    let tiles = rows.len() * tw;
+    (0..rows.len()).into_par_iter().for_each_init(
+        || (vec![0f32; 8 * c], vec![0f32; 2 * w * c]),
+        |(s, local), k| {
+            let _ = &shared;
+            let (b, ty) = ((rows.start + k) / th, (rows.start + k) % th);
+            let pixel_rows = (h - 2 * ty).min(2);
+            for tx in 0..tw {
+                let tile = k * tw + tx;
+                let at = |i: usize, j: usize| &m[((i * 4 + j) * tiles + tile) * c..][..c];
+                // M A, along each row i: s[i, 0..2].
+                for (i, si) in s.chunks_exact_mut(2 * c).enumerate() {
+                    let (s0, s1) = si.split_at_mut(c);
+                    let (m0, m1, m2, m3) = (at(i, 0), at(i, 1), at(i, 2), at(i, 3));
+                    for ((((a, b), &x0), &x1), (&x2, &x3)) in s0
+                        .iter_mut()
+                        .zip(s1.iter_mut())
+                        .zip(m0)
+                        .zip(m1)
+                        .zip(m2.iter().zip(m3))
+                    {
+                        *a = x0 + x1 + x2;
+                        *b = x1 - x2 - x3;
+                    }
+                }
+                // Aᵀ (M A), along each column j, plus the bias: row 0 is s0 + s1 + s2,
+                // row 1 is s1 − s2 − s3.
+                for j in 0..2.min(w - 2 * tx) {
+                    let sv = |i: usize| &s[(i * 2 + j) * c..][..c];
+                    for i in 0..pixel_rows {
+                        let y = &mut local[(i * w + 2 * tx + j) * c..][..c];
+                        let (p, q, r) = (sv(i), sv(i + 1), sv(i + 2));
+                        let sign = if i == 0 { 1.0 } else { -1.0 };
+                        for ((((y, &p), &q), &r), &b) in y.iter_mut().zip(p).zip(q).zip(r).zip(bias)
+                        {
+                            *y = p + sign * (q + r) + b;
+                        }
+                    }
+                }
+            }
+            for i in 0..pixel_rows {
+                // SAFETY: row 2·ty + i of every channel of image b lies inside `out` (size
+                // checked above) and only this tile row's task writes it.
+                unsafe {
+                    let dst = shared.0.add((b * c * h + 2 * ty + i) * w);
+                    transpose_into(&local[i * w * c..][..w * c], c, [w, c], dst, h * w);
+                }
+            }
+        },
+    );
+}
+
+/// `dM = A dY Aᵀ` for the tiles of tile rows `rows`, from the zero-padded pixel-major output
+/// gradient `[n, 2·th, 2·tw, c]`, into `dm` `[tiles, 16, c]`.
+fn transform_output_grad(
+    dyp: &[f32],
+    tiling: Tiling,
+    c: usize,
+    rows: Range<usize>,
+    dm: &mut [f32],
+) {
+    let pw = 2 * tiling.tw;
+    let ph = 2 * tiling.th;
+    dm.par_chunks_mut(XI * c).enumerate().for_each_init(
+        || vec![0f32; 8 * c],
+        |e, (t, dmt)| {
+            let (b, ty, tx) = tiling.locate(rows.start, t);
+            // dY Aᵀ, along each of the two rows: e[i, 0..4] = (y0, y0 + y1, y0 − y1, −y1).
+            for (i, ei) in e.chunks_exact_mut(4 * c).enumerate() {
+                let y = &dyp[((b * ph + 2 * ty + i) * pw + 2 * tx) * c..][..2 * c];
+                let (y0, y1) = y.split_at(c);
+                let [o0, o1, o2, o3] = quarters(ei, c);
+                o0.copy_from_slice(y0);
+                add_into(o1, y0, y1);
+                sub_into(o2, y0, y1);
+                o3.iter_mut().zip(y1).for_each(|(o, &v)| *o = -v);
+            }
+            // A (dY Aᵀ), along each column j.
+            let (e0, e1) = e.split_at(4 * c);
+            let [d0, d1, d2, d3] = quarters(dmt, 4 * c);
+            d0.copy_from_slice(e0);
+            add_into(d1, e0, e1);
+            sub_into(d2, e0, e1);
+            d3.iter_mut().zip(e1).for_each(|(o, &v)| *o = -v);
+        },
+    );
+}
+
+/// The rows of `ξ`'s matrix in a `[tiles, 16, c]` buffer: `tiles × c`, row stride `16 · c`.
+fn position(buf: &[f32], xi: usize, c: usize) -> View {
+    View {
+        ptr: buf[xi * c..].as_ptr(),
+        row_stride: (XI * c) as isize,
+        col_stride: 1,
+    }
+}
+
+/// The transpose of [`position`]: `c × tiles`.
+fn position_transposed(buf: &[f32], xi: usize, c: usize) -> View {
+    View {
+        ptr: buf[xi * c..].as_ptr(),
+        row_stride: 1,
+        col_stride: (XI * c) as isize,
+    }
+}
+
+/// 3×3 convolution (stride 1, zero padding 1) with bias: `x` `[n, cin, h, w]`, `w`
+/// `[cout, cin, 3, 3]` → `[n, cout, h, w]`.
+pub fn forward(
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    [n, cin, h, wd]: [usize; 4],
+    cout: usize,
+) -> Vec<f32> {
+    let tiling = Tiling::new(n, h, wd);
+    let u = transform_weight(w, cin, cout);
+    let padded = pad_pixel_major(
+        x,
+        [n, cin, h, wd],
+        1,
+        [2 * tiling.th + 2, 2 * tiling.tw + 2],
+    );
+    let mut out = vec![0f32; n * cout * h * wd];
+    let (mut v, mut m) = (Vec::new(), Vec::new());
+    for rows in tiling.chunks(cin.max(cout)) {
+        let tiles = rows.len() * tiling.tw;
+        v.resize(tiles * XI * cin, 0.0);
+        m.resize(tiles * XI * cout, 0.0);
+        transform_input(&padded, tiling, cin, rows.clone(), &mut v);
+        // M_ξ[tiles, cout] = V_ξ[tiles, cin] · U_ξ[cout, cin]ᵀ, the sixteen products side by
+        // side (one thread each beats splitting every product: they are short).
+        m.par_chunks_mut(tiles * cout)
+            .enumerate()
+            .for_each(|(xi, m_xi)| {
+                matmul_serial(
+                    m_xi,
+                    [tiles, cout, cin],
+                    position(&v, xi, cin),
+                    position_transposed(&u, xi, cin),
+                    false,
+                )
+            });
+        transform_output(&m, bias, tiling, cout, rows, &mut out);
+    }
+    out
+}
+
+/// Input gradient: the convolution of `dy` with the kernel transposed (`cin` ↔ `cout`) and
+/// flipped in both spatial directions.
+pub fn input_grad(dy: &[f32], w: &[f32], [n, cin, h, wd]: [usize; 4], cout: usize) -> Vec<f32> {
+    let mut flipped = vec![0f32; cin * cout * 9]; // [cin, cout, 3, 3]
+    flipped
+        .par_chunks_mut(cout * 9)
+        .enumerate()
+        .for_each(|(ci, row)| {
+            for (co, k) in row.chunks_exact_mut(9).enumerate() {
+                let src = &w[(co * cin + ci) * 9..][..9];
+                for (tap, v) in k.iter_mut().enumerate() {
+                    *v = src[8 - tap];
+                }
+            }
+        });
+    forward(dy, &flipped, &vec![0.0; cin], [n, cout, h, wd], cin)
+}
+
+/// Weight gradient: `dU_ξ[cout, cin] = Σ_tiles dM_ξᵀ · V_ξ`, then `dg = Gᵀ dU G`.
+pub fn weight_grad(dy: &[f32], x: &[f32], [n, cin, h, wd]: [usize; 4], cout: usize) -> Vec<f32> {
+    let tiling = Tiling::new(n, h, wd);
+    let padded = pad_pixel_major(
+        x,
+        [n, cin, h, wd],
+        1,
+        [2 * tiling.th + 2, 2 * tiling.tw + 2],
+    );
+    let dyp = pad_pixel_major(dy, [n, cout, h, wd], 0, [2 * tiling.th, 2 * tiling.tw]);
+    let mut du = vec![0f32; XI * cout * cin]; // [16, cout, cin]
+    let (mut v, mut dm) = (Vec::new(), Vec::new());
+    for rows in tiling.chunks(cin.max(cout)) {
+        let tiles = rows.len() * tiling.tw;
+        v.resize(tiles * XI * cin, 0.0);
+        dm.resize(tiles * XI * cout, 0.0);
+        transform_input(&padded, tiling, cin, rows.clone(), &mut v);
+        transform_output_grad(&dyp, tiling, cout, rows.clone(), &mut dm);
+        // dU_ξ[cout, cin] += dM_ξ[tiles, cout]ᵀ · V_ξ[tiles, cin]
+        du.par_chunks_mut(cout * cin)
+            .enumerate()
+            .for_each(|(xi, du_xi)| {
+                matmul_serial(
+                    du_xi,
+                    [cout, cin, tiles],
+                    position_transposed(&dm, xi, cout),
+                    position(&v, xi, cin),
+                    rows.start > 0,
+                )
+            });
+    }
+    weight_from_transformed(&du, cin, cout)
+}
