@@ -272,15 +272,13 @@ impl Plan {
     }
 }
 
-/// Winograd's products have one row per 2×2 tile: below this many rows they are too short to
-/// beat im2col's (measured at the paper widths, batch 2: 8×8 planes lose, 16×16 win).
+/// Winograd's forward products have one row per 2×2 tile: below this many rows they are too
+/// short to beat im2col's (measured at the paper widths, batch 2: 8×8 planes lose, 16×16 win).
+/// Its gradients win on the 8×8 planes too.
 pub const WINOGRAD_MIN_TILES: usize = 128;
 /// Winograd needs at least this many channels on both sides: its transforms cost O(channels)
 /// per tile against O(channels²) for the products.
 pub const WINOGRAD_MIN_CHANNELS: usize = 64;
-/// Winograd's weight gradient (products as long as the batch's tiles) wins from this many
-/// channels on both sides; below it, im2col's.
-pub const WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS: usize = 128;
 
 /// The plan a path resolves to for input `[b, cin, h, w]` and `cout` outputs; `None` for
 /// Burn's generic one. The direct kernels pay off on long rows (for the up-convolution, its
@@ -301,11 +299,13 @@ fn resolve(path: Path, kind: Kind, [n, cin, h, w]: [usize; 4], cout: usize) -> O
         Path::Auto if out_plane >= DIRECT_MIN_PLANE && cin * cout <= DIRECT_MAX => Impl::Direct,
         Path::Auto if kind == Kind::Conv3x3 && cin.min(cout) >= WINOGRAD_MIN_CHANNELS => {
             let tiles = n * h.div_ceil(2) * w.div_ceil(2);
-            let pick = |winograd: bool| if winograd { Impl::Winograd } else { Impl::Gemm };
             return Some(Plan {
-                forward: pick(tiles >= WINOGRAD_MIN_TILES),
-                input_grad: pick(tiles >= WINOGRAD_MIN_TILES),
-                weight_grad: pick(cin.min(cout) >= WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS),
+                forward: if tiles >= WINOGRAD_MIN_TILES {
+                    Impl::Winograd
+                } else {
+                    Impl::Gemm
+                },
+                ..Plan::all(Impl::Winograd)
             });
         }
         Path::Auto => Impl::Gemm,
@@ -947,9 +947,8 @@ mod tests {
 
     #[test]
     fn mixed_plans_match_the_generic_convolution() {
-        // Winograd forward and input gradient with im2col's weight gradient, and the reverse.
-        check(Path::Auto, 2, 64, 128, 16, 16);
-        check(Path::Auto, 1, 128, 128, 8, 8);
+        // im2col's forward with Winograd's gradients.
+        check(Path::Auto, 1, 128, 64, 8, 8);
     }
 
     #[test]
@@ -1050,23 +1049,15 @@ mod tests {
         assert_eq!(conv([2, 1, 128, 128], 64), all(Impl::Direct));
         assert_eq!(conv([2, 32, 32, 32], 64), all(Impl::Gemm));
         assert_eq!(conv([8, 48, 16, 16], 48), all(Impl::Gemm));
-        // Paper widths: Winograd on the wide layers; im2col's weight gradient at 64
-        // channels and im2col's products on the 8×8 planes.
-        let plan = |forward, weight_grad| {
-            Some(Plan {
-                forward,
-                input_grad: forward,
-                weight_grad,
-            })
-        };
-        assert_eq!(conv([2, 128, 64, 64], 64), plan(Impl::Winograd, Impl::Gemm));
-        assert_eq!(
-            conv([2, 256, 32, 32], 256),
-            plan(Impl::Winograd, Impl::Winograd)
-        );
+        // Paper widths: Winograd on the wide layers, except the forward on the 8×8 planes.
+        assert_eq!(conv([2, 128, 64, 64], 64), all(Impl::Winograd));
+        assert_eq!(conv([2, 1024, 16, 16], 512), all(Impl::Winograd));
         assert_eq!(
             conv([2, 1024, 8, 8], 1024),
-            plan(Impl::Gemm, Impl::Winograd)
+            Some(Plan {
+                forward: Impl::Gemm,
+                ..Plan::all(Impl::Winograd)
+            })
         );
         assert_eq!(
             resolve(Path::Generic, Kind::Conv3x3, [8, 3, 128, 128], 3),
