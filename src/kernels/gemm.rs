@@ -129,7 +129,7 @@ fn padded_pixel_major(x: &[f32], dims: [usize; 4]) -> Vec<f32> {
 
 /// Each image of `[n, c, h, w]` as pixel-major rows `[n, ph, pw, c]` with pixel `(i, j)` at
 /// `(i + offset, j + offset)` and zeros around it.
-pub(super) fn pad_pixel_major(
+fn pad_pixel_major(
     x: &[f32],
     [n, c, h, w]: [usize; 4],
     offset: usize,

@@ -411,7 +411,8 @@ fn run_forward(
     let mut out =
         (kernels(kind, plan).forward)(values(&x), values(&weight), values(&bias), dims, cout);
     if relu {
-        out.iter_mut().for_each(|v| *v = v.max(0.0));
+        out.par_chunks_mut(1 << 14)
+            .for_each(|c| c.iter_mut().for_each(|v| *v = v.max(0.0)));
     }
     from_vec(out, out_shape)
 }

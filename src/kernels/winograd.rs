@@ -20,7 +20,7 @@
 //! a chunk stay in cache ([`CHUNK_FLOATS`]). Products split only over their output, so results are
 //! deterministic.
 
-use super::gemm::{View, matmul_serial, pad_pixel_major, transpose_into};
+use super::gemm::{View, matmul_serial, transpose_into};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -72,12 +72,6 @@ impl Tiling {
         (0..rows)
             .step_by(per_chunk)
             .map(move |r0| r0..(r0 + per_chunk).min(rows))
-    }
-
-    /// Image, tile row and tile column of the `t`-th tile of a chunk starting at tile row `r0`.
-    fn locate(&self, r0: usize, t: usize) -> (usize, usize, usize) {
-        let row = r0 + t / self.tw;
-        (row / self.th, row % self.th, t % self.tw)
     }
 }
 
@@ -177,37 +171,68 @@ fn weight_from_transformed(du: &[f32], cin: usize, cout: usize) -> Vec<f32> {
     dw
 }
 
-/// `V = Bᵀ d B` for the tiles of tile rows `rows`, from the zero-padded pixel-major input
-/// `[n, 2·th + 2, 2·tw + 2, c]`, into `v` `[tiles, 16, c]`.
-fn transform_input(padded: &[f32], tiling: Tiling, c: usize, rows: Range<usize>, v: &mut [f32]) {
+/// Rows `first .. first + count` of image `b` of the NCHW `x` (rows outside the plane read as
+/// zeros) as pixel-major `[count, pw, c]` in `local`, pixel `j` at column `j + offset`, zeros
+/// around it. Gathered per tile row so that the copy stays in cache for the transform.
+fn gather_rows(
+    x: &[f32],
+    tiling: Tiling,
+    c: usize,
+    (b, first): (usize, isize),
+    offset: usize,
+    pw: usize,
+    local: &mut [f32],
+) {
+    let (h, w) = (tiling.h, tiling.w);
+    local.fill(0.0);
+    for (r, row) in local.chunks_exact_mut(pw * c).enumerate() {
+        let i = first + r as isize;
+        if i < 0 || i >= h as isize {
+            continue;
+        }
+        let src = &x[(b * c * h + i as usize) * w..];
+        let dst = &mut row[offset * c..][..w * c];
+        // SAFETY: `dst` holds w pixels of c values, the block written.
+        unsafe { transpose_into(src, h * w, [c, w], dst.as_mut_ptr(), c) };
+    }
+}
+
+/// `V = Bᵀ d B` for the tiles of tile rows `rows`, from the NCHW input `[n, c, h, w]` (zero
+/// padding 1), into `v` `[tiles, 16, c]`.
+fn transform_input(x: &[f32], tiling: Tiling, c: usize, rows: Range<usize>, v: &mut [f32]) {
     let pw = 2 * tiling.tw + 2;
-    let ph = 2 * tiling.th + 2;
-    v.par_chunks_mut(XI * c).enumerate().for_each_init(
-        || vec![0f32; XI * c],
-        |db, (t, vt)| {
-            let (b, ty, tx) = tiling.locate(rows.start, t);
-            // d B, along each of the tile's four rows: db[r, j].
-            for (r, dbr) in db.chunks_exact_mut(4 * c).enumerate() {
-                let d = &padded[((b * ph + 2 * ty + r) * pw + 2 * tx) * c..][..4 * c];
-                let (d0, d1, d2, d3) = (&d[..c], &d[c..2 * c], &d[2 * c..3 * c], &d[3 * c..]);
-                let [o0, o1, o2, o3] = quarters(dbr, c);
-                sub_into(o0, d0, d2);
-                add_into(o1, d1, d2);
-                sub_into(o2, d2, d1);
-                sub_into(o3, d1, d3);
-            }
-            // Bᵀ (d B), along each column j.
-            let [v0, v1, v2, v3] = quarters(vt, 4 * c);
-            for j in 0..4 {
-                let row = |r: usize| &db[(r * 4 + j) * c..][..c];
-                let at = j * c..(j + 1) * c;
-                sub_into(&mut v0[at.clone()], row(0), row(2));
-                add_into(&mut v1[at.clone()], row(1), row(2));
-                sub_into(&mut v2[at.clone()], row(2), row(1));
-                sub_into(&mut v3[at], row(1), row(3));
-            }
-        },
-    );
+    v.par_chunks_mut(tiling.tw * XI * c)
+        .enumerate()
+        .for_each_init(
+            || (vec![0f32; 4 * pw * c], vec![0f32; XI * c]),
+            |(local, db), (k, vrow)| {
+                let (b, ty) = ((rows.start + k) / tiling.th, (rows.start + k) % tiling.th);
+                gather_rows(x, tiling, c, (b, 2 * ty as isize - 1), 1, pw, local);
+                for (tx, vt) in vrow.chunks_exact_mut(XI * c).enumerate() {
+                    // d B, along each of the tile's four rows: db[r, j].
+                    for (r, dbr) in db.chunks_exact_mut(4 * c).enumerate() {
+                        let d = &local[(r * pw + 2 * tx) * c..][..4 * c];
+                        let (d0, d1, d2, d3) =
+                            (&d[..c], &d[c..2 * c], &d[2 * c..3 * c], &d[3 * c..]);
+                        let [o0, o1, o2, o3] = quarters(dbr, c);
+                        sub_into(o0, d0, d2);
+                        add_into(o1, d1, d2);
+                        sub_into(o2, d2, d1);
+                        sub_into(o3, d1, d3);
+                    }
+                    // Bᵀ (d B), along each column j.
+                    let [v0, v1, v2, v3] = quarters(vt, 4 * c);
+                    for j in 0..4 {
+                        let row = |r: usize| &db[(r * 4 + j) * c..][..c];
+                        let at = j * c..(j + 1) * c;
+                        sub_into(&mut v0[at.clone()], row(0), row(2));
+                        add_into(&mut v1[at.clone()], row(1), row(2));
+                        sub_into(&mut v2[at.clone()], row(2), row(1));
+                        sub_into(&mut v3[at], row(1), row(3));
+                    }
+                }
+            },
+        );
 }
 
 /// A pointer the output transform's tasks write through, each to its own pixels.
@@ -283,40 +308,38 @@ fn transform_output(
     );
 }
 
-/// `dM = A dY Aᵀ` for the tiles of tile rows `rows`, from the zero-padded pixel-major output
-/// gradient `[n, 2·th, 2·tw, c]`, into `dm` `[tiles, 16, c]`.
-fn transform_output_grad(
-    dyp: &[f32],
-    tiling: Tiling,
-    c: usize,
-    rows: Range<usize>,
-    dm: &mut [f32],
-) {
+/// `dM = A dY Aᵀ` for the tiles of tile rows `rows`, from the NCHW output gradient
+/// `[n, c, h, w]`, into `dm` `[tiles, 16, c]`.
+fn transform_output_grad(dy: &[f32], tiling: Tiling, c: usize, rows: Range<usize>, dm: &mut [f32]) {
     let pw = 2 * tiling.tw;
-    let ph = 2 * tiling.th;
-    dm.par_chunks_mut(XI * c).enumerate().for_each_init(
-        || vec![0f32; 8 * c],
-        |e, (t, dmt)| {
-            let (b, ty, tx) = tiling.locate(rows.start, t);
-            // dY Aᵀ, along each of the two rows: e[i, 0..4] = (y0, y0 + y1, y0 − y1, −y1).
-            for (i, ei) in e.chunks_exact_mut(4 * c).enumerate() {
-                let y = &dyp[((b * ph + 2 * ty + i) * pw + 2 * tx) * c..][..2 * c];
-                let (y0, y1) = y.split_at(c);
-                let [o0, o1, o2, o3] = quarters(ei, c);
-                o0.copy_from_slice(y0);
-                add_into(o1, y0, y1);
-                sub_into(o2, y0, y1);
-                o3.iter_mut().zip(y1).for_each(|(o, &v)| *o = -v);
-            }
-            // A (dY Aᵀ), along each column j.
-            let (e0, e1) = e.split_at(4 * c);
-            let [d0, d1, d2, d3] = quarters(dmt, 4 * c);
-            d0.copy_from_slice(e0);
-            add_into(d1, e0, e1);
-            sub_into(d2, e0, e1);
-            d3.iter_mut().zip(e1).for_each(|(o, &v)| *o = -v);
-        },
-    );
+    dm.par_chunks_mut(tiling.tw * XI * c)
+        .enumerate()
+        .for_each_init(
+            || (vec![0f32; 2 * pw * c], vec![0f32; 8 * c]),
+            |(local, e), (k, dmrow)| {
+                let (b, ty) = ((rows.start + k) / tiling.th, (rows.start + k) % tiling.th);
+                gather_rows(dy, tiling, c, (b, 2 * ty as isize), 0, pw, local);
+                for (tx, dmt) in dmrow.chunks_exact_mut(XI * c).enumerate() {
+                    // dY Aᵀ, along each of the two rows: e[i, 0..4] = (y0, y0 + y1, y0 − y1, −y1).
+                    for (i, ei) in e.chunks_exact_mut(4 * c).enumerate() {
+                        let y = &local[(i * pw + 2 * tx) * c..][..2 * c];
+                        let (y0, y1) = y.split_at(c);
+                        let [o0, o1, o2, o3] = quarters(ei, c);
+                        o0.copy_from_slice(y0);
+                        add_into(o1, y0, y1);
+                        sub_into(o2, y0, y1);
+                        o3.iter_mut().zip(y1).for_each(|(o, &v)| *o = -v);
+                    }
+                    // A (dY Aᵀ), along each column j.
+                    let (e0, e1) = e.split_at(4 * c);
+                    let [d0, d1, d2, d3] = quarters(dmt, 4 * c);
+                    d0.copy_from_slice(e0);
+                    add_into(d1, e0, e1);
+                    sub_into(d2, e0, e1);
+                    d3.iter_mut().zip(e1).for_each(|(o, &v)| *o = -v);
+                }
+            },
+        );
 }
 
 /// The rows of `ξ`'s matrix in a `[tiles, 16, c]` buffer: `tiles × c`, row stride `16 · c`.
@@ -348,19 +371,13 @@ pub fn forward(
 ) -> Vec<f32> {
     let tiling = Tiling::new(n, h, wd);
     let u = transform_weight(w, cin, cout);
-    let padded = pad_pixel_major(
-        x,
-        [n, cin, h, wd],
-        1,
-        [2 * tiling.th + 2, 2 * tiling.tw + 2],
-    );
     let mut out = vec![0f32; n * cout * h * wd];
     let (mut v, mut m) = (Vec::new(), Vec::new());
     for rows in tiling.chunks(cin.max(cout)) {
         let tiles = rows.len() * tiling.tw;
         v.resize(tiles * XI * cin, 0.0);
         m.resize(tiles * XI * cout, 0.0);
-        transform_input(&padded, tiling, cin, rows.clone(), &mut v);
+        transform_input(x, tiling, cin, rows.clone(), &mut v);
         // M_ξ[tiles, cout] = V_ξ[tiles, cin] · U_ξ[cout, cin]ᵀ, the sixteen products side by
         // side (one thread each beats splitting every product: they are short).
         m.par_chunks_mut(tiles * cout)
@@ -400,21 +417,14 @@ pub fn input_grad(dy: &[f32], w: &[f32], [n, cin, h, wd]: [usize; 4], cout: usiz
 /// Weight gradient: `dU_ξ[cout, cin] = Σ_tiles dM_ξᵀ · V_ξ`, then `dg = Gᵀ dU G`.
 pub fn weight_grad(dy: &[f32], x: &[f32], [n, cin, h, wd]: [usize; 4], cout: usize) -> Vec<f32> {
     let tiling = Tiling::new(n, h, wd);
-    let padded = pad_pixel_major(
-        x,
-        [n, cin, h, wd],
-        1,
-        [2 * tiling.th + 2, 2 * tiling.tw + 2],
-    );
-    let dyp = pad_pixel_major(dy, [n, cout, h, wd], 0, [2 * tiling.th, 2 * tiling.tw]);
     let mut du = vec![0f32; XI * cout * cin]; // [16, cout, cin]
     let (mut v, mut dm) = (Vec::new(), Vec::new());
     for rows in tiling.chunks(cin.max(cout)) {
         let tiles = rows.len() * tiling.tw;
         v.resize(tiles * XI * cin, 0.0);
         dm.resize(tiles * XI * cout, 0.0);
-        transform_input(&padded, tiling, cin, rows.clone(), &mut v);
-        transform_output_grad(&dyp, tiling, cout, rows.clone(), &mut dm);
+        transform_input(x, tiling, cin, rows.clone(), &mut v);
+        transform_output_grad(dy, tiling, cout, rows.clone(), &mut dm);
         // dU_ξ[cout, cin] += dM_ξ[tiles, cout]ᵀ · V_ξ[tiles, cin]
         du.par_chunks_mut(cout * cin)
             .enumerate()
