@@ -252,6 +252,9 @@ enum Impl {
     Direct,
     Gemm,
     Winograd,
+    /// F(4×4, 3×3) for the forward pass and the input gradient (F(2×2, 3×3) for the weight
+    /// gradient).
+    Winograd4,
 }
 
 /// Which implementation runs each of an op's three kernels.
@@ -276,6 +279,9 @@ impl Plan {
 /// short to beat im2col's (measured at the paper widths, batch 2: 8×8 planes lose, 16×16 win).
 /// Its gradients win on the 8×8 planes too.
 pub const WINOGRAD_MIN_TILES: usize = 128;
+/// F(4×4, 3×3) has one product row per 4×4 tile: it beats F(2×2, 3×3) from this many
+/// (measured at the paper widths, batch 2: the 64×64 and 128×128 planes).
+pub const WINOGRAD4_MIN_TILES: usize = 512;
 /// Winograd needs at least this many channels on both sides: its transforms cost O(channels)
 /// per tile against O(channels²) for the products.
 pub const WINOGRAD_MIN_CHANNELS: usize = 64;
@@ -299,13 +305,19 @@ fn resolve(path: Path, kind: Kind, [n, cin, h, w]: [usize; 4], cout: usize) -> O
         Path::Auto if out_plane >= DIRECT_MIN_PLANE && cin * cout <= DIRECT_MAX => Impl::Direct,
         Path::Auto if kind == Kind::Conv3x3 && cin.min(cout) >= WINOGRAD_MIN_CHANNELS => {
             let tiles = n * h.div_ceil(2) * w.div_ceil(2);
-            return Some(Plan {
-                forward: if tiles >= WINOGRAD_MIN_TILES {
-                    Impl::Winograd
-                } else {
-                    Impl::Gemm
-                },
-                ..Plan::all(Impl::Winograd)
+            let tiles4 = n * h.div_ceil(4) * w.div_ceil(4);
+            return Some(if tiles4 >= WINOGRAD4_MIN_TILES {
+                Plan {
+                    weight_grad: Impl::Winograd,
+                    ..Plan::all(Impl::Winograd4)
+                }
+            } else if tiles >= WINOGRAD_MIN_TILES {
+                Plan::all(Impl::Winograd)
+            } else {
+                Plan {
+                    forward: Impl::Gemm,
+                    ..Plan::all(Impl::Winograd)
+                }
             });
         }
         Path::Auto => Impl::Gemm,
@@ -347,12 +359,17 @@ fn table(kind: Kind, imp: Impl) -> Kernels {
             input_grad: winograd::input_grad,
             weight_grad: winograd::weight_grad,
         },
+        (Kind::Conv3x3, Impl::Winograd4) => Kernels {
+            forward: winograd::forward_f4,
+            input_grad: winograd::input_grad_f4,
+            weight_grad: winograd::weight_grad,
+        },
         (Kind::Up2x2, Impl::Direct) => Kernels {
             forward: direct::up_forward,
             input_grad: direct::up_input_grad,
             weight_grad: direct::up_weight_grad,
         },
-        (Kind::Up2x2, Impl::Gemm | Impl::Winograd) => Kernels {
+        (Kind::Up2x2, Impl::Gemm | Impl::Winograd | Impl::Winograd4) => Kernels {
             forward: gemm::up_forward,
             input_grad: gemm::up_input_grad,
             weight_grad: gemm::up_weight_grad,
@@ -950,6 +967,8 @@ mod tests {
     fn mixed_plans_match_the_generic_convolution() {
         // im2col's forward with Winograd's gradients.
         check(Path::Auto, 1, 128, 64, 8, 8);
+        // F(4×4, 3×3) forward and input gradient with F(2×2, 3×3)'s weight gradient.
+        check(Path::Auto, 2, 64, 64, 64, 64);
     }
 
     #[test]
@@ -1050,8 +1069,16 @@ mod tests {
         assert_eq!(conv([2, 1, 128, 128], 64), all(Impl::Direct));
         assert_eq!(conv([2, 32, 32, 32], 64), all(Impl::Gemm));
         assert_eq!(conv([8, 48, 16, 16], 48), all(Impl::Gemm));
-        // Paper widths: Winograd on the wide layers, except the forward on the 8×8 planes.
-        assert_eq!(conv([2, 128, 64, 64], 64), all(Impl::Winograd));
+        // Paper widths: Winograd on the wide layers, F(4×4, 3×3) on the large planes, and
+        // im2col's forward on the 8×8 planes.
+        assert_eq!(
+            conv([2, 128, 64, 64], 64),
+            Some(Plan {
+                weight_grad: Impl::Winograd,
+                ..Plan::all(Impl::Winograd4)
+            })
+        );
+        assert_eq!(conv([2, 256, 32, 32], 128), all(Impl::Winograd));
         assert_eq!(conv([2, 1024, 16, 16], 512), all(Impl::Winograd));
         assert_eq!(
             conv([2, 1024, 8, 8], 1024),
