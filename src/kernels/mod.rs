@@ -5,10 +5,13 @@
 //! Burn 0.21's Flex backend runs a convolution as tiled im2col + single-threaded GEMM tiles and
 //! computes the backward pass with Burn's generic rules (the weight gradient as a convolution
 //! over swapped batch/channel dimensions), which spends its time moving data (BENCHMARKS.md).
-//! Two implementations replace it, each chosen where it measured fastest ([`Path::Auto`]):
+//! Three implementations replace it, each chosen per kernel where it measured fastest
+//! ([`Path::Auto`], measured with `examples/conv_kernels.rs`):
 //! - [`direct`]: row-wise kernels for long rows and few channels (the narrow layers);
 //! - [`gemm`]: pixel-major im2col + multithreaded matrix products, forward and backward (the
-//!   wide layers and the small planes).
+//!   other layers under 64 channels, and the forward pass on small planes);
+//! - [`winograd`]: Winograd F(2×2, 3×3) and F(4×4, 3×3) minimal filtering, forward and
+//!   backward, for the layers with 64 channels or more (the paper widths).
 //!
 //! The ops form a backend extension: [`KernelBackend`] is implemented for Flex (forward), for
 //! `Autodiff<Flex>` (forward + the custom backward registered on Burn's autodiff graph) and,
@@ -37,15 +40,17 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// Which implementation runs a convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Path {
-    /// The fastest measured for the shape: [`Path::Direct`] for planes of at least
-    /// [`DIRECT_MIN_PLANE`] pixels and `cin · cout` up to [`DIRECT_MAX`], [`Path::Gemm`]
-    /// otherwise (BENCHMARKS.md).
+    /// The fastest measured for the shape, kernel by kernel: [`Path::Direct`] for planes of
+    /// at least [`DIRECT_MIN_PLANE`] pixels and `cin · cout` up to [`DIRECT_MAX`]; Winograd
+    /// for 3×3 layers with [`WINOGRAD_MIN_CHANNELS`] channels or more (F(4×4, 3×3) from
+    /// [`WINOGRAD4_MIN_TILES`] 4×4 tiles, im2col's forward below [`WINOGRAD_MIN_TILES`] 2×2
+    /// tiles); [`Path::Gemm`] otherwise (BENCHMARKS.md).
     Auto,
     /// The row-wise kernels of [`direct`].
     Direct,
     /// The im2col + GEMM kernels of [`gemm`].
     Gemm,
-    /// The Winograd F(2×2, 3×3) kernels of [`winograd`] for the 3×3 convolution (the other
+    /// The Winograd F(2×2, 3×3) kernels of [`winograd`] for every 3×3 convolution (the other
     /// ops as [`Path::Gemm`]).
     Winograd,
     /// Burn's own convolution and generic backward (the reference the tests compare with).
