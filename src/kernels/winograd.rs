@@ -49,10 +49,6 @@ struct Tiling {
 }
 
 impl Tiling {
-    fn new(n: usize, h: usize, w: usize) -> Self {
-        Self::with_side(n, h, w, 2)
-    }
-
     fn with_side(n: usize, h: usize, w: usize, side: usize) -> Self {
         Self {
             n,
@@ -377,50 +373,89 @@ fn strided_transposed(buf: &[f32], xi: usize, c: usize, positions: usize) -> Vie
 
 /// 3×3 convolution (stride 1, zero padding 1) with bias: `x` `[n, cin, h, w]`, `w`
 /// `[cout, cin, 3, 3]` → `[n, cout, h, w]`.
-pub fn forward(
+pub fn forward(x: &[f32], w: &[f32], bias: &[f32], dims: [usize; 4], cout: usize) -> Vec<f32> {
+    convolve(&F2, x, w, bias, dims, cout)
+}
+
+/// A Winograd tiling: output tile side, transformed values per tile, and its transforms.
+struct Scheme {
+    side: usize,
+    positions: usize,
+    weight: fn(&[f32], usize, usize) -> Vec<f32>,
+    input: fn(&[f32], Tiling, usize, Range<usize>, &mut [f32]),
+    output: fn(&[f32], &[f32], Tiling, usize, Range<usize>, &mut [f32]),
+}
+
+/// F(2×2, 3×3).
+const F2: Scheme = Scheme {
+    side: 2,
+    positions: XI,
+    weight: transform_weight,
+    input: transform_input,
+    output: transform_output,
+};
+
+/// F(4×4, 3×3).
+const F4: Scheme = Scheme {
+    side: 4,
+    positions: f4::XI,
+    weight: transform_weight_f4,
+    input: transform_input_f4,
+    output: transform_output_f4,
+};
+
+/// The forward convolution with `scheme`'s tiling.
+fn convolve(
+    scheme: &Scheme,
     x: &[f32],
     w: &[f32],
     bias: &[f32],
     [n, cin, h, wd]: [usize; 4],
     cout: usize,
 ) -> Vec<f32> {
-    let tiling = Tiling::new(n, h, wd);
-    let u = transform_weight(w, cin, cout);
+    let positions = scheme.positions;
+    let tiling = Tiling::with_side(n, h, wd, scheme.side);
+    let u = (scheme.weight)(w, cin, cout);
     let mut out = vec![0f32; n * cout * h * wd];
     let (mut v, mut m) = (Vec::new(), Vec::new());
-    for rows in tiling.chunks(XI * cin.max(cout)) {
+    for rows in tiling.chunks(positions * cin.max(cout)) {
         let tiles = rows.len() * tiling.tw;
-        v.resize(tiles * XI * cin, 0.0);
-        m.resize(tiles * XI * cout, 0.0);
-        transform_input(x, tiling, cin, rows.clone(), &mut v);
-        // M_ξ[tiles, cout] = V_ξ[tiles, cin] · U_ξ[cout, cin]ᵀ, the sixteen products side by
-        // side (one thread each beats splitting every product: they are short).
+        v.resize(tiles * positions * cin, 0.0);
+        m.resize(tiles * positions * cout, 0.0);
+        (scheme.input)(x, tiling, cin, rows.clone(), &mut v);
+        // M_ξ[tiles, cout] = V_ξ[tiles, cin] · U_ξ[cout, cin]ᵀ, the products side by side
+        // (one thread each beats splitting every product: they are short).
         m.par_chunks_mut(tiles * cout)
             .enumerate()
             .for_each(|(xi, m_xi)| {
                 matmul_serial(
                     m_xi,
                     [tiles, cout, cin],
-                    position(&v, xi, cin),
-                    position_transposed(&u, xi, cin),
+                    strided(&v, xi, cin, positions),
+                    strided_transposed(&u, xi, cin, positions),
                     false,
                 )
             });
-        transform_output(&m, bias, tiling, cout, rows, &mut out);
+        (scheme.output)(&m, bias, tiling, cout, rows, &mut out);
     }
     out
 }
 
 /// Input gradient: the convolution of `dy` with the kernel transposed (`cin` ↔ `cout`) and
 /// flipped in both spatial directions.
-pub fn input_grad(dy: &[f32], w: &[f32], [n, cin, h, wd]: [usize; 4], cout: usize) -> Vec<f32> {
-    forward(
-        dy,
-        &flip(w, cin, cout),
-        &vec![0.0; cin],
-        [n, cout, h, wd],
-        cin,
-    )
+pub fn input_grad(dy: &[f32], w: &[f32], dims: [usize; 4], cout: usize) -> Vec<f32> {
+    input_grad_with(&F2, dy, w, dims, cout)
+}
+
+fn input_grad_with(
+    scheme: &Scheme,
+    dy: &[f32],
+    w: &[f32],
+    [n, cin, h, wd]: [usize; 4],
+    cout: usize,
+) -> Vec<f32> {
+    let flipped = flip(w, cin, cout);
+    convolve(scheme, dy, &flipped, &vec![0.0; cin], [n, cout, h, wd], cin)
 }
 
 /// The kernel `[cout, cin, 3, 3]` transposed to `[cin, cout, 3, 3]` and flipped in both
@@ -443,7 +478,7 @@ fn flip(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
 
 /// Weight gradient: `dU_ξ[cout, cin] = Σ_tiles dM_ξᵀ · V_ξ`, then `dg = Gᵀ dU G`.
 pub fn weight_grad(dy: &[f32], x: &[f32], [n, cin, h, wd]: [usize; 4], cout: usize) -> Vec<f32> {
-    let tiling = Tiling::new(n, h, wd);
+    let tiling = Tiling::with_side(n, h, wd, 2);
     let mut du = vec![0f32; XI * cout * cin]; // [16, cout, cin]
     let (mut v, mut dm) = (Vec::new(), Vec::new());
     for rows in tiling.chunks(XI * cin.max(cout)) {
@@ -632,48 +667,13 @@ fn transform_output_f4(
 }
 
 /// [`forward`] with F(4×4, 3×3).
-pub fn forward_f4(
-    x: &[f32],
-    w: &[f32],
-    bias: &[f32],
-    [n, cin, h, wd]: [usize; 4],
-    cout: usize,
-) -> Vec<f32> {
-    let tiling = Tiling::with_side(n, h, wd, 4);
-    let u = transform_weight_f4(w, cin, cout);
-    let mut out = vec![0f32; n * cout * h * wd];
-    let (mut v, mut m) = (Vec::new(), Vec::new());
-    for rows in tiling.chunks(f4::XI * cin.max(cout)) {
-        let tiles = rows.len() * tiling.tw;
-        v.resize(tiles * f4::XI * cin, 0.0);
-        m.resize(tiles * f4::XI * cout, 0.0);
-        transform_input_f4(x, tiling, cin, rows.clone(), &mut v);
-        // M_ξ[tiles, cout] = V_ξ[tiles, cin] · U_ξ[cout, cin]ᵀ, one thread per product.
-        m.par_chunks_mut(tiles * cout)
-            .enumerate()
-            .for_each(|(xi, m_xi)| {
-                matmul_serial(
-                    m_xi,
-                    [tiles, cout, cin],
-                    strided(&v, xi, cin, f4::XI),
-                    strided_transposed(&u, xi, cin, f4::XI),
-                    false,
-                )
-            });
-        transform_output_f4(&m, bias, tiling, cout, rows, &mut out);
-    }
-    out
+pub fn forward_f4(x: &[f32], w: &[f32], bias: &[f32], dims: [usize; 4], cout: usize) -> Vec<f32> {
+    convolve(&F4, x, w, bias, dims, cout)
 }
 
 /// [`input_grad`] with F(4×4, 3×3).
-pub fn input_grad_f4(dy: &[f32], w: &[f32], [n, cin, h, wd]: [usize; 4], cout: usize) -> Vec<f32> {
-    forward_f4(
-        dy,
-        &flip(w, cin, cout),
-        &vec![0.0; cin],
-        [n, cout, h, wd],
-        cin,
-    )
+pub fn input_grad_f4(dy: &[f32], w: &[f32], dims: [usize; 4], cout: usize) -> Vec<f32> {
+    input_grad_with(&F4, dy, w, dims, cout)
 }
 
 #[cfg(test)]
