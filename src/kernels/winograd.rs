@@ -254,16 +254,15 @@ fn transform_output(
     rows: Range<usize>,
     out: &mut [f32],
 ) {
-    let Tiling { h, w, th, tw, .. } = tiling;
-    assert_eq!(out.len(), tiling.n * c * h * w, "output size");
-    let shared = SharedOut(out.as_mut_ptr());
+    let Tiling { w, tw, .. } = tiling;
     let tiles = rows.len() * tw;
-    (0..rows.len()).into_par_iter().for_each_init(
-        || (vec![0f32; 8 * c], vec![0f32; 2 * w * c]),
-        |(s, local), k| {
-            let _ = &shared;
-            let (b, ty) = ((rows.start + k) / th, (rows.start + k) % th);
-            let pixel_rows = (h - 2 * ty).min(2);
+    write_tile_rows(
+        out,
+        tiling,
+        [2, c],
+        rows,
+        || vec![0f32; 8 * c],
+        |s, local, k, pixel_rows| {
             for tx in 0..tw {
                 let tile = k * tw + tx;
                 let at = |i: usize, j: usize| &m[((i * 4 + j) * tiles + tile) * c..][..c];
@@ -297,11 +296,37 @@ fn transform_output(
                     }
                 }
             }
+        },
+    );
+}
+
+/// The output side of both tilings: in parallel over the tile rows `rows`, `fill(scratch,
+/// local, k, pixel_rows)` assembles the `k`-th tile row's output rows pixel-major in `local`
+/// `[side, w, c]` (`pixel_rows` of them inside the plane), which are then transposed into
+/// every channel's rows of the NCHW `out` `[n, c, h, w]`.
+fn write_tile_rows<S>(
+    out: &mut [f32],
+    tiling: Tiling,
+    [side, c]: [usize; 2],
+    rows: Range<usize>,
+    scratch: impl Fn() -> S + Send + Sync,
+    fill: impl Fn(&mut S, &mut [f32], usize, usize) + Send + Sync,
+) {
+    let Tiling { h, w, th, .. } = tiling;
+    assert_eq!(out.len(), tiling.n * c * h * w, "output size");
+    let shared = SharedOut(out.as_mut_ptr());
+    (0..rows.len()).into_par_iter().for_each_init(
+        || (scratch(), vec![0f32; side * w * c]),
+        |(s, local), k| {
+            let _ = &shared;
+            let (b, ty) = ((rows.start + k) / th, (rows.start + k) % th);
+            let pixel_rows = (h - side * ty).min(side);
+            fill(s, local, k, pixel_rows);
             for i in 0..pixel_rows {
-                // SAFETY: row 2·ty + i of every channel of image b lies inside `out` (size
+                // SAFETY: row side·ty + i of every channel of image b lies inside `out` (size
                 // checked above) and only this tile row's task writes it.
                 unsafe {
-                    let dst = shared.0.add((b * c * h + 2 * ty + i) * w);
+                    let dst = shared.0.add((b * c * h + side * ty + i) * w);
                     transpose_into(&local[i * w * c..][..w * c], c, [w, c], dst, h * w);
                 }
             }
@@ -622,16 +647,15 @@ fn transform_output_f4(
     rows: Range<usize>,
     out: &mut [f32],
 ) {
-    let Tiling { h, w, th, tw, .. } = tiling;
-    assert_eq!(out.len(), tiling.n * c * h * w, "output size");
-    let shared = SharedOut(out.as_mut_ptr());
+    let Tiling { w, tw, .. } = tiling;
     let tiles = rows.len() * tw;
-    (0..rows.len()).into_par_iter().for_each_init(
-        || (vec![0f32; 24 * c], vec![0f32; 4 * w * c], vec![0f32; c]),
-        |(s, local, y), k| {
-            let _ = &shared;
-            let (b, ty) = ((rows.start + k) / th, (rows.start + k) % th);
-            let pixel_rows = (h - 4 * ty).min(4);
+    write_tile_rows(
+        out,
+        tiling,
+        [4, c],
+        rows,
+        || (vec![0f32; 24 * c], vec![0f32; c]),
+        |(s, y), local, k, pixel_rows| {
             for tx in 0..tw {
                 let tile = k * tw + tx;
                 let at = |i: usize, j: usize| &m[((i * 6 + j) * tiles + tile) * c..][..c];
@@ -652,14 +676,6 @@ fn transform_output_f4(
                             *d = v + b;
                         }
                     }
-                }
-            }
-            for i in 0..pixel_rows {
-                // SAFETY: row 4·ty + i of every channel of image b lies inside `out` (size
-                // checked above) and only this tile row's task writes it.
-                unsafe {
-                    let dst = shared.0.add((b * c * h + 4 * ty + i) * w);
-                    transpose_into(&local[i * w * c..][..w * c], c, [w, c], dst, h * w);
                 }
             }
         },
