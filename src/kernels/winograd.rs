@@ -96,77 +96,88 @@ fn quarters(block: &mut [f32], c: usize) -> [&mut [f32]; 4] {
     [a, b, d, &mut e[..c]]
 }
 
+/// Kernel transform `G` of F(2×2, 3×3).
+const G2: [[f32; 3]; 4] = [
+    [1.0, 0.0, 0.0],
+    [0.5, 0.5, 0.5],
+    [0.5, -0.5, 0.5],
+    [0.0, 0.0, 1.0],
+];
+
 /// `U = G g Gᵀ` for every channel pair, as `[cout, 16, cin]`.
 fn transform_weight(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
-    let mut u = vec![0f32; cout * XI * cin];
-    u.par_chunks_mut(XI * cin)
+    transform_weight_with(&G2, w, cin, cout)
+}
+
+/// `U = G g Gᵀ` (`R × R`) for every channel pair, as `[cout, R·R, cin]`: per output channel,
+/// the nine taps as vectors over input channels, then each `U` row as a combination of them
+/// (element-wise loops; computing channel pair by channel pair and transposing was 3× slower
+/// and, on the deepest layers, cost two thirds of the products' time).
+fn transform_weight_with<const R: usize>(
+    g: &[[f32; 3]; R],
+    w: &[f32],
+    cin: usize,
+    cout: usize,
+) -> Vec<f32> {
+    let mut u = vec![0f32; cout * R * R * cin];
+    u.par_chunks_mut(R * R * cin)
         .zip(w.par_chunks(9 * cin))
         .for_each_init(
-            || vec![0f32; cin * XI],
-            |local, (uc, wc)| {
-                // Per channel pair first ([cin, 16], sequential writes), then transposed:
-                // sixteen writes 4·cin bytes apart would alias in the L1 cache.
-                for (g, ut) in wc.chunks_exact(9).zip(local.chunks_exact_mut(XI)) {
-                    // G g: [4, 3], along the kernel's rows.
-                    let mut gg = [[0f32; 3]; 4];
-                    for c in 0..3 {
-                        let (a, b, d) = (g[c], g[3 + c], g[6 + c]);
-                        gg[0][c] = a;
-                        gg[1][c] = 0.5 * (a + b + d);
-                        gg[2][c] = 0.5 * (a - b + d);
-                        gg[3][c] = d;
-                    }
-                    // (G g) Gᵀ: [4, 4], along its columns.
-                    for (i, [a, b, d]) in gg.into_iter().enumerate() {
-                        ut[i * 4..][..4].copy_from_slice(&[
-                            a,
-                            0.5 * (a + b + d),
-                            0.5 * (a - b + d),
-                            d,
-                        ]);
+            || (vec![0f32; 9 * cin], vec![0f32; R * 3 * cin]),
+            |(taps, gk), (uc, wc)| {
+                // [cin, 9] → [9, cin].
+                // SAFETY: `taps` holds 9 rows of cin values, the block written.
+                unsafe { transpose_into(wc, 9, [cin, 9], taps.as_mut_ptr(), cin) };
+                let tap = |a: usize, b: usize| &taps[(a * 3 + b) * cin..][..cin];
+                // G g: gk[i, b] = Σ_a G[i, a] g[a, b].
+                for (i, coef) in g.iter().enumerate() {
+                    for b in 0..3 {
+                        combine(
+                            coef,
+                            [tap(0, b), tap(1, b), tap(2, b)],
+                            &mut gk[(i * 3 + b) * cin..][..cin],
+                        );
                     }
                 }
-                // SAFETY: `uc` holds 16 rows of cin values, the block written.
-                unsafe { transpose_into(local, XI, [cin, XI], uc.as_mut_ptr(), cin) };
+                // (G g) Gᵀ: U[i, j] = Σ_b G[j, b] gk[i, b].
+                for i in 0..R {
+                    let row: [&[f32]; 3] = std::array::from_fn(|b| &gk[(i * 3 + b) * cin..][..cin]);
+                    for (j, coef) in g.iter().enumerate() {
+                        combine(coef, row, &mut uc[(i * R + j) * cin..][..cin]);
+                    }
+                }
             },
         );
     u
 }
 
-/// `dg = Gᵀ dU G` for every channel pair: `[16, cout, cin]` → `[cout, cin, 3, 3]`.
+/// `dg = Gᵀ dU G` for every channel pair: `[16, cout, cin]` → `[cout, cin, 3, 3]`, vectorised
+/// over input channels as in [`transform_weight_with`].
 fn weight_from_transformed(du: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    // The columns of G: gt[a][i] = G[i][a].
+    let gt: [[f32; 4]; 3] = std::array::from_fn(|a| std::array::from_fn(|i| G2[i][a]));
     let mut dw = vec![0f32; cout * cin * 9];
     dw.par_chunks_mut(9 * cin).enumerate().for_each_init(
-        || vec![0f32; cin * XI],
-        |local, (co, dwc)| {
-            // The sixteen `[cin]` rows of this output channel as `[cin, 16]` first.
-            // SAFETY: `local` holds cin rows of 16 values, the block written.
-            unsafe {
-                transpose_into(
-                    &du[co * cin..],
-                    cout * cin,
-                    [XI, cin],
-                    local.as_mut_ptr(),
-                    XI,
-                )
-            };
-            for (dg, ut) in dwc.chunks_exact_mut(9).zip(local.chunks_exact(XI)) {
-                let at = |i: usize, j: usize| ut[i * 4 + j];
-                // Gᵀ dU: [3, 4], along dU's rows.
-                let mut p = [[0f32; 4]; 3];
+        || (vec![0f32; 12 * cin], vec![0f32; 9 * cin]),
+        |(p, taps), (co, dwc)| {
+            let du_at = |i: usize, j: usize| &du[((i * 4 + j) * cout + co) * cin..][..cin];
+            // Gᵀ dU: p[a, j] = Σ_i G[i, a] dU[i, j].
+            for (a, coef) in gt.iter().enumerate() {
                 for j in 0..4 {
-                    let (u0, u1, u2, u3) = (at(0, j), at(1, j), at(2, j), at(3, j));
-                    p[0][j] = u0 + 0.5 * (u1 + u2);
-                    p[1][j] = 0.5 * (u1 - u2);
-                    p[2][j] = 0.5 * (u1 + u2) + u3;
-                }
-                // (Gᵀ dU) G: [3, 3], along its columns.
-                for (a, [u0, u1, u2, u3]) in p.into_iter().enumerate() {
-                    dg[a * 3] = u0 + 0.5 * (u1 + u2);
-                    dg[a * 3 + 1] = 0.5 * (u1 - u2);
-                    dg[a * 3 + 2] = 0.5 * (u1 + u2) + u3;
+                    let col = [du_at(0, j), du_at(1, j), du_at(2, j), du_at(3, j)];
+                    combine(coef, col, &mut p[(a * 4 + j) * cin..][..cin]);
                 }
             }
+            // (Gᵀ dU) G: dg[a, b] = Σ_j G[j, b] p[a, j].
+            for a in 0..3 {
+                let row: [&[f32]; 4] = std::array::from_fn(|j| &p[(a * 4 + j) * cin..][..cin]);
+                for (b, coef) in gt.iter().enumerate() {
+                    combine(coef, row, &mut taps[(a * 3 + b) * cin..][..cin]);
+                }
+            }
+            // [9, cin] → [cin, 9].
+            // SAFETY: `dwc` holds cin rows of 9 values, the block written.
+            unsafe { transpose_into(taps, cin, [9, cin], dwc.as_mut_ptr(), 9) };
         },
     );
     dw
@@ -185,12 +196,15 @@ fn gather_rows(
     local: &mut [f32],
 ) {
     let (h, w) = (tiling.h, tiling.w);
-    local.fill(0.0);
     for (r, row) in local.chunks_exact_mut(pw * c).enumerate() {
         let i = first + r as isize;
         if i < 0 || i >= h as isize {
+            row.fill(0.0);
             continue;
         }
+        // Only the padding columns need zeros; the rest is overwritten.
+        row[..offset * c].fill(0.0);
+        row[(offset + w) * c..].fill(0.0);
         let src = &x[(b * c * h + i as usize) * w..];
         let dst = &mut row[offset * c..][..w * c];
         // SAFETY: `dst` holds w pixels of c values, the block written.
@@ -577,32 +591,7 @@ fn combine<const K: usize>(coef: &[f32; K], inputs: [&[f32]; K], out: &mut [f32]
 
 /// `U = G g Gᵀ` (6×6) for every channel pair, as `[cout, 36, cin]`.
 fn transform_weight_f4(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
-    let mut u = vec![0f32; cout * f4::XI * cin];
-    u.par_chunks_mut(f4::XI * cin)
-        .zip(w.par_chunks(9 * cin))
-        .for_each_init(
-            || vec![0f32; cin * f4::XI],
-            |local, (uc, wc)| {
-                for (g, ut) in wc.chunks_exact(9).zip(local.chunks_exact_mut(f4::XI)) {
-                    // G g: [6, 3].
-                    let mut gg = [[0f32; 3]; 6];
-                    for (row, coef) in gg.iter_mut().zip(&f4::G) {
-                        for (c, v) in row.iter_mut().enumerate() {
-                            *v = coef[0] * g[c] + coef[1] * g[3 + c] + coef[2] * g[6 + c];
-                        }
-                    }
-                    // (G g) Gᵀ: [6, 6].
-                    for (i, row) in gg.iter().enumerate() {
-                        for (j, coef) in f4::G.iter().enumerate() {
-                            ut[i * 6 + j] = coef[0] * row[0] + coef[1] * row[1] + coef[2] * row[2];
-                        }
-                    }
-                }
-                // SAFETY: `uc` holds 36 rows of cin values, the block written.
-                unsafe { transpose_into(local, f4::XI, [cin, f4::XI], uc.as_mut_ptr(), cin) };
-            },
-        );
-    u
+    transform_weight_with(&f4::G, w, cin, cout)
 }
 
 /// `V = Bᵀ d B` (6×6 tiles at a stride of 4) for the tiles of tile rows `rows`, from the NCHW
