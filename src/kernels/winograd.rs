@@ -212,6 +212,33 @@ fn gather_rows(
     }
 }
 
+/// The input rows a tile row reads: `side + 2` rows from `side · ty − 1` (zero padding 1),
+/// pixel-major in `window` `[side + 2, pw, c]`. Consecutive tile rows share two rows: when the
+/// window last held tile row `ty − 1` of the same image, those two are moved up and only
+/// `side` new rows are gathered (halving the gathering for F(2×2, 3×3), whose windows overlap
+/// by half).
+#[allow(clippy::too_many_arguments)]
+fn gather_window(
+    x: &[f32],
+    tiling: Tiling,
+    c: usize,
+    side: usize,
+    (b, ty): (usize, usize),
+    pw: usize,
+    window: &mut [f32],
+    last: &mut Option<(usize, usize)>,
+) {
+    let row = pw * c;
+    if ty > 0 && *last == Some((b, ty - 1)) {
+        window.copy_within(side * row.., 0);
+        let first = (side * ty + 1) as isize;
+        gather_rows(x, tiling, c, (b, first), 1, pw, &mut window[2 * row..]);
+    } else {
+        gather_rows(x, tiling, c, (b, (side * ty) as isize - 1), 1, pw, window);
+    }
+    *last = Some((b, ty));
+}
+
 /// `V = Bᵀ d B` for the tiles of tile rows `rows`, from the NCHW input `[n, c, h, w]` (zero
 /// padding 1), into `v` `[tiles, 16, c]`.
 fn transform_input(x: &[f32], tiling: Tiling, c: usize, rows: Range<usize>, v: &mut [f32]) {
@@ -219,10 +246,10 @@ fn transform_input(x: &[f32], tiling: Tiling, c: usize, rows: Range<usize>, v: &
     v.par_chunks_mut(tiling.tw * XI * c)
         .enumerate()
         .for_each_init(
-            || (vec![0f32; 4 * pw * c], vec![0f32; XI * c]),
-            |(local, db), (k, vrow)| {
+            || (vec![0f32; 4 * pw * c], vec![0f32; XI * c], None),
+            |(local, db, last), (k, vrow)| {
                 let (b, ty) = ((rows.start + k) / tiling.th, (rows.start + k) % tiling.th);
-                gather_rows(x, tiling, c, (b, 2 * ty as isize - 1), 1, pw, local);
+                gather_window(x, tiling, c, 2, (b, ty), pw, local, last);
                 for (tx, vt) in vrow.chunks_exact_mut(XI * c).enumerate() {
                     // d B, along each of the tile's four rows: db[r, j].
                     for (r, dbr) in db.chunks_exact_mut(4 * c).enumerate() {
@@ -601,10 +628,10 @@ fn transform_input_f4(x: &[f32], tiling: Tiling, c: usize, rows: Range<usize>, v
     v.par_chunks_mut(tiling.tw * f4::XI * c)
         .enumerate()
         .for_each_init(
-            || (vec![0f32; 6 * pw * c], vec![0f32; f4::XI * c]),
-            |(local, db), (k, vrow)| {
+            || (vec![0f32; 6 * pw * c], vec![0f32; f4::XI * c], None),
+            |(local, db, last), (k, vrow)| {
                 let (b, ty) = ((rows.start + k) / tiling.th, (rows.start + k) % tiling.th);
-                gather_rows(x, tiling, c, (b, 4 * ty as isize - 1), 1, pw, local);
+                gather_window(x, tiling, c, 4, (b, ty), pw, local, last);
                 for (tx, vt) in vrow.chunks_exact_mut(f4::XI * c).enumerate() {
                     // d B, along each of the tile's six rows: db[r, j].
                     for (r, dbr) in db.chunks_exact_mut(6 * c).enumerate() {
