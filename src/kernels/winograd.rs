@@ -483,28 +483,48 @@ fn convolve(
     let tiling = Tiling::with_side(n, h, wd, scheme.side);
     let u = (scheme.weight)(w, cin, cout);
     let mut out = vec![0f32; n * cout * h * wd];
-    let (mut v, mut m) = (Vec::new(), Vec::new());
     for rows in tiling.chunks(positions * cin.max(cout)) {
         let tiles = rows.len() * tiling.tw;
-        v.resize(tiles * positions * cin, 0.0);
-        m.resize(tiles * positions * cout, 0.0);
-        (scheme.input)(x, tiling, cin, rows.clone(), &mut v);
-        // M_ξ[tiles, cout] = V_ξ[tiles, cin] · U_ξ[cout, cin]ᵀ, the products side by side
-        // (one thread each beats splitting every product: they are short).
-        m.par_chunks_mut(tiles * cout)
-            .enumerate()
-            .for_each(|(xi, m_xi)| {
-                matmul_serial(
-                    m_xi,
-                    [tiles, cout, cin],
-                    strided(&v, xi, cin, positions),
-                    strided_transposed(&u, xi, cin, positions),
-                    false,
-                )
-            });
-        (scheme.output)(&m, bias, tiling, cout, rows, &mut out);
+        let lens = [tiles * positions * cin, tiles * positions * cout];
+        with_scratch(lens, |v, m| {
+            (scheme.input)(x, tiling, cin, rows.clone(), v);
+            // M_ξ[tiles, cout] = V_ξ[tiles, cin] · U_ξ[cout, cin]ᵀ, the products side by side
+            // (one thread each beats splitting every product: they are short).
+            m.par_chunks_mut(tiles * cout)
+                .enumerate()
+                .for_each(|(xi, m_xi)| {
+                    matmul_serial(
+                        m_xi,
+                        [tiles, cout, cin],
+                        strided(v, xi, cin, positions),
+                        strided_transposed(&u, xi, cin, positions),
+                        false,
+                    )
+                });
+            (scheme.output)(m, bias, tiling, cout, rows, &mut out);
+        });
     }
     out
+}
+
+thread_local! {
+    /// A chunk's transformed tiles and products, kept between calls: fresh buffers cost a
+    /// zeroing pass (or page faults) every call.
+    static SCRATCH: std::cell::RefCell<[Vec<f32>; 2]> =
+        const { std::cell::RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+/// Runs `f` on two scratch buffers of the given lengths (contents unspecified).
+fn with_scratch<R>([a, b]: [usize; 2], f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let [va, vb] = &mut *s.borrow_mut();
+        for (buf, len) in [(&mut *va, a), (&mut *vb, b)] {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+        }
+        f(&mut va[..a], &mut vb[..b])
+    })
 }
 
 /// Input gradient: the convolution of `dy` with the kernel transposed (`cin` ↔ `cout`) and
@@ -546,25 +566,24 @@ fn flip(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
 pub fn weight_grad(dy: &[f32], x: &[f32], [n, cin, h, wd]: [usize; 4], cout: usize) -> Vec<f32> {
     let tiling = Tiling::with_side(n, h, wd, 2);
     let mut du = vec![0f32; XI * cout * cin]; // [16, cout, cin]
-    let (mut v, mut dm) = (Vec::new(), Vec::new());
     for rows in tiling.chunks(XI * cin.max(cout)) {
         let tiles = rows.len() * tiling.tw;
-        v.resize(tiles * XI * cin, 0.0);
-        dm.resize(tiles * XI * cout, 0.0);
-        transform_input(x, tiling, cin, rows.clone(), &mut v);
-        transform_output_grad(dy, tiling, cout, rows.clone(), &mut dm);
-        // dU_ξ[cout, cin] += dM_ξ[tiles, cout]ᵀ · V_ξ[tiles, cin]
-        du.par_chunks_mut(cout * cin)
-            .enumerate()
-            .for_each(|(xi, du_xi)| {
-                matmul_serial(
-                    du_xi,
-                    [cout, cin, tiles],
-                    position_transposed(&dm, xi, cout),
-                    position(&v, xi, cin),
-                    rows.start > 0,
-                )
-            });
+        with_scratch([tiles * XI * cin, tiles * XI * cout], |v, dm| {
+            transform_input(x, tiling, cin, rows.clone(), v);
+            transform_output_grad(dy, tiling, cout, rows.clone(), dm);
+            // dU_ξ[cout, cin] += dM_ξ[tiles, cout]ᵀ · V_ξ[tiles, cin]
+            du.par_chunks_mut(cout * cin)
+                .enumerate()
+                .for_each(|(xi, du_xi)| {
+                    matmul_serial(
+                        du_xi,
+                        [cout, cin, tiles],
+                        position_transposed(dm, xi, cout),
+                        position(v, xi, cin),
+                        rows.start > 0,
+                    )
+                });
+        });
     }
     weight_from_transformed(&du, cin, cout)
 }
