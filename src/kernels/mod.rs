@@ -285,8 +285,8 @@ impl Plan {
 /// Its gradients win on the 8×8 planes too.
 pub const WINOGRAD_MIN_TILES: usize = 128;
 /// F(4×4, 3×3) has one product row per 4×4 tile: it beats F(2×2, 3×3) from this many
-/// (measured at the paper widths, batch 2: the 64×64 and 128×128 planes).
-pub const WINOGRAD4_MIN_TILES: usize = 512;
+/// (measured at the paper widths, batch 2: the planes from 32×32 up win, 16×16 loses).
+pub const WINOGRAD4_MIN_TILES: usize = 128;
 /// Winograd needs at least this many channels on both sides: its transforms cost O(channels)
 /// per tile against O(channels²) for the products.
 pub const WINOGRAD_MIN_CHANNELS: usize = 64;
@@ -1083,7 +1083,7 @@ mod tests {
                 ..Plan::all(Impl::Winograd4)
             })
         );
-        assert_eq!(conv([2, 256, 32, 32], 128), all(Impl::Winograd));
+        assert_eq!(conv([2, 512, 16, 16], 256), all(Impl::Winograd));
         assert_eq!(conv([2, 1024, 16, 16], 512), all(Impl::Winograd));
         assert_eq!(
             conv([2, 1024, 8, 8], 1024),
