@@ -594,7 +594,9 @@ pub fn weight_grad(dy: &[f32], x: &[f32], [n, cin, h, wd]: [usize; 4], cout: usi
 /// relative to the output there); the weight gradient sums over every tile of the batch and
 /// stays on F(2×2, 3×3).
 mod f4 {
-    /// Input transform `Bᵀ` (Lavin & Gray, 2016).
+    /// Input transform `Bᵀ` (Lavin & Gray, 2016); [`super::input_1d_f4`] applies it with the
+    /// common terms shared, and a test checks it against this matrix.
+    #[cfg(test)]
     pub const BT: [[f32; 6]; 6] = [
         [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
         [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
@@ -612,7 +614,8 @@ mod f4 {
         [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
         [0.0, 0.0, 1.0],
     ];
-    /// Output transform `Aᵀ`.
+    /// Output transform `Aᵀ`, applied by [`super::output_1d_f4`].
+    #[cfg(test)]
     pub const AT: [[f32; 6]; 4] = [
         [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
         [0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
@@ -633,6 +636,51 @@ fn combine<const K: usize>(coef: &[f32; K], inputs: [&[f32]; K], out: &mut [f32]
             }
         }
     }
+}
+
+/// `Bᵀ d` for one row or column `d` of a 6×6 tile (six channel vectors), in one pass with
+/// the common terms shared (a loop of [`combine`] per output made 17 passes).
+fn input_1d_f4(d: [&[f32]; 6], out: [&mut [f32]; 6]) {
+    let n = out[0].len();
+    let [d0, d1, d2, d3, d4, d5] = d.map(|v| &v[..n]);
+    let [o0, o1, o2, o3, o4, o5] = out.map(|v| &mut v[..n]);
+    for i in 0..n {
+        let (a0, a1, a2, a3, a4, a5) = (d0[i], d1[i], d2[i], d3[i], d4[i], d5[i]);
+        let (t1, t2) = (a4 - 4.0 * a2, a3 - 4.0 * a1);
+        let (t3, t4) = (a4 - a2, 2.0 * (a3 - a1));
+        o0[i] = 4.0 * a0 - 5.0 * a2 + a4;
+        o1[i] = t1 + t2;
+        o2[i] = t1 - t2;
+        o3[i] = t3 + t4;
+        o4[i] = t3 - t4;
+        o5[i] = 4.0 * a1 - 5.0 * a3 + a5;
+    }
+}
+
+/// `Aᵀ m` for one row or column `m` of a 6×6 transformed tile, in one pass.
+fn output_1d_f4(m: [&[f32]; 6], out: [&mut [f32]; 4]) {
+    let n = out[0].len();
+    let [m0, m1, m2, m3, m4, m5] = m.map(|v| &v[..n]);
+    let [o0, o1, o2, o3] = out.map(|v| &mut v[..n]);
+    for i in 0..n {
+        let (a, b) = (m1[i] + m2[i], m1[i] - m2[i]);
+        let (c, d) = (m3[i] + m4[i], m3[i] - m4[i]);
+        o0[i] = m0[i] + a + c;
+        o1[i] = b + 2.0 * d;
+        o2[i] = a + 4.0 * c;
+        o3[i] = b + 8.0 * d + m5[i];
+    }
+}
+
+/// `K` of the `c`-long vectors of `buf`, from the `first`-th on, `step` apart.
+fn vectors_mut<const K: usize>(
+    buf: &mut [f32],
+    c: usize,
+    first: usize,
+    step: usize,
+) -> [&mut [f32]; K] {
+    let mut it = buf.chunks_exact_mut(c).skip(first).step_by(step);
+    std::array::from_fn(|_| it.next().expect("enough vectors"))
 }
 
 /// `U = G g Gᵀ` (6×6) for every channel pair, as `[cout, 36, cin]`.
@@ -656,16 +704,12 @@ fn transform_input_f4(x: &[f32], tiling: Tiling, c: usize, rows: Range<usize>, v
                     for (r, dbr) in db.chunks_exact_mut(6 * c).enumerate() {
                         let d = &local[(r * pw + 4 * tx) * c..][..6 * c];
                         let d: [&[f32]; 6] = std::array::from_fn(|k| &d[k * c..][..c]);
-                        for (coef, out) in f4::BT.iter().zip(dbr.chunks_exact_mut(c)) {
-                            combine(coef, d, out);
-                        }
+                        input_1d_f4(d, vectors_mut(dbr, c, 0, 1));
                     }
                     // Bᵀ (d B), along each column j.
                     for j in 0..6 {
                         let col: [&[f32]; 6] = std::array::from_fn(|r| &db[(r * 6 + j) * c..][..c]);
-                        for (i, coef) in f4::BT.iter().enumerate() {
-                            combine(coef, col, &mut vt[(i * 6 + j) * c..][..c]);
-                        }
+                        input_1d_f4(col, vectors_mut(vt, c, j, 6));
                     }
                 }
             },
@@ -689,7 +733,7 @@ fn transform_output_f4(
         tiling,
         [4, c],
         rows,
-        || (vec![0f32; 24 * c], vec![0f32; c]),
+        || (vec![0f32; 24 * c], vec![0f32; 4 * c]),
         |(s, y), local, k, pixel_rows| {
             for tx in 0..tw {
                 let tile = k * tw + tx;
@@ -697,17 +741,15 @@ fn transform_output_f4(
                 // M A, along each row i: s[i, 0..4].
                 for i in 0..6 {
                     let row: [&[f32]; 6] = std::array::from_fn(|j| at(i, j));
-                    for (j, coef) in f4::AT.iter().enumerate() {
-                        combine(coef, row, &mut s[(i * 4 + j) * c..][..c]);
-                    }
+                    output_1d_f4(row, vectors_mut(&mut s[i * 4 * c..], c, 0, 1));
                 }
                 // Aᵀ (M A), along each column j, plus the bias.
                 for j in 0..4.min(w - 4 * tx) {
                     let col: [&[f32]; 6] = std::array::from_fn(|i| &s[(i * 4 + j) * c..][..c]);
-                    for (i, coef) in f4::AT.iter().enumerate().take(pixel_rows) {
-                        combine(coef, col, y);
+                    output_1d_f4(col, vectors_mut(y, c, 0, 1));
+                    for (i, yi) in y.chunks_exact(c).take(pixel_rows).enumerate() {
                         let dst = &mut local[(i * w + 4 * tx + j) * c..][..c];
-                        for ((d, &v), &b) in dst.iter_mut().zip(y.iter()).zip(bias) {
+                        for ((d, &v), &b) in dst.iter_mut().zip(yi).zip(bias) {
                             *d = v + b;
                         }
                     }
@@ -744,6 +786,28 @@ mod tests {
             .map(|(x, y)| (x - y).abs())
             .fold(0f32, f32::max)
             / scale
+    }
+
+    #[test]
+    fn f4_one_dimensional_transforms_apply_their_matrices() {
+        let d: Vec<Vec<f32>> = (0..6).map(|k| values(5, k)).collect();
+        let inputs: [&[f32]; 6] = std::array::from_fn(|k| d[k].as_slice());
+        let mut out = vec![0f32; 6 * 5];
+        input_1d_f4(inputs, vectors_mut(&mut out, 5, 0, 1));
+        for (row, o) in f4::BT.iter().zip(out.chunks_exact(5)) {
+            for (e, &got) in o.iter().enumerate() {
+                let want: f32 = row.iter().zip(&d).map(|(a, v)| a * v[e]).sum();
+                assert!((got - want).abs() <= 1e-5, "Bᵀ: {got} vs {want}");
+            }
+        }
+        let mut out = vec![0f32; 4 * 5];
+        output_1d_f4(inputs, vectors_mut(&mut out, 5, 0, 1));
+        for (row, o) in f4::AT.iter().zip(out.chunks_exact(5)) {
+            for (e, &got) in o.iter().enumerate() {
+                let want: f32 = row.iter().zip(&d).map(|(a, v)| a * v[e]).sum();
+                assert!((got - want).abs() <= 1e-5, "Aᵀ: {got} vs {want}");
+            }
+        }
     }
 
     #[test]
