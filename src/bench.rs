@@ -341,7 +341,7 @@ where
     let infer_img_s = (opts.steps * opts.batch) as f64 / t.elapsed().as_secs_f64();
 
     Ok(BenchResult {
-        backend: crate::train::backend::describe(opts.backend).0,
+        backend: crate::train::backend::describe(opts.backend, 0).0,
         widths: opts.widths.clone(),
         size: opts.size,
         batch: opts.batch,

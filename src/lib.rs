@@ -15,5 +15,6 @@ pub mod model;
 pub mod predict;
 pub mod progress;
 pub mod report;
+pub mod slurm;
 pub mod track;
 pub mod train;

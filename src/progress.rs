@@ -8,8 +8,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::train::{EpochSummary, Progress};
 
+/// A bar on a terminal, plain lines otherwise — and always plain lines with
+/// `UNET_LAB_PROGRESS=plain` (the worker processes of `--jobs` share one terminal).
 pub fn make_progress() -> Box<dyn Progress> {
-    if std::io::stderr().is_terminal() {
+    let plain = std::env::var("UNET_LAB_PROGRESS").is_ok_and(|v| v == "plain");
+    if std::io::stderr().is_terminal() && !plain {
         Box::new(BarProgress::default())
     } else {
         Box::new(LogProgress)

@@ -115,8 +115,8 @@ fn run_tracks_reports_and_rebuilds() {
             manifest.runs[0].status,
             unet_lab::track::RunStatus::Completed
         );
-        assert!(dir.join(v).join("checkpoints/seed-0/best.mpk").exists());
-        assert!(dir.join(v).join("checkpoints/seed-0/last.mpk").exists());
+        assert!(dir.join(v).join("seed-0/checkpoints/best.mpk").exists());
+        assert!(dir.join(v).join("seed-0/checkpoints/last.mpk").exists());
     }
     check_gif(&dir.join("mse/progress.gif"), 3);
 
@@ -298,7 +298,7 @@ samples = 2
         .unwrap();
     assert_eq!(m.runs[0].status, unet_lab::track::RunStatus::Completed);
     // Validation predicts whole images by overlap-tile: snapshots are 60×60, not 20×20.
-    let strip = image::open(run.join("snapshots/seed-0/epoch-0002.png")).unwrap();
+    let strip = image::open(run.join("seed-0/snapshots/epoch-0002.png")).unwrap();
     assert_eq!((strip.width(), strip.height()), (2 * 60, 60));
     assert!(run.join("overlay.png").exists() && run.join("progress.gif").exists());
 

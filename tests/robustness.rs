@@ -5,10 +5,10 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{TempDir, run_experiment, write_experiment};
-use unet_lab::track::{EpochRow, RunStatus, Tracker, VariantManifest};
+use common::{TempDir, assert_same_rows, run_experiment, write_experiment};
+use unet_lab::track::{RunLock, RunStatus, Tracker, VariantManifest};
 
 const TWO_VARIANTS: &str = r#"
 name = "crash"
@@ -25,50 +25,6 @@ samples = 2
 [grid]
 "train.optimizer" = ["adam", "sgd"]
 "#;
-
-/// The rows that must be identical across runs (timings excluded).
-fn key_values(
-    rows: &[EpochRow],
-) -> Vec<(String, u64, usize, String, f64, Option<f64>, Option<f64>)> {
-    let mut v: Vec<_> = rows
-        .iter()
-        .map(|r| {
-            (
-                r.variant.clone(),
-                r.seed,
-                r.epoch,
-                r.split.clone(),
-                r.loss,
-                r.dice,
-                r.iou,
-            )
-        })
-        .collect();
-    v.sort_by(|a, b| (&a.0, a.1, a.2, &a.3).cmp(&(&b.0, b.1, b.2, &b.3)));
-    v
-}
-
-fn assert_same_rows(a: &[EpochRow], b: &[EpochRow], what: &str) {
-    let (a, b) = (key_values(a), key_values(b));
-    assert_eq!(a.len(), b.len(), "{what}: row counts differ");
-    for (x, y) in a.iter().zip(&b) {
-        assert_eq!(
-            (&x.0, x.1, x.2, &x.3),
-            (&y.0, y.1, y.2, &y.3),
-            "{what}: keys differ"
-        );
-        assert!((x.4 - y.4).abs() <= 1e-6, "{what}: loss {x:?} vs {y:?}");
-        let close = |p: Option<f64>, q: Option<f64>| match (p, q) {
-            (Some(p), Some(q)) => (p - q).abs() <= 1e-6,
-            (None, None) => true,
-            _ => false,
-        };
-        assert!(
-            close(x.5, y.5) && close(x.6, y.6),
-            "{what}: metrics {x:?} vs {y:?}"
-        );
-    }
-}
 
 fn spawn_run(file: &Path, out: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_unet-lab"))
@@ -110,7 +66,7 @@ fn checkpointed_epochs(exp_dir: &Path, variant: &str) -> usize {
             return 3;
         }
     }
-    std::fs::read(dir.join("checkpoints/seed-0/resume.json"))
+    std::fs::read(dir.join("seed-0/checkpoints/resume.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v["epoch"].as_u64())
@@ -172,7 +128,13 @@ fn sigkill_at_any_point_then_rerun_gives_the_uninterrupted_rows() {
             steps(&reference),
             "round {round}: step rows differ"
         );
-        assert!(!exp_dir.join(".lock").exists());
+        for v in ["adam", "sgd"] {
+            let run = exp_dir.join(v).join("seed-0");
+            assert!(
+                RunLock::probe(&run).unwrap().is_none(),
+                "{v}: lock still held"
+            );
+        }
     }
 }
 
@@ -317,31 +279,43 @@ name = "/abs/olute"
 }
 
 #[test]
-fn a_second_concurrent_run_is_refused_while_the_first_completes() {
+fn a_second_concurrent_run_takes_the_other_task_and_nothing_is_trained_twice() {
     let tmp = TempDir::new("lock");
     let file = write_experiment(&tmp, "crash.toml", TWO_VARIANTS);
     let out = tmp.path().join("out");
     let mut first = spawn_run(&file, &out);
-    let lock = out.join("crash/.lock");
-    let start = Instant::now();
-    while !lock.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the first run never took the lock"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Once the first has finished an epoch of task 0 (adam), it holds that task's lock.
+    let mut reader = wait_for_epochs(&mut first, 1);
     let second = run_experiment(&file, &out, &["--no-report"]);
-    assert_eq!(second.code, Some(1), "{}", second.stderr);
+    assert_eq!(second.code, Some(0), "{}", second.stderr);
+    // Task 0 was the first's: busy, or (if the first finished it meanwhile) already done.
     assert!(
-        second.stderr.contains("another unet-lab run (PID"),
+        second
+            .stderr
+            .contains("task 0 (adam seed 0): being trained by host")
+            || second.stderr.contains("adam seed 0: already completed"),
         "{}",
         second.stderr
     );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
     let status = first.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(status.code(), Some(0), "{rest}");
+    // Each epoch of each run was trained by exactly one of the two processes.
+    for v in ["adam", "sgd"] {
+        for e in 1..=3 {
+            let line = format!("{v} (seed 0) epoch {e}/3");
+            let times = second.stderr.matches(&line).count() + rest.matches(&line).count();
+            let first_epoch_line = usize::from(v == "adam" && e == 1);
+            assert_eq!(
+                times + first_epoch_line,
+                1,
+                "{line} trained {times} time(s) after the first epoch line:\nfirst: {rest}\nsecond: {}",
+                second.stderr
+            );
+        }
+    }
     assert_eq!(Tracker::open(&out.join("crash")).unwrap().epochs.len(), 12);
-    assert!(!lock.exists());
 }
 
 #[test]

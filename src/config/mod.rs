@@ -33,6 +33,17 @@ pub struct Experiment {
     pub variants: Vec<Variant>,
 }
 
+/// One training of a study: a variant with one seed. Tasks are numbered in file order —
+/// variants as listed, each with its seeds in order — so an index means the same run on every
+/// host and every day the file is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Task {
+    pub index: usize,
+    /// Index into [`Experiment::variants`].
+    pub variant: usize,
+    pub seed: u64,
+}
+
 /// One variant: a name and a fully resolved configuration.
 #[derive(Debug, Clone, Serialize)]
 pub struct Variant {
@@ -54,7 +65,8 @@ impl Variant {
     }
 }
 
-fn fnv1a64(bytes: &[u8]) -> u64 {
+/// 64-bit FNV-1a: a stable, dependency-free content hash (not for security).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         hash ^= b as u64;
@@ -412,10 +424,26 @@ impl Experiment {
         )
     }
 
-    /// Keeps only the named variants (`run --variant`); unknown names are an error.
-    pub fn select(&mut self, names: &[String]) -> Result<(), String> {
+    /// Every (variant, seed) of the study, in file order.
+    pub fn tasks(&self) -> Vec<Task> {
+        self.variants
+            .iter()
+            .enumerate()
+            .flat_map(|(v, _)| self.seeds.iter().map(move |&seed| (v, seed)))
+            .enumerate()
+            .map(|(index, (variant, seed))| Task {
+                index,
+                variant,
+                seed,
+            })
+            .collect()
+    }
+
+    /// Indices of the named variants (by name or directory name); unknown names are an error
+    /// that lists the known ones. No names select every variant.
+    pub fn variant_indices(&self, names: &[String]) -> Result<Vec<usize>, String> {
         if names.is_empty() {
-            return Ok(());
+            return Ok((0..self.variants.len()).collect());
         }
         for n in names {
             if !self.variants.iter().any(|v| &v.name == n || &v.slug == n) {
@@ -426,8 +454,22 @@ impl Experiment {
                 ));
             }
         }
-        self.variants
-            .retain(|v| names.iter().any(|n| n == &v.name || n == &v.slug));
+        Ok((0..self.variants.len())
+            .filter(|&i| {
+                let v = &self.variants[i];
+                names.iter().any(|n| n == &v.name || n == &v.slug)
+            })
+            .collect())
+    }
+
+    /// Keeps only the named variants; unknown names are an error.
+    pub fn select(&mut self, names: &[String]) -> Result<(), String> {
+        let keep = self.variant_indices(names)?;
+        let mut i = 0;
+        self.variants.retain(|_| {
+            i += 1;
+            keep.contains(&(i - 1))
+        });
         Ok(())
     }
 }

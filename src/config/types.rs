@@ -15,6 +15,16 @@ pub enum DataSource {
     Folder,
 }
 
+impl DataSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            DataSource::Synthetic => "synthetic",
+            DataSource::Kaggle => "kaggle",
+            DataSource::Folder => "folder",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Padding {
@@ -93,6 +103,10 @@ pub enum BackendKind {
 impl BackendKind {
     pub const ALL: [(&'static str, BackendKind); 2] =
         [("cpu", BackendKind::Cpu), ("cuda", BackendKind::Cuda)];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, k)| *k == self).unwrap().0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -60,6 +60,63 @@ pub struct DatasetInfo {
     pub width: usize,
 }
 
+/// What a dataset holds, found without decoding any image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Survey {
+    pub images: usize,
+    pub subjects: usize,
+}
+
+/// Lists the dataset a run config describes — the checks `load` makes before decoding (the
+/// path exists and holds the layout, every image has its mask, the validation subjects exist)
+/// at the cost of a directory listing. `validate` and the planner use it.
+pub fn survey(config: &DataConfig) -> anyhow::Result<Survey> {
+    let (images, subjects): (usize, BTreeSet<u32>) = match config.source {
+        DataSource::Synthetic => {
+            let count = config.limit.map_or(config.count, |l| l.min(config.count));
+            let subjects = config.subjects.min(count) as u32;
+            return Ok(Survey {
+                images: count,
+                subjects: subjects as usize,
+            });
+        }
+        DataSource::Kaggle | DataSource::Folder => {
+            let dir = config.path.as_deref().expect("validated: path is set");
+            let pairs = match config.source {
+                DataSource::Kaggle => kaggle::list(dir)?,
+                _ => folder::list(dir)?,
+            };
+            let n = config.limit.map_or(pairs.len(), |l| l.min(pairs.len()));
+            (n, pairs.iter().map(|p| p.subject).collect())
+        }
+    };
+    if subjects.len() < 2 {
+        anyhow::bail!(
+            "the dataset has {} subject(s); a subject-wise split needs at least 2",
+            subjects.len()
+        );
+    }
+    if let Some(chosen) = &config.val_subjects {
+        let all: Vec<u32> = subjects.iter().copied().collect();
+        let missing: Vec<String> = chosen
+            .iter()
+            .filter(|s| !subjects.contains(s))
+            .map(|s| s.to_string())
+            .collect();
+        if !missing.is_empty() {
+            anyhow::bail!(
+                "data.val_subjects names subject(s) {} that have no images (subjects present: {})",
+                missing.join(", "),
+                summarize_ids(&all)
+            );
+        }
+    }
+    Ok(Survey {
+        images,
+        subjects: subjects.len(),
+    })
+}
+
 /// Loads the dataset a run config describes.
 pub fn load(config: &DataConfig) -> anyhow::Result<Dataset> {
     let [h, w] = config.size;

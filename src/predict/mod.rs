@@ -56,6 +56,10 @@ pub struct Predictor {
 
 impl Predictor {
     pub fn load(run_dir: &Path, which: Which, seed: Option<u64>) -> Result<(Predictor, u64)> {
+        // A study of the single-file layout keeps its checkpoints elsewhere until migrated.
+        if let Some(exp_dir) = run_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            crate::track::migrate::migrate_if_legacy(exp_dir)?;
+        }
         let manifest = VariantManifest::load(run_dir)?.with_context(|| {
             format!(
                 "{} is not a variant directory written by `unet-lab run` (no manifest.json)",

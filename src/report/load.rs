@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::track::manifest::{ExperimentManifest, RunRecord, RunStatus, VariantManifest};
+use crate::track::merge::{self, StoredRun};
 use crate::track::snapshots::{self, Snapshots};
-use crate::track::{EpochRow, StepRow, Tracker};
+use crate::track::{EpochRow, StepRow};
 
 #[derive(Debug)]
 pub struct ExperimentData {
@@ -98,73 +99,74 @@ impl VariantData {
 }
 
 impl ExperimentData {
+    /// Reads an experiment directory (without rewriting its derived files).
     pub fn load(dir: &Path) -> Result<ExperimentData> {
-        let manifest = ExperimentManifest::load(dir)?;
-        let tracker = Tracker::open(dir)?;
+        let (manifest, runs) = merge::read(dir)?;
+        Ok(Self::from_stored(dir, manifest, runs))
+    }
+
+    /// Groups stored runs by variant, in the manifest's order; variants with no run yet (not
+    /// selected, or not started) are left out.
+    pub fn from_stored(
+        dir: &Path,
+        manifest: ExperimentManifest,
+        runs: Vec<StoredRun>,
+    ) -> ExperimentData {
         let mut variants = Vec::new();
         for (name, slug) in &manifest.variants {
             let vdir = dir.join(slug);
-            let vmanifest = VariantManifest::load(&vdir)?;
-            let mut runs = Vec::new();
-            if let Some(m) = &vmanifest {
-                for record in &m.runs {
-                    let of_run = |r: &&EpochRow| r.variant == *name && r.seed == record.seed;
-                    let mut train: Vec<EpochRow> = tracker
-                        .epochs
-                        .iter()
-                        .filter(of_run)
-                        .filter(|r| r.split == "train")
-                        .cloned()
-                        .collect();
-                    let mut val: Vec<EpochRow> = tracker
-                        .epochs
-                        .iter()
-                        .filter(of_run)
-                        .filter(|r| r.split == "val")
-                        .cloned()
-                        .collect();
-                    train.sort_by_key(|r| r.epoch);
-                    val.sort_by_key(|r| r.epoch);
-                    let steps = tracker
-                        .steps
-                        .iter()
-                        .filter(|r| r.variant == *name && r.seed == record.seed)
-                        .cloned()
-                        .collect();
+            let stored: Vec<&StoredRun> =
+                runs.iter().filter(|r| r.manifest.slug == *slug).collect();
+            if stored.is_empty() {
+                continue;
+            }
+            let vmanifest =
+                VariantManifest::from_runs(stored.iter().map(|r| r.manifest.clone()).collect());
+            let runs = stored
+                .into_iter()
+                .map(|run| {
+                    let record = run.manifest.record.clone();
+                    let split = |name: &str| {
+                        let mut rows: Vec<EpochRow> = run
+                            .epochs
+                            .iter()
+                            .filter(|r| r.split == name)
+                            .cloned()
+                            .collect();
+                        rows.sort_by_key(|r| r.epoch);
+                        rows
+                    };
                     let n = if record.snapshot_samples.is_empty() {
-                        m.config.report.samples
+                        run.manifest.config.report.samples
                     } else {
                         record.snapshot_samples.len()
                     };
                     // Missing or unreadable snapshots leave the run without pictures, not the report.
                     let snaps =
                         Snapshots::load(&snapshots::dir(&vdir, record.seed), n).unwrap_or(None);
-                    runs.push(RunData {
+                    RunData {
                         seed: record.seed,
-                        record: record.clone(),
-                        train,
-                        val,
-                        steps,
+                        train: split("train"),
+                        val: split("val"),
+                        steps: run.steps.clone(),
                         snapshots: snaps,
-                    });
-                }
-            }
+                        record,
+                    }
+                })
+                .collect();
             variants.push(VariantData {
                 name: name.clone(),
                 slug: slug.clone(),
                 dir: vdir,
-                levels: vmanifest
-                    .as_ref()
-                    .map(|m| m.levels.clone())
-                    .unwrap_or_default(),
-                manifest: vmanifest,
+                levels: vmanifest.levels.clone(),
+                manifest: Some(vmanifest),
                 runs,
             });
         }
-        Ok(ExperimentData {
+        ExperimentData {
             dir: dir.to_path_buf(),
             manifest,
             variants,
-        })
+        }
     }
 }

@@ -44,9 +44,10 @@ pub fn page_renderers() -> Vec<Box<dyn Renderer>> {
     ]
 }
 
-/// Rebuilds every picture and page of an experiment directory.
+/// Merges the runs' files into the study-wide tables, then rebuilds every picture and page.
 pub fn render_experiment(dir: &Path) -> Result<Vec<PathBuf>> {
-    let experiment = ExperimentData::load(dir)?;
+    let (manifest, runs) = crate::track::merge::merge(dir)?;
+    let experiment = ExperimentData::from_stored(dir, manifest, runs);
     let mut written: Vec<PathBuf> = picture_renderers()
         .par_iter()
         .map(|r| r.render(&experiment))

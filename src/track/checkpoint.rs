@@ -26,9 +26,9 @@ pub struct ResumeState {
     pub optim_file: String,
 }
 
-/// The checkpoint directory of one seed: `<variant>/checkpoints/seed-<s>/`.
+/// The checkpoint directory of one seed: `<variant>/seed-<s>/checkpoints/`.
 pub fn dir(variant_dir: &Path, seed: u64) -> PathBuf {
-    variant_dir.join("checkpoints").join(format!("seed-{seed}"))
+    super::layout::run_dir(variant_dir, seed).join("checkpoints")
 }
 
 pub fn best_path(variant_dir: &Path, seed: u64) -> PathBuf {

@@ -1,5 +1,7 @@
 //! Manifests: what was run, with what, and how it ended. `experiment.json` describes the
-//! experiment; each variant directory holds `manifest.json` with one entry per seed.
+//! experiment; each run directory holds its own `manifest.json` (written only by the worker
+//! that holds the run's lock); a variant's `manifest.json`, one entry per seed, is derived
+//! from those.
 
 use std::path::{Path, PathBuf};
 
@@ -99,7 +101,40 @@ impl VariantManifest {
         variant_dir.join("manifest.json")
     }
 
+    /// The variant's manifest: assembled from its runs' manifests, or (for directories written
+    /// before per-run storage, not yet migrated) read from `<variant>/manifest.json`.
     pub fn load(variant_dir: &Path) -> Result<Option<Self>> {
+        let mut runs = Vec::new();
+        for (_, dir) in super::layout::run_dirs(variant_dir) {
+            if let Some(run) = RunManifest::load(&dir)? {
+                runs.push(run);
+            }
+        }
+        if !runs.is_empty() {
+            return Ok(Some(Self::from_runs(runs)));
+        }
+        Self::load_file(variant_dir)
+    }
+
+    /// Builds a variant manifest from its runs' (the last seed's settings stand for all).
+    pub fn from_runs(mut runs: Vec<RunManifest>) -> Self {
+        runs.sort_by_key(|r| r.record.seed);
+        let last = runs.last().expect("at least one run").clone();
+        Self {
+            experiment: last.experiment,
+            variant: last.variant,
+            slug: last.slug,
+            levels: last.levels,
+            config: last.config,
+            unet_lab_version: last.unet_lab_version,
+            burn_version: last.burn_version,
+            git_commit: last.git_commit,
+            runs: runs.into_iter().map(|r| r.record).collect(),
+        }
+    }
+
+    /// Reads `<variant>/manifest.json` itself.
+    pub fn load_file(variant_dir: &Path) -> Result<Option<Self>> {
         let path = Self::path(variant_dir);
         if !path.exists() {
             return Ok(None);
@@ -125,6 +160,74 @@ impl VariantManifest {
         self.runs.retain(|r| r.seed != record.seed);
         self.runs.push(record);
         self.runs.sort_by_key(|r| r.seed);
+    }
+}
+
+/// `<variant>/seed-<s>/manifest.json`: one run, written only by the worker holding its lock.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunManifest {
+    pub experiment: String,
+    pub variant: String,
+    pub slug: String,
+    /// The task's index in the plan.
+    pub task: Option<usize>,
+    /// Grid axis → level label.
+    pub levels: Vec<(String, String)>,
+    pub config: RunConfig,
+    pub unet_lab_version: String,
+    pub burn_version: String,
+    pub git_commit: Option<String>,
+    /// Where it ran (the last worker that trained it).
+    pub host: String,
+    pub pid: u32,
+    pub slurm_job: Option<String>,
+    pub record: RunRecord,
+}
+
+impl RunManifest {
+    pub fn new(
+        experiment: &Experiment,
+        variant: &Variant,
+        task: Option<usize>,
+        git_commit: Option<String>,
+        record: RunRecord,
+    ) -> Self {
+        let me = super::lock::Holder::me();
+        Self {
+            experiment: experiment.name.clone(),
+            variant: variant.name.clone(),
+            slug: variant.slug.clone(),
+            task,
+            levels: variant.levels.clone(),
+            config: variant.config.clone(),
+            unet_lab_version: env!("CARGO_PKG_VERSION").to_string(),
+            burn_version: BURN_VERSION.to_string(),
+            git_commit,
+            host: me.host,
+            pid: me.pid,
+            slurm_job: me.slurm_job,
+            record,
+        }
+    }
+
+    pub fn path(run_dir: &Path) -> PathBuf {
+        run_dir.join("manifest.json")
+    }
+
+    pub fn load(run_dir: &Path) -> Result<Option<Self>> {
+        let path = Self::path(run_dir);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let manifest = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid run manifest", path.display()))?;
+        Ok(Some(manifest))
+    }
+
+    pub fn save(&self, run_dir: &Path) -> Result<()> {
+        write_atomic(&Self::path(run_dir), &serde_json::to_vec_pretty(self)?)
     }
 }
 

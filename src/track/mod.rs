@@ -1,12 +1,21 @@
 //! Everything a run leaves on disk: metric tables, manifests, checkpoints, prediction
-//! snapshots — each written atomically.
+//! snapshots — each written atomically, each run in its own directory behind its own lock —
+//! and the study-wide files planned once (`plan.rs`) or merged from the runs (`merge.rs`).
 
 pub mod checkpoint;
 pub mod fsutil;
+pub mod layout;
+pub mod lock;
 pub mod manifest;
+pub mod merge;
+pub mod migrate;
+pub mod plan;
 pub mod snapshots;
+pub mod status;
 pub mod tables;
 
-pub use fsutil::{DirLock, write_atomic};
-pub use manifest::{ExperimentManifest, RunRecord, RunStatus, VariantManifest};
+pub use fsutil::write_atomic;
+pub use lock::{Claim, Holder, RunLock};
+pub use manifest::{ExperimentManifest, RunManifest, RunRecord, RunStatus, VariantManifest};
+pub use plan::{Plan, PlannedTask};
 pub use tables::{EpochRow, StepRow, Tracker};

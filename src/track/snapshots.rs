@@ -1,6 +1,6 @@
 //! Prediction snapshots: for a fixed set of validation samples, the predicted foreground
 //! probability after every epoch, stored as one 8-bit PNG strip per epoch
-//! (`<variant>/snapshots/seed-<s>/epoch-0001.png`) next to `images.png` and `truth.png`.
+//! (`<variant>/seed-<s>/snapshots/epoch-0001.png`) next to `images.png` and `truth.png`.
 //! Every picture of the report is rebuilt from these, without the model.
 
 use std::io::Cursor;
@@ -12,7 +12,7 @@ use image::{GrayImage, ImageFormat};
 use super::fsutil::write_atomic;
 
 pub fn dir(variant_dir: &Path, seed: u64) -> PathBuf {
-    variant_dir.join("snapshots").join(format!("seed-{seed}"))
+    super::layout::run_dir(variant_dir, seed).join("snapshots")
 }
 
 /// Panels of `n` samples of `h × w`, as 8-bit values.

@@ -1,6 +1,8 @@
 //! `metrics.parquet` (one row per variant, seed, epoch and split) and `steps.parquet` (one row
-//! per training step), written with polars. Parquet files are immutable, so both are rewritten
-//! whole (temp file + rename) after every epoch; they stay small (rows, not images).
+//! per training step), written with polars. A run keeps its own pair in its directory;
+//! Parquet files are immutable, so both are rewritten whole (temp file + rename) after every
+//! epoch — they hold one run's rows, so that costs the same in a study of any size. The
+//! study-wide pair is merged from them (`merge.rs`).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -214,7 +216,8 @@ pub fn read_parquet(path: &Path) -> Result<DataFrame> {
         .map_err(|e| anyhow::anyhow!("{} is not a readable Parquet file: {e}", path.display()))
 }
 
-/// All rows of one experiment, kept in memory and flushed to disk after every epoch.
+/// The rows of one directory (a run's, or a merged study's), kept in memory and flushed to
+/// disk after every epoch.
 #[derive(Debug, Default)]
 pub struct Tracker {
     dir: PathBuf,
@@ -231,7 +234,16 @@ impl Tracker {
         dir.join("steps.parquet")
     }
 
-    /// Opens the tracker of an experiment directory, reading rows written before.
+    /// A tracker for `dir` holding the given rows (nothing is read or written).
+    pub fn with_rows(dir: &Path, epochs: Vec<EpochRow>, steps: Vec<StepRow>) -> Tracker {
+        Tracker {
+            dir: dir.to_path_buf(),
+            epochs,
+            steps,
+        }
+    }
+
+    /// Opens the tracker of a directory, reading rows written before.
     pub fn open(dir: &Path) -> Result<Tracker> {
         let mut tracker = Tracker {
             dir: dir.to_path_buf(),

@@ -10,14 +10,26 @@ pub type CpuBackend = burn::backend::Autodiff<burn::backend::Flex>;
 #[cfg(feature = "cuda")]
 pub type CudaBackend = burn::backend::Autodiff<burn::backend::Cuda>;
 
-/// A human description of the device, for manifests.
-pub fn describe(kind: BackendKind) -> (String, String) {
+/// A human description of the backend and device (`device`: the GPU index), for manifests.
+pub fn describe(kind: BackendKind, device: usize) -> (String, String) {
     match kind {
         BackendKind::Cpu => (
             "cpu (burn-flex)".into(),
             format!("{} threads", rayon::current_num_threads()),
         ),
-        BackendKind::Cuda => ("cuda (burn-cuda)".into(), "cuda:0".into()),
+        BackendKind::Cuda => ("cuda (burn-cuda)".into(), format!("cuda:{device}")),
+    }
+}
+
+/// Whether this build has the backend at all (no device is probed: `validate` runs on login
+/// nodes without GPUs).
+pub fn check_built(kind: BackendKind) -> Result<()> {
+    match kind {
+        BackendKind::Cpu => Ok(()),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => Ok(()),
+        #[cfg(not(feature = "cuda"))]
+        BackendKind::Cuda => check_cuda(),
     }
 }
 

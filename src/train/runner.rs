@@ -1,29 +1,86 @@
-//! Runs an experiment: every variant × seed, skipping finished runs, resuming interrupted ones,
-//! and keeping going when one run diverges or fails.
+//! Runs a study: plans it (the task list, written once), trains the tasks this process may
+//! claim — one lock per run, so any number of workers on any hosts can share the directory —
+//! and merges the runs' files into the study-wide tables at the end.
+//!
+//! A study is a list of tasks, one per (variant, seed) in file order. A *planner* (`run FILE`,
+//! `slurm FILE`) writes the experiment-level files and may re-plan after the file changed; a
+//! *worker* (`--task`, `--shard`, the processes of `--jobs`) only checks that its file still
+//! gives the planned tasks. Each task: claim its lock (busy → move on), skip it when it finished
+//! with the same config, otherwise train it, resuming from its last epoch checkpoint.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
-use crate::config::{BackendKind, Experiment};
+use crate::config::{BackendKind, Experiment, Task};
 use crate::data::{self, Dataset};
 use crate::progress::make_progress;
-use crate::track::checkpoint;
+use crate::track::layout;
 use crate::track::manifest::{git_commit, now_rfc3339};
-use crate::track::snapshots;
-use crate::track::{DirLock, ExperimentManifest, RunRecord, RunStatus, Tracker, VariantManifest};
+use crate::track::{
+    Claim, ExperimentManifest, Plan, RunLock, RunManifest, RunRecord, RunStatus, Tracker,
+};
 
 use super::backend::{self, CpuBackend};
-use super::{Ending, RunSpec, train_run};
+use super::{Ending, RunOutcome, RunSpec, train_run};
+
+/// Which of the study's tasks this process trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// Every task (of the selected variants).
+    All,
+    /// One task, by index (`--task I`).
+    Task(usize),
+    /// Every `count`-th task from `index` (`--shard I/N`).
+    Shard { index: usize, count: usize },
+}
+
+impl Selection {
+    fn includes(self, task: usize) -> bool {
+        match self {
+            Selection::All => true,
+            Selection::Task(i) => task == i,
+            Selection::Shard { index, count } => task % count == index,
+        }
+    }
+}
 
 pub struct RunOptions {
     pub out: PathBuf,
     pub backend: Option<BackendKind>,
-    /// Retrain everything, discarding earlier results of the selected variants.
+    /// Retrain the selected tasks, discarding their earlier results.
     pub fresh: bool,
-    /// Render the report after the runs.
+    /// Render the report after the runs (planners only; workers never merge).
     pub report: bool,
+    /// Only these variants (names or directory names); empty: all.
+    pub variants: Vec<String>,
+    pub selection: Selection,
+    /// A worker of a planned study (`--task`, `--shard` and `--jobs`' processes imply it).
+    pub worker: bool,
+    /// Worker processes to start on this machine (1: train in this process).
+    pub jobs: usize,
+    /// GPUs to hand out to the worker processes, one each (CUDA).
+    pub devices: Vec<usize>,
+    /// The GPU this process trains on (CUDA).
+    pub device: Option<usize>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            out: PathBuf::from("reports"),
+            backend: None,
+            fresh: false,
+            report: true,
+            variants: Vec::new(),
+            selection: Selection::All,
+            worker: false,
+            jobs: 1,
+            devices: Vec::new(),
+            device: None,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -34,14 +91,20 @@ pub struct Summary {
     pub interrupted: usize,
     /// Runs found finished and not trained again.
     pub skipped: usize,
+    /// Tasks another live worker was training.
+    pub busy: usize,
 }
 
 impl Summary {
     pub fn line(&self) -> String {
-        format!(
+        let mut line = format!(
             "{} completed ({} already done), {} diverged, {} failed, {} interrupted",
             self.completed, self.skipped, self.diverged, self.failed, self.interrupted
-        )
+        );
+        if self.busy > 0 {
+            line.push_str(&format!(", {} being trained by other workers", self.busy));
+        }
+        line
     }
 }
 
@@ -59,6 +122,33 @@ pub fn experiment_dir(out: &Path, experiment: &Experiment) -> PathBuf {
     out.join(&experiment.slug)
 }
 
+/// Checks the options against the study; returns the tasks this process is to train.
+pub fn selected_tasks(experiment: &Experiment, opts: &RunOptions) -> Result<Vec<Task>> {
+    let tasks = experiment.tasks();
+    match opts.selection {
+        Selection::Task(i) if i >= tasks.len() => bail!(
+            "--task {i}: the study has {} task(s), numbered 0 to {} (see `unet-lab tasks FILE`)",
+            tasks.len(),
+            tasks.len().saturating_sub(1)
+        ),
+        Selection::Shard { count: 0, .. } => bail!("--shard I/N: N must be at least 1"),
+        Selection::Shard { index, count } if index >= count => {
+            bail!(
+                "--shard {index}/{count}: I must be below N (0 to {})",
+                count - 1
+            )
+        }
+        _ => {}
+    }
+    let variants = experiment
+        .variant_indices(&opts.variants)
+        .map_err(anyhow::Error::msg)?;
+    Ok(tasks
+        .into_iter()
+        .filter(|t| opts.selection.includes(t.index) && variants.contains(&t.variant))
+        .collect())
+}
+
 pub fn run_experiment(
     file: &Path,
     mut experiment: Experiment,
@@ -69,188 +159,448 @@ pub fn run_experiment(
             v.config.train.backend = b;
         }
     }
+    let tasks = selected_tasks(&experiment, opts)?;
+    check_backends(&experiment, opts)?;
+    let datasets = if opts.jobs > 1 {
+        // The worker processes load the data; here it is only surveyed (cheap), so a missing
+        // path still fails before anything is written.
+        for v in &experiment.variants {
+            data::survey(&v.config.data)?;
+        }
+        HashMap::new()
+    } else {
+        load_datasets(&experiment, &tasks)?
+    };
+
+    let exp_dir = experiment_dir(&opts.out, &experiment);
+    let source = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    plan_study(file, &source, &experiment, &exp_dir, opts)?;
+    if opts.fresh {
+        clear_tasks(&experiment, &exp_dir, &tasks)?;
+    }
+
+    let summary = if opts.jobs > 1 {
+        run_worker_processes(file, &experiment, &exp_dir, &tasks, opts)?
+    } else {
+        let commit = git_commit(file);
+        let mut summary = Summary::default();
+        for (k, task) in tasks.iter().enumerate() {
+            let label = format!("[{}/{}]", k + 1, tasks.len());
+            let ds = &datasets[&data_key(&experiment, task)?];
+            let status = train_task(&experiment, &exp_dir, task, ds, &commit, &label, opts)?;
+            match status {
+                TaskResult::Busy => summary.busy += 1,
+                TaskResult::AlreadyDone(s) => {
+                    count(&mut summary, s);
+                    summary.skipped += (s == RunStatus::Completed) as usize;
+                }
+                TaskResult::Trained(s) => count(&mut summary, s),
+            }
+            if status == TaskResult::Trained(RunStatus::Interrupted)
+                || super::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                break;
+            }
+        }
+        summary
+    };
+
+    if !opts.worker && opts.selection == Selection::All {
+        if opts.report {
+            if let Err(e) = crate::report::render_experiment(&exp_dir) {
+                eprintln!("warning: the report could not be rendered: {e:#}");
+            }
+        } else {
+            crate::track::merge::merge(&exp_dir)?;
+        }
+        if summary.busy > 0 {
+            eprintln!(
+                "note: {} task(s) were being trained by other workers; their results join the \
+                 study-wide tables and the report when they finish (`unet-lab status {}`, then \
+                 `unet-lab report {}`)",
+                summary.busy,
+                exp_dir.display(),
+                exp_dir.display()
+            );
+        }
+    }
+    Ok(summary)
+}
+
+/// Backends must be usable, and `--devices`/`--device` must fit them, before anything starts.
+pub fn check_backends(experiment: &Experiment, opts: &RunOptions) -> Result<()> {
     let mut backends: Vec<BackendKind> = experiment
         .variants
         .iter()
         .map(|v| v.config.train.backend)
         .collect();
+    backends.sort_by_key(|b| b.name());
     backends.dedup();
+    check_devices(&backends, &opts.devices, opts.device)?;
     for b in backends {
         backend::check_available(b)?;
     }
+    Ok(())
+}
 
-    // Load (and thereby check) every dataset before anything is trained or written.
-    let mut datasets: HashMap<String, Dataset> = HashMap::new();
-    for v in &experiment.variants {
-        let key = serde_json::to_string(&v.config.data)?;
+/// `--devices` names GPUs: only meaningful when every variant trains on CUDA, and each at
+/// most once.
+pub fn check_devices(
+    backends: &[BackendKind],
+    devices: &[usize],
+    device: Option<usize>,
+) -> Result<()> {
+    if devices.is_empty() && device.is_none() {
+        return Ok(());
+    }
+    if backends.iter().any(|b| *b != BackendKind::Cuda) {
+        bail!(
+            "--devices: GPUs are handed out only to CUDA training, but the study trains on the CPU \
+             (train.backend, or --backend cuda); to run several CPU workers use --jobs N"
+        );
+    }
+    let mut seen = devices.to_vec();
+    seen.sort();
+    if let Some(d) = seen.windows(2).find(|w| w[0] == w[1]) {
+        bail!(
+            "--devices: GPU {} is listed twice; each worker gets its own GPU",
+            d[0]
+        );
+    }
+    Ok(())
+}
+
+fn data_key(experiment: &Experiment, task: &Task) -> Result<String> {
+    Ok(serde_json::to_string(
+        &experiment.variants[task.variant].config.data,
+    )?)
+}
+
+/// Loads (and thereby checks) the dataset of every selected task before anything is trained.
+fn load_datasets(experiment: &Experiment, tasks: &[Task]) -> Result<HashMap<String, Dataset>> {
+    let mut datasets = HashMap::new();
+    for task in tasks {
+        let key = data_key(experiment, task)?;
         if !datasets.contains_key(&key) {
-            let ds = data::load(&v.config.data)?;
+            let ds = data::load(&experiment.variants[task.variant].config.data)?;
             datasets.insert(key, ds);
         }
     }
+    Ok(datasets)
+}
 
-    let exp_dir = experiment_dir(&opts.out, &experiment);
-    std::fs::create_dir_all(&exp_dir)
+/// Writes `plan.json`, `experiment.json` and `experiment.toml` when the study is new (or, for a
+/// planner, changed); a worker whose file no longer gives the planned tasks is refused.
+pub fn plan_study(
+    file: &Path,
+    source: &[u8],
+    experiment: &Experiment,
+    exp_dir: &Path,
+    opts: &RunOptions,
+) -> Result<()> {
+    std::fs::create_dir_all(exp_dir)
         .with_context(|| format!("cannot create the output directory {}", exp_dir.display()))?;
-    let _lock = DirLock::acquire(&exp_dir)?;
-    let commit = git_commit(file);
+    // A directory of the single-file layout is moved to per-run storage before any run of it.
+    crate::track::migrate::migrate_if_legacy(exp_dir)?;
+    let mut plan = Plan::new(experiment, file, source, &opts.out);
+    plan.backend = opts.backend.map(|b| b.name().to_string());
+    plan.establish(exp_dir, !opts.worker, || {
+        ExperimentManifest::new(experiment, file).save_merged(exp_dir)?;
+        crate::track::write_atomic(&exp_dir.join("experiment.toml"), source)
+    })?;
+    Ok(())
+}
 
-    let mut tracker = Tracker::open(&exp_dir)?;
-    if opts.fresh {
-        for v in &experiment.variants {
-            for seed in &experiment.seeds {
-                tracker.truncate_run(&v.name, *seed, 0);
-            }
-            let dir = exp_dir.join(&v.slug);
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir)
-                    .with_context(|| format!("cannot remove {} for --fresh", dir.display()))?;
-            }
+/// Removes what a run wrote (rows, checkpoints, snapshots, manifest) but its lock file.
+fn clear_run_dir(run_dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(run_dir).into_iter().flatten().flatten() {
+        if entry.file_name() == ".lock" {
+            continue;
         }
-        tracker.flush()?;
-    }
-    ExperimentManifest::new(&experiment, file).save_merged(&exp_dir)?;
-    let source = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    crate::track::write_atomic(&exp_dir.join("experiment.toml"), &source)?;
-
-    let mut summary = Summary::default();
-    let total_runs = experiment.variants.len() * experiment.seeds.len();
-    let mut run_no = 0;
-    'variants: for variant in &experiment.variants {
-        let variant_dir = exp_dir.join(&variant.slug);
-        let mut manifest = match VariantManifest::load(&variant_dir) {
-            Ok(Some(m)) => m,
-            _ => VariantManifest::new(&experiment, variant, commit.clone()),
+        let path = entry.path();
+        let result = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
         };
-        manifest.config = variant.config.clone();
-        manifest.levels = variant.levels.clone();
-        manifest.variant = variant.name.clone();
-        manifest.git_commit = commit.clone();
-        let ds = &datasets[&serde_json::to_string(&variant.config.data)?];
+        result.with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    Ok(())
+}
 
-        for &seed in &experiment.seeds {
-            run_no += 1;
-            let hash = variant.config_hash(seed);
-            if let Some(prev) = manifest.run(seed) {
-                if prev.config_hash == hash
-                    && matches!(
-                        prev.status,
-                        RunStatus::Completed | RunStatus::Diverged | RunStatus::Failed
-                    )
-                {
-                    eprintln!(
-                        "[{run_no}/{total_runs}] {} seed {seed}: already {} (same config), skipped",
-                        variant.name,
-                        prev.status.as_str()
-                    );
-                    count(&mut summary, prev.status);
-                    summary.skipped += (prev.status == RunStatus::Completed) as usize;
-                    continue;
-                }
-                if prev.config_hash != hash {
-                    // The config changed: earlier results of this seed no longer apply.
-                    tracker.truncate_run(&variant.name, seed, 0);
-                    let _ = std::fs::remove_dir_all(checkpoint::dir(&variant_dir, seed));
-                    let _ = std::fs::remove_dir_all(snapshots::dir(&variant_dir, seed));
-                }
-            }
-            let (backend_name, device_name) = backend::describe(variant.config.train.backend);
-            let mut record = RunRecord {
-                seed,
-                config_hash: hash.clone(),
-                status: RunStatus::Running,
-                started: now_rfc3339(),
-                ended: None,
-                backend: backend_name,
-                device: device_name,
-                epochs_done: 0,
-                best_epoch: None,
-                best_dice: None,
-                final_dice: None,
-                divergence: None,
-                message: None,
-                snapshot_samples: Vec::new(),
-                dataset: Some(ds.info.clone()),
-                parameters: 0,
-            };
-            manifest.upsert(record.clone());
-            manifest.save(&variant_dir)?;
-
-            eprintln!("[{run_no}/{total_runs}] {} seed {seed}", variant.name);
-            let spec = RunSpec {
-                variant_name: &variant.name,
-                variant_dir: &variant_dir,
-                seed,
-                config: &variant.config,
-                config_hash: &hash,
-                dataset: ds,
-            };
-            let mut progress = make_progress();
-            let result = match variant.config.train.backend {
-                BackendKind::Cpu => train_run::<CpuBackend>(
-                    &spec,
-                    &mut tracker,
-                    &Default::default(),
-                    progress.as_mut(),
-                ),
-                #[cfg(feature = "cuda")]
-                BackendKind::Cuda => train_run::<backend::CudaBackend>(
-                    &spec,
-                    &mut tracker,
-                    &Default::default(),
-                    progress.as_mut(),
-                ),
-                #[cfg(not(feature = "cuda"))]
-                BackendKind::Cuda => unreachable!("checked by check_available"),
-            };
-            record.ended = Some(now_rfc3339());
-            match result {
-                Ok(outcome) => {
-                    record.epochs_done = outcome.epochs_done;
-                    record.best_epoch = outcome.best_epoch;
-                    record.best_dice = outcome.best_dice;
-                    record.final_dice = outcome.final_dice;
-                    record.snapshot_samples = outcome.snapshot_samples;
-                    record.parameters = outcome.parameters;
-                    record.status = match outcome.ending {
-                        Ending::Completed => RunStatus::Completed,
-                        Ending::Diverged(d) => {
-                            record.message = Some(format!(
-                                "loss {} at epoch {}, step {}",
-                                d.loss, d.epoch, d.step
-                            ));
-                            record.divergence = Some(d);
-                            RunStatus::Diverged
-                        }
-                        Ending::Failed(message) => {
-                            record.message = Some(message);
-                            RunStatus::Failed
-                        }
-                        Ending::Interrupted => RunStatus::Interrupted,
-                    };
-                }
-                Err(e) => {
-                    eprintln!("{} seed {seed}: failed: {e:#}", variant.name);
-                    record.status = RunStatus::Failed;
-                    record.message = Some(format!("{e:#}"));
-                }
-            }
-            // Rows of a stopped run are already flushed up to its last finished epoch.
-            tracker.flush()?;
-            let status = record.status;
-            manifest.upsert(record);
-            manifest.save(&variant_dir)?;
-            count(&mut summary, status);
-            if status == RunStatus::Interrupted {
-                break 'variants;
-            }
+/// `--fresh`: clears each selected run under its lock; a run another worker is training is
+/// an error rather than a file pulled from under it.
+fn clear_tasks(experiment: &Experiment, exp_dir: &Path, tasks: &[Task]) -> Result<()> {
+    for task in tasks {
+        let variant = &experiment.variants[task.variant];
+        let run_dir = layout::run_dir(&exp_dir.join(&variant.slug), task.seed);
+        match RunLock::claim(&run_dir)? {
+            Claim::Acquired(_lock) => clear_run_dir(&run_dir)?,
+            Claim::Busy(holder) => bail!(
+                "--fresh: task {} ({} seed {}) is being trained by {}; wait for it, or stop that worker",
+                task.index,
+                variant.name,
+                task.seed,
+                holder.map_or("another worker".to_string(), |h| h.describe())
+            ),
         }
     }
+    Ok(())
+}
 
-    if opts.report {
-        if let Err(e) = crate::report::render_experiment(&exp_dir) {
-            eprintln!("warning: the report could not be rendered: {e:#}");
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TaskResult {
+    /// Another live worker holds the run's lock.
+    Busy,
+    /// Finished earlier with the same config: not trained again.
+    AlreadyDone(RunStatus),
+    Trained(RunStatus),
+}
+
+/// Claims, (re)trains and records one task.
+fn train_task(
+    experiment: &Experiment,
+    exp_dir: &Path,
+    task: &Task,
+    ds: &Dataset,
+    commit: &Option<String>,
+    label: &str,
+    opts: &RunOptions,
+) -> Result<TaskResult> {
+    let variant = &experiment.variants[task.variant];
+    let seed = task.seed;
+    let variant_dir = exp_dir.join(&variant.slug);
+    let run_dir = layout::run_dir(&variant_dir, seed);
+    let _lock = match RunLock::claim(&run_dir)? {
+        Claim::Acquired(lock) => lock,
+        Claim::Busy(holder) => {
+            eprintln!(
+                "{label} task {} ({} seed {seed}): being trained by {}; moving on",
+                task.index,
+                variant.name,
+                holder.map_or("another worker".to_string(), |h| h.describe())
+            );
+            return Ok(TaskResult::Busy);
         }
+    };
+    let hash = variant.config_hash(seed);
+    if let Some(prev) = RunManifest::load(&run_dir)? {
+        if prev.record.config_hash == hash
+            && matches!(
+                prev.record.status,
+                RunStatus::Completed | RunStatus::Diverged | RunStatus::Failed
+            )
+        {
+            eprintln!(
+                "{label} {} seed {seed}: already {} (same config), skipped",
+                variant.name,
+                prev.record.status.as_str()
+            );
+            return Ok(TaskResult::AlreadyDone(prev.record.status));
+        }
+        if prev.record.config_hash != hash {
+            // The config changed: earlier results of this run no longer apply.
+            clear_run_dir(&run_dir)?;
+        }
+    }
+    let (backend_name, device_name) =
+        backend::describe(variant.config.train.backend, opts.device.unwrap_or(0));
+    let record = RunRecord {
+        seed,
+        config_hash: hash.clone(),
+        status: RunStatus::Running,
+        started: now_rfc3339(),
+        ended: None,
+        backend: backend_name,
+        device: device_name,
+        epochs_done: 0,
+        best_epoch: None,
+        best_dice: None,
+        final_dice: None,
+        divergence: None,
+        message: None,
+        snapshot_samples: Vec::new(),
+        dataset: Some(ds.info.clone()),
+        parameters: 0,
+    };
+    let mut manifest = RunManifest::new(
+        experiment,
+        variant,
+        Some(task.index),
+        commit.clone(),
+        record,
+    );
+    manifest.save(&run_dir)?;
+
+    eprintln!("{label} {} seed {seed}", variant.name);
+    let spec = RunSpec {
+        variant_name: &variant.name,
+        variant_dir: &variant_dir,
+        seed,
+        config: &variant.config,
+        config_hash: &hash,
+        dataset: ds,
+    };
+    let mut tracker = Tracker::open(&run_dir)?;
+    let result = train_on_backend(&spec, &mut tracker, opts.device);
+    let record = &mut manifest.record;
+    record.ended = Some(now_rfc3339());
+    match result {
+        Ok(outcome) => record_outcome(record, outcome),
+        Err(e) => {
+            eprintln!("{} seed {seed}: failed: {e:#}", variant.name);
+            record.status = RunStatus::Failed;
+            record.message = Some(format!("{e:#}"));
+        }
+    }
+    // Rows of a stopped run are already flushed up to its last finished epoch.
+    tracker.flush()?;
+    manifest.save(&run_dir)?;
+    Ok(TaskResult::Trained(manifest.record.status))
+}
+
+fn train_on_backend(
+    spec: &RunSpec,
+    tracker: &mut Tracker,
+    device: Option<usize>,
+) -> Result<RunOutcome> {
+    let mut progress = make_progress();
+    match spec.config.train.backend {
+        BackendKind::Cpu => {
+            train_run::<CpuBackend>(spec, tracker, &Default::default(), progress.as_mut())
+        }
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => train_run::<backend::CudaBackend>(
+            spec,
+            tracker,
+            &burn::backend::cuda::CudaDevice {
+                index: device.unwrap_or(0),
+            },
+            progress.as_mut(),
+        ),
+        #[cfg(not(feature = "cuda"))]
+        BackendKind::Cuda => {
+            let _ = device;
+            unreachable!("checked by check_available")
+        }
+    }
+}
+
+fn record_outcome(record: &mut RunRecord, outcome: RunOutcome) {
+    record.epochs_done = outcome.epochs_done;
+    record.best_epoch = outcome.best_epoch;
+    record.best_dice = outcome.best_dice;
+    record.final_dice = outcome.final_dice;
+    record.snapshot_samples = outcome.snapshot_samples;
+    record.parameters = outcome.parameters;
+    record.status = match outcome.ending {
+        Ending::Completed => RunStatus::Completed,
+        Ending::Diverged(d) => {
+            record.message = Some(format!(
+                "loss {} at epoch {}, step {}",
+                d.loss, d.epoch, d.step
+            ));
+            record.divergence = Some(d);
+            RunStatus::Diverged
+        }
+        Ending::Failed(message) => {
+            record.message = Some(message);
+            RunStatus::Failed
+        }
+        Ending::Interrupted => RunStatus::Interrupted,
+    };
+}
+
+/// CPU threads this machine (or this SLURM allocation) gives the study.
+pub fn available_threads() -> usize {
+    let from_env = |k: &str| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0)
+    };
+    from_env("SLURM_CPUS_PER_TASK")
+        .or_else(|| from_env("RAYON_NUM_THREADS"))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// `--jobs N`: N worker processes of this binary on the planned study, each with its share of
+/// the CPU threads (and its own GPU with `--devices`). Workers claim tasks through the run
+/// locks, so a long task does not hold up the others' queue.
+fn run_worker_processes(
+    file: &Path,
+    experiment: &Experiment,
+    exp_dir: &Path,
+    tasks: &[Task],
+    opts: &RunOptions,
+) -> Result<Summary> {
+    let threads = available_threads();
+    let per_worker = (threads / opts.jobs).max(1);
+    if opts.jobs > threads {
+        eprintln!(
+            "note: --jobs {} on {threads} CPU thread(s): each worker gets 1 thread; more workers \
+             than threads only adds contention",
+            opts.jobs
+        );
+    }
+    eprintln!(
+        "{} tasks, {} worker processes, {per_worker} thread(s) each",
+        tasks.len(),
+        opts.jobs
+    );
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let mut children = Vec::new();
+    for k in 0..opts.jobs {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("run")
+            .arg(file)
+            .arg("--out")
+            .arg(&opts.out)
+            .arg("--worker")
+            .arg("--no-report")
+            .env("RAYON_NUM_THREADS", per_worker.to_string())
+            .env("UNET_LAB_PROGRESS", "plain");
+        for v in &opts.variants {
+            cmd.arg("--variant").arg(v);
+        }
+        if let Some(b) = opts.backend {
+            cmd.arg("--backend").arg(b.name());
+        }
+        if !opts.devices.is_empty() {
+            cmd.arg("--device")
+                .arg(opts.devices[k % opts.devices.len()].to_string());
+        }
+        children.push(
+            cmd.spawn()
+                .with_context(|| format!("cannot start worker {k} ({})", exe.display()))?,
+        );
+    }
+    let mut failed_workers = Vec::new();
+    for (k, mut child) in children.into_iter().enumerate() {
+        let status = child.wait().context("cannot wait for a worker")?;
+        // 3 (some runs diverged or failed) and 130 (interrupted) are read from the manifests.
+        if !matches!(status.code(), Some(0 | 3 | 130)) {
+            failed_workers.push(format!("worker {k}: {status}"));
+        }
+    }
+    let mut summary = Summary::default();
+    for task in tasks {
+        let variant = &experiment.variants[task.variant];
+        let run_dir = layout::run_dir(&exp_dir.join(&variant.slug), task.seed);
+        match RunManifest::load(&run_dir)? {
+            Some(m) if m.record.config_hash == variant.config_hash(task.seed) => {
+                count(&mut summary, m.record.status)
+            }
+            _ => summary.interrupted += 1,
+        }
+    }
+    if !failed_workers.is_empty() {
+        bail!(
+            "{} worker process(es) stopped with an error ({}); finished runs are kept — run the same \
+             command again to finish the rest",
+            failed_workers.len(),
+            failed_workers.join(", ")
+        );
     }
     Ok(summary)
 }

@@ -147,3 +147,81 @@ pub fn render_in_chromium(page: &Path) {
         "no images on the page: {verdict}"
     );
 }
+
+/// The rows that must be identical across runs (timings excluded).
+pub fn key_values(
+    rows: &[unet_lab::track::EpochRow],
+) -> Vec<(String, u64, usize, String, f64, Option<f64>, Option<f64>)> {
+    let mut v: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.variant.clone(),
+                r.seed,
+                r.epoch,
+                r.split.clone(),
+                r.loss,
+                r.dice,
+                r.iou,
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| (&a.0, a.1, a.2, &a.3).cmp(&(&b.0, b.1, b.2, &b.3)));
+    v
+}
+
+/// Same keys, and losses and metrics within 1e-6 (the CPU backend is deterministic).
+pub fn assert_same_rows(
+    a: &[unet_lab::track::EpochRow],
+    b: &[unet_lab::track::EpochRow],
+    what: &str,
+) {
+    let (a, b) = (key_values(a), key_values(b));
+    assert_eq!(a.len(), b.len(), "{what}: row counts differ");
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(
+            (&x.0, x.1, x.2, &x.3),
+            (&y.0, y.1, y.2, &y.3),
+            "{what}: keys differ"
+        );
+        assert!((x.4 - y.4).abs() <= 1e-6, "{what}: loss {x:?} vs {y:?}");
+        let close = |p: Option<f64>, q: Option<f64>| match (p, q) {
+            (Some(p), Some(q)) => (p - q).abs() <= 1e-6,
+            (None, None) => true,
+            _ => false,
+        };
+        assert!(
+            close(x.5, y.5) && close(x.6, y.6),
+            "{what}: metrics {x:?} vs {y:?}"
+        );
+    }
+}
+
+/// Step rows as (variant, seed, global step, loss), sorted; losses compared within 1e-6.
+pub fn assert_same_steps(
+    a: &[unet_lab::track::StepRow],
+    b: &[unet_lab::track::StepRow],
+    what: &str,
+) {
+    let key = |rows: &[unet_lab::track::StepRow]| {
+        let mut v: Vec<(String, u64, usize, f64)> = rows
+            .iter()
+            .map(|s| (s.variant.clone(), s.seed, s.global_step, s.loss))
+            .collect();
+        v.sort_by(|x, y| (&x.0, x.1, x.2).cmp(&(&y.0, y.1, y.2)));
+        v
+    };
+    let (a, b) = (key(a), key(b));
+    assert_eq!(a.len(), b.len(), "{what}: step row counts differ");
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(
+            (&x.0, x.1, x.2),
+            (&y.0, y.1, y.2),
+            "{what}: step keys differ"
+        );
+        assert!(
+            (x.3 - y.3).abs() <= 1e-6,
+            "{what}: step loss {x:?} vs {y:?}"
+        );
+    }
+}

@@ -1,5 +1,11 @@
-//! The command line: `run`, `validate`, `report`, `compare`, `predict`, `bench`,
-//! `augment-preview`.
+//! The command line: `run`, `validate`, `tasks`, `status`, `slurm`, `report`, `compare`,
+//! `predict`, `bench`, `augment-preview`. The study commands have a file each.
+
+mod run;
+mod slurm;
+mod status;
+mod tasks;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,14 +13,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, BackendKind};
-use crate::train::runner::{RunOptions, run_experiment};
 
 /// Exit codes: 0 success; 1 runtime error; 2 bad config or usage; 3 some runs diverged or
-/// failed; 130 interrupted.
+/// failed; 4 (`status`) the study is not complete yet; 130 interrupted.
 pub mod exit {
     pub const ERROR: u8 = 1;
     pub const CONFIG: u8 = 2;
     pub const RUNS_NOT_COMPLETED: u8 = 3;
+    pub const INCOMPLETE: u8 = 4;
     pub const INTERRUPTED: u8 = 130;
 }
 
@@ -79,34 +85,19 @@ pub enum BenchKernels {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Train every variant of an experiment file (resuming where an earlier run stopped) and
-    /// write metrics, checkpoints and the report under --out.
-    Run {
-        /// The experiment file (TOML).
-        file: PathBuf,
-        /// Output directory; the experiment goes to <out>/<experiment name>/.
-        #[arg(long, default_value = "reports")]
-        out: PathBuf,
-        /// Train only these variants (repeatable).
-        #[arg(long = "variant", value_name = "NAME")]
-        variants: Vec<String>,
-        /// Override the backend of every variant.
-        #[arg(long, value_enum)]
-        backend: Option<BackendArg>,
-        /// Discard earlier results of the selected variants and train them again.
-        #[arg(long)]
-        fresh: bool,
-        /// Do not render the report at the end.
-        #[arg(long)]
-        no_report: bool,
-    },
-    /// Check an experiment file and list its variants.
-    Validate {
-        file: PathBuf,
-        /// Print the expanded variants as a JSON array.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Train every variant × seed of an experiment file (resuming where an earlier run
+    /// stopped) and write metrics, checkpoints and the report under --out. With --task,
+    /// --shard or --jobs, several workers share the study.
+    Run(run::RunArgs),
+    /// Check an experiment file, its data and the cluster options, and list its variants.
+    Validate(validate::ValidateArgs),
+    /// List the study's tasks (one per variant × seed, numbered in file order).
+    Tasks(tasks::TasksArgs),
+    /// Where a study stands: each task done, running, failed, diverged, interrupted or missing,
+    /// and the command that finishes it. Exit 0 only when it is complete.
+    Status(status::StatusArgs),
+    /// Write (and with --submit, queue) a SLURM job array for the study and a report job after it.
+    Slurm(slurm::SlurmArgs),
     /// Rebuild every picture and page of an experiment directory from its metrics and stored
     /// predictions (no model is loaded, nothing is trained).
     Report {
@@ -198,6 +189,7 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     crate::memory::keep_freed_memory();
+    use_slurm_cpus();
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
@@ -212,7 +204,24 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn install_ctrlc() {
+/// Under SLURM the allocation, not the node, sets the thread count (`TaskPlugin=task/none`
+/// does not confine a task to its CPUs); an explicit `RAYON_NUM_THREADS` still wins.
+fn use_slurm_cpus() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        return;
+    }
+    let cpus = std::env::var("SLURM_CPUS_PER_TASK")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0);
+    if let Some(n) = cpus {
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
+    }
+}
+
+pub(crate) fn install_ctrlc() {
     let _ = ctrlc::set_handler(|| {
         if crate::train::INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
             eprintln!("\nsecond Ctrl-C: stopping now");
@@ -226,67 +235,11 @@ fn install_ctrlc() {
 
 fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Run {
-            file,
-            out,
-            variants,
-            backend,
-            fresh,
-            no_report,
-        } => {
-            let mut experiment = config::load(&file)?;
-            if let Err(msg) = experiment.select(&variants) {
-                eprintln!("error: {msg}");
-                return Ok(exit::CONFIG);
-            }
-            install_ctrlc();
-            let summary = run_experiment(
-                &file,
-                experiment,
-                &RunOptions {
-                    out,
-                    backend: backend.map(Into::into),
-                    fresh,
-                    report: !no_report,
-                },
-            )?;
-            eprintln!("summary: {}", summary.line());
-            Ok(if summary.interrupted > 0 {
-                exit::INTERRUPTED
-            } else if summary.diverged + summary.failed > 0 {
-                exit::RUNS_NOT_COMPLETED
-            } else {
-                0
-            })
-        }
-        Command::Validate { file, json } => {
-            let experiment = config::load(&file)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&experiment.to_json())?);
-            } else {
-                println!(
-                    "{}: experiment \"{}\", {} variant(s) × {} seed(s)",
-                    file.display(),
-                    experiment.name,
-                    experiment.variants.len(),
-                    experiment.seeds.len()
-                );
-                for v in &experiment.variants {
-                    let t = &v.config.train;
-                    println!(
-                        "  {:<28} widths {:?}, loss {}, {} lr {}, {} epochs, batch {}",
-                        v.name,
-                        v.config.model.widths,
-                        t.loss.name(),
-                        format!("{:?}", t.optimizer).to_lowercase(),
-                        t.lr,
-                        t.epochs,
-                        t.batch_size
-                    );
-                }
-            }
-            Ok(0)
-        }
+        Command::Run(args) => run::execute(args),
+        Command::Validate(args) => validate::execute(args),
+        Command::Tasks(args) => tasks::execute(args),
+        Command::Status(args) => status::execute(args),
+        Command::Slurm(args) => slurm::execute(args),
         Command::Report { dir } => {
             let started = std::time::Instant::now();
             let written = crate::report::render_experiment(&dir)?;

@@ -1,0 +1,140 @@
+//! `unet-lab run`: train a study, or the share of it this worker is given.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{BackendArg, exit};
+use crate::config;
+use crate::train::runner::{RunOptions, Selection, run_experiment};
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The experiment file (TOML).
+    pub file: PathBuf,
+    /// Output directory; the experiment goes to <out>/<experiment name>/.
+    #[arg(long, default_value = "reports")]
+    pub out: PathBuf,
+    /// Train only these variants (repeatable).
+    #[arg(long = "variant", value_name = "NAME")]
+    pub variants: Vec<String>,
+    /// Override the backend of every variant.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+    /// Discard earlier results of the selected runs and train them again.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Do not render the report at the end.
+    #[arg(long)]
+    pub no_report: bool,
+    /// Train one task of the study (see `unet-lab tasks FILE`); a worker: no merge, no report.
+    #[arg(long, value_name = "I", conflicts_with_all = ["shard", "jobs"])]
+    pub task: Option<usize>,
+    /// Train every N-th task from I (I/N, I from 0); a worker: no merge, no report.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard, conflicts_with = "jobs")]
+    pub shard: Option<(usize, usize)>,
+    /// Worker processes on this machine, splitting the CPU threads between them.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// CUDA: one GPU per worker (--devices 0,1,2,3 starts four workers unless --jobs says).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub devices: Vec<usize>,
+    /// The GPU of this worker (set by --devices for the processes it starts).
+    #[arg(long, hide = true)]
+    pub device: Option<usize>,
+    /// A worker process of an already planned study (set by --jobs).
+    #[arg(long, hide = true)]
+    pub worker: bool,
+}
+
+/// `I/N` → (I, N).
+pub fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("expected I/N with 0 ≤ I < N (e.g. 0/4), got \"{text}\"");
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+pub fn execute(args: RunArgs) -> Result<u8> {
+    let experiment = config::load(&args.file)?;
+    if let Err(msg) = experiment.variant_indices(&args.variants) {
+        eprintln!("error: {msg}");
+        return Ok(exit::CONFIG);
+    }
+    let tasks = experiment.tasks().len();
+    if let Some(i) = args.task.filter(|&i| i >= tasks) {
+        eprintln!(
+            "error: --task {i}: the study has {tasks} task(s), numbered 0 to {} (see `unet-lab tasks {}`)",
+            tasks.saturating_sub(1),
+            args.file.display()
+        );
+        return Ok(exit::CONFIG);
+    }
+    let (jobs, device) = match worker_count(&args) {
+        Ok(x) => x,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return Ok(exit::CONFIG);
+        }
+    };
+    let selection = match (args.task, args.shard) {
+        (Some(i), _) => Selection::Task(i),
+        (_, Some((index, count))) => Selection::Shard { index, count },
+        _ => Selection::All,
+    };
+    super::install_ctrlc();
+    let summary = run_experiment(
+        &args.file,
+        experiment,
+        &RunOptions {
+            out: args.out,
+            backend: args.backend.map(Into::into),
+            fresh: args.fresh,
+            report: !args.no_report,
+            variants: args.variants,
+            selection,
+            worker: args.worker || selection != Selection::All,
+            jobs,
+            devices: if jobs > 1 { args.devices } else { Vec::new() },
+            device,
+        },
+    )?;
+    eprintln!("summary: {}", summary.line());
+    Ok(if summary.interrupted > 0 {
+        exit::INTERRUPTED
+    } else if summary.diverged + summary.failed > 0 {
+        exit::RUNS_NOT_COMPLETED
+    } else {
+        0
+    })
+}
+
+/// Worker processes to start, and this process's GPU, from --jobs, --devices and --device.
+fn worker_count(args: &RunArgs) -> Result<(usize, Option<usize>), String> {
+    let jobs = args.jobs.unwrap_or(args.devices.len().max(1));
+    if jobs == 0 {
+        return Err("--jobs: needs at least 1 worker".into());
+    }
+    if !args.devices.is_empty() && jobs > args.devices.len() {
+        return Err(format!(
+            "--jobs {jobs} with {} GPU(s) in --devices: each worker gets its own GPU; list at least \
+             {jobs} devices or lower --jobs",
+            args.devices.len()
+        ));
+    }
+    if args.device.is_some() && !args.devices.is_empty() {
+        return Err("--device and --devices: give one or the other".into());
+    }
+    let device = match (jobs, args.devices.as_slice()) {
+        (1, [only]) => Some(*only),
+        _ => args.device,
+    };
+    Ok((jobs, device))
+}

@@ -1,0 +1,103 @@
+//! `unet-lab slurm`: plan the study and write (optionally submit) its SLURM job array.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::BackendArg;
+use crate::config::{self, BackendKind};
+use crate::slurm::{self, SlurmOptions};
+use crate::track::Plan;
+use crate::train::runner::{RunOptions, check_backends, experiment_dir, plan_study};
+
+#[derive(Args, Debug)]
+pub struct SlurmArgs {
+    /// The experiment file (TOML).
+    pub file: PathBuf,
+    /// Output directory; the experiment goes to <out>/<experiment name>/ (on a shared filesystem).
+    #[arg(long, default_value = "reports")]
+    pub out: PathBuf,
+    /// SLURM partition.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Time limit of each task (SLURM's forms: 30, 2:00:00, 1-12, ...).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// CPUs of each task; training uses that many threads.
+    #[arg(long, default_value_t = 1)]
+    pub cpus_per_task: usize,
+    /// Generic resources of each task, e.g. gpu:1 (only when asked: no default).
+    #[arg(long)]
+    pub gres: Option<String>,
+    /// At most this many tasks at once (--array=0-(T-1)%K).
+    #[arg(long, value_name = "K")]
+    pub max_parallel: Option<usize>,
+    /// Override the backend of every variant.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+    /// Submit both scripts with sbatch and print the job ids.
+    #[arg(long)]
+    pub submit: bool,
+}
+
+pub fn execute(args: SlurmArgs) -> Result<u8> {
+    let mut experiment = config::load(&args.file)?;
+    let backend: Option<BackendKind> = args.backend.map(Into::into);
+    if let Some(b) = backend {
+        for v in &mut experiment.variants {
+            v.config.train.backend = b;
+        }
+    }
+    let opts = SlurmOptions {
+        partition: args.partition,
+        time: args.time,
+        cpus_per_task: args.cpus_per_task,
+        gres: args.gres,
+        max_parallel: args.max_parallel,
+        backend,
+    };
+    let backends: Vec<BackendKind> = experiment
+        .variants
+        .iter()
+        .map(|v| v.config.train.backend)
+        .collect();
+    if let Err(e) = slurm::check_options(&opts, &backends, experiment.tasks().len()) {
+        eprintln!("error: {e:#}");
+        return Ok(super::exit::CONFIG);
+    }
+    let run_opts = RunOptions {
+        out: args.out.clone(),
+        backend,
+        ..RunOptions::default()
+    };
+    check_backends(&experiment, &run_opts)?;
+    for v in &experiment.variants {
+        crate::data::survey(&v.config.data)?;
+    }
+    let exp_dir = experiment_dir(&args.out, &experiment);
+    let source = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    plan_study(&args.file, &source, &experiment, &exp_dir, &run_opts)?;
+    let plan = Plan::load(&exp_dir)?.context("the plan was just written")?;
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let scripts = slurm::write_scripts(&exp_dir, &plan, &exe, &opts)?;
+    println!(
+        "array job ({} tasks): {}",
+        scripts.tasks,
+        scripts.array.display()
+    );
+    println!("report job:           {}", scripts.report.display());
+    if args.submit {
+        let (array, report) = slurm::submit(&scripts)?;
+        println!("submitted array job {array} and report job {report} (after any end of {array})");
+        println!("follow it with: unet-lab status {}", exp_dir.display());
+    } else {
+        println!(
+            "submit with: job=$(sbatch --parsable {}) && sbatch --dependency=afterany:$job {}",
+            scripts.array.display(),
+            scripts.report.display()
+        );
+    }
+    Ok(0)
+}

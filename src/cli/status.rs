@@ -1,0 +1,134 @@
+//! `unet-lab status`: where a study stands and what finishes it.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::slurm::shell_quote;
+use crate::track::status::{StudyStatus, TaskState, index_ranges};
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// An experiment directory (e.g. reports/ablation).
+    pub dir: PathBuf,
+    /// Print one JSON object (tasks, counts, complete, finish commands).
+    #[arg(long)]
+    pub json: bool,
+}
+
+const STATES: [TaskState; 6] = [
+    TaskState::Done,
+    TaskState::Running,
+    TaskState::Failed,
+    TaskState::Diverged,
+    TaskState::Interrupted,
+    TaskState::Missing,
+];
+
+/// The commands that train every unfinished task.
+fn finish_commands(status: &StudyStatus) -> Vec<String> {
+    let unfinished = status.unfinished();
+    if unfinished.is_empty() {
+        return Vec::new();
+    }
+    let mut commands = Vec::new();
+    let array = status.dir.join("slurm").join("array.sbatch");
+    if array.exists() {
+        commands.push(format!(
+            "sbatch --array={} {}",
+            index_ranges(&unfinished),
+            shell_quote(&array.display().to_string())
+        ));
+    }
+    let run = format!(
+        "unet-lab run {} --out {}",
+        shell_quote(&status.source_file),
+        shell_quote(&status.out)
+    );
+    if unfinished.len() == 1 {
+        commands.push(format!("{run} --task {}", unfinished[0]));
+    } else {
+        // A plain run trains every task that is not finished (and skips the others).
+        commands.push(run);
+    }
+    commands
+}
+
+pub fn execute(args: StatusArgs) -> Result<u8> {
+    let status = StudyStatus::read(&args.dir)?;
+    let total = status.tasks.len();
+    let done = status.count(TaskState::Done);
+    let finish = finish_commands(&status);
+    if args.json {
+        let counts: serde_json::Map<String, serde_json::Value> = STATES
+            .iter()
+            .map(|s| (s.as_str().to_string(), status.count(*s).into()))
+            .collect();
+        let json = serde_json::json!({
+            "experiment": status.experiment,
+            "dir": status.dir,
+            "complete": status.complete(),
+            "total": total,
+            "counts": counts,
+            "unfinished": status.unfinished(),
+            "finish": finish,
+            "tasks": status.tasks,
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        println!("{} ({})", status.experiment, status.dir.display());
+        for t in &status.tasks {
+            let mut detail = match t.state {
+                TaskState::Done => format!(
+                    "done, best Dice {}",
+                    t.best_dice.map_or("—".into(), |d| format!("{d:.4}"))
+                ),
+                TaskState::Running => format!(
+                    "running ({}), epoch {}/{}",
+                    t.holder
+                        .as_ref()
+                        .map_or("holder unknown".into(), |h| h.describe()),
+                    t.epochs_done,
+                    t.epochs
+                ),
+                TaskState::Interrupted => {
+                    format!("interrupted after epoch {}/{}", t.epochs_done, t.epochs)
+                }
+                other => other.as_str().to_string(),
+            };
+            if let (Some(m), TaskState::Failed | TaskState::Diverged) = (&t.message, t.state) {
+                detail.push_str(&format!(": {m}"));
+            }
+            println!("  {:>4}  {}  seed {}  {detail}", t.index, t.variant, t.seed);
+        }
+        let others: Vec<String> = STATES[1..]
+            .iter()
+            .filter(|s| status.count(**s) > 0)
+            .map(|s| format!("{} {}", status.count(*s), s.as_str()))
+            .collect();
+        let mut line = format!("{done}/{total} complete");
+        if !others.is_empty() {
+            line.push_str(&format!(" ({})", others.join(", ")));
+        }
+        println!("{line}");
+        if status.complete() {
+            println!(
+                "the study is complete: unet-lab report {}",
+                status.dir.display()
+            );
+        } else if !finish.is_empty() {
+            println!("to finish the study:");
+            for c in &finish {
+                println!("  {c}");
+            }
+        } else {
+            println!("every unfinished task is running; check again later");
+        }
+    }
+    Ok(if status.complete() {
+        0
+    } else {
+        super::exit::INCOMPLETE
+    })
+}

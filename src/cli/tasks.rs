@@ -1,0 +1,74 @@
+//! `unet-lab tasks`: the study's task list, for schedulers and scripts.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::config;
+use crate::track::layout;
+use crate::train::runner::experiment_dir;
+
+#[derive(Args, Debug)]
+pub struct TasksArgs {
+    /// The experiment file (TOML).
+    pub file: PathBuf,
+    /// The output directory the study is (or would be) written under.
+    #[arg(long, default_value = "reports")]
+    pub out: PathBuf,
+    /// Print a JSON array of objects (index, variant, seed, config_hash, dir).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn execute(args: TasksArgs) -> Result<u8> {
+    let experiment = config::load(&args.file)?;
+    let exp_dir = experiment_dir(&args.out, &experiment);
+    let rows: Vec<serde_json::Value> = experiment
+        .tasks()
+        .iter()
+        .map(|t| {
+            let v = &experiment.variants[t.variant];
+            serde_json::json!({
+                "index": t.index,
+                "variant": v.name,
+                "slug": v.slug,
+                "seed": t.seed,
+                "config_hash": v.config_hash(t.seed),
+                "dir": layout::run_dir(&exp_dir.join(&v.slug), t.seed).display().to_string(),
+            })
+        })
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    println!(
+        "{}: {} task(s) ({} variant(s) × {} seed(s))",
+        args.file.display(),
+        rows.len(),
+        experiment.variants.len(),
+        experiment.seeds.len()
+    );
+    let width = rows
+        .iter()
+        .map(|r| r["variant"].as_str().unwrap_or("").chars().count())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    println!(
+        "{:>5}  {:<width$}  {:>6}  {:<16}  output directory",
+        "index", "variant", "seed", "config hash"
+    );
+    for r in &rows {
+        println!(
+            "{:>5}  {:<width$}  {:>6}  {:<16}  {}",
+            r["index"],
+            r["variant"].as_str().unwrap_or(""),
+            r["seed"],
+            r["config_hash"].as_str().unwrap_or(""),
+            r["dir"].as_str().unwrap_or("")
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,121 @@
+//! `unet-lab validate`: everything `run` (or a cluster) would reject, rejected first.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{BackendArg, exit};
+use crate::config::{self, BackendKind};
+use crate::train::runner::check_devices;
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    pub file: PathBuf,
+    /// Print the expanded variants as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+    /// Check as if run with this backend.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+    /// Check these GPUs as `run --devices` would.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub devices: Vec<usize>,
+    /// Check a SLURM --gres request against the study.
+    #[arg(long)]
+    pub gres: Option<String>,
+}
+
+pub fn execute(args: ValidateArgs) -> Result<u8> {
+    let mut experiment = config::load(&args.file)?;
+    if let Some(b) = args.backend {
+        for v in &mut experiment.variants {
+            v.config.train.backend = b.into();
+        }
+    }
+    let backends: Vec<BackendKind> = experiment
+        .variants
+        .iter()
+        .map(|v| v.config.train.backend)
+        .collect();
+    let mut problems = Vec::new();
+    if let Err(e) = check_devices(&backends, &args.devices, None) {
+        problems.push(format!("{e:#}"));
+    }
+    if let Some(g) = &args.gres {
+        let opts = crate::slurm::SlurmOptions {
+            gres: Some(g.clone()),
+            cpus_per_task: 1,
+            ..Default::default()
+        };
+        if let Err(e) = crate::slurm::check_options(&opts, &backends, experiment.tasks().len()) {
+            problems.push(format!("{e:#}"));
+        }
+    }
+    let mut unavailable: Vec<BackendKind> = backends.clone();
+    unavailable.sort_by_key(|b| b.name());
+    unavailable.dedup();
+    for b in unavailable {
+        if let Err(e) = crate::train::backend::check_built(b) {
+            problems.push(format!("{e:#}"));
+        }
+    }
+    // Each distinct dataset once: the path exists and holds the layout, subjects exist.
+    let mut surveyed: Vec<(String, String)> = Vec::new();
+    for v in &experiment.variants {
+        let key = serde_json::to_string(&v.config.data)?;
+        if surveyed.iter().any(|(k, _)| *k == key) {
+            continue;
+        }
+        let line = match crate::data::survey(&v.config.data) {
+            Ok(s) => format!(
+                "data ({}): {} images of {} subjects, resized to {}×{}",
+                v.config.data.source.name(),
+                s.images,
+                s.subjects,
+                v.config.data.size[0],
+                v.config.data.size[1]
+            ),
+            Err(e) => {
+                problems.push(format!("variant \"{}\": data: {e:#}", v.name));
+                String::new()
+            }
+        };
+        surveyed.push((key, line));
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("error: {}: {p}", args.file.display());
+        }
+        return Ok(exit::CONFIG);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&experiment.to_json())?);
+        return Ok(0);
+    }
+    println!(
+        "{}: experiment \"{}\", {} variant(s) × {} seed(s) = {} task(s)",
+        args.file.display(),
+        experiment.name,
+        experiment.variants.len(),
+        experiment.seeds.len(),
+        experiment.tasks().len()
+    );
+    for (_, line) in &surveyed {
+        println!("  {line}");
+    }
+    for v in &experiment.variants {
+        let t = &v.config.train;
+        println!(
+            "  {:<28} widths {:?}, loss {}, {} lr {}, {} epochs, batch {}",
+            v.name,
+            v.config.model.widths,
+            t.loss.name(),
+            format!("{:?}", t.optimizer).to_lowercase(),
+            t.lr,
+            t.epochs,
+            t.batch_size
+        );
+    }
+    Ok(0)
+}

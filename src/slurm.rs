@@ -1,0 +1,312 @@
+//! SLURM job arrays: one array task per study task (`unet-lab run … --task
+//! $SLURM_ARRAY_TASK_ID --no-report`), and a report job that runs after the array whatever
+//! became of its tasks (`afterany`: with `afterok`, one failed task would leave it pending
+//! forever). SLURM requeues tasks by default; a requeued task resumes from its checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::config::BackendKind;
+use crate::track::{Plan, write_atomic};
+
+/// Everything `unet-lab slurm` puts into the scripts.
+#[derive(Debug, Clone, Default)]
+pub struct SlurmOptions {
+    pub partition: Option<String>,
+    pub time: Option<String>,
+    pub cpus_per_task: usize,
+    pub gres: Option<String>,
+    pub max_parallel: Option<usize>,
+    pub backend: Option<BackendKind>,
+}
+
+/// SLURM's default `MaxArraySize`: array indices must stay below it.
+pub const DEFAULT_MAX_ARRAY_SIZE: usize = 1001;
+
+/// `--gres` is `name[:type][:count]`, e.g. `gpu:1` or `gpu:a100:2`; several joined by commas.
+pub fn check_gres(spec: &str) -> Result<(), String> {
+    for one in spec.split(',') {
+        let parts: Vec<&str> = one.split(':').collect();
+        let ok_word = |w: &str| {
+            !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        };
+        let count_ok = match parts.last() {
+            Some(last) if last.chars().all(|c| c.is_ascii_digit()) && parts.len() > 1 => {
+                last.parse::<u32>().is_ok_and(|n| n > 0)
+            }
+            _ => true,
+        };
+        if parts.len() > 3 || !parts.iter().all(|p| ok_word(p)) || !count_ok {
+            return Err(format!(
+                "--gres \"{spec}\": expected name[:type][:count] with a positive count, e.g. gpu:1 or gpu:a100:2"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a `--gres` asks for GPUs.
+pub fn gres_has_gpu(spec: &str) -> bool {
+    spec.split(',').any(|g| g.split(':').next() == Some("gpu"))
+}
+
+/// `--time` in one of SLURM's forms: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`, or
+/// `UNLIMITED`/`INFINITE`.
+pub fn check_time(spec: &str) -> Result<(), String> {
+    if matches!(spec, "UNLIMITED" | "INFINITE" | "unlimited" | "infinite") {
+        return Ok(());
+    }
+    let numbers = |s: &str, max: usize| {
+        let parts: Vec<&str> = s.split(':').collect();
+        parts.len() <= max
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+    };
+    let ok = match spec.split_once('-') {
+        Some((days, rest)) => numbers(days, 1) && numbers(rest, 3),
+        None => numbers(spec, 3),
+    };
+    if !ok {
+        return Err(format!(
+            "--time \"{spec}\": expected minutes, M:S, H:M:S, D-H, D-H:M or D-H:M:S (e.g. 2:00:00 or 1-12)"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the options against the study: what `sbatch` would refuse, or a GPU asked for a CPU
+/// study (and the reverse), is an error here, before anything is queued.
+pub fn check_options(opts: &SlurmOptions, backends: &[BackendKind], tasks: usize) -> Result<()> {
+    if opts.cpus_per_task == 0 {
+        bail!("--cpus-per-task must be at least 1");
+    }
+    if opts.max_parallel == Some(0) {
+        bail!("--max-parallel must be at least 1");
+    }
+    if let Some(t) = &opts.time {
+        check_time(t).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(p) = &opts.partition {
+        if p.is_empty() || p.chars().any(|c| c.is_whitespace()) {
+            bail!("--partition \"{p}\": a partition name has no spaces");
+        }
+    }
+    let cuda = backends.contains(&BackendKind::Cuda);
+    if let Some(g) = &opts.gres {
+        check_gres(g).map_err(anyhow::Error::msg)?;
+        if gres_has_gpu(g) && !cuda {
+            bail!(
+                "--gres {g} asks SLURM for GPUs, but the study trains on the CPU; add --backend cuda \
+                 (or train.backend = \"cuda\") or drop --gres"
+            );
+        }
+    } else if cuda {
+        eprintln!(
+            "note: the study trains on CUDA but no --gres was given: SLURM will not hand the tasks a \
+             GPU unless the partition does by default (e.g. --gres gpu:1)"
+        );
+    }
+    if tasks == 0 {
+        bail!("the study has no tasks");
+    }
+    if tasks > DEFAULT_MAX_ARRAY_SIZE - 1 {
+        eprintln!(
+            "note: {tasks} tasks: array indices up to {} exceed SLURM's default MaxArraySize ({}); \
+             the cluster must allow it, or split the study (run --shard I/N inside fewer tasks)",
+            tasks - 1,
+            DEFAULT_MAX_ARRAY_SIZE
+        );
+    }
+    Ok(())
+}
+
+/// The two scripts `unet-lab slurm` writes.
+#[derive(Debug, Clone)]
+pub struct Scripts {
+    pub array: PathBuf,
+    pub report: PathBuf,
+    pub tasks: usize,
+}
+
+/// Quotes a word for a POSIX shell.
+pub fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Writes `<exp>/slurm/array.sbatch` and `<exp>/slurm/report.sbatch` (and the log folder).
+pub fn write_scripts(
+    exp_dir: &Path,
+    plan: &Plan,
+    exe: &Path,
+    opts: &SlurmOptions,
+) -> Result<Scripts> {
+    let slurm_dir = absolute(&exp_dir.join("slurm"));
+    let logs = slurm_dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let n = plan.tasks.len();
+    let array_spec = match opts.max_parallel {
+        Some(k) => format!("0-{}%{k}", n - 1),
+        None => format!("0-{}", n - 1),
+    };
+    let mut common = vec![format!("#SBATCH --chdir={}", cwd.display())];
+    if let Some(p) = &opts.partition {
+        common.push(format!("#SBATCH --partition={p}"));
+    }
+    if let Some(t) = &opts.time {
+        common.push(format!("#SBATCH --time={t}"));
+    }
+    common.push(format!("#SBATCH --cpus-per-task={}", opts.cpus_per_task));
+    let exe = shell_quote(&exe.display().to_string());
+    let exp_abs = absolute(exp_dir);
+    let mut run = format!(
+        "{exe} run {} --out {} --task \"$SLURM_ARRAY_TASK_ID\" --no-report",
+        shell_quote(&plan.source_file),
+        shell_quote(&plan.out)
+    );
+    if let Some(b) = opts.backend {
+        run.push_str(&format!(" --backend {}", b.name()));
+    }
+    let job_name: String = plan
+        .experiment
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut array = format!(
+        "#!/bin/bash\n\
+         # Written by `unet-lab slurm` for the study \"{}\" ({n} tasks, one per variant x seed).\n\
+         # Each array task trains the task of its index; a requeued or resubmitted task resumes\n\
+         # from its last epoch. Resubmit part of the study with: sbatch --array=3,7-9 {}\n\
+         #SBATCH --job-name=unet-lab-{job_name}\n\
+         #SBATCH --array={array_spec}\n\
+         #SBATCH --output={}/task-%A_%a.log\n\
+         #SBATCH --requeue\n",
+        plan.experiment.replace('\n', " "),
+        slurm_dir.join("array.sbatch").display(),
+        logs.display()
+    );
+    for line in &common {
+        array.push_str(line);
+        array.push('\n');
+    }
+    if let Some(g) = &opts.gres {
+        array.push_str(&format!("#SBATCH --gres={g}\n"));
+    }
+    array.push_str(&format!(
+        "set -euo pipefail\n\
+         # task/none does not confine a task to its CPUs: use the allocation's count.\n\
+         export RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\n\
+         export UNET_LAB_PROGRESS=plain\n\
+         exec {run}\n"
+    ));
+    let mut report = format!(
+        "#!/bin/bash\n\
+         # Written by `unet-lab slurm`: merges the runs of \"{}\" and renders its report. Submitted\n\
+         # with --dependency=afterany:<array job>, so it runs however the tasks ended.\n\
+         #SBATCH --job-name=unet-lab-{job_name}-report\n\
+         #SBATCH --output={}/report-%j.log\n",
+        plan.experiment.replace('\n', " "),
+        logs.display()
+    );
+    for line in &common {
+        report.push_str(line);
+        report.push('\n');
+    }
+    let exp_q = shell_quote(&exp_abs.display().to_string());
+    report.push_str(&format!(
+        "set -uo pipefail\n\
+         export RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\n\
+         {exe} status {exp_q} || true\n\
+         exec {exe} report {exp_q}\n"
+    ));
+    let scripts = Scripts {
+        array: slurm_dir.join("array.sbatch"),
+        report: slurm_dir.join("report.sbatch"),
+        tasks: n,
+    };
+    write_atomic(&scripts.array, array.as_bytes())?;
+    write_atomic(&scripts.report, report.as_bytes())?;
+    Ok(scripts)
+}
+
+/// `sbatch --parsable` for the array, then for the report job after it; the two job ids.
+pub fn submit(scripts: &Scripts) -> Result<(String, String)> {
+    let array = sbatch(&[], &scripts.array)?;
+    let report = sbatch(&[format!("--dependency=afterany:{array}")], &scripts.report)?;
+    Ok((array, report))
+}
+
+fn sbatch(extra: &[String], script: &Path) -> Result<String> {
+    let out = Command::new("sbatch")
+        .arg("--parsable")
+        .args(extra)
+        .arg(script)
+        .output()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot run sbatch ({e}): is this a SLURM login node with sbatch on the PATH? The \
+                 scripts are written; submit them by hand with: sbatch {}",
+                script.display()
+            )
+        })?;
+    if !out.status.success() {
+        bail!(
+            "sbatch {} failed ({}): {}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    // `--parsable` prints `<job id>` or `<job id>;<cluster>`.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let id = text.trim().split(';').next().unwrap_or("").to_string();
+    if id.is_empty() {
+        bail!("sbatch {} printed no job id", script.display());
+    }
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gres_and_time_forms() {
+        for ok in ["gpu:1", "gpu:a100:2", "gpu", "gpu:1,shard:2"] {
+            assert!(check_gres(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "gpu:0", "gpu::1", "gpu:a:b:1", "gpu 1"] {
+            assert!(check_gres(bad).is_err(), "{bad}");
+        }
+        for ok in [
+            "30",
+            "30:00",
+            "2:00:00",
+            "1-12",
+            "1-12:30",
+            "1-12:30:00",
+            "UNLIMITED",
+        ] {
+            assert!(check_time(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "2h", "1-", "1:2:3:4", "-5"] {
+            assert!(check_time(bad).is_err(), "{bad}");
+        }
+        assert_eq!(shell_quote("a'b"), r"'a'\''b'");
+    }
+}

@@ -1,0 +1,375 @@
+//! A real SLURM, not a mock: a private single-node cluster (munged, slurmctld, slurmd on a
+//! config and key under a temp directory; nothing under /etc; daemons stopped by PID) runs a
+//! study submitted with `unet-lab slurm --submit`. One task is cancelled mid-epoch and
+//! resubmitted with the command `status` prints; the merged rows must equal a sequential run's.
+//! Without SLURM's packages (Debian: slurmctld slurmd slurm-client munge) or root, the test
+//! says it was skipped.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{TempDir, assert_same_rows, assert_same_steps, run_experiment, write_experiment};
+use unet_lab::track::{Tracker, merge};
+
+const STUDY: &str = r#"
+name = "cluster"
+seeds = [1, 2]
+[data]
+size = [32, 32]
+count = 64
+subjects = 4
+[train]
+loss = "dice_ce"
+epochs = 6
+lr = 3e-3
+[report]
+samples = 2
+[grid]
+"train.optimizer" = ["adam", "sgd"]
+"#;
+
+fn find(program: &str) -> Option<PathBuf> {
+    ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.exists())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// munged + slurmctld + slurmd under a temp directory, stopped by their PID files on drop.
+struct Cluster {
+    dir: TempDir,
+    conf: PathBuf,
+}
+
+impl Cluster {
+    fn start() -> Result<Cluster, String> {
+        let tools = [
+            "munged",
+            "slurmctld",
+            "slurmd",
+            "sbatch",
+            "squeue",
+            "scancel",
+            "sinfo",
+        ];
+        if let Some(missing) = tools.iter().find(|t| find(t).is_none()) {
+            return Err(format!("{missing} is not installed"));
+        }
+        // SlurmUser=root: the daemons need root.
+        let uid = Command::new("id")
+            .arg("-u")
+            .output()
+            .map_err(|e| e.to_string())?;
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            return Err(
+                "the private cluster runs its daemons as root, and this is not root".into(),
+            );
+        }
+        let dir = TempDir::new("slurm");
+        let d = dir.path().to_path_buf();
+        let munge = d.join("munge");
+        for sub in ["munge", "state", "spool", "log"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let mut key = vec![0u8; 1024];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut key)
+            .unwrap();
+        std::fs::write(munge.join("munge.key"), key).unwrap();
+        let chmod = |mode: &str, p: &Path| {
+            Command::new("chmod").arg(mode).arg(p).status().unwrap();
+        };
+        chmod("400", &munge.join("munge.key"));
+        chmod("700", &munge);
+        let ok = Command::new(find("munged").unwrap())
+            .arg("--force")
+            .arg(format!("--key-file={}", munge.join("munge.key").display()))
+            .arg(format!("--socket={}", munge.join("munge.sock").display()))
+            .arg(format!("--pid-file={}", munge.join("munged.pid").display()))
+            .arg(format!("--log-file={}", d.join("log/munged.log").display()))
+            .arg(format!("--seed-file={}", munge.join("seed").display()))
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !ok.success() {
+            return Err(format!("munged did not start ({ok})"));
+        }
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let conf = d.join("slurm.conf");
+        let p = |s: &str| d.join(s).display().to_string();
+        let lines = [
+            "ClusterName=unetlabtest".to_string(),
+            "SlurmctldHost=localhost".into(),
+            "SlurmUser=root".into(),
+            "AuthType=auth/munge".into(),
+            format!("AuthInfo=socket={}", munge.join("munge.sock").display()),
+            format!("SlurmctldPort={}", free_port()),
+            format!("SlurmdPort={}", free_port()),
+            format!("StateSaveLocation={}", p("state")),
+            format!("SlurmdSpoolDir={}", p("spool")),
+            format!("SlurmctldPidFile={}", p("slurmctld.pid")),
+            format!("SlurmdPidFile={}", p("slurmd.pid")),
+            format!("SlurmctldLogFile={}", p("log/slurmctld.log")),
+            format!("SlurmdLogFile={}", p("log/slurmd.log")),
+            "ProctrackType=proctrack/linuxproc".into(),
+            "TaskPlugin=task/none".into(),
+            "SelectType=select/cons_tres".into(),
+            "SelectTypeParameters=CR_Core".into(),
+            "JobAcctGatherType=jobacct_gather/none".into(),
+            "EnforcePartLimits=ALL".into(),
+            "MailProg=/bin/true".into(),
+            "ReturnToService=2".into(),
+            format!("NodeName=localhost CPUs={cpus} State=UNKNOWN"),
+            "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP".into(),
+        ];
+        std::fs::write(&conf, lines.join("\n") + "\n").unwrap();
+        let cluster = Cluster { dir, conf };
+        for (daemon, args) in [
+            ("slurmctld", vec!["-c"]),
+            ("slurmd", vec!["-N", "localhost"]),
+        ] {
+            let ok = cluster
+                .command(find(daemon).unwrap())
+                .args(args)
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !ok.success() {
+                return Err(format!("{daemon} did not start ({ok}): see {}", p("log")));
+            }
+        }
+        let start = Instant::now();
+        loop {
+            let out = cluster
+                .command("sinfo")
+                .args(["-h", "-o", "%T"])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout).trim() == "idle" {
+                return Ok(cluster);
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err(format!(
+                    "the node never became idle: {}",
+                    String::from_utf8_lossy(&out.stdout)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(program);
+        c.env("SLURM_CONF", &self.conf);
+        c
+    }
+
+    fn in_queue(&self, jobs: &str) -> bool {
+        let out = self
+            .command("squeue")
+            .args(["-h", "-j", jobs])
+            .output()
+            .unwrap();
+        !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+    }
+
+    fn wait_until_gone(&self, jobs: &str, limit: Duration) {
+        let start = Instant::now();
+        while self.in_queue(jobs) {
+            assert!(
+                start.elapsed() < limit,
+                "jobs {jobs} still queued after {limit:?}; slurmctld log: {}",
+                std::fs::read_to_string(self.dir.path().join("log/slurmctld.log"))
+                    .unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let d = self.dir.path();
+        for pid_file in ["slurmd.pid", "slurmctld.pid", "munge/munged.pid"] {
+            let Ok(text) = std::fs::read_to_string(d.join(pid_file)) else {
+                continue;
+            };
+            let pid = text.trim().to_string();
+            let _ = Command::new("kill").arg(&pid).status();
+            let start = Instant::now();
+            while Path::new(&format!("/proc/{pid}")).exists()
+                && start.elapsed() < Duration::from_secs(5)
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = Command::new("kill").args(["-9", &pid]).status();
+            }
+        }
+    }
+}
+
+fn wait_for_file_line(
+    path_glob_dir: &Path,
+    prefix: &str,
+    needle: &str,
+    limit: Duration,
+) -> PathBuf {
+    let start = Instant::now();
+    loop {
+        for entry in std::fs::read_dir(path_glob_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(prefix)
+                && std::fs::read_to_string(entry.path()).is_ok_and(|t| t.contains(needle))
+            {
+                return entry.path();
+            }
+        }
+        assert!(
+            start.elapsed() < limit,
+            "no {prefix}* log in {} showed {needle:?}",
+            path_glob_dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_study_on_a_private_slurm_cluster_merges_to_the_sequential_rows() {
+    let cluster = match Cluster::start() {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!(
+                "note: skipping the SLURM test: {why} (Debian: apt-get install slurmctld slurmd slurm-client munge)"
+            );
+            return;
+        }
+    };
+    let tmp = TempDir::new("slurm-study");
+    let file = write_experiment(&tmp, "cluster.toml", STUDY);
+    let reference_out = tmp.path().join("reference");
+    let r = run_experiment(&file, &reference_out, &["--no-report"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let reference = Tracker::open(&reference_out.join("cluster")).unwrap();
+
+    let out = tmp.path().join("out");
+    let submit = cluster
+        .command(env!("CARGO_BIN_EXE_unet-lab"))
+        .args([
+            "slurm",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(["--cpus-per-task", "1", "--max-parallel", "2", "--submit"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&submit.stdout).into_owned();
+    assert!(
+        submit.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&submit.stderr)
+    );
+    let ids: Vec<String> = stdout
+        .split("submitted array job ")
+        .nth(1)
+        .expect("job ids printed")
+        .split_whitespace()
+        .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+        .map(String::from)
+        .collect();
+    let (array, report) = (&ids[0], &ids[1]);
+    let exp = out.join("cluster");
+    let logs = exp.join("slurm/logs");
+
+    // Cancel task 0 once it has finished an epoch: mid-run, never to be requeued by SLURM.
+    wait_for_file_line(
+        &logs,
+        &format!("task-{array}_0"),
+        "epoch 1/6",
+        Duration::from_secs(120),
+    );
+    let ok = cluster
+        .command("scancel")
+        .arg(format!("{array}_0"))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    cluster.wait_until_gone(&format!("{array},{report}"), Duration::from_secs(240));
+
+    let status = cluster
+        .command(env!("CARGO_BIN_EXE_unet-lab"))
+        .args(["status", exp.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status.status.code(), Some(4), "{json}");
+    assert_eq!(json["unfinished"], serde_json::json!([0]), "{json}");
+    assert_eq!(json["counts"]["done"], 3, "{json}");
+    let resubmit = json["finish"][0].as_str().unwrap().to_string();
+    assert!(resubmit.starts_with("sbatch --array=0 "), "{resubmit}");
+
+    // The exact command `status` printed finishes the study; the task resumes.
+    let out2 = cluster
+        .command("sh")
+        .args(["-c", &resubmit])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out2.stdout).into_owned();
+    assert!(
+        out2.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out2.stderr)
+    );
+    let job = printed
+        .trim()
+        .strip_prefix("Submitted batch job ")
+        .unwrap_or_else(|| panic!("sbatch printed {printed:?}"))
+        .to_string();
+    cluster.wait_until_gone(&job, Duration::from_secs(180));
+    let resumed = std::fs::read_to_string(logs.join(format!("task-{job}_0.log"))).unwrap();
+    assert!(resumed.contains("epoch 6/6"), "{resumed}");
+    assert!(
+        !resumed.contains("epoch 1/6"),
+        "the resubmitted task started over:\n{resumed}"
+    );
+
+    let status = cluster
+        .command(env!("CARGO_BIN_EXE_unet-lab"))
+        .args(["status", exp.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    assert!(String::from_utf8_lossy(&status.stdout).contains("4/4 complete"));
+    let (_, runs) = merge::merge(&exp).unwrap();
+    let epochs: Vec<_> = runs.iter().flat_map(|r| r.epochs.clone()).collect();
+    let steps: Vec<_> = runs.iter().flat_map(|r| r.steps.clone()).collect();
+    assert_same_rows(&epochs, &reference.epochs, "SLURM study");
+    assert_same_steps(&steps, &reference.steps, "SLURM study");
+    // The report job ran after the first array (afterany), though one task had been cancelled.
+    assert!(
+        exp.join("index.html").exists(),
+        "the report job did not run"
+    );
+    assert!(
+        runs.iter().all(|r| r.manifest.slurm_job.is_some()),
+        "runs record their SLURM job"
+    );
+}
