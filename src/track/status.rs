@@ -75,9 +75,10 @@ impl StudyStatus {
             }
             bail!(
                 "{} has no plan.json: it is not a study directory, or it was written before studies \
-                 were planned — run `unet-lab run FILE --out DIR` (or `unet-lab report {}`) once to plan it",
+                 were planned; plan it by running its experiment file once more with `unet-lab run \
+                 FILE --out {}` (finished runs are kept, not retrained)",
                 exp_dir.display(),
-                exp_dir.display()
+                exp_dir.parent().unwrap_or(Path::new(".")).display()
             );
         };
         let tasks = plan
