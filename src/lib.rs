@@ -4,7 +4,6 @@
 //! The pipeline, one module per stage: [`config`] → [`data`] → [`model`] → [`train`] →
 //! [`track`] → [`report`].
 
-pub mod augment;
 pub mod bench;
 pub mod cli;
 pub mod config;
@@ -13,8 +12,8 @@ pub mod kernels;
 pub mod memory;
 pub mod model;
 pub mod predict;
-pub mod progress;
 pub mod report;
 pub mod slurm;
 pub mod track;
 pub mod train;
+pub mod util;

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use common::{
-    TempDir, assert_same_rows, assert_same_steps, run_cli, run_experiment, write_experiment,
+    TempDir, assert_same_rows, assert_same_steps, run_cli, run_experiment, sequential_rows,
+    write_experiment,
 };
 use unet_lab::track::{Tracker, merge, tables::read_parquet};
 
@@ -173,9 +174,7 @@ fn four_task_workers_one_killed_and_jobs_two_end_with_the_sequential_rows() {
     let file = write_experiment(&tmp, "scale.toml", STUDY);
 
     let reference_out = tmp.path().join("reference");
-    let r = run_experiment(&file, &reference_out, &["--no-report"]);
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
-    let reference = Tracker::open(&reference_out.join("scale")).unwrap();
+    let reference = sequential_rows(&file, &reference_out, "scale");
     assert_eq!(reference.epochs.len(), 4 * 3 * 2);
 
     // runs.parquet: one row per run, a column per grid axis holding the level label.

@@ -382,8 +382,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     .map(|&i| &ds.samples[i])
                     .collect();
             }
-            let png =
-                crate::augment::preview_png(&v.config.augment, &picked, draws, v.config.data.seed)?;
+            let png = crate::report::augment_preview::preview_png(
+                &v.config.augment,
+                &picked,
+                draws,
+                v.config.data.seed,
+            )?;
             crate::track::write_atomic(&out, &png)?;
             eprintln!("wrote {}", out.display());
             Ok(0)

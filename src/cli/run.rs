@@ -1,13 +1,13 @@
 //! `unet-lab run`: train a study, or the share of it this worker is given.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Args;
 
 use super::{BackendArg, exit};
 use crate::config;
-use crate::train::runner::{RunOptions, Selection, run_experiment};
+use crate::train::runner::{RunOptions, Selection, experiment_dir, run_experiment};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -90,22 +90,22 @@ pub fn execute(args: RunArgs) -> Result<u8> {
         _ => Selection::All,
     };
     super::install_ctrlc();
-    let summary = run_experiment(
-        &args.file,
-        experiment,
-        &RunOptions {
-            out: args.out,
-            backend: args.backend.map(Into::into),
-            fresh: args.fresh,
-            report: !args.no_report,
-            variants: args.variants,
-            selection,
-            worker: args.worker || selection != Selection::All,
-            jobs,
-            devices: if jobs > 1 { args.devices } else { Vec::new() },
-            device,
-        },
-    )?;
+    let exp_dir = experiment_dir(&args.out, &experiment);
+    let opts = RunOptions {
+        out: args.out,
+        backend: args.backend.map(Into::into),
+        fresh: args.fresh,
+        variants: args.variants,
+        selection,
+        worker: args.worker || selection != Selection::All,
+        jobs,
+        devices: if jobs > 1 { args.devices } else { Vec::new() },
+        device,
+    };
+    let summary = run_experiment(&args.file, experiment, &opts)?;
+    if opts.whole_study() {
+        finish_study(&exp_dir, !args.no_report, summary.busy)?;
+    }
     eprintln!("summary: {}", summary.line());
     Ok(if summary.interrupted > 0 {
         exit::INTERRUPTED
@@ -114,6 +114,27 @@ pub fn execute(args: RunArgs) -> Result<u8> {
     } else {
         0
     })
+}
+
+/// Merges the runs into the study-wide tables and renders the report (or only merges).
+fn finish_study(exp_dir: &Path, report: bool, busy: usize) -> Result<()> {
+    if report {
+        if let Err(e) = crate::report::render_experiment(exp_dir) {
+            eprintln!("warning: the report could not be rendered: {e:#}");
+        }
+    } else {
+        crate::track::merge::merge(exp_dir)?;
+    }
+    if busy > 0 {
+        eprintln!(
+            "note: {busy} task(s) were being trained by other workers; their results join the \
+             study-wide tables and the report when they finish (`unet-lab status {}`, then \
+             `unet-lab report {}`)",
+            exp_dir.display(),
+            exp_dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Worker processes to start, and this process's GPU, from --jobs, --devices and --device.

@@ -5,6 +5,7 @@
 //! `[[variant]]` entries, each a name plus overrides of the base. Every variant is decoded from
 //! the base tree with its overrides applied, so an error in an override points at the override.
 
+pub mod geometry;
 pub mod schema;
 pub mod tree;
 pub mod types;
@@ -12,6 +13,8 @@ pub mod types;
 use std::path::Path;
 
 use serde::Serialize;
+
+use crate::util::hash::fnv1a64;
 
 pub use tree::ConfigError;
 pub use types::*;
@@ -63,16 +66,6 @@ impl Variant {
         let json = serde_json::to_string(&(&self.config, seed)).expect("config serializes");
         format!("{:016x}", fnv1a64(json.as_bytes()))
     }
-}
-
-/// 64-bit FNV-1a: a stable, dependency-free content hash (not for security).
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        hash ^= b as u64;
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
 }
 
 /// Longest accepted name (experiment or variant), in characters.

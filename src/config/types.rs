@@ -315,17 +315,14 @@ impl RunConfig {
                 format!("{subjects} subjects cannot share {count} images"),
             ));
         }
-        if let Some(node) = size_node {
-            if let Err(msg) = crate::model::check_input_size(size, &model.widths, model.padding) {
-                return Err(d.error_at(node, "size", msg));
-            }
-        } else if let Err(msg) = crate::model::check_input_size(size, &model.widths, model.padding)
-        {
-            let err = match widths_node {
-                Some(node) => m_error(source, node, "model.widths", &msg),
-                None => d.error_here("size", msg),
-            };
-            return Err(err);
+        // A size that does not fit is reported where it was given: at `data.size`, else at
+        // `model.widths`, else at the section.
+        if let Err(msg) = super::geometry::check_input_size(size, &model.widths, model.padding) {
+            return Err(match (size_node, widths_node) {
+                (Some(node), _) => d.error_at(node, "size", msg),
+                (None, Some(node)) => m_error(source, node, "model.widths", &msg),
+                (None, None) => d.error_here("size", msg),
+            });
         }
         d.finish()?;
         let data = DataConfig {

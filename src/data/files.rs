@@ -11,7 +11,8 @@ use image::{DynamicImage, ImageBuffer, Luma};
 use rayon::prelude::*;
 
 use super::Sample;
-use crate::track::write_atomic;
+use crate::util::fs::write_atomic;
+use crate::util::hash::{FNV_OFFSET, fnv1a64_from};
 
 /// One image with (optionally) its mask, before decoding.
 #[derive(Debug, Clone)]
@@ -103,14 +104,6 @@ pub struct LoadStats {
     pub cached: AtomicUsize,
 }
 
-fn fnv1a64(bytes: &[u8], mut hash: u64) -> u64 {
-    for &b in bytes {
-        hash ^= b as u64;
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
-
 /// Where decoded, resized samples are kept: `$UNET_LAB_CACHE`, else `$XDG_CACHE_HOME/unet-lab`,
 /// else `~/.cache/unet-lab`.
 pub fn cache_dir() -> PathBuf {
@@ -188,12 +181,9 @@ fn load_pair(
         std::fs::read(&p.image).with_context(|| format!("cannot read {}", p.image.display()))?;
     let mask_bytes =
         std::fs::read(&p.mask).with_context(|| format!("cannot read {}", p.mask.display()))?;
-    let key = fnv1a64(
+    let key = fnv1a64_from(
         &mask_bytes,
-        fnv1a64(
-            &image_bytes,
-            0xcbf2_9ce4_8422_2325 ^ ((h as u64) << 32 | w as u64),
-        ),
+        fnv1a64_from(&image_bytes, FNV_OFFSET ^ ((h as u64) << 32 | w as u64)),
     );
     let entry = cache.join(format!("{key:016x}-{h}x{w}.bin"));
     if let Some(hit) = std::fs::read(&entry)

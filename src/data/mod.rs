@@ -1,6 +1,7 @@
 //! Datasets: the embedded synthetic default, the Kaggle layout and image/mask folders; the
 //! subject-wise split; batches as tensors.
 
+pub mod augment;
 pub mod files;
 pub mod folder;
 pub mod kaggle;
@@ -98,18 +99,7 @@ pub fn survey(config: &DataConfig) -> anyhow::Result<Survey> {
     }
     if let Some(chosen) = &config.val_subjects {
         let all: Vec<u32> = subjects.iter().copied().collect();
-        let missing: Vec<String> = chosen
-            .iter()
-            .filter(|s| !subjects.contains(s))
-            .map(|s| s.to_string())
-            .collect();
-        if !missing.is_empty() {
-            anyhow::bail!(
-                "data.val_subjects names subject(s) {} that have no images (subjects present: {})",
-                missing.join(", "),
-                summarize_ids(&all)
-            );
-        }
+        check_subjects_exist(chosen, &all)?;
     }
     Ok(Survey {
         images,
@@ -213,18 +203,7 @@ pub fn split(
     }
     let val_subjects: Vec<u32> = match &config.val_subjects {
         Some(chosen) => {
-            let missing: Vec<String> = chosen
-                .iter()
-                .filter(|s| !subjects.contains(s))
-                .map(|s| s.to_string())
-                .collect();
-            if !missing.is_empty() {
-                anyhow::bail!(
-                    "data.val_subjects names subject(s) {} that have no images (subjects present: {})",
-                    missing.join(", "),
-                    summarize_ids(&subjects)
-                );
-            }
+            check_subjects_exist(chosen, &subjects)?;
             if chosen.iter().collect::<BTreeSet<_>>().len() >= subjects.len() {
                 anyhow::bail!(
                     "data.val_subjects takes every subject: the training split would be empty"
@@ -253,6 +232,23 @@ pub fn split(
         );
     }
     Ok((train, val, val_subjects))
+}
+
+/// `data.val_subjects` must name subjects that have images.
+fn check_subjects_exist(chosen: &[u32], subjects: &[u32]) -> anyhow::Result<()> {
+    let missing: Vec<String> = chosen
+        .iter()
+        .filter(|s| !subjects.contains(s))
+        .map(|s| s.to_string())
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "data.val_subjects names subject(s) {} that have no images (subjects present: {})",
+            missing.join(", "),
+            summarize_ids(subjects)
+        );
+    }
+    Ok(())
 }
 
 /// Keeps the limit's random stream distinct from the split's and the generator's.

@@ -2,7 +2,6 @@
 //! submission, and the Kaggle score when the input is labelled.
 
 pub mod rle;
-pub mod tile;
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
@@ -10,19 +9,19 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::backend::Flex;
-use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
 use crate::config::{Padding, RunConfig};
 use crate::data::files::{self, Grey, image_files, resize_bilinear, stem};
 use crate::data::standardize;
+use crate::model::infer::probabilities;
+use crate::model::record::model_from_bytes;
+use crate::model::tile;
 use crate::model::{UNet, output_size};
 use crate::report::raster::{Canvas, PRED_RGB};
 use crate::track::{VariantManifest, checkpoint, write_atomic};
-use crate::train::loss::foreground_probability;
 use crate::train::metrics::{Confusion, MetricAccumulator};
-use crate::train::optim::model_from_bytes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Which {
@@ -130,28 +129,6 @@ impl Predictor {
             }
         }
     }
-}
-
-/// Foreground probabilities of standardised `tiles` (each `h × w`), one map per tile at the
-/// network's output size.
-pub fn probabilities<B: crate::kernels::KernelBackend>(
-    model: &UNet<B>,
-    kind: crate::config::LossKind,
-    tiles: &[Vec<f32>],
-    h: usize,
-    w: usize,
-    device: &B::Device,
-) -> Vec<Vec<f32>> {
-    let n = tiles.len();
-    let data: Vec<f32> = tiles.iter().flatten().copied().collect();
-    let x = Tensor::<B, 4>::from_data(TensorData::new(data, [n, 1, h, w]), device);
-    let out = model.forward(x); // [n, classes, oh, ow]
-    let [_, _, oh, ow] = out.dims();
-    let prob = foreground_probability(kind, out) // [n, 1, oh, ow]
-        .into_data()
-        .to_vec::<f32>()
-        .expect("f32 output");
-    prob.chunks(oh * ow).map(|c| c.to_vec()).collect()
 }
 
 /// The label of `image`, if the input is labelled: `<stem>_mask.<ext>` beside it, or

@@ -1,6 +1,7 @@
 //! Reports, rebuilt from what a run left on disk (metrics, manifests, prediction snapshots) —
 //! never from a model. Each output format is one renderer in its own file behind [`Renderer`].
 
+pub mod augment_preview;
 pub mod compare;
 pub mod effects;
 pub mod gifs;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::fsutil::write_atomic;
+use crate::util::fs::write_atomic;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ResumeState {

@@ -16,6 +16,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::util::host::{hostname, slurm_job_id};
+
 /// Who holds (or last held) a run's lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
@@ -32,7 +34,7 @@ impl Holder {
             host: hostname(),
             pid: std::process::id(),
             slurm_job: slurm_job_id(),
-            since: super::manifest::now_rfc3339(),
+            since: crate::util::time::now_rfc3339(),
         }
     }
 
@@ -140,28 +142,34 @@ impl Drop for RunLock {
     }
 }
 
+/// A short exclusive section between processes (planning, merging): blocks until `path`'s lock
+/// is free, holds it until dropped.
+#[derive(Debug)]
+pub struct Exclusive(File);
+
+impl Exclusive {
+    pub fn wait(path: &Path) -> Result<Exclusive> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(Exclusive(file))
+    }
+}
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
 fn read_holder(path: &Path) -> Option<Holder> {
     let bytes = std::fs::read(path).ok()?;
     serde_json::from_slice(&bytes).ok()
-}
-
-/// This machine's host name (`/proc/sys/kernel/hostname`, then `$HOSTNAME`).
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown-host".to_string())
-}
-
-/// The SLURM job this process runs in: `<array job>_<task>` for array tasks.
-pub fn slurm_job_id() -> Option<String> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (var("SLURM_ARRAY_JOB_ID"), var("SLURM_ARRAY_TASK_ID")) {
-        (Some(job), Some(task)) => Some(format!("{job}_{task}")),
-        _ => var("SLURM_JOB_ID"),
-    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Experiment, RunConfig, Variant};
 use crate::data::DatasetInfo;
 
-use super::fsutil::write_atomic;
+use crate::util::fs::write_atomic;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -294,10 +294,7 @@ impl ExperimentManifest {
 
 pub const BURN_VERSION: &str = "0.21.0";
 
-/// The current time as RFC 3339 (UTC, seconds).
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
-}
+pub use crate::util::time::now_rfc3339;
 
 /// The git commit of the directory holding `file`, if it is in a repository.
 pub fn git_commit(file: &Path) -> Option<String> {

@@ -4,13 +4,13 @@
 //! number of workers can share one experiment directory.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use polars::prelude::*;
 
 use super::layout;
+use super::lock::Exclusive;
 use super::manifest::{ExperimentManifest, RunManifest, VariantManifest};
 use super::tables::{
     EpochRow, StepRow, Tracker, epoch_rows_to_frame, step_rows_to_frame, write_parquet,
@@ -48,19 +48,10 @@ pub fn read(exp_dir: &Path) -> Result<(ExperimentManifest, Vec<StoredRun>)> {
 /// Reads every run and rewrites the derived files from them (atomically, one merge at a time).
 pub fn merge(exp_dir: &Path) -> Result<(ExperimentManifest, Vec<StoredRun>)> {
     super::migrate::migrate_if_legacy(exp_dir)?;
-    let lock_path = layout::merge_lock_path(exp_dir);
-    let lock = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .with_context(|| format!("cannot open {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    let _merging = Exclusive::wait(&layout::merge_lock_path(exp_dir))?;
     let manifest = ExperimentManifest::load(exp_dir)?;
     let runs = read_runs(exp_dir, &manifest)?;
     write_derived(exp_dir, &manifest, &runs)?;
-    let _ = lock.unlock();
     Ok((manifest, runs))
 }
 

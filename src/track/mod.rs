@@ -3,7 +3,6 @@
 //! and the study-wide files planned once (`plan.rs`) or merged from the runs (`merge.rs`).
 
 pub mod checkpoint;
-pub mod fsutil;
 pub mod layout;
 pub mod lock;
 pub mod manifest;
@@ -14,7 +13,7 @@ pub mod snapshots;
 pub mod status;
 pub mod tables;
 
-pub use fsutil::write_atomic;
+pub use crate::util::fs::write_atomic;
 pub use lock::{Claim, Holder, RunLock};
 pub use manifest::{ExperimentManifest, RunManifest, RunRecord, RunStatus, VariantManifest};
 pub use plan::{Plan, PlannedTask};

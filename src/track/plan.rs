@@ -3,16 +3,17 @@
 //! and refuse to train when they differ — two hosts with different files must not write into
 //! one study.
 
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Experiment, fnv1a64};
+use crate::config::Experiment;
+use crate::util::hash::fnv1a64;
 
-use super::fsutil::write_atomic;
 use super::layout;
+use super::lock::Exclusive;
+use crate::util::fs::write_atomic;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedTask {
@@ -85,7 +86,7 @@ impl Plan {
             source_file: absolute(file),
             file_hash: format!("{:016x}", fnv1a64(source)),
             out: absolute(out),
-            planned_at: super::manifest::now_rfc3339(),
+            planned_at: crate::util::time::now_rfc3339(),
             backend: None,
             tasks,
         }
@@ -137,15 +138,7 @@ impl Plan {
     ) -> Result<Planned> {
         std::fs::create_dir_all(exp_dir)
             .with_context(|| format!("cannot create the output directory {}", exp_dir.display()))?;
-        let lock_path = layout::plan_lock_path(exp_dir);
-        let lock = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .with_context(|| format!("cannot open {}", lock_path.display()))?;
-        lock.lock()
-            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+        let _planning = Exclusive::wait(&layout::plan_lock_path(exp_dir))?;
         let planned = match Plan::load(exp_dir)? {
             None => Planned::New,
             Some(old) => match self.difference(&old) {
@@ -172,7 +165,6 @@ impl Plan {
                 &serde_json::to_vec_pretty(self)?,
             )?;
         }
-        let _ = lock.unlock();
         Ok(planned)
     }
 }

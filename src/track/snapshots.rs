@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use image::{GrayImage, ImageFormat};
 
-use super::fsutil::write_atomic;
+use crate::util::fs::write_atomic;
 
 pub fn dir(variant_dir: &Path, seed: u64) -> PathBuf {
     super::layout::run_dir(variant_dir, seed).join("snapshots")

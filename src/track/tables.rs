@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use polars::prelude::*;
 
-use super::fsutil::{temp_path, write_atomic};
+use crate::util::fs::{temp_path, write_atomic};
 
 /// One row of `metrics.parquet`. Validation-only metrics are null on training rows.
 #[derive(Debug, Clone, PartialEq)]

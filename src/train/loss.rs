@@ -1,6 +1,7 @@
 //! The losses, each a function of the network output and the 0/1 mask, and the matching rule
 //! that turns an output into a foreground probability.
 
+pub use crate::model::infer::foreground_probability;
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
 
@@ -65,21 +66,6 @@ fn soft_dice<B: Backend>(prob: Tensor<B, 4>, target: Tensor<B, 4>) -> Tensor<B, 
     (intersection.mul_scalar(2.0).add_scalar(DICE_SMOOTH) / total.add_scalar(DICE_SMOOTH))
         .neg()
         .add_scalar(1.0)
-}
-
-/// The foreground probability in [0, 1] (`[b, 1, h, w]`); a pixel is predicted foreground
-/// when it is above 0.5. For `ce` that is the argmax, for `mse` the blog's `output > 0.5`.
-pub fn foreground_probability<B: Backend>(kind: LossKind, output: Tensor<B, 4>) -> Tensor<B, 4> {
-    let [b, _, h, w] = output.dims();
-    match kind {
-        LossKind::Ce | LossKind::DiceCe | LossKind::WeightedCe => {
-            // The softmax's second channel: sigmoid(z₁ − z₀) for two classes.
-            let z0 = output.clone().slice([0..b, 0..1, 0..h, 0..w]); // [b, 1, h, w]
-            sigmoid(output.slice([0..b, 1..2, 0..h, 0..w]) - z0) // [b, 1, h, w]
-        }
-        LossKind::Mse => output.clamp(0.0, 1.0),
-        LossKind::Bce | LossKind::Dice => sigmoid(output),
-    }
 }
 
 #[cfg(test)]

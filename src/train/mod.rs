@@ -9,6 +9,7 @@ pub mod backend;
 pub mod loss;
 pub mod metrics;
 pub mod optim;
+pub mod progress;
 pub mod runner;
 
 use std::collections::HashMap;
@@ -25,12 +26,12 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use crate::augment;
 use crate::config::{LossKind, Padding, RunConfig};
+use crate::data::augment;
 use crate::data::{self, Dataset, make_batch, weights};
 use crate::kernels::KernelBackend;
 use crate::model::{UNet, center_crop, output_size};
-use crate::predict::{probabilities, tile};
+use crate::model::{infer::probabilities, tile};
 use crate::track::checkpoint::{self, ResumeState};
 use crate::track::manifest::Divergence;
 use crate::track::snapshots::{self, Snapshots};

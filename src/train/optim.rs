@@ -8,19 +8,17 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer, Sgd, SgdConfig};
-use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+use burn::record::Recorder;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::config::{OptimizerKind, Schedule, TrainConfig};
+use crate::model::record::recorder;
+pub use crate::model::record::{model_from_bytes, model_to_bytes};
 
 /// Adam or SGD for a module `M` on the autodiff backend `B`.
 pub enum AnyOptimizer<M: AutodiffModule<B>, B: AutodiffBackend> {
     Adam(OptimizerAdaptor<Adam, M, B>),
     Sgd(OptimizerAdaptor<Sgd<B::InnerBackend>, M, B>),
-}
-
-fn recorder() -> NamedMpkBytesRecorder<FullPrecisionSettings> {
-    NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
 }
 
 impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
@@ -87,25 +85,6 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
             }
         })
     }
-}
-
-/// The model's parameters as bytes.
-pub fn model_to_bytes<B: burn::prelude::Backend, M: burn::module::Module<B>>(
-    model: &M,
-) -> Result<Vec<u8>> {
-    Ok(recorder().record(model.clone().into_record(), ())?)
-}
-
-/// Loads parameters saved by [`model_to_bytes`] into `model`.
-pub fn model_from_bytes<B: burn::prelude::Backend, M: burn::module::Module<B>>(
-    model: M,
-    bytes: Vec<u8>,
-    device: &B::Device,
-) -> Result<M> {
-    let record = Recorder::<B>::load(&recorder(), bytes, device).context(
-        "the model parameters cannot be read (corrupt checkpoint, or another network shape)",
-    )?;
-    Ok(model.load_record(record))
 }
 
 /// The learning rate at `step` of `total_steps` (0-based; per step, so a resumed run gets the

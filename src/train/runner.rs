@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use super::progress::make_progress;
 use crate::config::{BackendKind, Experiment, Task};
 use crate::data::{self, Dataset};
-use crate::progress::make_progress;
 use crate::track::layout;
 use crate::track::manifest::{git_commit, now_rfc3339};
 use crate::track::{
@@ -51,8 +51,6 @@ pub struct RunOptions {
     pub backend: Option<BackendKind>,
     /// Retrain the selected tasks, discarding their earlier results.
     pub fresh: bool,
-    /// Render the report after the runs (planners only; workers never merge).
-    pub report: bool,
     /// Only these variants (names or directory names); empty: all.
     pub variants: Vec<String>,
     pub selection: Selection,
@@ -72,7 +70,6 @@ impl Default for RunOptions {
             out: PathBuf::from("reports"),
             backend: None,
             fresh: false,
-            report: true,
             variants: Vec::new(),
             selection: Selection::All,
             worker: false,
@@ -93,6 +90,14 @@ pub struct Summary {
     pub skipped: usize,
     /// Tasks another live worker was training.
     pub busy: usize,
+}
+
+impl RunOptions {
+    /// Whether this process runs the whole (selected) study, rather than a worker's share: it
+    /// merges the runs and renders the report afterwards.
+    pub fn whole_study(&self) -> bool {
+        !self.worker && self.selection == Selection::All
+    }
 }
 
 impl Summary {
@@ -205,25 +210,6 @@ pub fn run_experiment(
         summary
     };
 
-    if !opts.worker && opts.selection == Selection::All {
-        if opts.report {
-            if let Err(e) = crate::report::render_experiment(&exp_dir) {
-                eprintln!("warning: the report could not be rendered: {e:#}");
-            }
-        } else {
-            crate::track::merge::merge(&exp_dir)?;
-        }
-        if summary.busy > 0 {
-            eprintln!(
-                "note: {} task(s) were being trained by other workers; their results join the \
-                 study-wide tables and the report when they finish (`unet-lab status {}`, then \
-                 `unet-lab report {}`)",
-                summary.busy,
-                exp_dir.display(),
-                exp_dir.display()
-            );
-        }
-    }
     Ok(summary)
 }
 

@@ -225,3 +225,10 @@ pub fn assert_same_steps(
         );
     }
 }
+
+/// Trains `file` in one process under `out` (no report): the reference rows of a study.
+pub fn sequential_rows(file: &Path, out: &Path, experiment: &str) -> unet_lab::track::Tracker {
+    let r = run_experiment(file, out, &["--no-report"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    unet_lab::track::Tracker::open(&out.join(experiment)).unwrap()
+}

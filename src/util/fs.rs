@@ -1,4 +1,4 @@
-//! Crash-safe file writes.
+//! Crash-safe file writes: every file unet-lab writes goes through [`write_atomic`].
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -55,7 +55,7 @@ fn injected_failure() -> bool {
 pub fn temp_path(path: &Path) -> PathBuf {
     use std::sync::OnceLock;
     static HOST: OnceLock<String> = OnceLock::new();
-    let host = HOST.get_or_init(|| super::lock::hostname().replace(['/', '.'], "_"));
+    let host = HOST.get_or_init(|| super::host::hostname().replace(['/', '.'], "_"));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
