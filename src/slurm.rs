@@ -91,10 +91,10 @@ pub fn check_options(opts: &SlurmOptions, backends: &[BackendKind], tasks: usize
     if let Some(t) = &opts.time {
         check_time(t).map_err(anyhow::Error::msg)?;
     }
-    if let Some(p) = &opts.partition {
-        if p.is_empty() || p.chars().any(|c| c.is_whitespace()) {
-            bail!("--partition \"{p}\": a partition name has no spaces");
-        }
+    if let Some(p) = &opts.partition
+        && (p.is_empty() || p.chars().any(|c| c.is_whitespace()))
+    {
+        bail!("--partition \"{p}\": a partition name has no spaces");
     }
     let cuda = backends.contains(&BackendKind::Cuda);
     if let Some(g) = &opts.gres {

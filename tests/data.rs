@@ -232,13 +232,30 @@ fn folder_layout_with_16_bit_images_and_subjects() {
     let stats = LoadStats::default();
     let cache = tmp.path().join("cache");
     let loaded = load_pairs(&pairs, [32, 32], &cache, &stats).unwrap();
-    // 16-bit values survive; masks stored as 7 are binarised to 1.
+    // Masks stored as 7 are binarised to 1; subjects come from subjects.csv.
     let original = synthetic::generate(12, 3, 64, 64, 5);
     for (a, b) in loaded.iter().zip(&original) {
         assert_eq!(a.subject, b.subject);
         assert!(a.mask.iter().all(|&m| m <= 1));
         assert_eq!(a.mask.contains(&1), b.mask.contains(&1));
     }
+    // 16-bit values survive: at the stored size every pixel is the 16-bit value, which an
+    // 8-bit path would miss by up to 1/255.
+    let full = load_pairs(
+        &pairs,
+        [64, 64],
+        &tmp.path().join("cache-full"),
+        &LoadStats::default(),
+    )
+    .unwrap();
+    let mut worst = 0f32;
+    for (a, b) in full.iter().zip(&original) {
+        for (x, v) in a.image.iter().zip(&b.image) {
+            let stored = (v * 65535.0).floor() / 65535.0;
+            worst = worst.max((x - stored).abs());
+        }
+    }
+    assert!(worst < 1e-5, "16-bit values changed by up to {worst}");
     let again = LoadStats::default();
     let cached = load_pairs(&pairs, [32, 32], &cache, &again).unwrap();
     assert_eq!(again.decoded.load(std::sync::atomic::Ordering::Relaxed), 0);
@@ -261,6 +278,21 @@ fn folder_layout_with_16_bit_images_and_subjects() {
     );
     let r = run_experiment(&file, &tmp.path().join("o"), &["--no-report"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let info = unet_lab::track::VariantManifest::load(&tmp.path().join("o/f/base"))
+        .unwrap()
+        .unwrap()
+        .runs[0]
+        .dataset
+        .clone()
+        .unwrap();
+    // Every image of a validation subject is in validation, every other one in training.
+    assert!(!info.val_subjects.is_empty() && info.val_subjects.len() < 3);
+    let of_val = original
+        .iter()
+        .filter(|s| info.val_subjects.contains(&s.subject))
+        .count();
+    assert_eq!(info.val_images, of_val);
+    assert_eq!(info.train_images, 12 - of_val);
     // A missing mask is named.
     std::fs::remove_file(root.join("masks/case1_2.png")).unwrap();
     let err = unet_lab::data::folder::list(&root).unwrap_err().to_string();

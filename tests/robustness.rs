@@ -61,10 +61,10 @@ fn wait_for_epochs(child: &mut Child, epoch_lines: usize) -> BufReader<std::proc
 /// Epochs (per variant) a resumed run must not train again: those its checkpoints hold.
 fn checkpointed_epochs(exp_dir: &Path, variant: &str) -> usize {
     let dir = exp_dir.join(variant);
-    if let Ok(Some(m)) = VariantManifest::load(&dir) {
-        if m.runs.iter().any(|r| r.status == RunStatus::Completed) {
-            return 3;
-        }
+    if let Ok(Some(m)) = VariantManifest::load(&dir)
+        && m.runs.iter().any(|r| r.status == RunStatus::Completed)
+    {
+        return 3;
     }
     std::fs::read(dir.join("seed-0/checkpoints/resume.json"))
         .ok()

@@ -352,11 +352,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             draws,
         } => {
             let mut experiment = config::load(&file)?;
-            if let Some(v) = &variant {
-                if let Err(msg) = experiment.select(std::slice::from_ref(v)) {
-                    eprintln!("error: {msg}");
-                    return Ok(exit::CONFIG);
-                }
+            if let Some(v) = &variant
+                && let Err(msg) = experiment.select(std::slice::from_ref(v))
+            {
+                eprintln!("error: {msg}");
+                return Ok(exit::CONFIG);
             }
             let v = &experiment.variants[0];
             if !v.config.augment.any() {

@@ -8,7 +8,7 @@ pub fn output_size(input: usize, levels: usize, padding: Padding) -> Result<usiz
     match padding {
         Padding::Same => {
             let factor = 1usize << (levels - 1);
-            if input % factor != 0 {
+            if !input.is_multiple_of(factor) {
                 return Err(format!("must be divisible by {factor}"));
             }
             Ok(input)

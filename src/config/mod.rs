@@ -68,6 +68,9 @@ impl Variant {
     }
 }
 
+/// A grid axis: its key, where it was written, and its (label, value) levels.
+type AxisLevels = (String, Key, Vec<(String, Node)>);
+
 /// Longest accepted name (experiment or variant), in characters.
 pub const MAX_NAME_CHARS: usize = 100;
 
@@ -156,7 +159,7 @@ pub fn parse_str(path: &Path, text: String) -> Result<Experiment, ConfigError> {
     let mut axes: Vec<String> = Vec::new();
 
     if let Some((_, grid)) = grid {
-        let mut levels_per_axis: Vec<(String, Key, Vec<(String, Node)>)> = Vec::new();
+        let mut levels_per_axis: Vec<AxisLevels> = Vec::new();
         for (key, node) in &grid.entries {
             let axis = key.name.clone();
             let parts: Vec<&str> = axis.split('.').collect();

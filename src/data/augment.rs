@@ -80,11 +80,11 @@ fn elastic_field(
             let (gx0, tx) = (gx.floor(), gx - gx.floor());
             let wx = cubic_weights(tx);
             let (mut vy, mut vx) = (0.0, 0.0);
-            for j in 0..4 {
+            for (j, wyj) in wy.iter().enumerate() {
                 let cy = clamp(gy0 as isize - 1 + j as isize);
-                for i in 0..4 {
+                for (i, wxi) in wx.iter().enumerate() {
                     let cx = clamp(gx0 as isize - 1 + i as isize);
-                    let k = wy[j] * wx[i];
+                    let k = wyj * wxi;
                     vy += k * coarse_y[cy * g + cx];
                     vx += k * coarse_x[cy * g + cx];
                 }

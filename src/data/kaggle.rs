@@ -56,7 +56,7 @@ pub fn list(dir: &Path) -> Result<Vec<Pair>> {
             dir.display()
         );
     }
-    pairs.sort_by(|a, b| parse_stem(&a.id).cmp(&parse_stem(&b.id)));
+    pairs.sort_by_key(|a| parse_stem(&a.id));
     Ok(pairs)
 }
 

@@ -126,7 +126,7 @@ pub fn load(config: &DataConfig) -> anyhow::Result<Dataset> {
             if let Some(limit) = config.limit.filter(|&l| l < pairs.len()) {
                 pairs.shuffle(&mut StdRng::seed_from_u64(config.seed ^ LIMIT_SALT));
                 pairs.truncate(limit);
-                pairs.sort_by(|a, b| natural_key(&a.id).cmp(&natural_key(&b.id)));
+                pairs.sort_by_key(|a| natural_key(&a.id));
             }
             let stats = files::LoadStats::default();
             let cache = files::cache_dir();
@@ -144,13 +144,13 @@ pub fn load(config: &DataConfig) -> anyhow::Result<Dataset> {
             samples
         }
     };
-    if let Some(limit) = config.limit {
-        if samples.len() > limit {
-            let mut rng = StdRng::seed_from_u64(config.seed ^ LIMIT_SALT);
-            samples.shuffle(&mut rng);
-            samples.truncate(limit);
-            samples.sort_by(|a, b| natural_key(&a.id).cmp(&natural_key(&b.id)));
-        }
+    if let Some(limit) = config.limit
+        && samples.len() > limit
+    {
+        let mut rng = StdRng::seed_from_u64(config.seed ^ LIMIT_SALT);
+        samples.shuffle(&mut rng);
+        samples.truncate(limit);
+        samples.sort_by_key(|a| natural_key(&a.id));
     }
     let (train, val, val_subjects) = split(&samples, config)?;
     let subjects: BTreeSet<u32> = samples.iter().map(|s| s.subject).collect();

@@ -56,7 +56,7 @@ pub fn generate(
     width: usize,
     seed: u64,
 ) -> Vec<Sample> {
-    let mut subject_rng = StdRng::seed_from_u64(seed ^ 0x5eed_0f_a4a7_0e1e);
+    let mut subject_rng = StdRng::seed_from_u64(seed ^ 0x5e_ed0f_a4a7_0e1e);
     let anatomies: Vec<Anatomy> = (0..subjects).map(|_| anatomy(&mut subject_rng)).collect();
     let per_subject = count.div_ceil(subjects);
     (0..count)
@@ -228,17 +228,73 @@ mod tests {
 
     #[test]
     fn nerve_is_darker_inside_than_its_rim() {
-        let samples = generate(40, 4, 64, 64, 1);
+        // One 4-neighbour dilation (grow) or erosion (!grow) of a 0/1 mask.
+        fn step(m: &[u8], h: usize, w: usize, grow: bool) -> Vec<u8> {
+            let at = |y: isize, x: isize| {
+                if y < 0 || x < 0 || y >= h as isize || x >= w as isize {
+                    u8::from(!grow)
+                } else {
+                    m[y as usize * w + x as usize]
+                }
+            };
+            (0..h * w)
+                .map(|i| {
+                    let (y, x) = ((i / w) as isize, (i % w) as isize);
+                    let around = [
+                        at(y, x),
+                        at(y - 1, x),
+                        at(y + 1, x),
+                        at(y, x - 1),
+                        at(y, x + 1),
+                    ];
+                    u8::from(if grow {
+                        around.contains(&1)
+                    } else {
+                        around.iter().all(|&v| v == 1)
+                    })
+                })
+                .collect()
+        }
+        let mean = |v: &[f32], sel: &[bool]| {
+            let picked: Vec<f32> = v
+                .iter()
+                .zip(sel)
+                .filter(|(_, s)| **s)
+                .map(|(x, _)| *x)
+                .collect();
+            picked.iter().sum::<f32>() / picked.len().max(1) as f32
+        };
+        let (h, w) = (64, 64);
+        let samples = generate(40, 4, h, w, 1);
+        let mut compared = 0;
         for s in samples.iter().filter(|s| s.mask.contains(&1)) {
-            let inside: Vec<f32> = s
-                .image
+            assert!(s.image.iter().all(|v| (0.0..=1.0).contains(v)));
+            // The core: 3 pixels in from the mask's edge; the rim: the 3 pixels just outside.
+            let (mut core, mut grown) = (s.mask.clone(), s.mask.clone());
+            for _ in 0..3 {
+                core = step(&core, h, w, false);
+                grown = step(&grown, h, w, true);
+            }
+            let core_sel: Vec<bool> = core.iter().map(|&c| c == 1).collect();
+            let rim_sel: Vec<bool> = grown
                 .iter()
                 .zip(&s.mask)
-                .filter(|(_, m)| **m == 1)
-                .map(|(v, _)| *v)
+                .map(|(&g, &m)| g == 1 && m == 0)
                 .collect();
-            assert!(!inside.is_empty());
-            assert!(s.image.iter().all(|v| (0.0..=1.0).contains(v)));
+            if core_sel.iter().filter(|&&c| c).count() < 10 {
+                continue; // too small a nerve for a core
+            }
+            let (inside, rim) = (mean(&s.image, &core_sel), mean(&s.image, &rim_sel));
+            assert!(
+                inside < rim,
+                "{}: inside {inside:.3} is not darker than the rim {rim:.3}",
+                s.id
+            );
+            compared += 1;
         }
+        assert!(
+            compared >= 5,
+            "only {compared} nerves were large enough to compare"
+        );
     }
 }

@@ -51,14 +51,7 @@ fn dt_1d(f: &[f32], out: &mut [f32]) {
     let mut k = 0;
     z[0] = f32::NEG_INFINITY;
     z[1] = f32::INFINITY;
-    let mut first = None;
-    for q in 0..n {
-        if f[q].is_finite() {
-            first = Some(q);
-            break;
-        }
-    }
-    let Some(first) = first else {
+    let Some(first) = f.iter().position(|v| v.is_finite()) else {
         out.iter_mut().for_each(|o| *o = f32::INFINITY);
         return;
     };
@@ -191,12 +184,8 @@ mod tests {
         // Every background pixel has d1 + d2 = 6.
         let border = w0 * (-(36.0f32) / 50.0).exp();
         assert!((map[0] - 2.0).abs() < 1e-6 && (map[6] - 2.0).abs() < 1e-6);
-        for x in 1..=5 {
-            assert!(
-                (map[x] - (1.0 + border)).abs() < 1e-5,
-                "x = {x}: {}",
-                map[x]
-            );
+        for (x, &v) in map.iter().enumerate().take(6).skip(1) {
+            assert!((v - (1.0 + border)).abs() < 1e-5, "x = {x}: {v}");
         }
     }
 

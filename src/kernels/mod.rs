@@ -333,10 +333,15 @@ fn resolve(path: Path, kind: Kind, [n, cin, h, w]: [usize; 4], cout: usize) -> O
 /// Forward, input-gradient and weight-gradient kernels on NCHW slices; the shape arguments
 /// are the input's `[b, cin, h, w]` and `cout`.
 struct Kernels {
-    forward: fn(&[f32], &[f32], &[f32], [usize; 4], usize) -> Vec<f32>,
-    input_grad: fn(&[f32], &[f32], [usize; 4], usize) -> Vec<f32>,
-    weight_grad: fn(&[f32], &[f32], [usize; 4], usize) -> Vec<f32>,
+    forward: ForwardKernel,
+    input_grad: GradientKernel,
+    weight_grad: GradientKernel,
 }
+
+/// `(x, weight, bias, [b, cin, h, w], cout) → y`.
+type ForwardKernel = fn(&[f32], &[f32], &[f32], [usize; 4], usize) -> Vec<f32>;
+/// `(a, b, [b, cin, h, w], cout) → gradient`.
+type GradientKernel = fn(&[f32], &[f32], [usize; 4], usize) -> Vec<f32>;
 
 fn kernels(kind: Kind, plan: Plan) -> Kernels {
     Kernels {

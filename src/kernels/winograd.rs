@@ -449,8 +449,11 @@ struct Scheme {
     positions: usize,
     weight: fn(&[f32], usize, usize) -> Vec<f32>,
     input: fn(&[f32], Tiling, usize, Range<usize>, &mut [f32]),
-    output: fn(&[f32], &[f32], Tiling, usize, Range<usize>, &mut [f32]),
+    output: OutputTransform,
 }
+
+/// `(products, bias, tiling, channels, tile rows, out)`: the products back to pixels.
+type OutputTransform = fn(&[f32], &[f32], Tiling, usize, Range<usize>, &mut [f32]);
 
 /// F(2×2, 3×3).
 const F2: Scheme = Scheme {

@@ -229,6 +229,7 @@ impl<B: KernelBackend> UNet<B> {
 impl<B: Backend> UNet<B> {
     /// One parameter value read back from the device: forces pending work to finish on
     /// asynchronous backends (used by the benchmark to time whole steps).
+    #[allow(clippy::single_range_in_vec_init)] // Burn's slice takes one range per dimension
     pub fn probe_value(&self) -> f32 {
         let w = self.outc.conv.weight.val(); // [classes, w0, 1, 1]
         w.flatten::<1>(0, 3)

@@ -47,17 +47,19 @@ fn layout(size: usize, out: usize, align: usize) -> (usize, usize) {
     (step, tiles)
 }
 
+/// A network on a batch of input tiles: one output tile per input tile.
+pub type TileForward<'a> = dyn FnMut(&[Vec<f32>]) -> Vec<Vec<f32>> + 'a;
+
 /// Predicts an `h × w` image (already standardised) with a network taking `tile_in` inputs and
 /// giving `tile_out` outputs. `forward` maps a batch of input tiles to output tiles.
 pub fn predict_tiled(
     image: &[f32],
-    h: usize,
-    w: usize,
+    [h, w]: [usize; 2],
     tile_in: [usize; 2],
     tile_out: [usize; 2],
     align: usize,
     batch: usize,
-    forward: &mut dyn FnMut(&[Vec<f32>]) -> Vec<Vec<f32>>,
+    forward: &mut TileForward,
 ) -> Vec<f32> {
     let (my, mx) = (
         (tile_in[0] - tile_out[0]) / 2,
@@ -139,11 +141,15 @@ mod tests {
         let (padded, ph, pw) = mirror_pad(&img, h, w, 20, 20, 20, 20);
         let direct = forward(&[padded], ph, pw).remove(0);
         assert_eq!(direct.len(), h * w);
-        let tiled = predict_tiled(&img, h, w, [60, 60], [20, 20], 4, 2, &mut |t: &[Vec<
-            f32,
-        >]| {
-            forward(t, 60, 60)
-        });
+        let tiled = predict_tiled(
+            &img,
+            [h, w],
+            [60, 60],
+            [20, 20],
+            4,
+            2,
+            &mut |t: &[Vec<f32>]| forward(t, 60, 60),
+        );
         let worst = direct
             .iter()
             .zip(&tiled)
@@ -162,7 +168,9 @@ mod tests {
         let img: Vec<f32> = (0..h * w).map(|i| i as f32).collect();
         let (tin, tout) = ([20, 20], [12, 12]);
         let mut calls = 0;
-        let out = predict_tiled(&img, h, w, tin, tout, 4, 3, &mut |tiles: &[Vec<f32>]| {
+        let out = predict_tiled(&img, [h, w], tin, tout, 4, 3, &mut |tiles: &[Vec<
+            f32,
+        >]| {
             calls += 1;
             tiles.iter().map(|t| crop(t, 20, 4, 4, 12, 12)).collect()
         });

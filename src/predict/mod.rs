@@ -123,7 +123,7 @@ impl Predictor {
                     output_size(w, levels, Padding::Valid).expect("validated size"),
                 ];
                 let align = 1 << (levels - 1);
-                tile::predict_tiled(&x, h, w, [h, w], out, align, 4, &mut |tiles| {
+                tile::predict_tiled(&x, [h, w], [h, w], out, align, 4, &mut |tiles| {
                     self.forward(tiles, h, w)
                 })
             }
@@ -233,7 +233,14 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
             )?;
             let mut canvas = Canvas::new(img.width, img.height, 0);
             let m: Vec<f32> = mask.iter().map(|&v| v as f32).collect();
-            canvas.overlay(&img.pixels, &m, PRED_RGB, img.height, img.width, 0, 0, 1);
+            canvas.overlay(
+                &img.pixels,
+                &m,
+                PRED_RGB,
+                [img.height, img.width],
+                [0, 0],
+                1,
+            );
             write_atomic(
                 &opts.out.join(format!("{s}_overlay.png")),
                 &canvas.to_png()?,

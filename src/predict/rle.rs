@@ -38,7 +38,7 @@ pub fn decode(rle: &str, h: usize, w: usize) -> Result<Vec<u8>> {
                 .map_err(|_| anyhow::anyhow!("not a number in the RLE: {t:?}"))
         })
         .collect::<Result<_>>()?;
-    if numbers.len() % 2 != 0 {
+    if !numbers.len().is_multiple_of(2) {
         bail!(
             "an RLE needs pairs of start and length, found {} numbers",
             numbers.len()
@@ -103,7 +103,7 @@ mod tests {
                     state = state
                         .wrapping_mul(6364136223846793005)
                         .wrapping_add(1442695040888963407);
-                    ((state >> 33) % 3 == 0) as u8
+                    (state >> 33).is_multiple_of(3) as u8
                 })
                 .collect();
             assert_eq!(decode(&encode(&m, h, w), h, w).unwrap(), m);

@@ -28,12 +28,19 @@ pub fn preview_png(
     for (row, s) in samples.iter().enumerate() {
         let top = row * (ph + gap);
         let mask: Vec<f32> = s.mask.iter().map(|&m| m as f32).collect();
-        canvas.overlay(&s.image, &mask, TRUTH_RGB, h, w, top, 0, scale);
+        canvas.overlay(&s.image, &mask, TRUTH_RGB, [h, w], [top, 0], scale);
         for k in 0..per_sample {
             let mut rng = StdRng::seed_from_u64(seed ^ ((row as u64) << 16 | k as u64));
             let (img, m) = augment::apply(cfg, &s.image, &s.mask, h, w, &mut rng);
             let m: Vec<f32> = m.iter().map(|&v| v as f32).collect();
-            canvas.overlay(&img, &m, TRUTH_RGB, h, w, top, (k + 1) * (pw + gap), scale);
+            canvas.overlay(
+                &img,
+                &m,
+                TRUTH_RGB,
+                [h, w],
+                [top, (k + 1) * (pw + gap)],
+                scale,
+            );
         }
     }
     canvas.to_png()

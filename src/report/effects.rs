@@ -53,10 +53,10 @@ fn axis_effect(axis: &str, cells: &[Cell]) -> Option<AxisEffect> {
     // Levels in order of first appearance (file order).
     let mut levels: Vec<String> = Vec::new();
     for c in cells {
-        if let Some(l) = level_of(c, axis) {
-            if !levels.iter().any(|x| x == l) {
-                levels.push(l.to_string());
-            }
+        if let Some(l) = level_of(c, axis)
+            && !levels.iter().any(|x| x == l)
+        {
+            levels.push(l.to_string());
         }
     }
     if levels.len() < 2 {

@@ -229,7 +229,7 @@ pub fn render_page(exp: &ExperimentData) -> String {
         }
         s.push_str("</section>");
     }
-    let _ = write!(s, "<script>{SORT_SCRIPT}</script></body></html>\n");
+    let _ = writeln!(s, "<script>{SORT_SCRIPT}</script></body></html>");
     s
 }
 

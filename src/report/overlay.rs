@@ -57,8 +57,8 @@ pub fn draw_five(
     canvas.grey(&image, h, w, top, 0, scale);
     canvas.grey(&truth, h, w, top, step, scale);
     canvas.grey(&mask, h, w, top, 2 * step, scale);
-    canvas.overlay(&image, &truth, TRUTH_RGB, h, w, top, 3 * step, scale);
-    canvas.overlay(&image, &mask, PRED_RGB, h, w, top, 4 * step, scale);
+    canvas.overlay(&image, &truth, TRUTH_RGB, [h, w], [top, 3 * step], scale);
+    canvas.overlay(&image, &mask, PRED_RGB, [h, w], [top, 4 * step], scale);
 }
 
 /// Column titles over five panels.
@@ -140,12 +140,12 @@ impl Renderer for OverlayRenderer {
     fn render(&self, exp: &ExperimentData) -> Result<Vec<PathBuf>> {
         let mut written = Vec::new();
         for v in &exp.variants {
-            if let Some(run) = v.representative() {
-                if let Some(png) = render_overlay(run)? {
-                    let path = v.dir.join("overlay.png");
-                    write_atomic(&path, &png)?;
-                    written.push(path);
-                }
+            if let Some(run) = v.representative()
+                && let Some(png) = render_overlay(run)?
+            {
+                let path = v.dir.join("overlay.png");
+                write_atomic(&path, &png)?;
+                written.push(path);
             }
         }
         Ok(written)

@@ -210,12 +210,18 @@ fn epoch_points(
         .collect()
 }
 
+/// The mean curve `(epoch, mean)` and its band `(epoch, mean − sd, mean + sd)` over seeds.
+type MeanBand = (Vec<(f64, f64)>, Vec<(f64, f64, f64)>);
+
+/// One value of a metric row.
+type RowValue = fn(&crate::track::EpochRow) -> Option<f64>;
+
 /// Mean and band (± sd) over seeds of a per-epoch value.
 fn mean_band(
     runs: &[RunData],
     split_val: bool,
     get: impl Fn(&crate::track::EpochRow) -> Option<f64>,
-) -> (Vec<(f64, f64)>, Vec<(f64, f64, f64)>) {
+) -> MeanBand {
     let max_epoch = runs
         .iter()
         .flat_map(|r| if split_val { &r.val } else { &r.train })
@@ -293,7 +299,7 @@ fn variant_charts(v: &VariantData) -> (Chart, Chart) {
         lines: loss_lines,
         y_range: None,
     };
-    let metric_defs: [(&str, fn(&crate::track::EpochRow) -> Option<f64>); 3] = [
+    let metric_defs: [(&str, RowValue); 3] = [
         ("Dice", |r| r.dice),
         ("IoU", |r| r.iou),
         ("presence accuracy", |r| r.presence_accuracy),

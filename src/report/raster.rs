@@ -61,16 +61,15 @@ impl Canvas {
         });
     }
 
-    /// The grey image with `mask > 0.5` tinted in `color`.
+    /// The grey `[h, w]` image with `mask > 0.5` tinted in `color`, its top-left corner at
+    /// `[top, left]`, each pixel drawn `scale` × `scale`.
     pub fn overlay(
         &mut self,
         image: &[f32],
         mask: &[f32],
         color: [u8; 3],
-        h: usize,
-        w: usize,
-        top: usize,
-        left: usize,
+        [h, w]: [usize; 2],
+        [top, left]: [usize; 2],
         scale: usize,
     ) {
         self.blit(h, w, top, left, scale, |i| {

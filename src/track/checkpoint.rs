@@ -39,8 +39,11 @@ pub fn last_path(variant_dir: &Path, seed: u64) -> PathBuf {
     dir(variant_dir, seed).join("last.mpk")
 }
 
+/// A resume state with the model and optimizer bytes it names.
+pub type Resumable = (ResumeState, Vec<u8>, Vec<u8>);
+
 impl ResumeState {
-    pub fn load(dir: &Path) -> Result<Option<(ResumeState, Vec<u8>, Vec<u8>)>> {
+    pub fn load(dir: &Path) -> Result<Option<Resumable>> {
         let path = dir.join("resume.json");
         if !path.exists() {
             return Ok(None);

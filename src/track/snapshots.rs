@@ -134,10 +134,9 @@ impl Snapshots {
             if let Some(num) = name
                 .strip_prefix("epoch-")
                 .and_then(|s| s.strip_suffix(".png"))
+                && let Ok(epoch) = num.parse::<usize>()
             {
-                if let Ok(epoch) = num.parse::<usize>() {
-                    epochs.push((epoch, Strip::read(&entry.path(), n)?));
-                }
+                epochs.push((epoch, Strip::read(&entry.path(), n)?));
             }
         }
         epochs.sort_by_key(|(e, _)| *e);
@@ -156,10 +155,9 @@ impl Snapshots {
                 if let Some(num) = name
                     .strip_prefix("epoch-")
                     .and_then(|s| s.strip_suffix(".png"))
+                    && num.parse::<usize>().is_ok_and(|e| e > last_epoch)
                 {
-                    if num.parse::<usize>().is_ok_and(|e| e > last_epoch) {
-                        let _ = std::fs::remove_file(entry.path());
-                    }
+                    let _ = std::fs::remove_file(entry.path());
                 }
             }
         }

@@ -609,7 +609,7 @@ pub fn validate<B: KernelBackend>(
                     .iter()
                     .map(|(image, _)| {
                         let x = data::standardize(image);
-                        tile::predict_tiled(&x, h, w, [h, w], [oh, ow], align, 4, &mut |tiles| {
+                        tile::predict_tiled(&x, [h, w], [h, w], [oh, ow], align, 4, &mut |tiles| {
                             probabilities(model, kind, tiles, h, w, device)
                         })
                     })

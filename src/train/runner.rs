@@ -267,9 +267,9 @@ fn load_datasets(experiment: &Experiment, tasks: &[Task]) -> Result<HashMap<Stri
     let mut datasets = HashMap::new();
     for task in tasks {
         let key = data_key(experiment, task)?;
-        if !datasets.contains_key(&key) {
+        if let std::collections::hash_map::Entry::Vacant(e) = datasets.entry(key) {
             let ds = data::load(&experiment.variants[task.variant].config.data)?;
-            datasets.insert(key, ds);
+            e.insert(ds);
         }
     }
     Ok(datasets)

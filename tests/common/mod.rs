@@ -42,9 +42,16 @@ pub struct CliResult {
     pub stderr: String,
 }
 
+/// The decode cache of the tests' runs: under the temp directory, never the user's
+/// `~/.cache/unet-lab` (a test may still set its own `UNET_LAB_CACHE`).
+pub fn test_cache() -> PathBuf {
+    std::env::temp_dir().join("unet-lab-test-decode-cache")
+}
+
 pub fn run_cli(args: &[&str]) -> CliResult {
     let out = Command::new(env!("CARGO_BIN_EXE_unet-lab"))
         .args(args)
+        .env("UNET_LAB_CACHE", test_cache())
         .output()
         .expect("the binary runs");
     CliResult {
@@ -148,10 +155,11 @@ pub fn render_in_chromium(page: &Path) {
     );
 }
 
+/// (variant, seed, epoch, split, loss, dice, iou) of a row.
+pub type KeyValues = (String, u64, usize, String, f64, Option<f64>, Option<f64>);
+
 /// The rows that must be identical across runs (timings excluded).
-pub fn key_values(
-    rows: &[unet_lab::track::EpochRow],
-) -> Vec<(String, u64, usize, String, f64, Option<f64>, Option<f64>)> {
+pub fn key_values(rows: &[unet_lab::track::EpochRow]) -> Vec<KeyValues> {
     let mut v: Vec<_> = rows
         .iter()
         .map(|r| {
