@@ -29,7 +29,7 @@ pub struct BenchOptions {
     /// Also time forward, backward and optimizer separately.
     pub profile: bool,
     /// Which convolution implementations the model runs on.
-    pub kernels: crate::kernels::Path,
+    pub kernels: crate::kernels::ConvPath,
 }
 
 #[derive(Debug, Clone, Serialize)]

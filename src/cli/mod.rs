@@ -330,11 +330,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 backend: backend.into(),
                 profile,
                 kernels: match kernels {
-                    BenchKernels::Auto => crate::kernels::Path::Auto,
-                    BenchKernels::Direct => crate::kernels::Path::Direct,
-                    BenchKernels::Gemm => crate::kernels::Path::Gemm,
-                    BenchKernels::Winograd => crate::kernels::Path::Winograd,
-                    BenchKernels::Generic => crate::kernels::Path::Generic,
+                    BenchKernels::Auto => crate::kernels::ConvPath::Auto,
+                    BenchKernels::Direct => crate::kernels::ConvPath::Direct,
+                    BenchKernels::Gemm => crate::kernels::ConvPath::Gemm,
+                    BenchKernels::Winograd => crate::kernels::ConvPath::Winograd,
+                    BenchKernels::Generic => crate::kernels::ConvPath::Generic,
                 },
             })?;
             if json {

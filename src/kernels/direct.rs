@@ -1,6 +1,6 @@
 //! Direct kernels for the narrow layers: they work on whole NCHW rows (auto-vectorised
 //! slices), in parallel over output planes, and sum every output in a written-out order, so
-//! results are deterministic. Fast where rows are long and channels few (see `Path::Auto`).
+//! results are deterministic. Fast where rows are long and channels few (see `ConvPath::Auto`).
 
 use rayon::prelude::*;
 

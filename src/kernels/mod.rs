@@ -6,7 +6,7 @@
 //! computes the backward pass with Burn's generic rules (the weight gradient as a convolution
 //! over swapped batch/channel dimensions), which spends its time moving data (BENCHMARKS.md).
 //! Three implementations replace it, each chosen per kernel where it measured fastest
-//! ([`Path::Auto`], measured with `examples/conv_kernels.rs`):
+//! ([`ConvPath::Auto`], measured with `examples/conv_kernels.rs`):
 //! - [`direct`]: row-wise kernels for long rows and few channels (the narrow layers);
 //! - [`gemm`]: pixel-major im2col + multithreaded matrix products, forward and backward (the
 //!   other layers under 64 channels, and the forward pass on small planes);
@@ -15,7 +15,7 @@
 //!
 //! The ops form a backend extension: [`KernelBackend`] is implemented for Flex (forward), for
 //! `Autodiff<Flex>` (forward + the custom backward registered on Burn's autodiff graph) and,
-//! with the `cuda` feature, for CUDA through Burn's own ops. [`Path::Generic`] runs Burn's ops
+//! with the `cuda` feature, for CUDA through Burn's own ops. [`ConvPath::Generic`] runs Burn's ops
 //! on the CPU too: the reference the tests compare every kernel with.
 
 pub mod direct;
@@ -39,19 +39,19 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Which implementation runs a convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Path {
-    /// The fastest measured for the shape, kernel by kernel: [`Path::Direct`] for planes of
+pub enum ConvPath {
+    /// The fastest measured for the shape, kernel by kernel: [`ConvPath::Direct`] for planes of
     /// at least [`DIRECT_MIN_PLANE`] pixels and `cin · cout` up to [`DIRECT_MAX`]; Winograd
     /// for 3×3 layers with [`WINOGRAD_MIN_CHANNELS`] channels or more (F(4×4, 3×3) from
     /// [`WINOGRAD4_MIN_TILES`] 4×4 tiles, im2col's forward below [`WINOGRAD_MIN_TILES`] 2×2
-    /// tiles); [`Path::Gemm`] otherwise (BENCHMARKS.md).
+    /// tiles); [`ConvPath::Gemm`] otherwise (BENCHMARKS.md).
     Auto,
     /// The row-wise kernels of [`direct`].
     Direct,
     /// The im2col + GEMM kernels of [`gemm`].
     Gemm,
     /// The Winograd F(2×2, 3×3) kernels of [`winograd`] for every 3×3 convolution (the other
-    /// ops as [`Path::Gemm`]).
+    /// ops as [`ConvPath::Gemm`]).
     Winograd,
     /// Burn's own convolution and generic backward (the reference the tests compare with).
     Generic,
@@ -61,17 +61,17 @@ pub enum Path {
 /// one implementation against another.
 static MODEL_PATH: AtomicU8 = AtomicU8::new(0);
 
-const PATHS: [Path; 5] = [
-    Path::Auto,
-    Path::Direct,
-    Path::Gemm,
-    Path::Winograd,
-    Path::Generic,
+const PATHS: [ConvPath; 5] = [
+    ConvPath::Auto,
+    ConvPath::Direct,
+    ConvPath::Gemm,
+    ConvPath::Winograd,
+    ConvPath::Generic,
 ];
 
-/// Makes every convolution of the model run on `path` (for benchmarks; [`Path::Auto`] is the
+/// Makes every convolution of the model run on `path` (for benchmarks; [`ConvPath::Auto`] is the
 /// default).
-pub fn set_model_path(path: Path) {
+pub fn set_model_path(path: ConvPath) {
     let index = PATHS
         .iter()
         .position(|&p| p == path)
@@ -79,7 +79,7 @@ pub fn set_model_path(path: Path) {
     MODEL_PATH.store(index as u8, Ordering::Relaxed);
 }
 
-fn model_path() -> Path {
+fn model_path() -> ConvPath {
     PATHS[MODEL_PATH.load(Ordering::Relaxed) as usize]
 }
 
@@ -110,7 +110,7 @@ pub trait KernelBackend: Backend {
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         relu: bool,
-        path: Path,
+        path: ConvPath,
     ) -> FloatTensor<Self>;
 
     /// `x` `[b, cin, h, w]`, `weight` `[cin, cout, 2, 2]`, `bias` `[cout]` → `[b, cout, 2h, 2w]`.
@@ -118,7 +118,7 @@ pub trait KernelBackend: Backend {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
-        path: Path,
+        path: ConvPath,
     ) -> FloatTensor<Self>;
 
     /// `x` `[b, cin, h, w]`, `weight` `[cout, cin, 1, 1]`, `bias` `[cout]` → `[b, cout, h, w]`
@@ -127,15 +127,19 @@ pub trait KernelBackend: Backend {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
-        path: Path,
+        path: ConvPath,
     ) -> FloatTensor<Self>;
 
     /// 2×2 max-pool with stride 2: `[b, c, h, w]` → `[b, c, h/2, w/2]`.
-    fn max_pool2x2(x: FloatTensor<Self>, path: Path) -> FloatTensor<Self>;
+    fn max_pool2x2(x: FloatTensor<Self>, path: ConvPath) -> FloatTensor<Self>;
 
     /// Concatenation along channels (the skip connection): `[b, ca, h, w]` and `[b, cb, h, w]`
     /// → `[b, ca + cb, h, w]`.
-    fn cat_channels(a: FloatTensor<Self>, b: FloatTensor<Self>, path: Path) -> FloatTensor<Self>;
+    fn cat_channels(
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        path: ConvPath,
+    ) -> FloatTensor<Self>;
 }
 
 /// The tensor-level 3×3 convolution followed by a ReLU, as every 3×3 layer of the U-Net runs.
@@ -154,7 +158,7 @@ pub fn conv3x3_on<B: KernelBackend>(
     weight: Tensor<B, 4>,
     bias: Tensor<B, 1>,
     relu: bool,
-    path: Path,
+    path: ConvPath,
 ) -> Tensor<B, 4> {
     with_primitives(x, weight, bias, |x, w, b| B::conv3x3(x, w, b, relu, path))
 }
@@ -173,7 +177,7 @@ pub fn up2x2_on<B: KernelBackend>(
     x: Tensor<B, 4>,
     weight: Tensor<B, 4>,
     bias: Tensor<B, 1>,
-    path: Path,
+    path: ConvPath,
 ) -> Tensor<B, 4> {
     with_primitives(x, weight, bias, |x, w, b| B::up2x2(x, w, b, path))
 }
@@ -192,7 +196,7 @@ pub fn conv1x1_on<B: KernelBackend>(
     x: Tensor<B, 4>,
     weight: Tensor<B, 4>,
     bias: Tensor<B, 1>,
-    path: Path,
+    path: ConvPath,
 ) -> Tensor<B, 4> {
     with_primitives(x, weight, bias, |x, w, b| B::conv1x1(x, w, b, path))
 }
@@ -203,7 +207,7 @@ pub fn max_pool2x2<B: KernelBackend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 }
 
 /// The max-pool on a chosen implementation (tests compare them).
-pub fn max_pool2x2_on<B: KernelBackend>(x: Tensor<B, 4>, path: Path) -> Tensor<B, 4> {
+pub fn max_pool2x2_on<B: KernelBackend>(x: Tensor<B, 4>, path: ConvPath) -> Tensor<B, 4> {
     let x = x.into_primitive().tensor();
     Tensor::from_primitive(TensorPrimitive::Float(B::max_pool2x2(x, path)))
 }
@@ -217,7 +221,7 @@ pub fn cat_channels<B: KernelBackend>(a: Tensor<B, 4>, b: Tensor<B, 4>) -> Tenso
 pub fn cat_channels_on<B: KernelBackend>(
     a: Tensor<B, 4>,
     b: Tensor<B, 4>,
-    path: Path,
+    path: ConvPath,
 ) -> Tensor<B, 4> {
     let (a, b) = (a.into_primitive().tensor(), b.into_primitive().tensor());
     Tensor::from_primitive(TensorPrimitive::Float(B::cat_channels(a, b, path)))
@@ -294,21 +298,21 @@ pub const WINOGRAD_MIN_CHANNELS: usize = 64;
 /// The plan a path resolves to for input `[b, cin, h, w]` and `cout` outputs; `None` for
 /// Burn's generic one. The direct kernels pay off on long rows (for the up-convolution, its
 /// output rows) and few channel pairs; Winograd on wide layers with enough tiles.
-fn resolve(path: Path, kind: Kind, [n, cin, h, w]: [usize; 4], cout: usize) -> Option<Plan> {
+fn resolve(path: ConvPath, kind: Kind, [n, cin, h, w]: [usize; 4], cout: usize) -> Option<Plan> {
     let out_plane = match kind {
         Kind::Conv3x3 => h * w,
         Kind::Up2x2 => 4 * h * w,
         // A 1×1 convolution is a matrix product whatever the shape.
-        Kind::Conv1x1 => return (path != Path::Generic).then_some(Plan::all(Impl::Gemm)),
+        Kind::Conv1x1 => return (path != ConvPath::Generic).then_some(Plan::all(Impl::Gemm)),
     };
     let imp = match path {
-        Path::Direct => Impl::Direct,
-        Path::Gemm => Impl::Gemm,
-        Path::Winograd if kind == Kind::Conv3x3 => Impl::Winograd,
-        Path::Winograd => Impl::Gemm,
-        Path::Generic => return None,
-        Path::Auto if out_plane >= DIRECT_MIN_PLANE && cin * cout <= DIRECT_MAX => Impl::Direct,
-        Path::Auto if kind == Kind::Conv3x3 && cin.min(cout) >= WINOGRAD_MIN_CHANNELS => {
+        ConvPath::Direct => Impl::Direct,
+        ConvPath::Gemm => Impl::Gemm,
+        ConvPath::Winograd if kind == Kind::Conv3x3 => Impl::Winograd,
+        ConvPath::Winograd => Impl::Gemm,
+        ConvPath::Generic => return None,
+        ConvPath::Auto if out_plane >= DIRECT_MIN_PLANE && cin * cout <= DIRECT_MAX => Impl::Direct,
+        ConvPath::Auto if kind == Kind::Conv3x3 && cin.min(cout) >= WINOGRAD_MIN_CHANNELS => {
             let tiles = n * h.div_ceil(2) * w.div_ceil(2);
             let tiles4 = n * h.div_ceil(4) * w.div_ceil(4);
             return Some(if tiles4 >= WINOGRAD4_MIN_TILES {
@@ -325,7 +329,7 @@ fn resolve(path: Path, kind: Kind, [n, cin, h, w]: [usize; 4], cout: usize) -> O
                 }
             });
         }
-        Path::Auto => Impl::Gemm,
+        ConvPath::Auto => Impl::Gemm,
     };
     Some(Plan::all(imp))
 }
@@ -450,7 +454,7 @@ impl KernelBackend for Flex {
         weight: FlexTensor,
         bias: FlexTensor,
         relu: bool,
-        path: Path,
+        path: ConvPath,
     ) -> FlexTensor {
         match resolve(path, Kind::Conv3x3, dims4(&x), dims4(&weight)[0]) {
             Some(plan) => run_forward(Kind::Conv3x3, plan, x, weight, bias, relu),
@@ -465,7 +469,7 @@ impl KernelBackend for Flex {
         }
     }
 
-    fn up2x2(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, path: Path) -> FlexTensor {
+    fn up2x2(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, path: ConvPath) -> FlexTensor {
         match resolve(path, Kind::Up2x2, dims4(&x), dims4(&weight)[1]) {
             Some(plan) => run_forward(Kind::Up2x2, plan, x, weight, bias, false),
             None => {
@@ -474,15 +478,15 @@ impl KernelBackend for Flex {
         }
     }
 
-    fn conv1x1(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, path: Path) -> FlexTensor {
+    fn conv1x1(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, path: ConvPath) -> FlexTensor {
         match resolve(path, Kind::Conv1x1, dims4(&x), dims4(&weight)[0]) {
             Some(plan) => run_forward(Kind::Conv1x1, plan, x, weight, bias, false),
             None => <Flex as ModuleOps<Flex>>::conv2d(x, weight, Some(bias), pointwise()),
         }
     }
 
-    fn max_pool2x2(x: FlexTensor, path: Path) -> FlexTensor {
-        if path == Path::Generic {
+    fn max_pool2x2(x: FlexTensor, path: ConvPath) -> FlexTensor {
+        if path == ConvPath::Generic {
             let (k, s, p, d, c) = pool_options();
             return <Flex as ModuleOps<Flex>>::max_pool2d(x, k, s, p, d, c);
         }
@@ -495,8 +499,8 @@ impl KernelBackend for Flex {
         )
     }
 
-    fn cat_channels(a: FlexTensor, b: FlexTensor, path: Path) -> FlexTensor {
-        if path == Path::Generic {
+    fn cat_channels(a: FlexTensor, b: FlexTensor, path: ConvPath) -> FlexTensor {
+        if path == ConvPath::Generic {
             return <Flex as FloatTensorOps<Flex>>::float_cat(vec![a, b], 1);
         }
         let ([n, ca, h, w], cb) = (dims4(&a), dims4(&b)[1]);
@@ -613,7 +617,7 @@ impl<C: CheckpointStrategy> KernelBackend for Autodiff<Flex, C> {
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         relu: bool,
-        path: Path,
+        path: ConvPath,
     ) -> FloatTensor<Self> {
         let (dims, cout) = (dims4(&x.primitive), dims4(&weight.primitive)[0]);
         match resolve(path, Kind::Conv3x3, dims, cout) {
@@ -633,7 +637,7 @@ impl<C: CheckpointStrategy> KernelBackend for Autodiff<Flex, C> {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
-        path: Path,
+        path: ConvPath,
     ) -> FloatTensor<Self> {
         let (dims, cout) = (dims4(&x.primitive), dims4(&weight.primitive)[1]);
         match resolve(path, Kind::Up2x2, dims, cout) {
@@ -648,7 +652,7 @@ impl<C: CheckpointStrategy> KernelBackend for Autodiff<Flex, C> {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
-        path: Path,
+        path: ConvPath,
     ) -> FloatTensor<Self> {
         let (dims, cout) = (dims4(&x.primitive), dims4(&weight.primitive)[0]);
         match resolve(path, Kind::Conv1x1, dims, cout) {
@@ -657,8 +661,8 @@ impl<C: CheckpointStrategy> KernelBackend for Autodiff<Flex, C> {
         }
     }
 
-    fn max_pool2x2(x: FloatTensor<Self>, path: Path) -> FloatTensor<Self> {
-        if path == Path::Generic {
+    fn max_pool2x2(x: FloatTensor<Self>, path: ConvPath) -> FloatTensor<Self> {
+        if path == ConvPath::Generic {
             let (k, s, p, d, c) = pool_options();
             return <Self as ModuleOps<Self>>::max_pool2d(x, k, s, p, d, c);
         }
@@ -675,8 +679,12 @@ impl<C: CheckpointStrategy> KernelBackend for Autodiff<Flex, C> {
         }
     }
 
-    fn cat_channels(a: FloatTensor<Self>, b: FloatTensor<Self>, path: Path) -> FloatTensor<Self> {
-        if path == Path::Generic {
+    fn cat_channels(
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        path: ConvPath,
+    ) -> FloatTensor<Self> {
+        if path == ConvPath::Generic {
             return <Self as FloatTensorOps<Self>>::float_cat(vec![a, b], 1);
         }
         let channels = [dims4(&a.primitive)[1], dims4(&b.primitive)[1]];
@@ -757,7 +765,7 @@ macro_rules! burn_convolutions {
             weight: FloatTensor<Self>,
             bias: FloatTensor<Self>,
             relu: bool,
-            _path: Path,
+            _path: ConvPath,
         ) -> FloatTensor<Self> {
             let y = <Self as ModuleOps<Self>>::conv2d(x, weight, Some(bias), padding_one());
             if relu {
@@ -771,7 +779,7 @@ macro_rules! burn_convolutions {
             x: FloatTensor<Self>,
             weight: FloatTensor<Self>,
             bias: FloatTensor<Self>,
-            _path: Path,
+            _path: ConvPath,
         ) -> FloatTensor<Self> {
             <Self as ModuleOps<Self>>::conv_transpose2d(x, weight, Some(bias), up_options())
         }
@@ -780,12 +788,12 @@ macro_rules! burn_convolutions {
             x: FloatTensor<Self>,
             weight: FloatTensor<Self>,
             bias: FloatTensor<Self>,
-            _path: Path,
+            _path: ConvPath,
         ) -> FloatTensor<Self> {
             <Self as ModuleOps<Self>>::conv2d(x, weight, Some(bias), pointwise())
         }
 
-        fn max_pool2x2(x: FloatTensor<Self>, _path: Path) -> FloatTensor<Self> {
+        fn max_pool2x2(x: FloatTensor<Self>, _path: ConvPath) -> FloatTensor<Self> {
             let (k, s, p, d, c) = pool_options();
             <Self as ModuleOps<Self>>::max_pool2d(x, k, s, p, d, c)
         }
@@ -793,7 +801,7 @@ macro_rules! burn_convolutions {
         fn cat_channels(
             a: FloatTensor<Self>,
             b: FloatTensor<Self>,
-            _path: Path,
+            _path: ConvPath,
         ) -> FloatTensor<Self> {
             <Self as FloatTensorOps<Self>>::float_cat(vec![a, b], 1)
         }
@@ -827,9 +835,9 @@ mod tests {
             / scale
     }
 
-    type Op = fn(Tensor<Ad, 4>, Tensor<Ad, 4>, Tensor<Ad, 1>, Path) -> Tensor<Ad, 4>;
+    type Op = fn(Tensor<Ad, 4>, Tensor<Ad, 4>, Tensor<Ad, 1>, ConvPath) -> Tensor<Ad, 4>;
 
-    fn conv(x: Tensor<Ad, 4>, w: Tensor<Ad, 4>, b: Tensor<Ad, 1>, path: Path) -> Tensor<Ad, 4> {
+    fn conv(x: Tensor<Ad, 4>, w: Tensor<Ad, 4>, b: Tensor<Ad, 1>, path: ConvPath) -> Tensor<Ad, 4> {
         conv3x3_on(x, w, b, false, path)
     }
 
@@ -837,7 +845,7 @@ mod tests {
         x: Tensor<Ad, 4>,
         w: Tensor<Ad, 4>,
         b: Tensor<Ad, 1>,
-        path: Path,
+        path: ConvPath,
     ) -> Tensor<Ad, 4> {
         conv3x3_on(x, w, b, true, path)
     }
@@ -846,7 +854,7 @@ mod tests {
     /// input `[n, cin, h, w]`, weight of `w_shape`, output `[n, cout, oh, ow]`.
     fn compare(
         op: Op,
-        path: Path,
+        path: ConvPath,
         input: [usize; 4],
         w_shape: [usize; 4],
         out: [usize; 4],
@@ -866,7 +874,7 @@ mod tests {
         let b = Tensor::<Ad, 1>::random([cout], Distribution::Normal(0.0, 0.5), &device);
         // A weighted sum gives every output a different upstream gradient.
         let up = Tensor::<Ad, 4>::random(out, Distribution::Normal(0.0, 1.0), &device);
-        let run = |path: Path| {
+        let run = |path: ConvPath| {
             let (x, k, b) = (
                 x.clone().require_grad(),
                 k.clone().require_grad(),
@@ -882,7 +890,7 @@ mod tests {
                 b.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap(),
             ]
         };
-        let (ours, generic) = (run(path), run(Path::Generic));
+        let (ours, generic) = (run(path), run(ConvPath::Generic));
         for (part, (d, g)) in [
             "forward",
             "input gradient",
@@ -900,7 +908,7 @@ mod tests {
         }
     }
 
-    fn check(path: Path, n: usize, cin: usize, cout: usize, h: usize, w: usize) {
+    fn check(path: ConvPath, n: usize, cin: usize, cout: usize, h: usize, w: usize) {
         for (op, name) in [
             (conv as Op, "conv 3×3"),
             (conv_relu as Op, "conv 3×3 + ReLU"),
@@ -917,7 +925,7 @@ mod tests {
         }
     }
 
-    fn check_up(path: Path, n: usize, cin: usize, cout: usize, h: usize, w: usize) {
+    fn check_up(path: ConvPath, n: usize, cin: usize, cout: usize, h: usize, w: usize) {
         let what = format!("up 2×2 {n}×{cin}→{cout} at {h}×{w}");
         compare(
             up2x2_on,
@@ -953,45 +961,45 @@ mod tests {
     #[test]
     fn direct_conv3x3_matches_the_generic_convolution() {
         for [n, cin, cout, h, w] in CONV_SHAPES {
-            check(Path::Direct, n, cin, cout, h, w);
+            check(ConvPath::Direct, n, cin, cout, h, w);
         }
     }
 
     #[test]
     fn gemm_conv3x3_matches_the_generic_convolution() {
         for [n, cin, cout, h, w] in CONV_SHAPES {
-            check(Path::Gemm, n, cin, cout, h, w);
+            check(ConvPath::Gemm, n, cin, cout, h, w);
         }
     }
 
     #[test]
     fn winograd_conv3x3_matches_the_generic_convolution() {
         for [n, cin, cout, h, w] in CONV_SHAPES {
-            check(Path::Winograd, n, cin, cout, h, w);
+            check(ConvPath::Winograd, n, cin, cout, h, w);
         }
         // Wide enough for several chunks of tile rows, with odd sides.
-        check(Path::Winograd, 2, 64, 48, 67, 35);
+        check(ConvPath::Winograd, 2, 64, 48, 67, 35);
     }
 
     #[test]
     fn mixed_plans_match_the_generic_convolution() {
         // im2col's forward with Winograd's gradients.
-        check(Path::Auto, 1, 128, 64, 8, 8);
+        check(ConvPath::Auto, 1, 128, 64, 8, 8);
         // F(4×4, 3×3) forward and input gradient with F(2×2, 3×3)'s weight gradient.
-        check(Path::Auto, 2, 64, 64, 64, 64);
+        check(ConvPath::Auto, 2, 64, 64, 64, 64);
     }
 
     #[test]
     fn direct_up_convolution_matches_the_generic_one() {
         for [n, cin, cout, h, w] in UP_SHAPES {
-            check_up(Path::Direct, n, cin, cout, h, w);
+            check_up(ConvPath::Direct, n, cin, cout, h, w);
         }
     }
 
     #[test]
     fn gemm_up_convolution_matches_the_generic_one() {
         for [n, cin, cout, h, w] in UP_SHAPES {
-            check_up(Path::Gemm, n, cin, cout, h, w);
+            check_up(ConvPath::Gemm, n, cin, cout, h, w);
         }
     }
 
@@ -999,7 +1007,7 @@ mod tests {
         x: Tensor<Ad, 4>,
         w: Tensor<Ad, 4>,
         b: Tensor<Ad, 1>,
-        path: Path,
+        path: ConvPath,
     ) -> Tensor<Ad, 4> {
         conv1x1_on(x, w, b, path)
     }
@@ -1010,7 +1018,7 @@ mod tests {
             let what = format!("conv 1×1 {n}×{cin}→{cout} at {h}×{w}");
             compare(
                 pointwise,
-                Path::Gemm,
+                ConvPath::Gemm,
                 [n, cin, h, w],
                 [cout, cin, 1, 1],
                 [n, cout, h, w],
@@ -1033,7 +1041,7 @@ mod tests {
                 Distribution::Normal(0.0, 1.0),
                 &device,
             );
-            let run = |path: Path| {
+            let run = |path: ConvPath| {
                 let x = x.clone().require_grad();
                 let y = max_pool2x2_on(x.clone(), path);
                 let grads = (y.clone() * up.clone()).sum().backward();
@@ -1042,8 +1050,8 @@ mod tests {
             };
             // Max and routing are exact: no arithmetic, so no tolerance.
             assert_eq!(
-                run(Path::Auto),
-                run(Path::Generic),
+                run(ConvPath::Auto),
+                run(ConvPath::Generic),
                 "max-pool {n}×{c}×{h}×{w}"
             );
         }
@@ -1056,7 +1064,7 @@ mod tests {
         let a = Tensor::<Ad, 4>::random([2, 3, 5, 4], Distribution::Normal(0.0, 1.0), &device);
         let b = Tensor::<Ad, 4>::random([2, 2, 5, 4], Distribution::Normal(0.0, 1.0), &device);
         let up = Tensor::<Ad, 4>::random([2, 5, 5, 4], Distribution::Normal(0.0, 1.0), &device);
-        let run = |path: Path| {
+        let run = |path: ConvPath| {
             let (a, b) = (a.clone().require_grad(), b.clone().require_grad());
             let y = cat_channels_on(a.clone(), b.clone(), path);
             let grads = (y.clone() * up.clone()).sum().backward();
@@ -1068,12 +1076,12 @@ mod tests {
             )
         };
         // Copies only: exact.
-        assert_eq!(run(Path::Auto), run(Path::Generic));
+        assert_eq!(run(ConvPath::Auto), run(ConvPath::Generic));
     }
 
     #[test]
     fn the_automatic_choice_follows_the_measured_crossover() {
-        let conv = |dims, cout| resolve(Path::Auto, Kind::Conv3x3, dims, cout);
+        let conv = |dims, cout| resolve(ConvPath::Auto, Kind::Conv3x3, dims, cout);
         let all = |imp| Some(Plan::all(imp));
         assert_eq!(conv([8, 3, 128, 128], 3), all(Impl::Direct));
         assert_eq!(conv([2, 1, 128, 128], 64), all(Impl::Direct));
@@ -1098,16 +1106,16 @@ mod tests {
             })
         );
         assert_eq!(
-            resolve(Path::Generic, Kind::Conv3x3, [8, 3, 128, 128], 3),
+            resolve(ConvPath::Generic, Kind::Conv3x3, [8, 3, 128, 128], 3),
             None
         );
         // The up-convolution is judged by its output rows.
         assert_eq!(
-            resolve(Path::Auto, Kind::Up2x2, [8, 6, 16, 16], 3),
+            resolve(ConvPath::Auto, Kind::Up2x2, [8, 6, 16, 16], 3),
             all(Impl::Direct)
         );
         assert_eq!(
-            resolve(Path::Auto, Kind::Up2x2, [8, 6, 8, 8], 3),
+            resolve(ConvPath::Auto, Kind::Up2x2, [8, 6, 8, 8], 3),
             all(Impl::Gemm)
         );
     }
@@ -1120,7 +1128,7 @@ mod tests {
         let w = Tensor::<Flex, 4>::random([64, 64, 3, 3], Distribution::Normal(0.0, 0.1), &device);
         let b = Tensor::<Flex, 1>::zeros([64], &device);
         let run = || {
-            conv3x3_on(x.clone(), w.clone(), b.clone(), true, Path::Gemm)
+            conv3x3_on(x.clone(), w.clone(), b.clone(), true, ConvPath::Gemm)
                 .into_data()
                 .to_vec::<f32>()
                 .unwrap()

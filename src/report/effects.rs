@@ -163,9 +163,11 @@ mod tests {
         // Seed 1: sgd 0.65 − adam 0.85 = −0.20. Seed 2: sgd 0.66 − adam 0.84 = −0.18.
         let sgd = &opt.levels[1];
         assert!((sgd.difference - (-0.19)).abs() < 1e-12);
-        // sd of (−0.20, −0.18) = 0.014142…; half-width = 12.706 · sd / √2 = 0.12706.
+        // sd of (−0.20, −0.18) = √0.0002; half-width = t(0.975, 1) · sd / √2 = 0.01 · t, where
+        // t with 1 df is Cauchy: t(0.975, 1) = tan(0.475π) = 12.7062.
         let (lo, hi) = sgd.ci95.unwrap();
-        assert!((lo - (-0.19 - 0.12706)).abs() < 1e-6 && (hi - (-0.19 + 0.12706)).abs() < 1e-6);
+        let half = 0.01 * (0.475 * std::f64::consts::PI).tan();
+        assert!((lo - (-0.19 - half)).abs() < 1e-6 && (hi - (-0.19 + half)).abs() < 1e-6);
         assert_eq!(sgd.seeds, 2);
     }
 

@@ -13,17 +13,13 @@ pub fn sd(values: &[f64]) -> Option<f64> {
     Some((values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (values.len() - 1) as f64).sqrt())
 }
 
-/// Two-sided 97.5% quantile of Student's t with `df` degrees of freedom.
+/// The 97.5% quantile of Student's t with `df` degrees of freedom (the half-width factor of a
+/// two-sided 95% interval); NaN for 0.
 pub fn t_975(df: usize) -> f64 {
-    const TABLE: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042,
-    ];
-    match df {
-        0 => f64::NAN,
-        1..=30 => TABLE[df - 1],
-        _ => 1.96,
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    match StudentsT::new(0.0, 1.0, df as f64) {
+        Ok(t) if df > 0 => t.inverse_cdf(0.975),
+        _ => f64::NAN,
     }
 }
 
@@ -56,14 +52,36 @@ mod tests {
         assert_eq!(mean(&v), Some(2.5));
         assert!((sd(&v).unwrap() - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
         let (m, ci) = mean_ci95(&v).unwrap();
-        let half = 3.182 * (5.0f64 / 3.0).sqrt() / 2.0;
+        let half = 3.182_446 * (5.0f64 / 3.0).sqrt() / 2.0;
         let (lo, hi) = ci.unwrap();
         assert!(
             (m - 2.5).abs() < 1e-12
-                && (lo - (2.5 - half)).abs() < 1e-9
-                && (hi - (2.5 + half)).abs() < 1e-9
+                && (lo - (2.5 - half)).abs() < 1e-5
+                && (hi - (2.5 + half)).abs() < 1e-5
         );
         assert_eq!(mean_ci95(&[0.5]).unwrap(), (0.5, None));
         assert_eq!(fmt_mean_sd(&[]), "–");
+    }
+
+    #[test]
+    fn t_quantiles_match_the_tables_at_every_df() {
+        // Published two-sided 95% critical values (e.g. NIST/SEMATECH, to 3 decimals).
+        for (df, want) in [
+            (1, 12.706),
+            (2, 4.303),
+            (5, 2.571),
+            (10, 2.228),
+            (30, 2.042),
+            (40, 2.021),
+            (60, 2.000),
+            (100, 1.984),
+            (1000, 1.962),
+        ] {
+            let got = t_975(df);
+            assert!((got - want).abs() < 1e-3, "df {df}: {got} vs {want}");
+        }
+        assert!(t_975(0).is_nan());
+        // Above 30 degrees of freedom the quantile is still above the normal's 1.96.
+        assert!(t_975(31) > 2.03 && t_975(31) < t_975(30));
     }
 }
