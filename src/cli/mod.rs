@@ -10,7 +10,7 @@ mod validate;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use crate::config::{self, BackendKind};
 
@@ -33,54 +33,6 @@ pub mod exit {
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum BackendArg {
-    Cpu,
-    Cuda,
-}
-
-impl From<BackendArg> for BackendKind {
-    fn from(b: BackendArg) -> Self {
-        match b {
-            BackendArg::Cpu => BackendKind::Cpu,
-            BackendArg::Cuda => BackendKind::Cuda,
-        }
-    }
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum CheckpointArg {
-    Best,
-    Last,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum BenchLoss {
-    Mse,
-    Ce,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum BenchOptim {
-    Adam,
-    Sgd,
-}
-
-/// Which convolution implementations `bench` runs (CPU; CUDA always runs Burn's).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum BenchKernels {
-    /// The fastest measured per layer shape (what training uses).
-    Auto,
-    /// The row-wise direct kernels everywhere.
-    Direct,
-    /// The im2col + GEMM kernels everywhere.
-    Gemm,
-    /// Winograd F(2×2, 3×3) for every 3×3 convolution, GEMM for the other ops.
-    Winograd,
-    /// Burn's own convolutions and generic backward.
-    Generic,
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,7 +73,7 @@ pub enum Command {
         submission: Option<PathBuf>,
         /// Which checkpoint to load.
         #[arg(long, value_enum, default_value = "best")]
-        checkpoint: CheckpointArg,
+        checkpoint: crate::predict::Which,
         /// Zero predicted masks smaller than this many pixels.
         #[arg(long, default_value_t = 0)]
         min_area: usize,
@@ -140,9 +92,9 @@ pub enum Command {
         #[arg(long, default_value_t = 8)]
         batch: usize,
         #[arg(long, value_enum, default_value = "mse")]
-        loss: BenchLoss,
+        loss: crate::config::LossKind,
         #[arg(long, value_enum, default_value = "adam")]
-        optim: BenchOptim,
+        optim: crate::config::OptimizerKind,
         /// Timed steps (each phase).
         #[arg(long, default_value_t = 20)]
         steps: usize,
@@ -150,7 +102,7 @@ pub enum Command {
         #[arg(long, default_value_t = 3)]
         warmup: usize,
         #[arg(long, value_enum, default_value = "cpu")]
-        backend: BackendArg,
+        backend: BackendKind,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -159,7 +111,7 @@ pub enum Command {
         profile: bool,
         /// Convolution implementations, to measure one against another.
         #[arg(long, value_enum, default_value = "auto")]
-        kernels: BenchKernels,
+        kernels: crate::kernels::ConvPath,
     },
     /// Write a grid of augmented training samples (first column: the original) to check an
     /// [augment] table by eye.
@@ -265,10 +217,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 input,
                 out: out.clone(),
                 submission: submission.clone(),
-                checkpoint: match checkpoint {
-                    CheckpointArg::Best => crate::predict::Which::Best,
-                    CheckpointArg::Last => crate::predict::Which::Last,
-                },
+                checkpoint,
                 min_area,
                 seed,
             })?;
@@ -317,25 +266,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 widths,
                 size,
                 batch,
-                loss: match loss {
-                    BenchLoss::Mse => crate::config::LossKind::Mse,
-                    BenchLoss::Ce => crate::config::LossKind::Ce,
-                },
-                optimizer: match optim {
-                    BenchOptim::Adam => crate::config::OptimizerKind::Adam,
-                    BenchOptim::Sgd => crate::config::OptimizerKind::Sgd,
-                },
+                loss,
+                optimizer: optim,
                 steps,
                 warmup,
-                backend: backend.into(),
+                backend,
                 profile,
-                kernels: match kernels {
-                    BenchKernels::Auto => crate::kernels::ConvPath::Auto,
-                    BenchKernels::Direct => crate::kernels::ConvPath::Direct,
-                    BenchKernels::Gemm => crate::kernels::ConvPath::Gemm,
-                    BenchKernels::Winograd => crate::kernels::ConvPath::Winograd,
-                    BenchKernels::Generic => crate::kernels::ConvPath::Generic,
-                },
+                kernels,
             })?;
             if json {
                 println!("{}", serde_json::to_string(&result)?);

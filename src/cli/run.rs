@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::Args;
 
-use super::{BackendArg, exit};
-use crate::config;
+use super::exit;
+use crate::config::{self, BackendKind};
 use crate::train::runner::{RunOptions, Selection, experiment_dir, run_experiment};
 
 #[derive(Args, Debug)]
@@ -21,7 +21,7 @@ pub struct RunArgs {
     pub variants: Vec<String>,
     /// Override the backend of every variant.
     #[arg(long, value_enum)]
-    pub backend: Option<BackendArg>,
+    pub backend: Option<BackendKind>,
     /// Discard earlier results of the selected runs and train them again.
     #[arg(long)]
     pub fresh: bool,
@@ -93,7 +93,7 @@ pub fn execute(args: RunArgs) -> Result<u8> {
     let exp_dir = experiment_dir(&args.out, &experiment);
     let opts = RunOptions {
         out: args.out,
-        backend: args.backend.map(Into::into),
+        backend: args.backend,
         fresh: args.fresh,
         variants: args.variants,
         selection,

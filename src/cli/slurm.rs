@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::BackendArg;
 use crate::config::{self, BackendKind};
 use crate::slurm::{self, SlurmOptions};
 use crate::track::Plan;
@@ -35,7 +34,7 @@ pub struct SlurmArgs {
     pub max_parallel: Option<usize>,
     /// Override the backend of every variant.
     #[arg(long, value_enum)]
-    pub backend: Option<BackendArg>,
+    pub backend: Option<BackendKind>,
     /// Submit both scripts with sbatch and print the job ids.
     #[arg(long)]
     pub submit: bool,
@@ -43,7 +42,7 @@ pub struct SlurmArgs {
 
 pub fn execute(args: SlurmArgs) -> Result<u8> {
     let mut experiment = config::load(&args.file)?;
-    let backend: Option<BackendKind> = args.backend.map(Into::into);
+    let backend: Option<BackendKind> = args.backend;
     if let Some(b) = backend {
         for v in &mut experiment.variants {
             v.config.train.backend = b;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use super::{BackendArg, exit};
+use super::exit;
 use crate::config::{self, BackendKind};
 use crate::train::runner::check_devices;
 
@@ -17,7 +17,7 @@ pub struct ValidateArgs {
     pub json: bool,
     /// Check as if run with this backend.
     #[arg(long, value_enum)]
-    pub backend: Option<BackendArg>,
+    pub backend: Option<BackendKind>,
     /// Check these GPUs as `run --devices` would.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub devices: Vec<usize>,
@@ -30,7 +30,7 @@ pub fn execute(args: ValidateArgs) -> Result<u8> {
     let mut experiment = config::load(&args.file)?;
     if let Some(b) = args.backend {
         for v in &mut experiment.variants {
-            v.config.train.backend = b.into();
+            v.config.train.backend = b;
         }
     }
     let backends: Vec<BackendKind> = experiment

@@ -34,8 +34,9 @@ pub enum Padding {
     Valid,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum LossKind {
     /// Two-channel softmax cross-entropy (the paper).
     Ce,
@@ -74,8 +75,9 @@ impl LossKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum OptimizerKind {
     Adam,
     Sgd,
@@ -93,8 +95,9 @@ pub enum Schedule {
     Poly,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum BackendKind {
     Cpu,
     Cuda,
@@ -441,4 +444,40 @@ impl RunConfig {
 
 fn m_error(source: &Source, node: &super::tree::Node, key: &str, msg: &str) -> ConfigError {
     source.error(Some(&node.span), Some(key), msg.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    /// The names the config file (serde), the command line (clap) and the messages (`name`)
+    /// use are one set.
+    fn same_names<T: ValueEnum + Serialize>(named: &[(&str, T)], name_of: impl Fn(&T) -> &str) {
+        for (name, v) in named {
+            let serde = serde_json::to_value(v).unwrap();
+            let clap = v.to_possible_value().unwrap();
+            assert_eq!(serde.as_str(), Some(*name));
+            assert_eq!(clap.get_name(), *name);
+            assert_eq!(name_of(v), *name);
+        }
+        assert_eq!(
+            T::value_variants().len(),
+            named.len(),
+            "a variant is missing"
+        );
+    }
+
+    #[test]
+    fn choice_names_agree_everywhere() {
+        same_names(&LossKind::ALL, |k| k.name());
+        same_names(&BackendKind::ALL, |k| k.name());
+        same_names(
+            &[("adam", OptimizerKind::Adam), ("sgd", OptimizerKind::Sgd)],
+            |k| match k {
+                OptimizerKind::Adam => "adam",
+                OptimizerKind::Sgd => "sgd",
+            },
+        );
+    }
 }

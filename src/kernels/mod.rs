@@ -38,7 +38,7 @@ use rayon::prelude::*;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Which implementation runs a convolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ConvPath {
     /// The fastest measured for the shape, kernel by kernel: [`ConvPath::Direct`] for planes of
     /// at least [`DIRECT_MIN_PLANE`] pixels and `cin · cout` up to [`DIRECT_MAX`]; Winograd

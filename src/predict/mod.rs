@@ -23,9 +23,12 @@ use crate::report::raster::{Canvas, PRED_RGB};
 use crate::track::{VariantManifest, checkpoint, write_atomic};
 use crate::train::metrics::{Confusion, MetricAccumulator};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which checkpoint `predict` loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Which {
+    /// The epoch with the best validation Dice.
     Best,
+    /// The last epoch.
     Last,
 }
 
