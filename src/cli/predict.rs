@@ -1,0 +1,67 @@
+//! `unet-lab predict`: masks, overlays and a Kaggle submission for new images.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+/// Predict masks for a folder of images with a trained variant, at each image's original
+/// resolution; optionally a Kaggle submission. A labelled input is also scored.
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// The variant directory (<out>/<experiment>/<variant>).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// A folder of images (PNG or TIFF). `<stem>_mask.<ext>` files beside them are labels.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where `<stem>_mask.png` and `<stem>_overlay.png` go.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write a Kaggle submission CSV (img,pixels; column-major 1-based RLE).
+    #[arg(long)]
+    pub submission: Option<PathBuf>,
+    /// Which checkpoint to load.
+    #[arg(long, value_enum, default_value = "best")]
+    pub checkpoint: crate::predict::Which,
+    /// Zero predicted masks smaller than this many pixels.
+    #[arg(long, default_value_t = 0)]
+    pub min_area: usize,
+    /// The seed whose checkpoint to use (default: the first with one).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+pub fn execute(args: PredictArgs) -> Result<u8> {
+    let PredictArgs {
+        run,
+        input,
+        out,
+        submission,
+        checkpoint,
+        min_area,
+        seed,
+    } = args;
+    let summary = crate::predict::predict(&crate::predict::PredictOptions {
+        run,
+        input,
+        out: out.clone(),
+        submission: submission.clone(),
+        checkpoint,
+        min_area,
+        seed,
+    })?;
+    println!(
+        "{} images, {} with a predicted nerve; masks and overlays in {}",
+        summary.images,
+        summary.nonempty,
+        out.display()
+    );
+    if let Some(sub) = submission {
+        println!("submission: {}", sub.display());
+    }
+    if let Some((dice, n)) = summary.score {
+        println!("Kaggle score (mean Dice, empty/empty = 1) over {n} labelled images: {dice:.4}");
+    }
+    Ok(0)
+}
