@@ -153,11 +153,6 @@ pub fn write_scripts(
     let logs = slurm_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let n = plan.tasks.len();
-    let array_spec = match opts.max_parallel {
-        Some(k) => format!("0-{}%{k}", n - 1),
-        None => format!("0-{}", n - 1),
-    };
     let mut common = vec![format!("#SBATCH --chdir={}", cwd.display())];
     if let Some(p) = &opts.partition {
         common.push(format!("#SBATCH --partition={p}"));
@@ -166,16 +161,6 @@ pub fn write_scripts(
         common.push(format!("#SBATCH --time={t}"));
     }
     common.push(format!("#SBATCH --cpus-per-task={}", opts.cpus_per_task));
-    let exe = shell_quote(&exe.display().to_string());
-    let exp_abs = absolute(exp_dir);
-    let mut run = format!(
-        "{exe} run {} --out {} --task \"$SLURM_ARRAY_TASK_ID\" --no-report",
-        shell_quote(&plan.source_file),
-        shell_quote(&plan.out)
-    );
-    if let Some(b) = opts.backend {
-        run.push_str(&format!(" --backend {}", b.name()));
-    }
     let job_name: String = plan
         .experiment
         .chars()
@@ -187,61 +172,104 @@ pub fn write_scripts(
             }
         })
         .collect();
-    let mut array = format!(
+    let parts = ScriptParts {
+        exe: shell_quote(&exe.display().to_string()),
+        job_name,
+        logs,
+        common,
+    };
+    let scripts = Scripts {
+        array: slurm_dir.join("array.sbatch"),
+        report: slurm_dir.join("report.sbatch"),
+        tasks: plan.tasks.len(),
+    };
+    let array = array_script(&parts, plan, &scripts.array, opts);
+    write_atomic(&scripts.array, array.as_bytes())?;
+    let report = report_script(&parts, plan, &absolute(exp_dir));
+    write_atomic(&scripts.report, report.as_bytes())?;
+    Ok(scripts)
+}
+
+/// What both scripts share.
+struct ScriptParts {
+    /// The quoted path of this binary.
+    exe: String,
+    job_name: String,
+    logs: PathBuf,
+    /// `#SBATCH` lines of both jobs.
+    common: Vec<String>,
+}
+
+fn array_script(parts: &ScriptParts, plan: &Plan, path: &Path, opts: &SlurmOptions) -> String {
+    let n = plan.tasks.len();
+    let array_spec = match opts.max_parallel {
+        Some(k) => format!("0-{}%{k}", n - 1),
+        None => format!("0-{}", n - 1),
+    };
+    let mut run = format!(
+        "{} run {} --out {} --task \"$SLURM_ARRAY_TASK_ID\" --no-report",
+        parts.exe,
+        shell_quote(&plan.source_file),
+        shell_quote(&plan.out)
+    );
+    if let Some(b) = opts.backend {
+        run.push_str(&format!(" --backend {}", b.name()));
+    }
+    let mut text = format!(
         "#!/bin/bash\n\
          # Written by `unet-lab slurm` for the study \"{}\" ({n} tasks, one per variant x seed).\n\
          # Each array task trains the task of its index; a requeued or resubmitted task resumes\n\
          # from its last epoch. Resubmit part of the study with: sbatch --array=3,7-9 {}\n\
-         #SBATCH --job-name=unet-lab-{job_name}\n\
+         #SBATCH --job-name=unet-lab-{}\n\
          #SBATCH --array={array_spec}\n\
          #SBATCH --output={}/task-%A_%a.log\n\
          #SBATCH --requeue\n",
         plan.experiment.replace('\n', " "),
-        slurm_dir.join("array.sbatch").display(),
-        logs.display()
+        path.display(),
+        parts.job_name,
+        parts.logs.display()
     );
-    for line in &common {
-        array.push_str(line);
-        array.push('\n');
+    for line in &parts.common {
+        text.push_str(line);
+        text.push('\n');
     }
     if let Some(g) = &opts.gres {
-        array.push_str(&format!("#SBATCH --gres={g}\n"));
+        text.push_str(&format!("#SBATCH --gres={g}\n"));
     }
-    array.push_str(&format!(
+    text.push_str(&format!(
         "set -euo pipefail\n\
          # task/none does not confine a task to its CPUs: use the allocation's count.\n\
          export RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\n\
          export UNET_LAB_PROGRESS=plain\n\
          exec {run}\n"
     ));
-    let mut report = format!(
+    text
+}
+
+fn report_script(parts: &ScriptParts, plan: &Plan, exp_dir: &Path) -> String {
+    let mut text = format!(
         "#!/bin/bash\n\
          # Written by `unet-lab slurm`: merges the runs of \"{}\" and renders its report. Submitted\n\
          # with --dependency=afterany:<array job>, so it runs however the tasks ended.\n\
-         #SBATCH --job-name=unet-lab-{job_name}-report\n\
+         #SBATCH --job-name=unet-lab-{}-report\n\
          #SBATCH --output={}/report-%j.log\n",
         plan.experiment.replace('\n', " "),
-        logs.display()
+        parts.job_name,
+        parts.logs.display()
     );
-    for line in &common {
-        report.push_str(line);
-        report.push('\n');
+    for line in &parts.common {
+        text.push_str(line);
+        text.push('\n');
     }
-    let exp_q = shell_quote(&exp_abs.display().to_string());
-    report.push_str(&format!(
+    let exp_q = shell_quote(&exp_dir.display().to_string());
+    text.push_str(&format!(
         "set -uo pipefail\n\
          export RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\n\
          {exe} status {exp_q} || true\n\
-         exec {exe} report {exp_q}\n"
+         exec {exe} report {exp_q}\n",
+        exe = parts.exe
     ));
-    let scripts = Scripts {
-        array: slurm_dir.join("array.sbatch"),
-        report: slurm_dir.join("report.sbatch"),
-        tasks: n,
-    };
-    write_atomic(&scripts.array, array.as_bytes())?;
-    write_atomic(&scripts.report, report.as_bytes())?;
-    Ok(scripts)
+    text
 }
 
 /// `sbatch --parsable` for the array, then for the report job after it; the two job ids.

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::exit;
-use crate::config::{self, BackendKind};
+use crate::config::{self, BackendKind, Experiment};
 use crate::train::runner::check_devices;
 
 #[derive(Args, Debug)]
@@ -33,6 +33,24 @@ pub fn execute(args: ValidateArgs) -> Result<u8> {
             v.config.train.backend = b;
         }
     }
+    let mut problems = cluster_problems(&experiment, &args);
+    let data_lines = survey_data(&experiment, &mut problems)?;
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("error: {}: {p}", args.file.display());
+        }
+        return Ok(exit::CONFIG);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&experiment.to_json())?);
+    } else {
+        print_summary(&args, &experiment, &data_lines);
+    }
+    Ok(0)
+}
+
+/// What `run`, `--devices` or SLURM would refuse about the backends and the cluster options.
+fn cluster_problems(experiment: &Experiment, args: &ValidateArgs) -> Vec<String> {
     let backends: Vec<BackendKind> = experiment
         .variants
         .iter()
@@ -52,47 +70,48 @@ pub fn execute(args: ValidateArgs) -> Result<u8> {
             problems.push(format!("{e:#}"));
         }
     }
-    let mut unavailable: Vec<BackendKind> = backends.clone();
-    unavailable.sort_by_key(|b| b.name());
-    unavailable.dedup();
-    for b in unavailable {
+    let mut distinct = backends;
+    distinct.sort_by_key(|b| b.name());
+    distinct.dedup();
+    for b in distinct {
         if let Err(e) = crate::train::backend::check_built(b) {
             problems.push(format!("{e:#}"));
         }
     }
-    // Each distinct dataset once: the path exists and holds the layout, subjects exist.
+    problems
+}
+
+/// Each distinct dataset once (the path exists and holds the layout, the subjects exist): a
+/// line for each, its problems added to `problems`.
+fn survey_data(experiment: &Experiment, problems: &mut Vec<String>) -> Result<Vec<String>> {
     let mut surveyed: Vec<(String, String)> = Vec::new();
     for v in &experiment.variants {
         let key = serde_json::to_string(&v.config.data)?;
         if surveyed.iter().any(|(k, _)| *k == key) {
             continue;
         }
-        let line = match crate::data::survey(&v.config.data) {
-            Ok(s) => format!(
-                "data ({}): {} images of {} subjects, resized to {}×{}",
-                v.config.data.source.name(),
-                s.images,
-                s.subjects,
-                v.config.data.size[0],
-                v.config.data.size[1]
-            ),
+        match crate::data::survey(&v.config.data) {
+            Ok(s) => surveyed.push((
+                key,
+                format!(
+                    "data ({}): {} images of {} subjects, resized to {}×{}",
+                    v.config.data.source.name(),
+                    s.images,
+                    s.subjects,
+                    v.config.data.size[0],
+                    v.config.data.size[1]
+                ),
+            )),
             Err(e) => {
                 problems.push(format!("variant \"{}\": data: {e:#}", v.name));
-                String::new()
+                surveyed.push((key, String::new()));
             }
-        };
-        surveyed.push((key, line));
-    }
-    if !problems.is_empty() {
-        for p in &problems {
-            eprintln!("error: {}: {p}", args.file.display());
         }
-        return Ok(exit::CONFIG);
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&experiment.to_json())?);
-        return Ok(0);
-    }
+    Ok(surveyed.into_iter().map(|(_, line)| line).collect())
+}
+
+fn print_summary(args: &ValidateArgs, experiment: &Experiment, data_lines: &[String]) {
     println!(
         "{}: experiment \"{}\", {} variant(s) × {} seed(s) = {} task(s)",
         args.file.display(),
@@ -101,7 +120,7 @@ pub fn execute(args: ValidateArgs) -> Result<u8> {
         experiment.seeds.len(),
         experiment.tasks().len()
     );
-    for (_, line) in &surveyed {
+    for line in data_lines {
         println!("  {line}");
     }
     for v in &experiment.variants {
@@ -117,5 +136,4 @@ pub fn execute(args: ValidateArgs) -> Result<u8> {
             t.batch_size
         );
     }
-    Ok(0)
 }

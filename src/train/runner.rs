@@ -389,26 +389,7 @@ fn train_task(
             clear_run_dir(&run_dir)?;
         }
     }
-    let (backend_name, device_name) =
-        backend::describe(variant.config.train.backend, opts.device.unwrap_or(0));
-    let record = RunRecord {
-        seed,
-        config_hash: hash.clone(),
-        status: RunStatus::Running,
-        started: now_rfc3339(),
-        ended: None,
-        backend: backend_name,
-        device: device_name,
-        epochs_done: 0,
-        best_epoch: None,
-        best_dice: None,
-        final_dice: None,
-        divergence: None,
-        message: None,
-        snapshot_samples: Vec::new(),
-        dataset: Some(ds.info.clone()),
-        parameters: 0,
-    };
+    let record = started_record(variant, seed, &hash, ds, opts.device);
     let mut manifest = RunManifest::new(
         experiment,
         variant,
@@ -443,6 +424,36 @@ fn train_task(
     tracker.flush()?;
     manifest.save(&run_dir)?;
     Ok(TaskResult::Trained(manifest.record.status))
+}
+
+/// The record of a run that starts now (status `running`).
+fn started_record(
+    variant: &crate::config::Variant,
+    seed: u64,
+    hash: &str,
+    ds: &Dataset,
+    device: Option<usize>,
+) -> RunRecord {
+    let (backend_name, device_name) =
+        backend::describe(variant.config.train.backend, device.unwrap_or(0));
+    RunRecord {
+        seed,
+        config_hash: hash.to_string(),
+        status: RunStatus::Running,
+        started: now_rfc3339(),
+        ended: None,
+        backend: backend_name,
+        device: device_name,
+        epochs_done: 0,
+        best_epoch: None,
+        best_dice: None,
+        final_dice: None,
+        divergence: None,
+        message: None,
+        snapshot_samples: Vec::new(),
+        dataset: Some(ds.info.clone()),
+        parameters: 0,
+    }
 }
 
 fn train_on_backend(
