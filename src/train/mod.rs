@@ -132,6 +132,10 @@ pub fn pick_snapshot_samples(dataset: &Dataset, n: usize, seed: u64) -> Vec<usiz
 }
 
 /// Trains one run on the autodiff backend `B`, resuming from its checkpoint when one exists.
+///
+/// Each epoch is train → validate → record → checkpoint → decide. Rows are flushed before the
+/// checkpoint that marks the epoch done, so a crash in between redoes the epoch and never loses
+/// or duplicates a row.
 pub fn train_run<B: AutodiffBackend + KernelBackend>(
     spec: &RunSpec,
     tracker: &mut Tracker,
@@ -141,340 +145,509 @@ pub fn train_run<B: AutodiffBackend + KernelBackend>(
 where
     B::InnerBackend: KernelBackend,
 {
-    let cfg = spec.config;
-    let train_cfg = &cfg.train;
-    let ds = spec.dataset;
-    let [h, w] = cfg.data.size;
-    let levels = cfg.model.widths.len();
-    let (oh, ow) = (
-        output_size(h, levels, cfg.model.padding).map_err(anyhow::Error::msg)?,
-        output_size(w, levels, cfg.model.padding).map_err(anyhow::Error::msg)?,
-    );
-    let run_name = format!("{} (seed {})", spec.variant_name, spec.seed);
-
-    B::seed(device, spec.seed);
-    let mut model: UNet<B> = UNet::new(&cfg.model, train_cfg.loss, device);
-    // Parameters initialise lazily; touching them all now fixes the order of random draws.
-    let parameters = model.num_params();
-    let mut optim = AnyOptimizer::<UNet<B>, B>::new(train_cfg);
-
-    let ckpt_dir = checkpoint::dir(spec.variant_dir, spec.seed);
-    let snap_dir = snapshots::dir(spec.variant_dir, spec.seed);
-    let mut first_epoch = 1;
-    let mut global_step = 0;
-    let mut best_epoch = None;
-    let mut best_dice: Option<f64> = None;
-    let mut dead_epochs = 0;
-    if let Some((state, model_bytes, optim_bytes)) = ResumeState::load(&ckpt_dir)? {
-        if state.config_hash == spec.config_hash && state.epoch <= train_cfg.epochs {
-            model = model_from_bytes(model, model_bytes, device)?;
-            optim = optim.load_bytes(optim_bytes, device)?;
-            first_epoch = state.epoch + 1;
-            global_step = state.global_step;
-            best_epoch = state.best_epoch;
-            best_dice = state.best_dice;
-            dead_epochs = state.dead_epochs;
-        } else {
-            ResumeState::clear(&ckpt_dir);
+    let (mut run, mut model) = Training::<B>::start(spec, tracker, device)?;
+    let epochs = spec.config.train.epochs;
+    progress.start(&run.name, epochs, run.steps_per_epoch, run.first_epoch);
+    for epoch in run.first_epoch..=epochs {
+        let epoch_start = Instant::now();
+        let (trained_model, end) = run.train_epoch(model, spec, epoch, device, progress)?;
+        model = trained_model;
+        let trained = match end {
+            EpochEnd::Trained(t) => t,
+            EpochEnd::Stopped(ending) => {
+                if matches!(ending, Ending::Diverged(_)) {
+                    tracker.truncate_run(spec.variant_name, spec.seed, epoch - 1);
+                }
+                return Ok(run.outcome(ending));
+            }
+        };
+        let t_val = Instant::now();
+        let validation = validate::<B::InnerBackend>(
+            &model.valid(),
+            spec.config,
+            spec.dataset,
+            &run.snapshot_idx,
+            device,
+            run.out_size,
+        )?;
+        let val_seconds = t_val.elapsed().as_secs_f64();
+        run.record(spec, tracker, epoch, &trained, &validation, val_seconds)?;
+        let model_bytes = run.checkpoint(&model, spec, tracker, epoch, &validation)?;
+        progress.epoch(&EpochSummary {
+            run: run.name.clone(),
+            epoch,
+            epochs,
+            train_loss: trained.loss,
+            val_loss: validation.loss,
+            val: validation.metrics,
+            images_per_sec: trained.images as f64 / trained.seconds.max(1e-9),
+            seconds: epoch_start.elapsed().as_secs_f64(),
+        });
+        if let Some(ending) = run.decide(spec, epoch, &model_bytes, progress)? {
+            return Ok(run.outcome(ending));
         }
     }
-    // Rows and snapshots after the checkpoint are from a half-finished epoch: redo them.
-    tracker.truncate_run(spec.variant_name, spec.seed, first_epoch - 1);
-    Snapshots::truncate(&snap_dir, first_epoch - 1);
-    if first_epoch == 1 {
-        let _ = std::fs::remove_file(checkpoint::best_path(spec.variant_dir, spec.seed));
+    run.finish(&model, spec, tracker, progress)
+}
+
+/// What one epoch's training produced.
+struct Trained {
+    loss: f64,
+    images: usize,
+    seconds: f64,
+    load_seconds: f64,
+    step_seconds: f64,
+    steps: Vec<StepRow>,
+}
+
+enum EpochEnd {
+    Trained(Trained),
+    /// Diverged or interrupted in the middle of the epoch.
+    Stopped(Ending),
+}
+
+/// A run in progress: its optimizer and the counters a checkpoint keeps. The model itself is
+/// passed by value from step to step, so the optimizer can update its parameters in place.
+struct Training<'a, B: AutodiffBackend + KernelBackend> {
+    name: String,
+    optim: AnyOptimizer<UNet<B>, B>,
+    first_epoch: usize,
+    global_step: usize,
+    steps_per_epoch: usize,
+    best_epoch: Option<usize>,
+    best_dice: Option<f64>,
+    final_dice: Option<f64>,
+    epochs_done: usize,
+    dead_epochs: usize,
+    parameters: usize,
+    snapshot_idx: Vec<usize>,
+    snapshot_ids: Vec<String>,
+    weight_maps: WeightMaps,
+    out_size: (usize, usize),
+    ckpt_dir: std::path::PathBuf,
+    snap_dir: std::path::PathBuf,
+    dataset: &'a Dataset,
+}
+
+impl<'a, B: AutodiffBackend + KernelBackend> Training<'a, B>
+where
+    B::InnerBackend: KernelBackend,
+{
+    /// A fresh model, or the one of the last finished epoch; rows and snapshots after it
+    /// (a half-finished epoch) are dropped, and the snapshot samples are stored.
+    fn start(
+        spec: &RunSpec<'a>,
+        tracker: &mut Tracker,
+        device: &B::Device,
+    ) -> Result<(Self, UNet<B>)> {
+        let cfg = spec.config;
+        let [h, w] = cfg.data.size;
+        let levels = cfg.model.widths.len();
+        let out_size = (
+            output_size(h, levels, cfg.model.padding).map_err(anyhow::Error::msg)?,
+            output_size(w, levels, cfg.model.padding).map_err(anyhow::Error::msg)?,
+        );
+        B::seed(device, spec.seed);
+        let model: UNet<B> = UNet::new(&cfg.model, cfg.train.loss, device);
+        // Parameters initialise lazily; touching them all now fixes the order of random draws.
+        let parameters = model.num_params();
+        let ds = spec.dataset;
+        let snapshot_idx = pick_snapshot_samples(ds, cfg.report.samples, cfg.data.seed);
+        let mut run = Training {
+            name: format!("{} (seed {})", spec.variant_name, spec.seed),
+            optim: AnyOptimizer::<UNet<B>, B>::new(&cfg.train),
+            first_epoch: 1,
+            global_step: 0,
+            steps_per_epoch: ds.train.len().div_ceil(cfg.train.batch_size),
+            best_epoch: None,
+            best_dice: None,
+            final_dice: None,
+            epochs_done: 0,
+            dead_epochs: 0,
+            parameters,
+            snapshot_ids: snapshot_idx
+                .iter()
+                .map(|&i| ds.samples[i].id.clone())
+                .collect(),
+            snapshot_idx,
+            weight_maps: WeightMaps::new(ds, &cfg.train),
+            out_size,
+            ckpt_dir: checkpoint::dir(spec.variant_dir, spec.seed),
+            snap_dir: snapshots::dir(spec.variant_dir, spec.seed),
+            dataset: ds,
+        };
+        let model = run.resume(model, spec, device)?;
+        // Rows and snapshots after the checkpoint are from a half-finished epoch: redo them.
+        tracker.truncate_run(spec.variant_name, spec.seed, run.first_epoch - 1);
+        Snapshots::truncate(&run.snap_dir, run.first_epoch - 1);
+        if run.first_epoch == 1 {
+            let _ = std::fs::remove_file(checkpoint::best_path(spec.variant_dir, spec.seed));
+        }
+        run.store_snapshot_samples(h, w)?;
+        Ok((run, model))
     }
 
-    let snapshot_idx = pick_snapshot_samples(ds, cfg.report.samples, cfg.data.seed);
-    if !snapshot_idx.is_empty() {
-        let images: Vec<Vec<f32>> = snapshot_idx
+    /// The model of the last finished epoch, with the optimizer state and counters, when a
+    /// resume state of this config exists.
+    fn resume(&mut self, model: UNet<B>, spec: &RunSpec, device: &B::Device) -> Result<UNet<B>> {
+        let Some((state, model_bytes, optim_bytes)) = ResumeState::load(&self.ckpt_dir)? else {
+            return Ok(model);
+        };
+        if state.config_hash != spec.config_hash || state.epoch > spec.config.train.epochs {
+            ResumeState::clear(&self.ckpt_dir);
+            return Ok(model);
+        }
+        let model = model_from_bytes(model, model_bytes, device)?;
+        let optim = std::mem::replace(
+            &mut self.optim,
+            AnyOptimizer::<UNet<B>, B>::new(&spec.config.train),
+        );
+        self.optim = optim.load_bytes(optim_bytes, device)?;
+        self.first_epoch = state.epoch + 1;
+        self.epochs_done = state.epoch;
+        self.global_step = state.global_step;
+        self.best_epoch = state.best_epoch;
+        self.best_dice = state.best_dice;
+        self.dead_epochs = state.dead_epochs;
+        Ok(model)
+    }
+
+    fn store_snapshot_samples(&self, h: usize, w: usize) -> Result<()> {
+        if self.snapshot_idx.is_empty() {
+            return Ok(());
+        }
+        let ds = self.dataset;
+        let images: Vec<Vec<f32>> = self
+            .snapshot_idx
             .iter()
             .map(|&i| ds.samples[i].image.clone())
             .collect();
-        let truth: Vec<Vec<f32>> = snapshot_idx
+        let truth: Vec<Vec<f32>> = self
+            .snapshot_idx
             .iter()
             .map(|&i| ds.samples[i].mask.iter().map(|&m| m as f32).collect())
             .collect();
-        snapshots::write_samples(&snap_dir, &images, &truth, h, w)?;
+        snapshots::write_samples(&self.snap_dir, &images, &truth, h, w)
     }
 
-    // Border weight maps for the paper's weighted cross-entropy, computed once per image
-    // (per batch when augmentation moves the masks).
-    let mut weight_maps = WeightMaps::new(ds, train_cfg);
+    fn outcome(&self, ending: Ending) -> RunOutcome {
+        RunOutcome {
+            ending,
+            epochs_done: self.epochs_done,
+            best_epoch: self.best_epoch,
+            best_dice: self.best_dice,
+            final_dice: self.final_dice,
+            snapshot_samples: self.snapshot_ids.clone(),
+            parameters: self.parameters,
+        }
+    }
 
-    let steps_per_epoch = ds.train.len().div_ceil(train_cfg.batch_size);
-    let total_steps = steps_per_epoch * train_cfg.epochs;
-    progress.start(&run_name, train_cfg.epochs, steps_per_epoch, first_epoch);
-
-    let mut final_dice = None;
-    let mut epochs_done = first_epoch - 1;
-    let outcome = |ending, epochs_done, best_epoch, best_dice, final_dice| RunOutcome {
-        ending,
-        epochs_done,
-        best_epoch,
-        best_dice,
-        final_dice,
-        snapshot_samples: snapshot_idx
+    /// The training items of one batch: augmented (seeded per seed, epoch and image) or as is.
+    fn batch_items(
+        &self,
+        spec: &RunSpec,
+        epoch: usize,
+        batch_idx: &[usize],
+    ) -> Vec<(Vec<f32>, Vec<u8>)> {
+        let cfg = spec.config;
+        let [h, w] = cfg.data.size;
+        batch_idx
             .iter()
-            .map(|&i| ds.samples[i].id.clone())
-            .collect(),
-        parameters,
-    };
+            .map(|&i| {
+                let s = &self.dataset.samples[i];
+                if cfg.augment.any() {
+                    let mut rng =
+                        StdRng::seed_from_u64(mix(spec.seed, (epoch as u64) << 32 | i as u64));
+                    augment::apply(&cfg.augment, &s.image, &s.mask, h, w, &mut rng)
+                } else {
+                    (s.image.clone(), s.mask.clone())
+                }
+            })
+            .collect()
+    }
 
-    for epoch in first_epoch..=train_cfg.epochs {
+    /// A training batch, augmented as configured, with its border weights for `weighted_ce`.
+    fn prepare_batch(
+        &mut self,
+        spec: &RunSpec,
+        epoch: usize,
+        batch_idx: &[usize],
+        device: &B::Device,
+    ) -> (data::Batch<B>, Option<Tensor<B, 4>>) {
+        let cfg = spec.config;
+        let [h, w] = cfg.data.size;
+        let (oh, ow) = self.out_size;
+        let items = self.batch_items(spec, epoch, batch_idx);
+        let batch = make_batch::<B>(&items, h, w, device);
+        let weights = (cfg.train.loss == LossKind::WeightedCe).then(|| {
+            let masks: Vec<(usize, &[u8])> = batch_idx
+                .iter()
+                .zip(&items)
+                .map(|(&i, (_, m))| (i, m.as_slice()))
+                .collect();
+            self.weight_maps
+                .batch::<B>(&masks, !cfg.augment.any(), [h, w], [oh, ow], device)
+        });
+        (batch, weights)
+    }
+
+    /// One pass over the training split, in a seeded order; stops early on divergence or
+    /// Ctrl-C.
+    fn train_epoch(
+        &mut self,
+        mut model: UNet<B>,
+        spec: &RunSpec,
+        epoch: usize,
+        device: &B::Device,
+        progress: &mut dyn Progress,
+    ) -> Result<(UNet<B>, EpochEnd)> {
+        let cfg = spec.config;
+        let train_cfg = &cfg.train;
+        let (oh, ow) = self.out_size;
+        let total_steps = self.steps_per_epoch * train_cfg.epochs;
         let epoch_start = Instant::now();
         B::seed(device, mix(spec.seed, epoch as u64));
-        let mut order = ds.train.clone();
+        let mut order = self.dataset.train.clone();
         order.shuffle(&mut StdRng::seed_from_u64(mix(
             spec.seed,
             1_000_000 + epoch as u64,
         )));
-
-        let mut load_seconds = 0.0;
-        let mut step_seconds = 0.0;
+        let mut t = Trained {
+            loss: 0.0,
+            images: 0,
+            seconds: 0.0,
+            load_seconds: 0.0,
+            step_seconds: 0.0,
+            steps: Vec::with_capacity(self.steps_per_epoch),
+        };
         let mut loss_sum = 0.0;
-        let mut seen = 0usize;
-        let mut epoch_steps = Vec::with_capacity(steps_per_epoch);
         for (step_in_epoch, batch_idx) in order.chunks(train_cfg.batch_size).enumerate() {
             let t_load = Instant::now();
-            let items: Vec<(Vec<f32>, Vec<u8>)> = batch_idx
-                .iter()
-                .map(|&i| {
-                    let s = &ds.samples[i];
-                    if cfg.augment.any() {
-                        let mut rng =
-                            StdRng::seed_from_u64(mix(spec.seed, (epoch as u64) << 32 | i as u64));
-                        augment::apply(&cfg.augment, &s.image, &s.mask, h, w, &mut rng)
-                    } else {
-                        (s.image.clone(), s.mask.clone())
-                    }
-                })
-                .collect();
-            let batch = make_batch::<B>(&items, h, w, device);
-            let weights = (train_cfg.loss == LossKind::WeightedCe).then(|| {
-                let masks: Vec<(usize, &[u8])> = batch_idx
-                    .iter()
-                    .zip(&items)
-                    .map(|(&i, (_, m))| (i, m.as_slice()))
-                    .collect();
-                weight_maps.batch::<B>(&masks, !cfg.augment.any(), [h, w], [oh, ow], device)
-            });
-            load_seconds += t_load.elapsed().as_secs_f64();
+            let (batch, weights) = self.prepare_batch(spec, epoch, batch_idx, device);
+            t.load_seconds += t_load.elapsed().as_secs_f64();
 
             let t_step = Instant::now();
-            global_step += 1;
-            let lr = learning_rate(train_cfg, epoch, global_step - 1, total_steps);
+            self.global_step += 1;
+            let lr = learning_rate(train_cfg, epoch, self.global_step - 1, total_steps);
             let output = model.forward(batch.images); // [b, classes, oh, ow]
             let target = center_crop(batch.masks, oh, ow); // [b, 1, oh, ow]
             let loss = loss::loss(train_cfg.loss, output, target, weights); // [1]
             let loss_value = loss.clone().into_scalar().elem::<f64>();
             if !loss_value.is_finite() || loss_value > train_cfg.divergence_threshold {
                 progress.finish(&format!(
-                    "{run_name}: diverged at epoch {epoch}, step {} (loss {loss_value})",
+                    "{}: diverged at epoch {epoch}, step {} (loss {loss_value})",
+                    self.name,
                     step_in_epoch + 1
                 ));
-                tracker.truncate_run(spec.variant_name, spec.seed, epoch - 1);
                 let d = Divergence {
                     epoch,
                     step: step_in_epoch + 1,
                     loss: loss_value.to_string(),
                 };
-                return Ok(outcome(
-                    Ending::Diverged(d),
-                    epoch - 1,
-                    best_epoch,
-                    best_dice,
-                    final_dice,
-                ));
+                return Ok((model, EpochEnd::Stopped(Ending::Diverged(d))));
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
-            step_seconds += t_step.elapsed().as_secs_f64();
+            model = self.optim.step(lr, model, grads);
+            t.step_seconds += t_step.elapsed().as_secs_f64();
 
             loss_sum += loss_value * batch_idx.len() as f64;
-            seen += batch_idx.len();
-            epoch_steps.push(StepRow {
+            t.images += batch_idx.len();
+            t.steps.push(StepRow {
                 variant: spec.variant_name.to_string(),
                 seed: spec.seed,
                 epoch,
                 step: step_in_epoch + 1,
-                global_step,
+                global_step: self.global_step,
                 loss: loss_value,
                 lr,
             });
             progress.step(
                 epoch,
                 loss_value,
-                seen as f64 / epoch_start.elapsed().as_secs_f64(),
+                t.images as f64 / epoch_start.elapsed().as_secs_f64(),
             );
             if INTERRUPTED.load(Ordering::SeqCst) {
                 progress.finish(&format!(
-                    "{run_name}: interrupted in epoch {epoch}; the last finished epoch ({}) is saved",
+                    "{}: interrupted in epoch {epoch}; the last finished epoch ({}) is saved",
+                    self.name,
                     epoch - 1
                 ));
-                return Ok(outcome(
-                    Ending::Interrupted,
-                    epoch - 1,
-                    best_epoch,
-                    best_dice,
-                    final_dice,
-                ));
+                return Ok((model, EpochEnd::Stopped(Ending::Interrupted)));
             }
         }
-        let train_seconds = epoch_start.elapsed().as_secs_f64();
-        let train_loss = loss_sum / seen.max(1) as f64;
+        t.seconds = epoch_start.elapsed().as_secs_f64();
+        t.loss = loss_sum / t.images.max(1) as f64;
+        Ok((model, EpochEnd::Trained(t)))
+    }
 
-        // Validation on the inference model (no autodiff, dropout off).
-        let t_val = Instant::now();
-        let valid_model = model.valid();
-        let validation =
-            validate::<B::InnerBackend>(&valid_model, cfg, ds, &snapshot_idx, device, (oh, ow))?;
-        let val_seconds = t_val.elapsed().as_secs_f64();
-        let lr_now = learning_rate(train_cfg, epoch, global_step.saturating_sub(1), total_steps);
-
-        let row = |split: &str,
-                   loss: f64,
-                   m: Option<SegMetrics>,
-                   seconds: f64,
-                   images: usize,
-                   load: f64,
-                   step: f64| EpochRow {
-            variant: spec.variant_name.to_string(),
-            seed: spec.seed,
+    /// The epoch's rows (training and validation) and prediction snapshots.
+    fn record(
+        &mut self,
+        spec: &RunSpec,
+        tracker: &mut Tracker,
+        epoch: usize,
+        trained: &Trained,
+        validation: &Validation,
+        val_seconds: f64,
+    ) -> Result<()> {
+        let cfg = spec.config;
+        let total_steps = self.steps_per_epoch * cfg.train.epochs;
+        let lr = learning_rate(
+            &cfg.train,
             epoch,
-            split: split.to_string(),
-            loss,
-            dice: m.map(|m| m.dice),
-            iou: m.map(|m| m.iou),
-            pixel_accuracy: m.map(|m| m.pixel_accuracy),
-            precision: m.map(|m| m.precision),
-            recall: m.map(|m| m.recall),
-            presence_accuracy: m.map(|m| m.presence_accuracy),
-            lr: lr_now,
-            seconds,
-            images_per_sec: images as f64 / seconds.max(1e-9),
-            load_seconds: load,
-            step_seconds: step,
-        };
-        tracker.epochs.push(row(
-            "train",
-            train_loss,
-            None,
-            train_seconds,
-            seen,
-            load_seconds,
-            step_seconds,
-        ));
-        tracker.epochs.push(row(
-            "val",
-            validation.loss,
-            Some(validation.metrics),
-            val_seconds,
-            ds.val.len(),
-            validation.load_seconds,
-            val_seconds - validation.load_seconds,
-        ));
-        tracker.steps.extend(epoch_steps);
-
-        if !snapshot_idx.is_empty() {
-            snapshots::write_epoch(&snap_dir, epoch, &validation.snapshot_probabilities, h, w)?;
+            self.global_step.saturating_sub(1),
+            total_steps,
+        );
+        let row =
+            |split: &str, loss: f64, m: Option<SegMetrics>, seconds: f64, images: usize| EpochRow {
+                variant: spec.variant_name.to_string(),
+                seed: spec.seed,
+                epoch,
+                split: split.to_string(),
+                loss,
+                dice: m.map(|m| m.dice),
+                iou: m.map(|m| m.iou),
+                pixel_accuracy: m.map(|m| m.pixel_accuracy),
+                precision: m.map(|m| m.precision),
+                recall: m.map(|m| m.recall),
+                presence_accuracy: m.map(|m| m.presence_accuracy),
+                lr,
+                seconds,
+                images_per_sec: images as f64 / seconds.max(1e-9),
+                load_seconds: 0.0,
+                step_seconds: 0.0,
+            };
+        tracker.epochs.push(EpochRow {
+            load_seconds: trained.load_seconds,
+            step_seconds: trained.step_seconds,
+            ..row("train", trained.loss, None, trained.seconds, trained.images)
+        });
+        tracker.epochs.push(EpochRow {
+            load_seconds: validation.load_seconds,
+            step_seconds: val_seconds - validation.load_seconds,
+            ..row(
+                "val",
+                validation.loss,
+                Some(validation.metrics),
+                val_seconds,
+                self.dataset.val.len(),
+            )
+        });
+        tracker.steps.extend(trained.steps.iter().cloned());
+        if !self.snapshot_idx.is_empty() {
+            let [h, w] = cfg.data.size;
+            snapshots::write_epoch(
+                &self.snap_dir,
+                epoch,
+                &validation.snapshot_probabilities,
+                h,
+                w,
+            )?;
         }
+        Ok(())
+    }
+
+    /// The best checkpoint when the epoch is the best so far, the rows flushed, then the resume
+    /// state that marks the epoch done. Returns the model's bytes.
+    fn checkpoint(
+        &mut self,
+        model: &UNet<B>,
+        spec: &RunSpec,
+        tracker: &Tracker,
+        epoch: usize,
+        validation: &Validation,
+    ) -> Result<Vec<u8>> {
         let dice = validation.metrics.dice;
-        final_dice = Some(dice);
-        let model_bytes = model_to_bytes::<B, _>(&model)?;
-        if best_dice.is_none_or(|b| dice > b) {
-            best_dice = Some(dice);
-            best_epoch = Some(epoch);
+        self.final_dice = Some(dice);
+        let model_bytes = model_to_bytes::<B, _>(model)?;
+        if self.best_dice.is_none_or(|b| dice > b) {
+            self.best_dice = Some(dice);
+            self.best_epoch = Some(epoch);
             write_atomic(
                 &checkpoint::best_path(spec.variant_dir, spec.seed),
                 &model_bytes,
             )?;
         }
-        dead_epochs = if validation.all_zero_output {
-            dead_epochs + 1
+        self.dead_epochs = if validation.all_zero_output {
+            self.dead_epochs + 1
         } else {
             0
         };
-
         // Rows first, then the checkpoint: a crash in between redoes this epoch, never loses it.
         tracker.flush()?;
         ResumeState {
             config_hash: spec.config_hash.to_string(),
             epoch,
-            global_step,
-            best_epoch,
-            best_dice,
-            dead_epochs,
+            global_step: self.global_step,
+            best_epoch: self.best_epoch,
+            best_dice: self.best_dice,
+            dead_epochs: self.dead_epochs,
             model_file: String::new(),
             optim_file: String::new(),
         }
-        .save(&ckpt_dir, &model_bytes, &optim.to_bytes()?)?;
-        epochs_done = epoch;
+        .save(&self.ckpt_dir, &model_bytes, &self.optim.to_bytes()?)?;
+        self.epochs_done = epoch;
+        Ok(model_bytes)
+    }
 
-        progress.epoch(&EpochSummary {
-            run: run_name.clone(),
-            epoch,
-            epochs: train_cfg.epochs,
-            train_loss,
-            val_loss: validation.loss,
-            val: validation.metrics,
-            images_per_sec: seen as f64 / train_seconds.max(1e-9),
-            seconds: epoch_start.elapsed().as_secs_f64(),
-        });
-
-        if train_cfg.loss == LossKind::Mse && dead_epochs >= DEAD_HEAD_EPOCHS {
+    /// Stop (a dead ReLU head) or go on; the last epoch also writes `last`.
+    fn decide(
+        &self,
+        spec: &RunSpec,
+        epoch: usize,
+        model_bytes: &[u8],
+        progress: &mut dyn Progress,
+    ) -> Result<Option<Ending>> {
+        let last = checkpoint::last_path(spec.variant_dir, spec.seed);
+        if spec.config.train.loss == LossKind::Mse && self.dead_epochs >= DEAD_HEAD_EPOCHS {
             let message = format!(
-                "the ReLU output head is dead: every validation output was exactly 0 for {dead_epochs} epochs \
+                "the ReLU output head is dead: every validation output was exactly 0 for {} epochs \
                  in a row, so the MSE gradient is zero and training cannot recover; try another seed, a lower \
-                 learning rate, or train.loss = \"bce\""
+                 learning rate, or train.loss = \"bce\"",
+                self.dead_epochs
             );
-            progress.finish(&format!("{run_name}: stopped: {message}"));
-            write_atomic(
-                &checkpoint::last_path(spec.variant_dir, spec.seed),
-                &model_bytes,
-            )?;
-            return Ok(outcome(
-                Ending::Failed(message),
-                epochs_done,
-                best_epoch,
-                best_dice,
-                final_dice,
-            ));
+            progress.finish(&format!("{}: stopped: {message}", self.name));
+            write_atomic(&last, model_bytes)?;
+            return Ok(Some(Ending::Failed(message)));
         }
-        if epoch == train_cfg.epochs {
-            write_atomic(
-                &checkpoint::last_path(spec.variant_dir, spec.seed),
-                &model_bytes,
-            )?;
+        if epoch == spec.config.train.epochs {
+            write_atomic(&last, model_bytes)?;
         }
+        Ok(None)
     }
-    // A crash after the last epoch's checkpoint but before `last` was written resumes here
-    // with nothing left to train: finish the bookkeeping from what is on disk.
-    let last = checkpoint::last_path(spec.variant_dir, spec.seed);
-    if !last.exists() {
-        write_atomic(&last, &model_to_bytes::<B, _>(&model)?)?;
+
+    /// Every epoch done. A crash after the last epoch's checkpoint but before `last` was
+    /// written resumes here with nothing left to train: the bookkeeping is finished from disk.
+    fn finish(
+        mut self,
+        model: &UNet<B>,
+        spec: &RunSpec,
+        tracker: &Tracker,
+        progress: &mut dyn Progress,
+    ) -> Result<RunOutcome> {
+        let last = checkpoint::last_path(spec.variant_dir, spec.seed);
+        if !last.exists() {
+            write_atomic(&last, &model_to_bytes::<B, _>(model)?)?;
+        }
+        if self.final_dice.is_none() {
+            self.final_dice = tracker
+                .epochs
+                .iter()
+                .filter(|r| {
+                    r.variant == spec.variant_name && r.seed == spec.seed && r.split == "val"
+                })
+                .max_by_key(|r| r.epoch)
+                .and_then(|r| r.dice);
+        }
+        ResumeState::clear(&self.ckpt_dir);
+        progress.finish(&format!(
+            "{}: done, best validation Dice {:.4} at epoch {}",
+            self.name,
+            self.best_dice.unwrap_or(f64::NAN),
+            self.best_epoch.unwrap_or(0)
+        ));
+        Ok(self.outcome(Ending::Completed))
     }
-    if final_dice.is_none() {
-        final_dice = tracker
-            .epochs
-            .iter()
-            .filter(|r| r.variant == spec.variant_name && r.seed == spec.seed && r.split == "val")
-            .max_by_key(|r| r.epoch)
-            .and_then(|r| r.dice);
-    }
-    ResumeState::clear(&ckpt_dir);
-    progress.finish(&format!(
-        "{run_name}: done, best validation Dice {:.4} at epoch {}",
-        best_dice.unwrap_or(f64::NAN),
-        best_epoch.unwrap_or(0)
-    ));
-    Ok(outcome(
-        Ending::Completed,
-        epochs_done,
-        best_epoch,
-        best_dice,
-        final_dice,
-    ))
 }
 
 /// Border weight maps of a dataset's images for `weighted_ce`, kept per image index.
