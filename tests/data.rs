@@ -278,13 +278,7 @@ fn folder_layout_with_16_bit_images_and_subjects() {
     );
     let r = run_experiment(&file, &tmp.path().join("o"), &["--no-report"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    let info = unet_lab::track::VariantManifest::load(&tmp.path().join("o/f/base"))
-        .unwrap()
-        .unwrap()
-        .runs[0]
-        .dataset
-        .clone()
-        .unwrap();
+    let info = common::dataset_info(&tmp.path().join("o/f/base"));
     // Every image of a validation subject is in validation, every other one in training.
     assert!(!info.val_subjects.is_empty() && info.val_subjects.len() < 3);
     let of_val = original

@@ -79,13 +79,7 @@ fn run_tracks_reports_and_rebuilds() {
             .filter(|r| r.split == "val")
             .all(|r| r.dice.is_some())
     );
-    let info = unet_lab::track::VariantManifest::load(&dir.join("mse"))
-        .unwrap()
-        .unwrap()
-        .runs[0]
-        .dataset
-        .clone()
-        .unwrap();
+    let info = common::dataset_info(&dir.join("mse"));
     assert_eq!(info.train_images + info.val_images, 96);
     assert_eq!(
         tracker.steps.len(),

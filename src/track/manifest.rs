@@ -135,15 +135,7 @@ impl VariantManifest {
 
     /// Reads `<variant>/manifest.json` itself.
     pub fn load_file(variant_dir: &Path) -> Result<Option<Self>> {
-        let path = Self::path(variant_dir);
-        if !path.exists() {
-            return Ok(None);
-        }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let manifest = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a valid manifest", path.display()))?;
-        Ok(Some(manifest))
+        read_json(&Self::path(variant_dir), "manifest")
     }
 
     pub fn save(&self, variant_dir: &Path) -> Result<()> {
@@ -215,15 +207,7 @@ impl RunManifest {
     }
 
     pub fn load(run_dir: &Path) -> Result<Option<Self>> {
-        let path = Self::path(run_dir);
-        if !path.exists() {
-            return Ok(None);
-        }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let manifest = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a valid run manifest", path.display()))?;
-        Ok(Some(manifest))
+        read_json(&Self::path(run_dir), "run manifest")
     }
 
     pub fn save(&self, run_dir: &Path) -> Result<()> {
@@ -290,6 +274,18 @@ impl ExperimentManifest {
             &serde_json::to_vec_pretty(&self)?,
         )
     }
+}
+
+/// A JSON file, `None` when it does not exist; unreadable or invalid is an error naming it.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<Option<T>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid {what}", path.display()))?;
+    Ok(Some(value))
 }
 
 pub const BURN_VERSION: &str = "0.21.0";

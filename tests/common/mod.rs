@@ -240,3 +240,14 @@ pub fn sequential_rows(file: &Path, out: &Path, experiment: &str) -> unet_lab::t
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     unet_lab::track::Tracker::open(&out.join(experiment)).unwrap()
 }
+
+/// The dataset summary the first run of a variant recorded.
+pub fn dataset_info(variant_dir: &Path) -> unet_lab::data::DatasetInfo {
+    unet_lab::track::VariantManifest::load(variant_dir)
+        .unwrap()
+        .unwrap()
+        .runs[0]
+        .dataset
+        .clone()
+        .unwrap()
+}
