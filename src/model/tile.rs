@@ -4,6 +4,7 @@
 //! identical to the same region of a prediction of the whole padded image.
 
 use crate::data::augment::mirror;
+use crate::util::crop::window;
 
 /// Mirror-pads an `h × w` image.
 pub fn mirror_pad(
@@ -25,15 +26,6 @@ pub fn mirror_pad(
         }
     }
     (out, ph, pw)
-}
-
-/// Crops the `ch × cw` window at (top, left) of a `h × w` buffer.
-pub fn crop(img: &[f32], w: usize, top: usize, left: usize, ch: usize, cw: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(ch * cw);
-    for y in top..top + ch {
-        out.extend_from_slice(&img[y * w + left..y * w + left + cw]);
-    }
-    out
 }
 
 /// The tiling of one axis: the step between tiles and how many.
@@ -79,7 +71,7 @@ pub fn predict_tiled(
     for chunk in offsets.chunks(batch.max(1)) {
         let tiles: Vec<Vec<f32>> = chunk
             .iter()
-            .map(|&(ty, tx)| crop(&padded, pw, ty, tx, tile_in[0], tile_in[1]))
+            .map(|&(ty, tx)| window(&padded, pw, [ty, tx], tile_in))
             .collect();
         for (&(ty, tx), out) in chunk.iter().zip(forward(&tiles)) {
             for y in 0..tile_out[0] {
@@ -89,7 +81,7 @@ pub fn predict_tiled(
             }
         }
     }
-    crop(&result, cover_w, 0, 0, h, w)
+    window(&result, cover_w, [0, 0], [h, w])
 }
 
 #[cfg(test)]
@@ -172,7 +164,10 @@ mod tests {
             f32,
         >]| {
             calls += 1;
-            tiles.iter().map(|t| crop(t, 20, 4, 4, 12, 12)).collect()
+            tiles
+                .iter()
+                .map(|t| window(t, 20, [4, 4], [12, 12]))
+                .collect()
         });
         assert_eq!(out, img);
         assert!(calls >= 4);

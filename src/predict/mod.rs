@@ -163,15 +163,8 @@ pub fn apply_min_area(mask: &mut [u8], min_area: usize) {
 }
 
 fn png_grey(mask: &[u8], h: usize, w: usize) -> Result<Vec<u8>> {
-    let img =
-        image::GrayImage::from_raw(w as u32, h as u32, mask.iter().map(|&m| m * 255).collect())
-            .context("mask size mismatch")?;
-    let mut bytes = Vec::new();
-    img.write_to(
-        &mut std::io::Cursor::new(&mut bytes),
-        image::ImageFormat::Png,
-    )?;
-    Ok(bytes)
+    let pixels: Vec<u8> = mask.iter().map(|&m| m * 255).collect();
+    crate::util::png::encode(&pixels, w, h, false)
 }
 
 pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {

@@ -1,11 +1,9 @@
 //! Picture building blocks shared by the overlay grid and the GIFs: an RGB canvas, grey and
 //! overlay panels, text in the embedded font, PNG encoding and a fixed GIF palette.
 
-use std::io::Cursor;
 use std::sync::Once;
 
-use anyhow::{Context, Result};
-use image::{ImageFormat, RgbImage};
+use anyhow::Result;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -137,11 +135,7 @@ impl Canvas {
     }
 
     pub fn to_png(&self) -> Result<Vec<u8>> {
-        let img = RgbImage::from_raw(self.width as u32, self.height as u32, self.rgb.clone())
-            .context("canvas size mismatch")?;
-        let mut bytes = Vec::new();
-        img.write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)?;
-        Ok(bytes)
+        crate::util::png::encode(&self.rgb, self.width, self.height, true)
     }
 }
 

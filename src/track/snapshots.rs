@@ -3,11 +3,9 @@
 //! (`<variant>/seed-<s>/snapshots/epoch-0001.png`) next to `images.png` and `truth.png`.
 //! Every picture of the report is rebuilt from these, without the model.
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use image::{GrayImage, ImageFormat};
 
 use crate::util::fs::write_atomic;
 
@@ -56,11 +54,7 @@ impl Strip {
     }
 
     pub fn to_png(&self) -> Result<Vec<u8>> {
-        let img = GrayImage::from_raw((self.n * self.w) as u32, self.h as u32, self.pixels.clone())
-            .context("strip size mismatch")?;
-        let mut bytes = Vec::new();
-        img.write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)?;
-        Ok(bytes)
+        crate::util::png::encode(&self.pixels, self.n * self.w, self.h, false)
     }
 
     pub fn read(path: &Path, n: usize) -> Result<Strip> {

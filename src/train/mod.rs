@@ -693,23 +693,10 @@ impl WeightMaps {
             } else {
                 compute()
             };
-            data.extend(crop_vec(&map, h, w, oh, ow));
+            data.extend(crate::util::crop::centre(&map, [h, w], [oh, ow]));
         }
         Tensor::<B, 4>::from_data(TensorData::new(data, [masks.len(), 1, oh, ow]), device) // [b, 1, oh, ow]
     }
-}
-
-/// Crops the centre `oh × ow` of a row-major `h × w` buffer.
-pub fn crop_vec<T: Copy>(v: &[T], h: usize, w: usize, oh: usize, ow: usize) -> Vec<T> {
-    if oh == h && ow == w {
-        return v.to_vec();
-    }
-    let (top, left) = ((h - oh) / 2, (w - ow) / 2);
-    let mut out = Vec::with_capacity(oh * ow);
-    for y in top..top + oh {
-        out.extend_from_slice(&v[y * w + left..y * w + left + ow]);
-    }
-    out
 }
 
 /// The result of one pass over the validation set.
