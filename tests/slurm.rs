@@ -247,6 +247,18 @@ fn wait_for_file_line(
     }
 }
 
+/// The stdout of a command that must have succeeded (its output in the failure message).
+fn succeeded(out: std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{} failed:\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn a_study_on_a_private_slurm_cluster_merges_to_the_sequential_rows() {
     let cluster = match Cluster::start() {
@@ -275,12 +287,7 @@ fn a_study_on_a_private_slurm_cluster_merges_to_the_sequential_rows() {
         .args(["--cpus-per-task", "1", "--max-parallel", "2", "--submit"])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&submit.stdout).into_owned();
-    assert!(
-        submit.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&submit.stderr)
-    );
+    let stdout = succeeded(submit);
     let ids: Vec<String> = stdout
         .split("submitted array job ")
         .nth(1)
@@ -321,16 +328,12 @@ fn a_study_on_a_private_slurm_cluster_merges_to_the_sequential_rows() {
     assert!(resubmit.starts_with("sbatch --array=0 "), "{resubmit}");
 
     // The exact command `status` printed finishes the study; the task resumes.
-    let out2 = cluster
-        .command("sh")
-        .args(["-c", &resubmit])
-        .output()
-        .unwrap();
-    let printed = String::from_utf8_lossy(&out2.stdout).into_owned();
-    assert!(
-        out2.status.success(),
-        "{printed}{}",
-        String::from_utf8_lossy(&out2.stderr)
+    let printed = succeeded(
+        cluster
+            .command("sh")
+            .args(["-c", &resubmit])
+            .output()
+            .unwrap(),
     );
     let job = printed
         .trim()
@@ -345,17 +348,14 @@ fn a_study_on_a_private_slurm_cluster_merges_to_the_sequential_rows() {
         "the resubmitted task started over:\n{resumed}"
     );
 
-    let status = cluster
-        .command(env!("CARGO_BIN_EXE_unet-lab"))
-        .args(["status", exp.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stdout)
+    let status = succeeded(
+        cluster
+            .command(env!("CARGO_BIN_EXE_unet-lab"))
+            .args(["status", exp.to_str().unwrap()])
+            .output()
+            .unwrap(),
     );
-    assert!(String::from_utf8_lossy(&status.stdout).contains("4/4 complete"));
+    assert!(status.contains("4/4 complete"), "{status}");
     let (_, runs) = merge::merge(&exp).unwrap();
     let epochs: Vec<_> = runs.iter().flat_map(|r| r.epochs.clone()).collect();
     let steps: Vec<_> = runs.iter().flat_map(|r| r.steps.clone()).collect();
