@@ -12,6 +12,7 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 
 use crate::config::{BackendKind, LossKind, ModelConfig, OptimizerKind, Padding, RunConfig};
+use crate::kernels::ConvPath;
 use crate::model::UNet;
 use crate::train::loss::loss;
 use crate::train::optim::AnyOptimizer;
@@ -101,9 +102,10 @@ fn time_layer<B: AutodiffBackend>(
 fn conv_relu<B: crate::kernels::KernelBackend>(
     c: &burn::nn::conv::Conv2d<B>,
     x: Tensor<B, 4>,
+    path: ConvPath,
 ) -> Tensor<B, 4> {
     let bias = c.bias.as_ref().expect("convolutions have a bias").val();
-    crate::kernels::conv3x3_relu(x, c.weight.val(), bias)
+    crate::kernels::conv3x3(x, c.weight.val(), bias, true, path)
 }
 
 /// Forward/backward time per batch of every layer type of the U-Net, at its shapes.
@@ -113,6 +115,7 @@ pub fn layer_profile<B: AutodiffBackend + crate::kernels::KernelBackend>(
     batch: usize,
     classes: usize,
     reps: usize,
+    path: ConvPath,
     device: &B::Device,
 ) -> Vec<LayerTime> {
     use burn::nn::PaddingConfig2d;
@@ -143,14 +146,14 @@ pub fn layer_profile<B: AutodiffBackend + crate::kernels::KernelBackend>(
             let c = conv(a, b, 3);
             add(
                 "conv 3×3 + ReLU (encoder)",
-                time_layer::<B>([batch, a, s, s], reps, device, &|x| conv_relu(&c, x)),
+                time_layer::<B>([batch, a, s, s], reps, device, &|x| conv_relu(&c, x, path)),
             );
         }
         if level + 1 < widths.len() {
             add(
                 "max-pool 2×2",
                 time_layer::<B>([batch, w, s, s], reps, device, &|x| {
-                    crate::kernels::max_pool2x2(x)
+                    crate::kernels::max_pool2x2(x, path)
                 }),
             );
             let up = ConvTranspose2dConfig::new([widths[level + 1], w], [2, 2])
@@ -167,6 +170,7 @@ pub fn layer_profile<B: AutodiffBackend + crate::kernels::KernelBackend>(
                             x,
                             up.weight.val(),
                             up.bias.as_ref().expect("bias").val(),
+                            path,
                         )
                     },
                 ),
@@ -174,7 +178,7 @@ pub fn layer_profile<B: AutodiffBackend + crate::kernels::KernelBackend>(
             add(
                 "concat",
                 time_layer::<B>([batch, w, s, s], reps, device, &|x| {
-                    crate::kernels::cat_channels(x.clone(), x)
+                    crate::kernels::cat_channels(x.clone(), x, path)
                 }),
             );
             // Decoder at this level: conv 2w→w, conv w→w.
@@ -182,7 +186,7 @@ pub fn layer_profile<B: AutodiffBackend + crate::kernels::KernelBackend>(
                 let c = conv(a, b, 3);
                 add(
                     "conv 3×3 + ReLU (decoder)",
-                    time_layer::<B>([batch, a, s, s], reps, device, &|x| conv_relu(&c, x)),
+                    time_layer::<B>([batch, a, s, s], reps, device, &|x| conv_relu(&c, x, path)),
                 );
             }
         }
@@ -195,6 +199,7 @@ pub fn layer_profile<B: AutodiffBackend + crate::kernels::KernelBackend>(
                 x,
                 head.weight.val(),
                 head.bias.as_ref().expect("bias").val(),
+                path,
             )
         }),
     );
@@ -250,14 +255,13 @@ where
     B::InnerBackend: crate::kernels::KernelBackend,
 {
     B::seed(device, 0);
-    crate::kernels::set_model_path(opts.kernels);
     let model_cfg = ModelConfig {
         widths: opts.widths.clone(),
         padding: Padding::Same,
         dropout: 0.0,
     };
     let cfg = train_config(opts);
-    let mut model: UNet<B> = UNet::new(&model_cfg, opts.loss, device);
+    let mut model: UNet<B> = UNet::new(&model_cfg, opts.loss, device).with_kernels(opts.kernels);
     let parameters = model.num_params();
     let mut optim = AnyOptimizer::<UNet<B>, B>::new(&cfg.train);
     let shape = [opts.batch, 1, opts.size, opts.size];
@@ -318,6 +322,7 @@ where
                 opts.batch,
                 opts.loss.out_channels(),
                 opts.steps.clamp(1, 5),
+                opts.kernels,
                 device,
             ),
         })

@@ -1,4 +1,5 @@
-//! GEMM kernels for the wide layers and small planes: the 3×3 convolution as pixel-major
+//! GEMM kernels for the middle layers (under 64 channels, beyond the direct kernels' channel
+//! pairs) and small planes: the 3×3 convolution as pixel-major
 //! im2col + matrix products, the 2×2 stride-2 up-convolution as a product plus a pixel
 //! shuffle, and the 1×1 head; forward and backward.
 //!
@@ -212,8 +213,11 @@ fn flipped_weight_matrix(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
     m
 }
 
-/// Planes below this many pixels are stacked into one product per chunk of images.
-const STACK_BELOW: usize = 32 * 32;
+/// The weight gradient stacks the images of a chunk into one product on planes below this
+/// many pixels: a per-image product's inner dimension is the plane, and under 32×32 it is too
+/// short to keep the `gemm` crate's threads busy. Chosen at the direct path's crossover (so
+/// the small planes GEMM takes from it stack) rather than measured on its own.
+const STACK_PLANES_BELOW_PIXELS: usize = 32 * 32;
 
 /// `[n, c, plane]` → `[n·plane, c]`: each image transposed.
 fn pixel_major(x: &[f32], [n, c, plane]: [usize; 3]) -> Vec<f32> {
@@ -379,7 +383,7 @@ pub fn weight_grad(dy: &[f32], x: &[f32], [n, cin, h, wd]: [usize; 4], cout: usi
     let mut dwt = vec![0f32; 9 * cin * cout];
     for_each_im2col(x, [n, cin, h, wd], |first, m, col| {
         let dy = &dy[first * cout * plane..][..m * cout * plane];
-        if plane >= STACK_BELOW {
+        if plane >= STACK_PLANES_BELOW_PIXELS {
             for (k, dyb) in dy.chunks_exact(cout * plane).enumerate() {
                 matmul(
                     &mut dwt,

@@ -1,4 +1,4 @@
-//! Winograd F(2×2, 3×3) kernels for the wide 3×3 layers, forward and backward.
+//! Winograd F(2×2, 3×3) and F(4×4, 3×3) kernels for the wide 3×3 layers, forward and backward.
 //!
 //! A 3×3 convolution over a 2×2 output tile needs 36 multiplications per channel pair; Winograd's
 //! minimal filtering needs 16, on transformed 4×4 input tiles: `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`.
@@ -6,7 +6,10 @@
 //! product `M_ξ[tiles, cout] = V_ξ[tiles, cin] · U_ξ[cout, cin]ᵀ`, so the wide layers do 2.25×
 //! fewer multiply-adds than im2col + GEMM ([`super::gemm`]), and the transforms (additions
 //! only, O(channels) per tile against O(channels²) for the products) are cheap once there are
-//! tens of channels.
+//! tens of channels. F(4×4, 3×3) does the same on 6×6 input tiles with 36 positions: 1.78×
+//! fewer multiplications again than F(2×2, 3×3) per output, at the cost of larger transforms;
+//! it runs the forward pass and the input gradient where a batch has enough 4×4 tiles
+//! ([`super::policy`]).
 //!
 //! The backward pass uses the same transforms, transposed, which is exact algebra rather than
 //! an approximation: the input gradient is the forward convolution of `dy` with the kernel
@@ -15,8 +18,8 @@
 //!
 //! Layouts are pixel-major with channels innermost, so every transform is a handful of
 //! element-wise loops over contiguous channel vectors (vectorised by the compiler):
-//! transformed tiles are `[tiles, 16, channels]`, and the 16 products read them with a row
-//! stride of `16 · channels`. Work goes in chunks of whole tile rows so the transformed tiles of
+//! transformed tiles are `[tiles, positions, channels]`, and the products read them with a row
+//! stride of `positions · channels`. Work goes in chunks of whole tile rows so the transformed tiles of
 //! a chunk stay in cache ([`CHUNK_FLOATS`]). Products split only over their output, so results are
 //! deterministic.
 

@@ -13,7 +13,7 @@ use burn::prelude::*;
 
 pub use crate::config::geometry::{check_input_size, output_size};
 use crate::config::{LossKind, ModelConfig, Padding};
-use crate::kernels::{KernelBackend, cat_channels, conv1x1, conv3x3_relu, max_pool2x2, up2x2};
+use crate::kernels::{ConvPath, KernelBackend, cat_channels, conv1x1, conv3x3, max_pool2x2, up2x2};
 
 /// He-normal initialisation, std = sqrt(2 / fan_in), as in the paper.
 fn he_normal() -> Initializer {
@@ -62,16 +62,16 @@ impl<B: Backend> DoubleConv<B> {
 impl<B: KernelBackend> DoubleConv<B> {
     /// Padded convolutions run on the project's kernels with the ReLU fused (see `kernels`);
     /// unpadded ones on Burn's.
-    fn conv_relu(&self, conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    fn conv_relu(&self, conv: &Conv2d<B>, x: Tensor<B, 4>, path: ConvPath) -> Tensor<B, 4> {
         match (self.padding, &conv.bias) {
-            (Padding::Same, Some(bias)) => conv3x3_relu(x, conv.weight.val(), bias.val()),
+            (Padding::Same, Some(bias)) => conv3x3(x, conv.weight.val(), bias.val(), true, path),
             _ => self.relu.forward(conv.forward(x)),
         }
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = self.conv_relu(&self.conv1, x); // [b, cout, h', w']
-        self.conv_relu(&self.conv2, x) // [b, cout, h'', w'']
+    pub fn forward(&self, x: Tensor<B, 4>, path: ConvPath) -> Tensor<B, 4> {
+        let x = self.conv_relu(&self.conv1, x, path); // [b, cout, h', w']
+        self.conv_relu(&self.conv2, x, path) // [b, cout, h'', w'']
     }
 }
 
@@ -90,9 +90,9 @@ impl<B: Backend> Down<B> {
 }
 
 impl<B: KernelBackend> Down<B> {
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = max_pool2x2(x); // [b, cin, h/2, w/2]
-        self.conv.forward(x) // [b, cout, h/2, w/2] (same padding)
+    pub fn forward(&self, x: Tensor<B, 4>, path: ConvPath) -> Tensor<B, 4> {
+        let x = max_pool2x2(x, path); // [b, cin, h/2, w/2]
+        self.conv.forward(x, path) // [b, cout, h/2, w/2] (same padding)
     }
 }
 
@@ -118,15 +118,15 @@ impl<B: Backend> Up<B> {
 }
 
 impl<B: KernelBackend> Up<B> {
-    pub fn forward(&self, below: Tensor<B, 4>, skip: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub fn forward(&self, below: Tensor<B, 4>, skip: Tensor<B, 4>, path: ConvPath) -> Tensor<B, 4> {
         let up = match &self.up.bias {
-            Some(bias) => up2x2(below, self.up.weight.val(), bias.val()),
+            Some(bias) => up2x2(below, self.up.weight.val(), bias.val(), path),
             None => self.up.forward(below),
         }; // [b, skip_c, 2h, 2w]
         let [_, _, h, w] = up.dims();
         let skip = center_crop(skip, h, w); // [b, skip_c, 2h, 2w]
-        let x = cat_channels(up, skip); // [b, 2·skip_c, 2h, 2w]
-        self.conv.forward(x) // [b, cout, 2h, 2w] (same padding)
+        let x = cat_channels(up, skip, path); // [b, 2·skip_c, 2h, 2w]
+        self.conv.forward(x, path) // [b, cout, 2h, 2w] (same padding)
     }
 }
 
@@ -147,10 +147,10 @@ impl<B: Backend> OutConv<B> {
 }
 
 impl<B: KernelBackend> OutConv<B> {
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub fn forward(&self, x: Tensor<B, 4>, path: ConvPath) -> Tensor<B, 4> {
         match &self.conv.bias {
-            Some(bias) => conv1x1(x, self.conv.weight.val(), bias.val()), // [b, cout, h, w]
-            None => self.conv.forward(x),                                 // [b, cout, h, w]
+            Some(bias) => conv1x1(x, self.conv.weight.val(), bias.val(), path), // [b, cout, h, w]
+            None => self.conv.forward(x),                                       // [b, cout, h, w]
         }
     }
 }
@@ -177,6 +177,8 @@ pub struct UNet<B: Backend> {
     outc: OutConv<B>,
     /// The MSE recipe puts a ReLU on the output (the blog); other losses take raw logits.
     relu_head: bool,
+    /// Which kernels run the convolutions (not a parameter: a record loads into any choice).
+    kernels: ConvPath,
 }
 
 impl<B: Backend> UNet<B> {
@@ -198,7 +200,13 @@ impl<B: Backend> UNet<B> {
             dropout: DropoutConfig::new(config.dropout).init(),
             outc: OutConv::new(w[0], loss.out_channels(), device),
             relu_head: loss == LossKind::Mse,
+            kernels: ConvPath::Auto,
         }
+    }
+
+    /// The same network with its convolutions on `kernels` (the benchmark compares them).
+    pub fn with_kernels(self, kernels: ConvPath) -> Self {
+        Self { kernels, ..self }
     }
 }
 
@@ -206,18 +214,19 @@ impl<B: KernelBackend> UNet<B> {
     /// `[b, 1, h, w]` image → `[b, classes, h_out, w_out]` (`h_out = h` with same padding).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut skips = Vec::with_capacity(self.downs.len());
-        let mut x = self.inc.forward(x); // [b, w0, h, w]
+        let path = self.kernels;
+        let mut x = self.inc.forward(x, path); // [b, w0, h, w]
         for down in &self.downs {
             skips.push(x.clone());
-            x = down.forward(x); // [b, w_{i+1}, h/2^(i+1), w/2^(i+1)]
+            x = down.forward(x, path); // [b, w_{i+1}, h/2^(i+1), w/2^(i+1)]
         }
         // The paper's dropout sits at the end of the contracting path.
         let mut x = self.dropout.forward(x); // [b, w_last, h/2^L, w/2^L]
         for up in &self.ups {
             let skip = skips.pop().expect("one skip per level");
-            x = up.forward(x, skip); // [b, w_i, h/2^i, w/2^i]
+            x = up.forward(x, skip, path); // [b, w_i, h/2^i, w/2^i]
         }
-        let x = self.outc.forward(x); // [b, classes, h, w]
+        let x = self.outc.forward(x, path); // [b, classes, h, w]
         if self.relu_head {
             burn::tensor::activation::relu(x)
         } else {
@@ -300,6 +309,44 @@ mod tests {
             [1, 1, 16, 16],
         );
         assert_eq!(dims, [1, 2, 16, 16]);
+    }
+
+    #[test]
+    fn every_kernel_choice_computes_the_same_network() {
+        let device = Default::default();
+        let cfg = ModelConfig {
+            widths: vec![3, 6, 12],
+            padding: Padding::Same,
+            dropout: 0.0,
+        };
+        burn::backend::Flex::seed(&device, 7);
+        let model = UNet::<burn::backend::Flex>::new(&cfg, LossKind::Ce, &device);
+        let x = Tensor::<burn::backend::Flex, 4>::random(
+            [2, 1, 32, 40],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        // Parameters are initialised lazily, per clone: draw them once before cloning.
+        let _ = model.forward(x.clone());
+        let run = |path: ConvPath| {
+            let y = model.clone().with_kernels(path).forward(x.clone());
+            y.into_data().to_vec::<f32>().unwrap()
+        };
+        let reference = run(ConvPath::Generic);
+        for path in [
+            ConvPath::Auto,
+            ConvPath::Direct,
+            ConvPath::Gemm,
+            ConvPath::Winograd,
+        ] {
+            let y = run(path);
+            let err = y
+                .iter()
+                .zip(&reference)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(err < 1e-4, "{path:?}: max error {err}");
+        }
     }
 
     #[test]

@@ -1,0 +1,117 @@
+//! The forward ops on Flex, Burn's CPU backend: each op runs the kernel its [`Plan`] names, or
+//! Burn's own op for [`ConvPath::Generic`].
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::prelude::TensorData;
+use burn::tensor::TensorMetadata;
+use rayon::prelude::*;
+
+use super::policy::{Kind, Plan, kernels, resolve};
+use super::{ConvPath, KernelBackend, direct, generic};
+
+pub(super) fn dims4(t: &FlexTensor) -> [usize; 4] {
+    t.shape().dims::<4>()
+}
+
+/// The tensor's values as one contiguous f32 slice (copied only if it is a strided view).
+pub(super) fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+pub(super) fn values(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("a contiguous f32 tensor")
+}
+
+pub(super) fn from_vec(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// Runs one of the project's kernels forward on Flex, the ReLU applied in place.
+pub(super) fn run_forward(
+    kind: Kind,
+    plan: Plan,
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: FlexTensor,
+    relu: bool,
+) -> FlexTensor {
+    let dims = dims4(&x);
+    let [n, _, h, w] = dims;
+    let (cout, out_shape) = match kind {
+        Kind::Conv3x3 | Kind::Conv1x1 => {
+            let cout = dims4(&weight)[0];
+            (cout, vec![n, cout, h, w])
+        }
+        Kind::Up2x2 => {
+            let cout = dims4(&weight)[1];
+            (cout, vec![n, cout, 2 * h, 2 * w])
+        }
+    };
+    let (x, weight, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
+    let mut out =
+        (kernels(kind, plan).forward)(values(&x), values(&weight), values(&bias), dims, cout);
+    if relu {
+        out.par_chunks_mut(1 << 14)
+            .for_each(|c| c.iter_mut().for_each(|v| *v = v.max(0.0)));
+    }
+    from_vec(out, out_shape)
+}
+
+impl KernelBackend for Flex {
+    fn conv3x3(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        relu: bool,
+        path: ConvPath,
+    ) -> FlexTensor {
+        match resolve(path, Kind::Conv3x3, dims4(&x), dims4(&weight)[0]) {
+            Some(plan) => run_forward(Kind::Conv3x3, plan, x, weight, bias, relu),
+            None => generic::conv3x3::<Flex>(x, weight, bias, relu),
+        }
+    }
+
+    fn up2x2(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, path: ConvPath) -> FlexTensor {
+        match resolve(path, Kind::Up2x2, dims4(&x), dims4(&weight)[1]) {
+            Some(plan) => run_forward(Kind::Up2x2, plan, x, weight, bias, false),
+            None => generic::up2x2::<Flex>(x, weight, bias),
+        }
+    }
+
+    fn conv1x1(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, path: ConvPath) -> FlexTensor {
+        match resolve(path, Kind::Conv1x1, dims4(&x), dims4(&weight)[0]) {
+            Some(plan) => run_forward(Kind::Conv1x1, plan, x, weight, bias, false),
+            None => generic::conv1x1::<Flex>(x, weight, bias),
+        }
+    }
+
+    fn max_pool2x2(x: FlexTensor, path: ConvPath) -> FlexTensor {
+        if path == ConvPath::Generic {
+            return generic::max_pool2x2::<Flex>(x);
+        }
+        let dims = dims4(&x);
+        let [n, c, h, w] = dims;
+        let x = contiguous(x);
+        from_vec(
+            direct::max_pool_forward(values(&x), dims),
+            vec![n, c, h / 2, w / 2],
+        )
+    }
+
+    fn cat_channels(a: FlexTensor, b: FlexTensor, path: ConvPath) -> FlexTensor {
+        if path == ConvPath::Generic {
+            return generic::cat_channels::<Flex>(a, b);
+        }
+        let ([n, ca, h, w], cb) = (dims4(&a), dims4(&b)[1]);
+        let (a, b) = (contiguous(a), contiguous(b));
+        from_vec(
+            direct::interleave(values(&a), values(&b), [n, ca, cb, h * w]),
+            vec![n, ca + cb, h, w],
+        )
+    }
+}

@@ -1,0 +1,319 @@
+//! Every kernel against Burn's generic ops, the automatic choice against the measured
+//! crossovers, and determinism.
+
+use super::policy::{Impl, Kind, Plan, resolve};
+use super::*;
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::Distribution;
+
+type Ad = Autodiff<Flex>;
+
+fn max_rel_err(a: &[f32], b: &[f32]) -> f32 {
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+        / scale
+}
+
+type Op = fn(Tensor<Ad, 4>, Tensor<Ad, 4>, Tensor<Ad, 1>, ConvPath) -> Tensor<Ad, 4>;
+
+fn conv(x: Tensor<Ad, 4>, w: Tensor<Ad, 4>, b: Tensor<Ad, 1>, path: ConvPath) -> Tensor<Ad, 4> {
+    conv3x3(x, w, b, false, path)
+}
+
+fn conv_relu(
+    x: Tensor<Ad, 4>,
+    w: Tensor<Ad, 4>,
+    b: Tensor<Ad, 1>,
+    path: ConvPath,
+) -> Tensor<Ad, 4> {
+    conv3x3(x, w, b, true, path)
+}
+
+/// One of the project's kernels against Burn's generic one, forward and every gradient:
+/// input `[n, cin, h, w]`, weight of `w_shape`, output `[n, cout, oh, ow]`.
+fn compare(
+    op: Op,
+    path: ConvPath,
+    input: [usize; 4],
+    w_shape: [usize; 4],
+    out: [usize; 4],
+    what: &str,
+) {
+    let device = Default::default();
+    Flex::seed(
+        &device,
+        input
+            .iter()
+            .chain(&w_shape)
+            .fold(7, |a, &d| a * 31 + d as u64),
+    );
+    let cout = out[1];
+    let x = Tensor::<Ad, 4>::random(input, Distribution::Normal(0.0, 1.0), &device);
+    let k = Tensor::<Ad, 4>::random(w_shape, Distribution::Normal(0.0, 0.5), &device);
+    let b = Tensor::<Ad, 1>::random([cout], Distribution::Normal(0.0, 0.5), &device);
+    // A weighted sum gives every output a different upstream gradient.
+    let up = Tensor::<Ad, 4>::random(out, Distribution::Normal(0.0, 1.0), &device);
+    let run = |path: ConvPath| {
+        let (x, k, b) = (
+            x.clone().require_grad(),
+            k.clone().require_grad(),
+            b.clone().require_grad(),
+        );
+        let y = op(x.clone(), k.clone(), b.clone(), path);
+        let grads = (y.clone() * up.clone()).sum().backward();
+        let v = |t: Tensor<Flex, 4>| t.into_data().to_vec::<f32>().unwrap();
+        [
+            v(y.inner()),
+            v(x.grad(&grads).unwrap()),
+            v(k.grad(&grads).unwrap()),
+            b.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap(),
+        ]
+    };
+    let (ours, generic) = (run(path), run(ConvPath::Generic));
+    for (part, (d, g)) in [
+        "forward",
+        "input gradient",
+        "weight gradient",
+        "bias gradient",
+    ]
+    .iter()
+    .zip(ours.iter().zip(&generic))
+    {
+        let err = max_rel_err(d, g);
+        assert!(
+            err <= 1e-4,
+            "{part} of {what} on {path:?}: relative error {err}"
+        );
+    }
+}
+
+fn check(path: ConvPath, n: usize, cin: usize, cout: usize, h: usize, w: usize) {
+    for (op, name) in [
+        (conv as Op, "conv 3×3"),
+        (conv_relu as Op, "conv 3×3 + ReLU"),
+    ] {
+        let what = format!("{name} {n}×{cin}→{cout} at {h}×{w}");
+        compare(
+            op,
+            path,
+            [n, cin, h, w],
+            [cout, cin, 3, 3],
+            [n, cout, h, w],
+            &what,
+        );
+    }
+}
+
+fn check_up(path: ConvPath, n: usize, cin: usize, cout: usize, h: usize, w: usize) {
+    let what = format!("up 2×2 {n}×{cin}→{cout} at {h}×{w}");
+    compare(
+        up2x2,
+        path,
+        [n, cin, h, w],
+        [cin, cout, 2, 2],
+        [n, cout, 2 * h, 2 * w],
+        &what,
+    );
+}
+
+/// Small planes, odd sizes, one-pixel rows and columns, and planes of at least 32×32
+/// (where the GEMM path multiplies image by image instead of stacking the batch).
+const CONV_SHAPES: [[usize; 5]; 8] = [
+    [2, 4, 3, 32, 33],
+    [2, 1, 3, 16, 16],
+    [3, 6, 3, 9, 13],
+    [2, 12, 24, 8, 8],
+    [1, 5, 2, 1, 7],
+    [2, 3, 4, 5, 1],
+    [2, 96, 48, 4, 4],
+    [1, 70, 40, 6, 5],
+];
+
+const UP_SHAPES: [[usize; 5]; 5] = [
+    [2, 6, 3, 8, 8],
+    [3, 12, 6, 5, 7],
+    [1, 48, 24, 4, 4],
+    [2, 2, 5, 1, 3],
+    [2, 80, 40, 3, 2],
+];
+
+#[test]
+fn direct_conv3x3_matches_the_generic_convolution() {
+    for [n, cin, cout, h, w] in CONV_SHAPES {
+        check(ConvPath::Direct, n, cin, cout, h, w);
+    }
+}
+
+#[test]
+fn gemm_conv3x3_matches_the_generic_convolution() {
+    for [n, cin, cout, h, w] in CONV_SHAPES {
+        check(ConvPath::Gemm, n, cin, cout, h, w);
+    }
+}
+
+#[test]
+fn winograd_conv3x3_matches_the_generic_convolution() {
+    for [n, cin, cout, h, w] in CONV_SHAPES {
+        check(ConvPath::Winograd, n, cin, cout, h, w);
+    }
+    // Wide enough for several chunks of tile rows, with odd sides.
+    check(ConvPath::Winograd, 2, 64, 48, 67, 35);
+}
+
+#[test]
+fn mixed_plans_match_the_generic_convolution() {
+    // im2col's forward with Winograd's gradients.
+    check(ConvPath::Auto, 1, 128, 64, 8, 8);
+    // F(4×4, 3×3) forward and input gradient with F(2×2, 3×3)'s weight gradient.
+    check(ConvPath::Auto, 2, 64, 64, 64, 64);
+}
+
+#[test]
+fn direct_up_convolution_matches_the_generic_one() {
+    for [n, cin, cout, h, w] in UP_SHAPES {
+        check_up(ConvPath::Direct, n, cin, cout, h, w);
+    }
+}
+
+#[test]
+fn gemm_up_convolution_matches_the_generic_one() {
+    for [n, cin, cout, h, w] in UP_SHAPES {
+        check_up(ConvPath::Gemm, n, cin, cout, h, w);
+    }
+}
+
+fn pointwise(
+    x: Tensor<Ad, 4>,
+    w: Tensor<Ad, 4>,
+    b: Tensor<Ad, 1>,
+    path: ConvPath,
+) -> Tensor<Ad, 4> {
+    conv1x1(x, w, b, path)
+}
+
+#[test]
+fn gemm_conv1x1_matches_the_generic_convolution() {
+    for [n, cin, cout, h, w] in [[2, 3, 1, 16, 16], [3, 64, 2, 5, 7], [1, 1, 1, 1, 1]] {
+        let what = format!("conv 1×1 {n}×{cin}→{cout} at {h}×{w}");
+        compare(
+            pointwise,
+            ConvPath::Gemm,
+            [n, cin, h, w],
+            [cout, cin, 1, 1],
+            [n, cout, h, w],
+            &what,
+        );
+    }
+}
+
+#[test]
+fn max_pool_matches_the_generic_one() {
+    let device = Default::default();
+    for (seed, [n, c, h, w]) in [[2, 3, 16, 16], [1, 5, 7, 9], [2, 2, 2, 2]]
+        .into_iter()
+        .enumerate()
+    {
+        Flex::seed(&device, seed as u64);
+        let x = Tensor::<Ad, 4>::random([n, c, h, w], Distribution::Normal(0.0, 1.0), &device);
+        let up = Tensor::<Ad, 4>::random(
+            [n, c, h / 2, w / 2],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let run = |path: ConvPath| {
+            let x = x.clone().require_grad();
+            let y = max_pool2x2(x.clone(), path);
+            let grads = (y.clone() * up.clone()).sum().backward();
+            let v = |t: Tensor<Flex, 4>| t.into_data().to_vec::<f32>().unwrap();
+            (v(y.inner()), v(x.grad(&grads).unwrap()))
+        };
+        // Max and routing are exact: no arithmetic, so no tolerance.
+        assert_eq!(
+            run(ConvPath::Auto),
+            run(ConvPath::Generic),
+            "max-pool {n}×{c}×{h}×{w}"
+        );
+    }
+}
+
+#[test]
+fn channel_concatenation_matches_the_generic_one() {
+    let device = Default::default();
+    Flex::seed(&device, 11);
+    let a = Tensor::<Ad, 4>::random([2, 3, 5, 4], Distribution::Normal(0.0, 1.0), &device);
+    let b = Tensor::<Ad, 4>::random([2, 2, 5, 4], Distribution::Normal(0.0, 1.0), &device);
+    let up = Tensor::<Ad, 4>::random([2, 5, 5, 4], Distribution::Normal(0.0, 1.0), &device);
+    let run = |path: ConvPath| {
+        let (a, b) = (a.clone().require_grad(), b.clone().require_grad());
+        let y = cat_channels(a.clone(), b.clone(), path);
+        let grads = (y.clone() * up.clone()).sum().backward();
+        let v = |t: Tensor<Flex, 4>| t.into_data().to_vec::<f32>().unwrap();
+        (
+            v(y.inner()),
+            v(a.grad(&grads).unwrap()),
+            v(b.grad(&grads).unwrap()),
+        )
+    };
+    // Copies only: exact.
+    assert_eq!(run(ConvPath::Auto), run(ConvPath::Generic));
+}
+
+#[test]
+fn the_automatic_choice_follows_the_measured_crossover() {
+    let conv = |dims, cout| resolve(ConvPath::Auto, Kind::Conv3x3, dims, cout);
+    let all = |imp| Some(Plan::all(imp));
+    assert_eq!(conv([8, 3, 128, 128], 3), all(Impl::Direct));
+    assert_eq!(conv([2, 1, 128, 128], 64), all(Impl::Direct));
+    assert_eq!(conv([2, 32, 32, 32], 64), all(Impl::Gemm));
+    assert_eq!(conv([8, 48, 16, 16], 48), all(Impl::Gemm));
+    // Paper widths: Winograd on the wide layers, F(4×4, 3×3) on the large planes, and
+    // im2col's forward on the 8×8 planes.
+    assert_eq!(
+        conv([2, 128, 64, 64], 64),
+        Some(Plan {
+            weight_grad: Impl::Winograd,
+            ..Plan::all(Impl::Winograd4)
+        })
+    );
+    assert_eq!(conv([2, 512, 16, 16], 256), all(Impl::Winograd));
+    assert_eq!(conv([2, 1024, 16, 16], 512), all(Impl::Winograd));
+    assert_eq!(
+        conv([2, 1024, 8, 8], 1024),
+        Some(Plan {
+            forward: Impl::Gemm,
+            ..Plan::all(Impl::Winograd)
+        })
+    );
+    assert_eq!(
+        resolve(ConvPath::Generic, Kind::Conv3x3, [8, 3, 128, 128], 3),
+        None
+    );
+    // The up-convolution is judged by its output rows.
+    assert_eq!(
+        resolve(ConvPath::Auto, Kind::Up2x2, [8, 6, 16, 16], 3),
+        all(Impl::Direct)
+    );
+    assert_eq!(
+        resolve(ConvPath::Auto, Kind::Up2x2, [8, 6, 8, 8], 3),
+        all(Impl::Gemm)
+    );
+}
+
+#[test]
+fn the_kernels_are_deterministic() {
+    let device = Default::default();
+    Flex::seed(&device, 3);
+    let x = Tensor::<Flex, 4>::random([2, 64, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+    let w = Tensor::<Flex, 4>::random([64, 64, 3, 3], Distribution::Normal(0.0, 0.1), &device);
+    let b = Tensor::<Flex, 1>::zeros([64], &device);
+    let run = || {
+        conv3x3(x.clone(), w.clone(), b.clone(), true, ConvPath::Gemm)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap()
+    };
+    assert_eq!(run(), run());
+}
