@@ -7,12 +7,7 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 
 use crate::config::AugmentConfig;
-
-fn gaussian(rng: &mut StdRng) -> f32 {
-    let u1: f32 = rng.random_range(f32::EPSILON..1.0);
-    let u2: f32 = rng.random();
-    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
-}
+use crate::util::noise::standard_normal;
 
 /// Mirror an index into `0..n` (…, 1, 0, 0, 1, …, n−1, n−1, n−2, …).
 pub fn mirror(i: isize, n: usize) -> usize {
@@ -66,8 +61,8 @@ fn elastic_field(
     sigma: f32,
     rng: &mut StdRng,
 ) -> (Vec<f32>, Vec<f32>) {
-    let coarse_y: Vec<f32> = (0..g * g).map(|_| sigma * gaussian(rng)).collect();
-    let coarse_x: Vec<f32> = (0..g * g).map(|_| sigma * gaussian(rng)).collect();
+    let coarse_y: Vec<f32> = (0..g * g).map(|_| sigma * standard_normal(rng)).collect();
+    let coarse_x: Vec<f32> = (0..g * g).map(|_| sigma * standard_normal(rng)).collect();
     let mut dy = vec![0f32; h * w];
     let mut dx = vec![0f32; h * w];
     let clamp = |i: isize| i.clamp(0, g as isize - 1) as usize;

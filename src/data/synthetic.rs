@@ -10,6 +10,8 @@
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use crate::util::noise::standard_normal;
+
 use super::Sample;
 
 struct Anatomy {
@@ -18,13 +20,6 @@ struct Anatomy {
     bands: Vec<(f32, f32, f32, f32)>, // (centre y, half thickness, gain, tilt), fractions of size
     nerve_at: (f32, f32),
     nerve_size: (f32, f32),
-}
-
-fn gaussian(rng: &mut StdRng) -> f32 {
-    // Box–Muller.
-    let u1: f32 = rng.random_range(f32::EPSILON..1.0);
-    let u2: f32 = rng.random();
-    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
 }
 
 fn anatomy(rng: &mut StdRng) -> Anatomy {
@@ -103,8 +98,8 @@ fn draw(a: &Anatomy, h: usize, w: usize, rng: &mut StdRng) -> (Vec<f32>, Vec<u8>
     let has_nerve = rng.random_bool(0.5);
     let has_vessel = rng.random_bool(0.6);
     let nerve = Oval {
-        cx: (a.nerve_at.0 + 0.06 * gaussian(rng)) * wf,
-        cy: (a.nerve_at.1 + 0.05 * gaussian(rng)) * hf,
+        cx: (a.nerve_at.0 + 0.06 * standard_normal(rng)) * wf,
+        cy: (a.nerve_at.1 + 0.05 * standard_normal(rng)) * hf,
         rx: a.nerve_size.0 * wf * rng.random_range(0.8..1.2),
         ry: a.nerve_size.1 * hf * rng.random_range(0.8..1.2),
         angle: rng.random_range(-0.6..0.6),
@@ -190,7 +185,7 @@ fn draw(a: &Anatomy, h: usize, w: usize, rng: &mut StdRng) -> (Vec<f32>, Vec<u8>
         }
     }
     // Speckle: multiplicative, spatially correlated along the beam (horizontal smear).
-    let noise: Vec<f32> = (0..h * w).map(|_| gaussian(rng)).collect();
+    let noise: Vec<f32> = (0..h * w).map(|_| standard_normal(rng)).collect();
     for y in 0..h {
         for x in 0..w {
             let l = noise[y * w + x.saturating_sub(1)];

@@ -4,5 +4,6 @@ pub mod crop;
 pub mod fs;
 pub mod hash;
 pub mod host;
+pub mod noise;
 pub mod png;
 pub mod time;
