@@ -11,7 +11,7 @@ use burn::tensor::Distribution;
 use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 
-use crate::config::{BackendKind, LossKind, ModelConfig, OptimizerKind, Padding, RunConfig};
+use crate::config::{BackendKind, LossKind, ModelConfig, OptimizerKind, Padding, TrainConfig};
 use crate::kernels::ConvPath;
 use crate::model::UNet;
 use crate::train::loss::loss;
@@ -30,7 +30,7 @@ pub struct BenchOptions {
     /// Also time forward, backward and optimizer separately.
     pub profile: bool,
     /// Which convolution implementations the model runs on.
-    pub kernels: crate::kernels::ConvPath,
+    pub kernels: ConvPath,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -108,6 +108,128 @@ fn conv_relu<B: crate::kernels::KernelBackend>(
     crate::kernels::conv3x3(x, c.weight.val(), bias, true, path)
 }
 
+/// Seconds per batch summed by layer type, in the order the types are first timed.
+#[derive(Default)]
+struct LayerTotals(Vec<LayerTime>);
+
+impl LayerTotals {
+    fn add(&mut self, layer: &str, (forward_s, backward_s): (f64, f64)) {
+        match self.0.iter_mut().find(|t| t.layer == layer) {
+            Some(t) => {
+                t.forward_s += forward_s;
+                t.backward_s += backward_s;
+            }
+            None => self.0.push(LayerTime {
+                layer: layer.to_string(),
+                forward_s,
+                backward_s,
+            }),
+        }
+    }
+}
+
+/// A `k`×`k` convolution `cin` → `cout`, padded for 3×3 as the U-Net's.
+fn conv<B: Backend>(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    device: &B::Device,
+) -> burn::nn::conv::Conv2d<B> {
+    use burn::nn::PaddingConfig2d;
+    let pad = if k == 3 {
+        PaddingConfig2d::Explicit(1, 1, 1, 1)
+    } else {
+        PaddingConfig2d::Valid
+    };
+    burn::nn::conv::Conv2dConfig::new([cin, cout], [k, k])
+        .with_padding(pad)
+        .init::<B>(device)
+}
+
+/// How one layer is timed: batch, repetitions, the kernels it runs on and the device.
+struct LayerBench<'d, B: Backend> {
+    batch: usize,
+    reps: usize,
+    path: ConvPath,
+    device: &'d B::Device,
+}
+
+impl<B: AutodiffBackend + crate::kernels::KernelBackend> LayerBench<'_, B> {
+    /// Two 3×3 convolutions + ReLU (`pairs` of channels in → out) on `s`×`s` planes.
+    fn double_conv(
+        &self,
+        totals: &mut LayerTotals,
+        name: &str,
+        pairs: [(usize, usize); 2],
+        s: usize,
+    ) {
+        for (a, b) in pairs {
+            let c = conv::<B>(a, b, 3, self.device);
+            totals.add(
+                name,
+                time_layer::<B>([self.batch, a, s, s], self.reps, self.device, &|x| {
+                    conv_relu(&c, x, self.path)
+                }),
+            );
+        }
+    }
+
+    /// The layers between a level (width `w`, `s`×`s` planes) and the one below it (width
+    /// `below`): max-pool, up-conv, concat and the decoder's two convolutions.
+    fn level_down_up(&self, totals: &mut LayerTotals, w: usize, below: usize, s: usize) {
+        let (batch, reps, path, device) = (self.batch, self.reps, self.path, self.device);
+        totals.add(
+            "max-pool 2×2",
+            time_layer::<B>([batch, w, s, s], reps, device, &|x| {
+                crate::kernels::max_pool2x2(x, path)
+            }),
+        );
+        let up = burn::nn::conv::ConvTranspose2dConfig::new([below, w], [2, 2])
+            .with_stride([2, 2])
+            .init::<B>(device);
+        totals.add(
+            "up-conv 2×2 (transposed)",
+            time_layer::<B>([batch, below, s / 2, s / 2], reps, device, &|x| {
+                crate::kernels::up2x2(
+                    x,
+                    up.weight.val(),
+                    up.bias.as_ref().expect("bias").val(),
+                    path,
+                )
+            }),
+        );
+        totals.add(
+            "concat",
+            time_layer::<B>([batch, w, s, s], reps, device, &|x| {
+                crate::kernels::cat_channels(x.clone(), x, path)
+            }),
+        );
+        // Decoder at this level: conv 2w→w, conv w→w.
+        self.double_conv(totals, "conv 3×3 + ReLU (decoder)", [(2 * w, w), (w, w)], s);
+    }
+
+    /// The 1×1 head, `cin` → `classes`, on `size`×`size` planes.
+    fn head(&self, totals: &mut LayerTotals, cin: usize, classes: usize, size: usize) {
+        let head = conv::<B>(cin, classes, 1, self.device);
+        totals.add(
+            "head 1×1",
+            time_layer::<B>(
+                [self.batch, cin, size, size],
+                self.reps,
+                self.device,
+                &|x| {
+                    crate::kernels::conv1x1(
+                        x,
+                        head.weight.val(),
+                        head.bias.as_ref().expect("bias").val(),
+                        self.path,
+                    )
+                },
+            ),
+        );
+    }
+}
+
 /// Forward/backward time per batch of every layer type of the U-Net, at its shapes.
 pub fn layer_profile<B: AutodiffBackend + crate::kernels::KernelBackend>(
     widths: &[usize],
@@ -118,99 +240,29 @@ pub fn layer_profile<B: AutodiffBackend + crate::kernels::KernelBackend>(
     path: ConvPath,
     device: &B::Device,
 ) -> Vec<LayerTime> {
-    use burn::nn::PaddingConfig2d;
-    use burn::nn::conv::{Conv2dConfig, ConvTranspose2dConfig};
-    let mut totals: Vec<(String, f64, f64)> = Vec::new();
-    let mut add = |name: &str, (f, b): (f64, f64)| match totals.iter_mut().find(|t| t.0 == name) {
-        Some(t) => {
-            t.1 += f;
-            t.2 += b;
-        }
-        None => totals.push((name.to_string(), f, b)),
+    let bench = LayerBench::<B> {
+        batch,
+        reps,
+        path,
+        device,
     };
-    let conv = |cin: usize, cout: usize, k: usize| {
-        let pad = if k == 3 {
-            PaddingConfig2d::Explicit(1, 1, 1, 1)
-        } else {
-            PaddingConfig2d::Valid
-        };
-        Conv2dConfig::new([cin, cout], [k, k])
-            .with_padding(pad)
-            .init::<B>(device)
-    };
+    let mut totals = LayerTotals::default();
     for (level, &w) in widths.iter().enumerate() {
         let s = size >> level;
         let cin = if level == 0 { 1 } else { widths[level - 1] };
         // Encoder: conv cin→w, conv w→w (+ ReLU each).
-        for (a, b) in [(cin, w), (w, w)] {
-            let c = conv(a, b, 3);
-            add(
-                "conv 3×3 + ReLU (encoder)",
-                time_layer::<B>([batch, a, s, s], reps, device, &|x| conv_relu(&c, x, path)),
-            );
-        }
-        if level + 1 < widths.len() {
-            add(
-                "max-pool 2×2",
-                time_layer::<B>([batch, w, s, s], reps, device, &|x| {
-                    crate::kernels::max_pool2x2(x, path)
-                }),
-            );
-            let up = ConvTranspose2dConfig::new([widths[level + 1], w], [2, 2])
-                .with_stride([2, 2])
-                .init::<B>(device);
-            add(
-                "up-conv 2×2 (transposed)",
-                time_layer::<B>(
-                    [batch, widths[level + 1], s / 2, s / 2],
-                    reps,
-                    device,
-                    &|x| {
-                        crate::kernels::up2x2(
-                            x,
-                            up.weight.val(),
-                            up.bias.as_ref().expect("bias").val(),
-                            path,
-                        )
-                    },
-                ),
-            );
-            add(
-                "concat",
-                time_layer::<B>([batch, w, s, s], reps, device, &|x| {
-                    crate::kernels::cat_channels(x.clone(), x, path)
-                }),
-            );
-            // Decoder at this level: conv 2w→w, conv w→w.
-            for (a, b) in [(2 * w, w), (w, w)] {
-                let c = conv(a, b, 3);
-                add(
-                    "conv 3×3 + ReLU (decoder)",
-                    time_layer::<B>([batch, a, s, s], reps, device, &|x| conv_relu(&c, x, path)),
-                );
-            }
+        bench.double_conv(
+            &mut totals,
+            "conv 3×3 + ReLU (encoder)",
+            [(cin, w), (w, w)],
+            s,
+        );
+        if let Some(&below) = widths.get(level + 1) {
+            bench.level_down_up(&mut totals, w, below, s);
         }
     }
-    let head = conv(widths[0], classes, 1);
-    add(
-        "head 1×1",
-        time_layer::<B>([batch, widths[0], size, size], reps, device, &|x| {
-            crate::kernels::conv1x1(
-                x,
-                head.weight.val(),
-                head.bias.as_ref().expect("bias").val(),
-                path,
-            )
-        }),
-    );
-    totals
-        .into_iter()
-        .map(|(layer, forward_s, backward_s)| LayerTime {
-            layer,
-            forward_s,
-            backward_s,
-        })
-        .collect()
+    bench.head(&mut totals, widths[0], classes, size);
+    totals.0
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), in MB.
@@ -227,111 +279,104 @@ pub fn peak_rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn train_config(opts: &BenchOptions) -> RunConfig {
-    let text = format!(
-        "[train]\nloss = \"{}\"\noptimizer = \"{}\"\nlr = {}\nmomentum = 0.99\n",
-        opts.loss.name(),
-        match opts.optimizer {
-            OptimizerKind::Adam => "adam",
-            OptimizerKind::Sgd => "sgd",
+/// The training recipe of the PyTorch reference: the defaults with the chosen loss and
+/// optimizer, Adam at 1e-3 or SGD at 1e-2 with momentum 0.99.
+fn train_config(opts: &BenchOptions) -> TrainConfig {
+    TrainConfig {
+        loss: opts.loss,
+        optimizer: opts.optimizer,
+        lr: match opts.optimizer {
+            OptimizerKind::Adam => 1e-3,
+            OptimizerKind::Sgd => 1e-2,
         },
-        match opts.optimizer {
-            OptimizerKind::Adam => "1e-3",
-            OptimizerKind::Sgd => "1e-2",
-        }
-    );
-    crate::config::parse_str(std::path::Path::new("bench.toml"), text)
-        .expect("bench config is valid")
-        .variants
-        .remove(0)
-        .config
+        momentum: 0.99,
+        ..TrainConfig::default()
+    }
 }
 
-pub fn run_bench<B: AutodiffBackend + crate::kernels::KernelBackend>(
-    opts: &BenchOptions,
-    device: &B::Device,
-) -> Result<BenchResult>
+/// One training step on the batch `x` → `y`; with `profile`, its forward (incl. loss),
+/// backward and optimizer seconds are added to it.
+fn train_step<B: AutodiffBackend + crate::kernels::KernelBackend>(
+    model: UNet<B>,
+    optim: &mut AnyOptimizer<UNet<B>, B>,
+    x: &Tensor<B, 4>,
+    y: &Tensor<B, 4>,
+    kind: LossKind,
+    profile: Option<&mut [f64; 3]>,
+) -> UNet<B> {
+    let t0 = Instant::now();
+    let out = model.forward(x.clone()); // [b, classes, s, s]
+    let l = loss(kind, out, y.clone(), None); // [1]
+    match profile {
+        None => {
+            let grads = GradientsParams::from_grads(l.backward(), &model);
+            let model = optim.step(1e-3, model, grads);
+            let _ = l_sync::<B>(&model);
+            model
+        }
+        Some(p) => {
+            let _ = l.clone().into_scalar(); // waits for the forward pass
+            let t1 = Instant::now();
+            let grads = l.backward();
+            let grads = GradientsParams::from_grads(grads, &model);
+            let t2 = Instant::now();
+            let model = optim.step(1e-3, model, grads);
+            let _ = l_sync::<B>(&model);
+            let t3 = Instant::now();
+            p[0] += (t1 - t0).as_secs_f64();
+            p[1] += (t2 - t1).as_secs_f64();
+            p[2] += (t3 - t2).as_secs_f64();
+            model
+        }
+    }
+}
+
+/// The model and optimizer being timed, and the random batch they train on.
+struct Trainer<B: AutodiffBackend> {
+    model: UNet<B>,
+    optim: AnyOptimizer<UNet<B>, B>,
+    x: Tensor<B, 4>,
+    y: Tensor<B, 4>,
+}
+
+impl<B: AutodiffBackend + crate::kernels::KernelBackend> Trainer<B> {
+    fn new(opts: &BenchOptions, device: &B::Device) -> Self {
+        let model_cfg = ModelConfig {
+            widths: opts.widths.clone(),
+            padding: Padding::Same,
+            dropout: 0.0,
+        };
+        let train = train_config(opts);
+        let model: UNet<B> = UNet::new(&model_cfg, opts.loss, device).with_kernels(opts.kernels);
+        let optim = AnyOptimizer::<UNet<B>, B>::new(&train);
+        let shape = [opts.batch, 1, opts.size, opts.size];
+        let x = Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), device);
+        let y = Tensor::<B, 4>::random(shape, Distribution::Bernoulli(0.5), device);
+        Self { model, optim, x, y }
+    }
+
+    fn steps(mut self, n: usize, kind: LossKind, mut profile: Option<&mut [f64; 3]>) -> Self {
+        for _ in 0..n {
+            self.model = train_step(
+                self.model,
+                &mut self.optim,
+                &self.x,
+                &self.y,
+                kind,
+                profile.as_deref_mut(),
+            );
+        }
+        self
+    }
+}
+
+/// Images per second of inference (no autodiff) on the training batch.
+fn time_inference<B: AutodiffBackend>(opts: &BenchOptions, trainer: &Trainer<B>) -> f64
 where
     B::InnerBackend: crate::kernels::KernelBackend,
 {
-    B::seed(device, 0);
-    let model_cfg = ModelConfig {
-        widths: opts.widths.clone(),
-        padding: Padding::Same,
-        dropout: 0.0,
-    };
-    let cfg = train_config(opts);
-    let mut model: UNet<B> = UNet::new(&model_cfg, opts.loss, device).with_kernels(opts.kernels);
-    let parameters = model.num_params();
-    let mut optim = AnyOptimizer::<UNet<B>, B>::new(&cfg.train);
-    let shape = [opts.batch, 1, opts.size, opts.size];
-    let x = Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), device);
-    let y = Tensor::<B, 4>::random(shape, Distribution::Bernoulli(0.5), device);
-
-    let step = |model: UNet<B>,
-                optim: &mut AnyOptimizer<UNet<B>, B>,
-                profile: Option<&mut [f64; 3]>|
-     -> UNet<B> {
-        let t0 = Instant::now();
-        let out = model.forward(x.clone()); // [b, classes, s, s]
-        let l = loss(opts.loss, out, y.clone(), None); // [1]
-        match profile {
-            None => {
-                let grads = GradientsParams::from_grads(l.backward(), &model);
-                let model = optim.step(1e-3, model, grads);
-                let _ = l_sync::<B>(&model);
-                model
-            }
-            Some(p) => {
-                let _ = l.clone().into_scalar(); // waits for the forward pass
-                let t1 = Instant::now();
-                let grads = l.backward();
-                let grads = GradientsParams::from_grads(grads, &model);
-                let t2 = Instant::now();
-                let model = optim.step(1e-3, model, grads);
-                let _ = l_sync::<B>(&model);
-                let t3 = Instant::now();
-                p[0] += (t1 - t0).as_secs_f64();
-                p[1] += (t2 - t1).as_secs_f64();
-                p[2] += (t3 - t2).as_secs_f64();
-                model
-            }
-        }
-    };
-    for _ in 0..opts.warmup {
-        model = step(model, &mut optim, None);
-    }
-    let t = Instant::now();
-    for _ in 0..opts.steps {
-        model = step(model, &mut optim, None);
-    }
-    let train_img_s = (opts.steps * opts.batch) as f64 / t.elapsed().as_secs_f64();
-    let profile = if opts.profile {
-        let mut p = [0.0; 3];
-        for _ in 0..opts.steps {
-            model = step(model, &mut optim, Some(&mut p));
-        }
-        let n = opts.steps.max(1) as f64;
-        Some(StepProfile {
-            forward_s: p[0] / n,
-            backward_s: p[1] / n,
-            optimizer_s: p[2] / n,
-            layers: layer_profile::<B>(
-                &opts.widths,
-                opts.size,
-                opts.batch,
-                opts.loss.out_channels(),
-                opts.steps.clamp(1, 5),
-                opts.kernels,
-                device,
-            ),
-        })
-    } else {
-        None
-    };
-
-    let inference = model.valid();
-    let xi = x.inner();
+    let inference = trainer.model.valid();
+    let xi = trainer.x.clone().inner();
     let infer = |m: &UNet<B::InnerBackend>| {
         let out = m.forward(xi.clone()); // [b, classes, s, s]
         let _ = out.sum().into_scalar();
@@ -343,7 +388,57 @@ where
     for _ in 0..opts.steps {
         infer(&inference);
     }
-    let infer_img_s = (opts.steps * opts.batch) as f64 / t.elapsed().as_secs_f64();
+    (opts.steps * opts.batch) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// With `--profile`: `steps` more training steps timed phase by phase, and each layer type
+/// timed alone.
+fn profile_steps<B: AutodiffBackend + crate::kernels::KernelBackend>(
+    opts: &BenchOptions,
+    trainer: Trainer<B>,
+    device: &B::Device,
+) -> (Trainer<B>, StepProfile) {
+    let mut p = [0.0; 3];
+    let trainer = trainer.steps(opts.steps, opts.loss, Some(&mut p));
+    let n = opts.steps.max(1) as f64;
+    let profile = StepProfile {
+        forward_s: p[0] / n,
+        backward_s: p[1] / n,
+        optimizer_s: p[2] / n,
+        layers: layer_profile::<B>(
+            &opts.widths,
+            opts.size,
+            opts.batch,
+            opts.loss.out_channels(),
+            opts.steps.clamp(1, 5),
+            opts.kernels,
+            device,
+        ),
+    };
+    (trainer, profile)
+}
+
+pub fn run_bench<B: AutodiffBackend + crate::kernels::KernelBackend>(
+    opts: &BenchOptions,
+    device: &B::Device,
+) -> Result<BenchResult>
+where
+    B::InnerBackend: crate::kernels::KernelBackend,
+{
+    B::seed(device, 0);
+    let trainer = Trainer::<B>::new(opts, device);
+    let parameters = trainer.model.num_params();
+    let trainer = trainer.steps(opts.warmup, opts.loss, None);
+    let t = Instant::now();
+    let trainer = trainer.steps(opts.steps, opts.loss, None);
+    let train_img_s = (opts.steps * opts.batch) as f64 / t.elapsed().as_secs_f64();
+    let (trainer, profile) = if opts.profile {
+        let (trainer, profile) = profile_steps(opts, trainer, device);
+        (trainer, Some(profile))
+    } else {
+        (trainer, None)
+    };
+    let infer_img_s = time_inference(opts, &trainer);
 
     Ok(BenchResult {
         backend: crate::train::backend::describe(opts.backend, 0).0,

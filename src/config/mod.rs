@@ -111,7 +111,47 @@ pub fn load(path: &Path) -> Result<Experiment, ConfigError> {
 /// Validates and expands experiment text; `path` names the file in errors.
 pub fn parse_str(path: &Path, text: String) -> Result<Experiment, ConfigError> {
     let source = Source::new(path, text);
-    let root = tree::parse(&source)?;
+    let root = read_document(&source)?;
+    let header = read_header(&source, path, &root)?;
+    let base = base_sections(&root);
+    let (axes, mut variants) = match header.grid {
+        Some(grid) => expand_grid(&source, &base, grid)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    if let Some(node) = header.explicit {
+        add_explicit_variants(&source, &base, node, &mut variants)?;
+    }
+    if variants.is_empty() {
+        variants.push(Variant {
+            name: "base".into(),
+            slug: "base".into(),
+            levels: Vec::new(),
+            config: RunConfig::decode(&source, &base)?,
+        });
+    }
+    make_slugs_unique(&mut variants);
+    Ok(Experiment {
+        slug: slugify(&header.name),
+        name: header.name,
+        description: header.description,
+        seeds: header.seeds,
+        axes,
+        variants,
+    })
+}
+
+/// The top level of a file, read and checked; `grid` and `explicit` are expanded later.
+struct Header<'a> {
+    name: String,
+    description: String,
+    seeds: Vec<u64>,
+    grid: Option<&'a Table>,
+    explicit: Option<&'a Node>,
+}
+
+/// The TOML tree of the text; a file without settings is an error.
+fn read_document(source: &Source) -> Result<Table, ConfigError> {
+    let root = tree::parse(source)?;
     if root.entries.is_empty() {
         return Err(source.error(
             None,
@@ -120,8 +160,17 @@ pub fn parse_str(path: &Path, text: String) -> Result<Experiment, ConfigError> {
              a [train] or [model] section (see experiments/mse_adam.toml)",
         ));
     }
+    Ok(root)
+}
 
-    let mut top = SectionReader::new(&source, "", &root, None);
+/// The experiment header: `name` (default: the file stem), `description`, `seeds`, and where
+/// `[grid]` and `[[variant]]` are; any other top-level key but the sections is an error.
+fn read_header<'a>(
+    source: &'a Source,
+    path: &Path,
+    root: &'a Table,
+) -> Result<Header<'a>, ConfigError> {
+    let mut top = SectionReader::new(source, "", root, None);
     top.allow(&SECTIONS);
     let stem = path
         .file_stem()
@@ -129,7 +178,7 @@ pub fn parse_str(path: &Path, text: String) -> Result<Experiment, ConfigError> {
         .unwrap_or_else(|| "experiment".into());
     let name_node = top.node("name");
     let name = top.string("name")?.unwrap_or(stem);
-    check_name(&source, name_node, "name", &name)?;
+    check_name(source, name_node, "name", &name)?;
     let description = top.string("description")?.unwrap_or_default();
     let seeds_node = top.node("seeds");
     let seeds: Vec<u64> = top
@@ -143,211 +192,266 @@ pub fn parse_str(path: &Path, text: String) -> Result<Experiment, ConfigError> {
             return Err(source.error(Some(&node.span), Some("seeds"), "seeds must be distinct"));
         }
     }
-    let grid = top.table("grid")?;
+    let grid = top.table("grid")?.map(|(_, t)| t);
     let explicit = top.node("variant");
     top.finish()?;
+    Ok(Header {
+        name,
+        description,
+        seeds,
+        grid,
+        explicit,
+    })
+}
 
-    // The base: the run sections of the file.
+/// The base: the run sections of the file.
+fn base_sections(root: &Table) -> Table {
     let mut base = Table::default();
     for (key, node) in &root.entries {
         if SECTIONS.contains(&key.name.as_str()) {
             base.entries.push((key.clone(), node.clone()));
         }
     }
+    base
+}
 
-    let mut variants: Vec<Variant> = Vec::new();
-    let mut axes: Vec<String> = Vec::new();
+/// The grid's axes (in file order) and its variants: every combination of levels, first axis
+/// varying slowest, each decoded from the base with its levels set.
+fn expand_grid(
+    source: &Source,
+    base: &Table,
+    grid: &Table,
+) -> Result<(Vec<String>, Vec<Variant>), ConfigError> {
+    let levels_per_axis = grid
+        .entries
+        .iter()
+        .map(|(key, node)| grid_axis(source, key, node))
+        .collect::<Result<Vec<AxisLevels>, _>>()?;
+    let axes = levels_per_axis.iter().map(|(a, _, _)| a.clone()).collect();
+    let variants = grid_combinations(source, &levels_per_axis)?
+        .iter()
+        .map(|combo| grid_variant(source, base, &levels_per_axis, combo))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((axes, variants))
+}
 
-    if let Some((_, grid)) = grid {
-        let mut levels_per_axis: Vec<AxisLevels> = Vec::new();
-        for (key, node) in &grid.entries {
-            let axis = key.name.clone();
-            let parts: Vec<&str> = axis.split('.').collect();
-            if parts.len() != 2 || !SECTIONS.contains(&parts[0]) {
-                let hint = schema::did_you_mean(parts[0], &SECTIONS)
-                    .map(|s| format!(" (did you mean `{s}.{}`?)", parts.last().unwrap()))
-                    .unwrap_or_default();
-                return Err(source.error(
-                    Some(&key.span),
-                    Some(&format!("grid.{axis}")),
-                    format!(
-                        "a grid axis must name a key as \"section.key\" with section one of {}{hint}",
-                        schema::quote_list(&SECTIONS)
-                    ),
-                ));
-            }
-            let levels: Vec<(String, Node)> = match &node.value {
-                Value::Array(items) if !items.is_empty() => {
-                    items.iter().map(|n| (n.value.label(), n.clone())).collect()
-                }
-                Value::Table(t) if !t.entries.is_empty() => t
-                    .entries
-                    .iter()
-                    .map(|(k, n)| (k.name.clone(), n.clone()))
-                    .collect(),
-                Value::Array(_) | Value::Table(_) => {
-                    return Err(source.error(
-                        Some(&node.span),
-                        Some(&format!("grid.{axis}")),
-                        "a grid axis needs at least one value",
-                    ));
-                }
-                other => {
-                    return Err(source.error(
-                        Some(&node.span),
-                        Some(&format!("grid.{axis}")),
-                        format!(
-                            "a grid axis must be an array of values or a table of label = value, found {}",
-                            other.type_name()
-                        ),
-                    ));
-                }
-            };
-            axes.push(axis.clone());
-            levels_per_axis.push((axis, key.clone(), levels));
-        }
-
-        // Cartesian product, first axis varying slowest.
-        let mut combos: Vec<Vec<usize>> = vec![vec![]];
-        for (_, _, levels) in &levels_per_axis {
-            combos = combos
-                .into_iter()
-                .flat_map(|c| {
-                    (0..levels.len()).map(move |i| {
-                        let mut c = c.clone();
-                        c.push(i);
-                        c
-                    })
-                })
-                .collect();
-            if combos.len() > 10_000 {
-                return Err(source.error(
-                    None,
-                    Some("grid"),
-                    "the grid expands to more than 10000 variants",
-                ));
-            }
-        }
-        for combo in combos {
-            let mut tree = base.clone();
-            let mut labels = Vec::new();
-            let mut levels = Vec::new();
-            for ((axis, key, axis_levels), &i) in levels_per_axis.iter().zip(&combo) {
-                let (label, node) = &axis_levels[i];
-                let parts: Vec<&str> = axis.split('.').collect();
-                tree.set_path(&parts, key.clone(), node.clone())
-                    .map_err(|_| source.error(Some(&key.span), Some(axis), "cannot override"))?;
-                labels.push(label.clone());
-                levels.push((axis.clone(), label.clone()));
-            }
-            let config = RunConfig::decode(&source, &tree)?;
-            let name = labels.join("-");
-            variants.push(Variant {
-                slug: slugify(&name),
-                name,
-                levels,
-                config,
-            });
-        }
+/// One grid axis: a `section.key` and its levels, an array of values (labelled by their
+/// values) or a table of label = value.
+fn grid_axis(source: &Source, key: &Key, node: &Node) -> Result<AxisLevels, ConfigError> {
+    let axis = key.name.clone();
+    let parts: Vec<&str> = axis.split('.').collect();
+    if parts.len() != 2 || !SECTIONS.contains(&parts[0]) {
+        let hint = schema::did_you_mean(parts[0], &SECTIONS)
+            .map(|s| format!(" (did you mean `{s}.{}`?)", parts.last().unwrap()))
+            .unwrap_or_default();
+        return Err(source.error(
+            Some(&key.span),
+            Some(&format!("grid.{axis}")),
+            format!(
+                "a grid axis must name a key as \"section.key\" with section one of {}{hint}",
+                schema::quote_list(&SECTIONS)
+            ),
+        ));
     }
-
-    if let Some(node) = explicit {
-        let Value::Array(items) = &node.value else {
+    let levels: Vec<(String, Node)> = match &node.value {
+        Value::Array(items) if !items.is_empty() => {
+            items.iter().map(|n| (n.value.label(), n.clone())).collect()
+        }
+        Value::Table(t) if !t.entries.is_empty() => t
+            .entries
+            .iter()
+            .map(|(k, n)| (k.name.clone(), n.clone()))
+            .collect(),
+        Value::Array(_) | Value::Table(_) => {
             return Err(source.error(
                 Some(&node.span),
-                Some("variant"),
-                "`variant` must be an array of tables: write [[variant]] entries",
+                Some(&format!("grid.{axis}")),
+                "a grid axis needs at least one value",
             ));
-        };
-        for item in items {
-            let Value::Table(t) = &item.value else {
-                return Err(source.error(
-                    Some(&item.span),
-                    Some("variant"),
-                    format!(
-                        "each variant must be a table, found {}",
-                        item.value.type_name()
-                    ),
-                ));
-            };
-            let mut reader = SectionReader::new(&source, "variant", t, Some(item.span.clone()));
-            reader.allow(&SECTIONS);
-            let vname_node = reader.node("name");
-            let Some(vname) = reader.string("name")? else {
-                return Err(source.error(
-                    Some(&item.span),
-                    Some("variant.name"),
-                    "every [[variant]] needs a `name`",
-                ));
-            };
-            check_name(&source, vname_node, "variant.name", &vname)?;
-            reader.finish()?;
-            let mut tree = base.clone();
-            for (key, node) in &t.entries {
-                if key.name == "name" {
-                    continue;
-                }
-                let Value::Table(overrides) = &node.value else {
-                    return Err(source.error(
-                        Some(&node.span),
-                        Some(&format!("variant.{}", key.name)),
-                        format!(
-                            "expected a table of overrides, found {}",
-                            node.value.type_name()
-                        ),
-                    ));
-                };
-                for (okey, onode) in &overrides.entries {
-                    tree.set_path(
-                        &[key.name.as_str(), okey.name.as_str()],
-                        okey.clone(),
-                        onode.clone(),
-                    )
-                    .map_err(|_| {
-                        source.error(Some(&okey.span), Some(&okey.name), "cannot override")
-                    })?;
-                }
-            }
-            let config = RunConfig::decode(&source, &tree)?;
-            if let Some(dup) = variants.iter().find(|v| v.name == vname) {
-                return Err(source.error(
-                    vname_node.map(|n| &n.span),
-                    Some("variant.name"),
-                    format!("duplicate variant name \"{}\"", dup.name),
-                ));
-            }
-            let slug = slugify(&vname);
-            if variants.iter().any(|v| v.slug == slug) {
-                return Err(source.error(
-                    vname_node.map(|n| &n.span),
-                    Some("variant.name"),
-                    format!(
-                        "variant name \"{vname}\" maps to the directory name \"{slug}\", which another variant already uses"
-                    ),
-                ));
-            }
-            variants.push(Variant {
-                name: vname,
-                slug,
-                levels: Vec::new(),
-                config,
-            });
+        }
+        other => {
+            return Err(source.error(
+                Some(&node.span),
+                Some(&format!("grid.{axis}")),
+                format!(
+                    "a grid axis must be an array of values or a table of label = value, found {}",
+                    other.type_name()
+                ),
+            ));
+        }
+    };
+    Ok((axis, key.clone(), levels))
+}
+
+/// The cartesian product of the axes' level indices, first axis varying slowest; more than
+/// 10000 combinations is an error.
+fn grid_combinations(
+    source: &Source,
+    levels_per_axis: &[AxisLevels],
+) -> Result<Vec<Vec<usize>>, ConfigError> {
+    let mut combos: Vec<Vec<usize>> = vec![vec![]];
+    for (_, _, levels) in levels_per_axis {
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                (0..levels.len()).map(move |i| {
+                    let mut c = c.clone();
+                    c.push(i);
+                    c
+                })
+            })
+            .collect();
+        if combos.len() > 10_000 {
+            return Err(source.error(
+                None,
+                Some("grid"),
+                "the grid expands to more than 10000 variants",
+            ));
         }
     }
+    Ok(combos)
+}
 
-    if variants.is_empty() {
-        let config = RunConfig::decode(&source, &base)?;
-        variants.push(Variant {
-            name: "base".into(),
-            slug: "base".into(),
-            levels: Vec::new(),
-            config,
-        });
+/// The variant of one combination of grid levels, named by its labels.
+fn grid_variant(
+    source: &Source,
+    base: &Table,
+    levels_per_axis: &[AxisLevels],
+    combo: &[usize],
+) -> Result<Variant, ConfigError> {
+    let mut tree = base.clone();
+    let mut labels = Vec::new();
+    let mut levels = Vec::new();
+    for ((axis, key, axis_levels), &i) in levels_per_axis.iter().zip(combo) {
+        let (label, node) = &axis_levels[i];
+        let parts: Vec<&str> = axis.split('.').collect();
+        tree.set_path(&parts, key.clone(), node.clone())
+            .map_err(|_| source.error(Some(&key.span), Some(axis), "cannot override"))?;
+        labels.push(label.clone());
+        levels.push((axis.clone(), label.clone()));
     }
+    let config = RunConfig::decode(source, &tree)?;
+    let name = labels.join("-");
+    Ok(Variant {
+        slug: slugify(&name),
+        name,
+        levels,
+        config,
+    })
+}
 
-    // Grid names are unique as long as labels are; make sure anyway.
+/// Appends the `[[variant]]` entries, each the base with its overrides, to `variants`.
+fn add_explicit_variants(
+    source: &Source,
+    base: &Table,
+    node: &Node,
+    variants: &mut Vec<Variant>,
+) -> Result<(), ConfigError> {
+    let Value::Array(items) = &node.value else {
+        return Err(source.error(
+            Some(&node.span),
+            Some("variant"),
+            "`variant` must be an array of tables: write [[variant]] entries",
+        ));
+    };
+    for item in items {
+        let variant = explicit_variant(source, base, item, variants)?;
+        variants.push(variant);
+    }
+    Ok(())
+}
+
+/// One `[[variant]]`: its name (unique, also as a directory name among `earlier`) and the
+/// base with its overrides.
+fn explicit_variant(
+    source: &Source,
+    base: &Table,
+    item: &Node,
+    earlier: &[Variant],
+) -> Result<Variant, ConfigError> {
+    let Value::Table(t) = &item.value else {
+        return Err(source.error(
+            Some(&item.span),
+            Some("variant"),
+            format!(
+                "each variant must be a table, found {}",
+                item.value.type_name()
+            ),
+        ));
+    };
+    let mut reader = SectionReader::new(source, "variant", t, Some(item.span.clone()));
+    reader.allow(&SECTIONS);
+    let vname_node = reader.node("name");
+    let Some(vname) = reader.string("name")? else {
+        return Err(source.error(
+            Some(&item.span),
+            Some("variant.name"),
+            "every [[variant]] needs a `name`",
+        ));
+    };
+    check_name(source, vname_node, "variant.name", &vname)?;
+    reader.finish()?;
+    let config = RunConfig::decode(source, &with_overrides(source, base, t)?)?;
+    if let Some(dup) = earlier.iter().find(|v| v.name == vname) {
+        return Err(source.error(
+            vname_node.map(|n| &n.span),
+            Some("variant.name"),
+            format!("duplicate variant name \"{}\"", dup.name),
+        ));
+    }
+    let slug = slugify(&vname);
+    if earlier.iter().any(|v| v.slug == slug) {
+        return Err(source.error(
+            vname_node.map(|n| &n.span),
+            Some("variant.name"),
+            format!(
+                "variant name \"{vname}\" maps to the directory name \"{slug}\", which another variant already uses"
+            ),
+        ));
+    }
+    Ok(Variant {
+        name: vname,
+        slug,
+        levels: Vec::new(),
+        config,
+    })
+}
+
+/// The base with a variant's overrides (every key of `variant` but `name`, each a table of
+/// `key = value` for that section) set.
+fn with_overrides(source: &Source, base: &Table, variant: &Table) -> Result<Table, ConfigError> {
+    let mut tree = base.clone();
+    for (key, node) in &variant.entries {
+        if key.name == "name" {
+            continue;
+        }
+        let Value::Table(overrides) = &node.value else {
+            return Err(source.error(
+                Some(&node.span),
+                Some(&format!("variant.{}", key.name)),
+                format!(
+                    "expected a table of overrides, found {}",
+                    node.value.type_name()
+                ),
+            ));
+        };
+        for (okey, onode) in &overrides.entries {
+            tree.set_path(
+                &[key.name.as_str(), okey.name.as_str()],
+                okey.clone(),
+                onode.clone(),
+            )
+            .map_err(|_| source.error(Some(&okey.span), Some(&okey.name), "cannot override"))?;
+        }
+    }
+    Ok(tree)
+}
+
+/// Grid names are unique as long as labels are; make sure anyway: a repeated directory name
+/// gets `-2`, `-3`, … appended.
+fn make_slugs_unique(variants: &mut [Variant]) {
     let mut seen = std::collections::HashSet::new();
-    for v in &mut variants {
+    for v in variants {
         let mut slug = v.slug.clone();
         let mut n = 2;
         while !seen.insert(slug.clone()) {
@@ -356,15 +460,6 @@ pub fn parse_str(path: &Path, text: String) -> Result<Experiment, ConfigError> {
         }
         v.slug = slug;
     }
-
-    Ok(Experiment {
-        slug: slugify(&name),
-        name,
-        description,
-        seeds,
-        axes,
-        variants,
-    })
 }
 
 fn check_name(

@@ -60,6 +60,16 @@ impl<'a> SectionReader<'a> {
         self.table.get(key)
     }
 
+    /// The node of `key`, if present, without declaring the key known.
+    pub fn peek(&self, key: &str) -> Option<&'a Node> {
+        self.table.get(key)
+    }
+
+    /// The keys declared known so far, in the order they were read.
+    pub fn known(&self) -> &[&'static str] {
+        &self.known
+    }
+
     fn type_error(&self, node: &Node, key: &str, expected: &str) -> ConfigError {
         self.error_at(
             node,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::schema::SectionReader;
-use super::tree::{ConfigError, Source, Table};
+use super::tree::{ConfigError, Node, Source, Table};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -131,12 +131,39 @@ pub struct DataConfig {
     pub subjects: usize,
 }
 
+/// The documented defaults (README, "All keys"): what a key left out of the file means.
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            source: DataSource::Synthetic,
+            path: None,
+            size: [96, 128],
+            val_fraction: 0.2,
+            val_subjects: None,
+            limit: None,
+            seed: 42,
+            count: 600,
+            subjects: 20,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
     pub widths: Vec<usize>,
     pub padding: Padding,
     /// Dropout at the end of the contracting path (the paper: 0.5).
     pub dropout: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            widths: vec![3, 6, 12, 24, 48],
+            padding: Padding::Same,
+            dropout: 0.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,10 +193,44 @@ pub struct TrainConfig {
     pub border_sigma: f64,
 }
 
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            loss: LossKind::Mse,
+            optimizer: OptimizerKind::Adam,
+            lr: 1e-3,
+            momentum: 0.99,
+            nesterov: false,
+            weight_decay: 0.0,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            schedule: Schedule::Constant,
+            step_size: 10,
+            gamma: 0.1,
+            min_lr: 0.0,
+            power: 0.9,
+            epochs: 20,
+            batch_size: 8,
+            backend: BackendKind::Cpu,
+            grad_clip: None,
+            divergence_threshold: 1e4,
+            border_w0: 10.0,
+            border_sigma: 5.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportConfig {
     /// Validation samples whose predictions are stored every epoch.
     pub samples: usize,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        Self { samples: 4 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,6 +249,22 @@ pub struct AugmentConfig {
     pub contrast: f64,
 }
 
+/// Every augmentation off; the elastic parameters are those used once `elastic` is on.
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        Self {
+            elastic: false,
+            elastic_sigma: 10.0,
+            elastic_grid: 3,
+            flip: false,
+            shift: 0.0,
+            rotate: 0.0,
+            brightness: 0.0,
+            contrast: 0.0,
+        }
+    }
+}
+
 impl AugmentConfig {
     pub fn any(&self) -> bool {
         self.elastic
@@ -199,8 +276,9 @@ impl AugmentConfig {
     }
 }
 
-/// Everything one variant needs to train, after grid and overrides are applied.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Everything one variant needs to train, after grid and overrides are applied. Its `Default`
+/// is the configuration of a file that sets no run key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
     pub data: DataConfig,
     pub model: ModelConfig,
@@ -240,210 +318,266 @@ fn at_most(max: f64) -> impl Fn(f64) -> Option<String> {
     }
 }
 
-impl RunConfig {
-    /// Decodes the run sections of a (merged) config tree.
-    pub fn decode(source: &Source, root: &Table) -> Result<RunConfig, ConfigError> {
-        let empty = Table::default();
-        let section = |name: &'static str| -> Result<SectionReader<'_>, ConfigError> {
-            let mut top = SectionReader::new(source, "", root, None);
-            Ok(match top.table(name)? {
-                Some((key, table)) => {
-                    SectionReader::new(source, name, table, Some(key.span.clone()))
-                }
-                None => SectionReader::new(source, name, &empty, None),
-            })
-        };
-
-        // [model] first: the data size is checked against the number of levels.
-        let mut m = section("model")?;
-        let widths_node = m.node("widths");
-        let widths = m
-            .int_list("widths", 1, 4096, 1..9)?
-            .map(|w| w.into_iter().map(|v| v as usize).collect())
-            .unwrap_or_else(|| vec![3, 6, 12, 24, 48]);
-        let padding = m
-            .choice(
-                "padding",
-                &[("same", Padding::Same), ("valid", Padding::Valid)],
-            )?
-            .unwrap_or(Padding::Same);
-        let dropout = m.float("dropout", unit_half_open)?.unwrap_or(0.0);
-        m.finish()?;
-        let model = ModelConfig {
-            widths,
-            padding,
-            dropout,
-        };
-
-        let mut d = section("data")?;
-        let data_source = d
-            .choice(
-                "source",
-                &[
-                    ("synthetic", DataSource::Synthetic),
-                    ("kaggle", DataSource::Kaggle),
-                    ("folder", DataSource::Folder),
-                ],
-            )?
-            .unwrap_or(DataSource::Synthetic);
-        let path = d.string("path")?.map(PathBuf::from);
-        if data_source != DataSource::Synthetic && path.is_none() {
-            return Err(d.error_here(
-                "path",
-                format!(
-                    "source = \"{}\" needs `path`, the dataset directory",
-                    match data_source {
-                        DataSource::Kaggle => "kaggle",
-                        _ => "folder",
-                    }
-                ),
-            ));
-        }
-        let size_node = d.node("size");
-        let size = d
-            .int_list("size", 8, 8192, 2..3)?
-            .map(|s| [s[0] as usize, s[1] as usize])
-            .unwrap_or([96, 128]);
-        let val_fraction = d.float("val_fraction", unit_open)?.unwrap_or(0.2);
-        let val_subjects = d
-            .int_list("val_subjects", 0, u32::MAX as i64, 1..100_000)?
-            .map(|v| v.into_iter().map(|s| s as u32).collect());
-        let limit = d.int("limit", 2, 10_000_000)?.map(|v| v as usize);
-        let seed = d.int("seed", 0, i64::MAX)?.unwrap_or(42) as u64;
-        let count = d.int("count", 4, 1_000_000)?.unwrap_or(600) as usize;
-        let subjects = d.int("subjects", 2, 100_000)?.unwrap_or(20) as usize;
-        if subjects > count {
-            return Err(d.error_here(
-                "subjects",
-                format!("{subjects} subjects cannot share {count} images"),
-            ));
-        }
-        // A size that does not fit is reported where it was given: at `data.size`, else at
-        // `model.widths`, else at the section.
-        if let Err(msg) = super::geometry::check_input_size(size, &model.widths, model.padding) {
-            return Err(match (size_node, widths_node) {
-                (Some(node), _) => d.error_at(node, "size", msg),
-                (None, Some(node)) => m_error(source, node, "model.widths", &msg),
-                (None, None) => d.error_here("size", msg),
-            });
-        }
-        d.finish()?;
-        let data = DataConfig {
-            source: data_source,
-            path,
-            size,
-            val_fraction,
-            val_subjects,
-            limit,
-            seed,
-            count,
-            subjects,
-        };
-
-        let mut t = section("train")?;
-        let loss = t.choice("loss", &LossKind::ALL)?.unwrap_or(LossKind::Mse);
-        let optimizer = t
-            .choice(
-                "optimizer",
-                &[("adam", OptimizerKind::Adam), ("sgd", OptimizerKind::Sgd)],
-            )?
-            .unwrap_or(OptimizerKind::Adam);
-        let lr = t
-            .float("lr", |v| {
-                if v <= 0.0 {
-                    Some("it must be greater than 0".into())
-                } else if v > 1e15 {
-                    Some("it must be at most 1e15".into())
-                } else {
-                    None
-                }
-            })?
-            .unwrap_or(1e-3);
-        let momentum = t.float("momentum", unit_half_open)?.unwrap_or(0.99);
-        let nesterov = t.boolean("nesterov")?.unwrap_or(false);
-        let weight_decay = t.float("weight_decay", at_most(1.0))?.unwrap_or(0.0);
-        let beta1 = t.float("beta1", unit_half_open)?.unwrap_or(0.9);
-        let beta2 = t.float("beta2", unit_half_open)?.unwrap_or(0.999);
-        let epsilon = t.float("epsilon", positive)?.unwrap_or(1e-8);
-        let schedule = t
-            .choice(
-                "schedule",
-                &[
-                    ("constant", Schedule::Constant),
-                    ("step", Schedule::Step),
-                    ("cosine", Schedule::Cosine),
-                    ("poly", Schedule::Poly),
-                ],
-            )?
-            .unwrap_or(Schedule::Constant);
-        let step_size = t.int("step_size", 1, 1_000_000)?.unwrap_or(10) as usize;
-        let gamma = t.float("gamma", positive)?.unwrap_or(0.1);
-        let min_lr = t.float("min_lr", non_negative)?.unwrap_or(0.0);
-        let power = t.float("power", positive)?.unwrap_or(0.9);
-        let epochs = t.int("epochs", 1, 100_000)?.unwrap_or(20) as usize;
-        let batch_size = t.int("batch_size", 1, 4096)?.unwrap_or(8) as usize;
-        let backend = t
-            .choice("backend", &BackendKind::ALL)?
-            .unwrap_or(BackendKind::Cpu);
-        let grad_clip = t.float("grad_clip", positive)?;
-        let divergence_threshold = t.float("divergence_threshold", positive)?.unwrap_or(1e4);
-        let border_w0 = t.float("border_w0", non_negative)?.unwrap_or(10.0);
-        let border_sigma = t.float("border_sigma", positive)?.unwrap_or(5.0);
-        t.finish()?;
-        let train = TrainConfig {
-            loss,
-            optimizer,
-            lr,
-            momentum,
-            nesterov,
-            weight_decay,
-            beta1,
-            beta2,
-            epsilon,
-            schedule,
-            step_size,
-            gamma,
-            min_lr,
-            power,
-            epochs,
-            batch_size,
-            backend,
-            grad_clip,
-            divergence_threshold,
-            border_w0,
-            border_sigma,
-        };
-
-        let mut r = section("report")?;
-        let samples = r.int("samples", 0, 32)?.unwrap_or(4) as usize;
-        r.finish()?;
-        let report = ReportConfig { samples };
-
-        let mut a = section("augment")?;
-        let augment = AugmentConfig {
-            elastic: a.boolean("elastic")?.unwrap_or(false),
-            elastic_sigma: a.float("elastic_sigma", at_most(1000.0))?.unwrap_or(10.0),
-            elastic_grid: a.int("elastic_grid", 2, 64)?.unwrap_or(3) as usize,
-            flip: a.boolean("flip")?.unwrap_or(false),
-            shift: a.float("shift", at_most(0.5))?.unwrap_or(0.0),
-            rotate: a.float("rotate", at_most(180.0))?.unwrap_or(0.0),
-            brightness: a.float("brightness", at_most(1.0))?.unwrap_or(0.0),
-            contrast: a.float("contrast", at_most(1.0))?.unwrap_or(0.0),
-        };
-        a.finish()?;
-
-        Ok(RunConfig {
-            data,
-            model,
-            train,
-            report,
-            augment,
-        })
+fn learning_rate_range(v: f64) -> Option<String> {
+    if v <= 0.0 {
+        Some("it must be greater than 0".into())
+    } else if v > 1e15 {
+        Some("it must be at most 1e15".into())
+    } else {
+        None
     }
 }
 
-fn m_error(source: &Source, node: &super::tree::Node, key: &str, msg: &str) -> ConfigError {
-    source.error(Some(&node.span), Some(key), msg.to_string())
+const SOURCES: [(&str, DataSource); 3] = [
+    ("synthetic", DataSource::Synthetic),
+    ("kaggle", DataSource::Kaggle),
+    ("folder", DataSource::Folder),
+];
+
+const PADDINGS: [(&str, Padding); 2] = [("same", Padding::Same), ("valid", Padding::Valid)];
+
+const OPTIMIZERS: [(&str, OptimizerKind); 2] =
+    [("adam", OptimizerKind::Adam), ("sgd", OptimizerKind::Sgd)];
+
+const SCHEDULES: [(&str, Schedule); 4] = [
+    ("constant", Schedule::Constant),
+    ("step", Schedule::Step),
+    ("cosine", Schedule::Cosine),
+    ("poly", Schedule::Poly),
+];
+
+/// Overrides a default with the value the file gave, if it gave one.
+fn set<T>(slot: &mut T, given: Option<T>) {
+    if let Some(v) = given {
+        *slot = v;
+    }
+}
+
+/// The reader of one run section of `root`; a missing section reads as `empty`.
+fn section<'a>(
+    source: &'a Source,
+    root: &'a Table,
+    empty: &'a Table,
+    name: &'static str,
+) -> Result<SectionReader<'a>, ConfigError> {
+    let mut top = SectionReader::new(source, "", root, None);
+    Ok(match top.table(name)? {
+        Some((key, table)) => SectionReader::new(source, name, table, Some(key.span.clone())),
+        None => SectionReader::new(source, name, empty, None),
+    })
+}
+
+/// `[model]`: the defaults with the keys given.
+fn decode_model(m: &mut SectionReader<'_>) -> Result<ModelConfig, ConfigError> {
+    let mut c = ModelConfig::default();
+    set(
+        &mut c.widths,
+        m.int_list("widths", 1, 4096, 1..9)?
+            .map(|w| w.into_iter().map(|v| v as usize).collect()),
+    );
+    set(&mut c.padding, m.choice("padding", &PADDINGS)?);
+    set(&mut c.dropout, m.float("dropout", unit_half_open)?);
+    Ok(c)
+}
+
+/// `[data]`: the defaults with the keys given (the size is checked against the model apart).
+fn decode_data(d: &mut SectionReader<'_>) -> Result<DataConfig, ConfigError> {
+    let mut c = DataConfig::default();
+    set(&mut c.source, d.choice("source", &SOURCES)?);
+    set(
+        &mut c.path,
+        d.string("path")?.map(|p| Some(PathBuf::from(p))),
+    );
+    if c.source != DataSource::Synthetic && c.path.is_none() {
+        return Err(d.error_here(
+            "path",
+            format!(
+                "source = \"{}\" needs `path`, the dataset directory",
+                c.source.name()
+            ),
+        ));
+    }
+    set(
+        &mut c.size,
+        d.int_list("size", 8, 8192, 2..3)?
+            .map(|s| [s[0] as usize, s[1] as usize]),
+    );
+    set(&mut c.val_fraction, d.float("val_fraction", unit_open)?);
+    set(
+        &mut c.val_subjects,
+        d.int_list("val_subjects", 0, u32::MAX as i64, 1..100_000)?
+            .map(|v| Some(v.into_iter().map(|s| s as u32).collect())),
+    );
+    set(
+        &mut c.limit,
+        d.int("limit", 2, 10_000_000)?.map(|v| Some(v as usize)),
+    );
+    set(&mut c.seed, d.int("seed", 0, i64::MAX)?.map(|v| v as u64));
+    set(
+        &mut c.count,
+        d.int("count", 4, 1_000_000)?.map(|v| v as usize),
+    );
+    set(
+        &mut c.subjects,
+        d.int("subjects", 2, 100_000)?.map(|v| v as usize),
+    );
+    if c.subjects > c.count {
+        return Err(d.error_here(
+            "subjects",
+            format!("{} subjects cannot share {} images", c.subjects, c.count),
+        ));
+    }
+    Ok(c)
+}
+
+/// A size that does not fit the network is reported where it was given: at `data.size`, else
+/// at `model.widths`, else at the `[data]` section.
+fn check_size_fits(
+    d: &SectionReader<'_>,
+    data: &DataConfig,
+    model: &ModelConfig,
+    widths_node: Option<&Node>,
+) -> Result<(), ConfigError> {
+    let Err(msg) = super::geometry::check_input_size(data.size, &model.widths, model.padding)
+    else {
+        return Ok(());
+    };
+    Err(match (d.peek("size"), widths_node) {
+        (Some(node), _) => d.error_at(node, "size", msg),
+        (None, Some(node)) => d
+            .source()
+            .error(Some(&node.span), Some("model.widths"), msg),
+        (None, None) => d.error_here("size", msg),
+    })
+}
+
+/// `[train]`: the defaults with the keys given.
+fn decode_train(t: &mut SectionReader<'_>) -> Result<TrainConfig, ConfigError> {
+    let mut c = TrainConfig::default();
+    set(&mut c.loss, t.choice("loss", &LossKind::ALL)?);
+    set(&mut c.optimizer, t.choice("optimizer", &OPTIMIZERS)?);
+    set(&mut c.lr, t.float("lr", learning_rate_range)?);
+    set(&mut c.momentum, t.float("momentum", unit_half_open)?);
+    set(&mut c.nesterov, t.boolean("nesterov")?);
+    set(&mut c.weight_decay, t.float("weight_decay", at_most(1.0))?);
+    set(&mut c.beta1, t.float("beta1", unit_half_open)?);
+    set(&mut c.beta2, t.float("beta2", unit_half_open)?);
+    set(&mut c.epsilon, t.float("epsilon", positive)?);
+    set(&mut c.schedule, t.choice("schedule", &SCHEDULES)?);
+    let usize_in = |v: Option<i64>| v.map(|v| v as usize);
+    set(
+        &mut c.step_size,
+        usize_in(t.int("step_size", 1, 1_000_000)?),
+    );
+    set(&mut c.gamma, t.float("gamma", positive)?);
+    set(&mut c.min_lr, t.float("min_lr", non_negative)?);
+    set(&mut c.power, t.float("power", positive)?);
+    set(&mut c.epochs, usize_in(t.int("epochs", 1, 100_000)?));
+    set(&mut c.batch_size, usize_in(t.int("batch_size", 1, 4096)?));
+    set(&mut c.backend, t.choice("backend", &BackendKind::ALL)?);
+    set(&mut c.grad_clip, t.float("grad_clip", positive)?.map(Some));
+    set(
+        &mut c.divergence_threshold,
+        t.float("divergence_threshold", positive)?,
+    );
+    set(&mut c.border_w0, t.float("border_w0", non_negative)?);
+    set(&mut c.border_sigma, t.float("border_sigma", positive)?);
+    Ok(c)
+}
+
+/// `[report]`: the defaults with the keys given.
+fn decode_report(r: &mut SectionReader<'_>) -> Result<ReportConfig, ConfigError> {
+    let mut c = ReportConfig::default();
+    set(&mut c.samples, r.int("samples", 0, 32)?.map(|v| v as usize));
+    Ok(c)
+}
+
+/// `[augment]`: the defaults with the keys given.
+fn decode_augment(a: &mut SectionReader<'_>) -> Result<AugmentConfig, ConfigError> {
+    let mut c = AugmentConfig::default();
+    set(&mut c.elastic, a.boolean("elastic")?);
+    set(
+        &mut c.elastic_sigma,
+        a.float("elastic_sigma", at_most(1000.0))?,
+    );
+    set(
+        &mut c.elastic_grid,
+        a.int("elastic_grid", 2, 64)?.map(|v| v as usize),
+    );
+    set(&mut c.flip, a.boolean("flip")?);
+    set(&mut c.shift, a.float("shift", at_most(0.5))?);
+    set(&mut c.rotate, a.float("rotate", at_most(180.0))?);
+    set(&mut c.brightness, a.float("brightness", at_most(1.0))?);
+    set(&mut c.contrast, a.float("contrast", at_most(1.0))?);
+    Ok(c)
+}
+
+/// Decodes one whole section: its keys, then a check that no other key is there.
+fn decode_section<'a, T>(
+    source: &'a Source,
+    root: &'a Table,
+    empty: &'a Table,
+    name: &'static str,
+    decode: fn(&mut SectionReader<'a>) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    let mut reader = section(source, root, empty, name)?;
+    let value = decode(&mut reader)?;
+    reader.finish()?;
+    Ok(value)
+}
+
+impl RunConfig {
+    /// Decodes the run sections of a (merged) config tree: each section starts from its
+    /// `Default` and takes the keys the tree gives.
+    pub fn decode(source: &Source, root: &Table) -> Result<RunConfig, ConfigError> {
+        let empty = Table::default();
+        // [model] first: the data size is checked against the number of levels.
+        let mut m = section(source, root, &empty, "model")?;
+        let model = decode_model(&mut m)?;
+        let widths_node = m.peek("widths");
+        m.finish()?;
+        let mut d = section(source, root, &empty, "data")?;
+        let data = decode_data(&mut d)?;
+        check_size_fits(&d, &data, &model, widths_node)?;
+        d.finish()?;
+        Ok(RunConfig {
+            data,
+            model,
+            train: decode_section(source, root, &empty, "train", decode_train)?,
+            report: decode_section(source, root, &empty, "report", decode_report)?,
+            augment: decode_section(source, root, &empty, "augment", decode_augment)?,
+        })
+    }
+
+    /// Every `section.key` the run sections accept, section by section in [`SECTIONS`] order:
+    /// the keys the decoders read, so this list cannot drift from the parser.
+    pub fn known_keys() -> Vec<String> {
+        let source = Source::new(std::path::Path::new("defaults"), String::new());
+        let empty = Table::default();
+        let mut keys = [
+            keys_read(&source, &empty, "data", decode_data),
+            keys_read(&source, &empty, "model", decode_model),
+            keys_read(&source, &empty, "train", decode_train),
+            keys_read(&source, &empty, "report", decode_report),
+            keys_read(&source, &empty, "augment", decode_augment),
+        ]
+        .concat();
+        let mut seen = std::collections::HashSet::new();
+        keys.retain(|k| seen.insert(k.clone()));
+        keys
+    }
+}
+
+/// The keys one section decoder reads, as `section.key`.
+fn keys_read<'a, T>(
+    source: &'a Source,
+    empty: &'a Table,
+    name: &'static str,
+    decode: fn(&mut SectionReader<'a>) -> Result<T, ConfigError>,
+) -> Vec<String> {
+    let mut reader = SectionReader::new(source, name, empty, None);
+    decode(&mut reader).expect("the defaults decode");
+    reader.known().iter().map(|k| reader.full_key(k)).collect()
 }
 
 #[cfg(test)]
@@ -472,12 +606,9 @@ mod tests {
     fn choice_names_agree_everywhere() {
         same_names(&LossKind::ALL, |k| k.name());
         same_names(&BackendKind::ALL, |k| k.name());
-        same_names(
-            &[("adam", OptimizerKind::Adam), ("sgd", OptimizerKind::Sgd)],
-            |k| match k {
-                OptimizerKind::Adam => "adam",
-                OptimizerKind::Sgd => "sgd",
-            },
-        );
+        same_names(&OPTIMIZERS, |k| match k {
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::Sgd => "sgd",
+        });
     }
 }
