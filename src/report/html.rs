@@ -1,32 +1,25 @@
 //! `index.html`: one static, self-contained page (inline CSS and a few lines of inline script
 //! for sorting; images by relative path) that opens from disk in any browser.
+//!
+//! The markup is maud templates, one small function per part of the page; maud escapes every
+//! value it interpolates, so nothing from an experiment file reaches the page as markup.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Result;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::Renderer;
-use super::html_escape as esc;
-use super::load::ExperimentData;
+use super::effects::AxisEffect;
+use super::load::{ExperimentData, VariantData};
 use super::summary::{self, VariantRow, fmt_effect, verdict};
 use crate::track::write_atomic;
 
 pub struct HtmlRenderer;
 
-const STYLE: &str = r#"
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;color:#222}
-h1{margin-bottom:.2rem} .desc{color:#555;margin-top:0}
-table{border-collapse:collapse;margin:1rem 0;font-size:.92rem}
-th,td{border:1px solid #ddd;padding:.3rem .6rem;text-align:left;vertical-align:top}
-th{background:#f4f4f4} th.sortable{cursor:pointer} th.sortable:after{content:" ⇅";color:#aaa}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-.badge{display:inline-block;padding:.05rem .45rem;border-radius:.6rem;font-size:.8rem;color:#fff}
-.completed{background:#2e7d32}.diverged{background:#e65100}.failed{background:#c62828}.interrupted{background:#6d4c41}.running{background:#1565c0}
-img{max-width:100%;border:1px solid #eee} .pair{display:flex;flex-wrap:wrap;gap:1rem} .pair img{max-width:48%}
-section.variant{border-top:2px solid #eee;margin-top:2rem;padding-top:.5rem}
-.note{color:#a33;font-size:.85rem}
-"#;
+/// The one stylesheet of the report pages (this one and the comparison), inlined into each so
+/// that a page stays a single self-contained file.
+pub const STYLE: &str = include_str!("style.css");
 
 const SORT_SCRIPT: &str = r#"
 document.querySelectorAll("table.sortable").forEach(function(t){
@@ -45,192 +38,237 @@ document.querySelectorAll("table.sortable").forEach(function(t){
 });
 "#;
 
-fn badge(status: &str) -> String {
-    format!(r#"<span class="badge {status}">{status}</span>"#)
+/// The columns of the variant table after the variant name and the grid axes.
+const COLUMNS: [&str; 9] = [
+    "status",
+    "seeds",
+    "best val Dice",
+    "final val Dice",
+    "best epoch",
+    "epochs",
+    "parameters",
+    "train img/s",
+    "time (s)",
+];
+
+/// A variant's still pictures, shown side by side: (file, alt text).
+const PICTURES: [(&str, &str); 2] = [("loss.png", "loss"), ("metrics.png", "validation metrics")];
+
+/// A variant's larger pictures, one under a heading each: (file, title).
+const FIGURES: [(&str, &str); 3] = [
+    (
+        "overlay.png",
+        "Best epoch: image | truth | prediction | overlays",
+    ),
+    ("progress.gif", "Prediction epoch by epoch"),
+    ("results.gif", "Results, sample by sample"),
+];
+
+/// A whole page: the doctype, a head with `title` and the stylesheet, and `body`.
+pub fn page_shell(title: &str, body: Markup) -> String {
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body { (body) }
+        }
+    };
+    page.into_string() + "\n"
 }
 
-fn variant_table(rows: &[VariantRow], axes: &[String]) -> String {
-    let mut s =
-        String::from("<table class=\"sortable\"><thead><tr><th class=\"sortable\">variant</th>");
-    for a in axes {
-        let _ = write!(s, "<th class=\"sortable\">{}</th>", esc(a));
-    }
-    s.push_str(
-        "<th class=\"sortable\">status</th><th class=\"sortable\">seeds</th>\
-         <th class=\"sortable\">best val Dice</th><th class=\"sortable\">final val Dice</th>\
-         <th class=\"sortable\">best epoch</th><th class=\"sortable\">epochs</th>\
-         <th class=\"sortable\">parameters</th><th class=\"sortable\">train img/s</th>\
-         <th class=\"sortable\">time (s)</th></tr></thead><tbody>",
-    );
-    for r in rows {
-        let _ = write!(
-            s,
-            "<tr><td><a href=\"#v-{}\">{}</a></td>",
-            esc(&r.slug),
-            esc(&r.name)
-        );
-        for a in axes {
-            let level = r.level(a);
-            let _ = write!(s, "<td>{}</td>", esc(level));
+fn badge(status: &str) -> Markup {
+    html! { span class={ "badge " (status) } { (status) } }
+}
+
+/// "1.5", or "—" for no value.
+fn one_decimal(value: Option<f64>) -> String {
+    value.map_or_else(|| "—".into(), |v| format!("{v:.1}"))
+}
+
+/// Name, description, where the metrics are, and the data the runs trained on.
+fn overview(exp: &ExperimentData) -> Markup {
+    let m = &exp.manifest;
+    let dataset = exp
+        .variants
+        .iter()
+        .flat_map(|v| v.runs.iter())
+        .find_map(|r| r.record.dataset.as_ref());
+    html! {
+        h1 { (m.name) }
+        p.desc { (m.description) }
+        p {
+            (m.variants.len()) " variant(s), seeds " (format!("{:?}", m.seeds)) ", from "
+            code { (m.source_file) } ". Metrics: " code { "metrics.parquet" } ", "
+            code { "steps.parquet" } "."
         }
-        let _ = write!(
-            s,
-            "<td data-v=\"{status}\">{badge}</td><td class=\"num\">{seeds}</td>\
-             <td class=\"num\" data-v=\"{bm}\">{best}</td><td class=\"num\">{last}</td>\
-             <td class=\"num\">{be}</td><td class=\"num\">{epochs}</td><td class=\"num\">{params}</td>\
-             <td class=\"num\">{speed}</td><td class=\"num\">{secs:.1}</td></tr>",
-            status = r.status.as_str(),
-            badge = badge(r.status.as_str()),
-            seeds = r.seeds,
-            bm = r.best_mean(),
-            best = r.best(),
-            last = r.last(),
-            be = r
-                .best_epoch
-                .map(|e| format!("{e:.1}"))
-                .unwrap_or("—".into()),
-            epochs = r.epochs,
-            params = r.parameters,
-            speed = r
-                .images_per_sec
-                .map(|v| format!("{v:.1}"))
-                .unwrap_or("—".into()),
-            secs = r.train_seconds,
-        );
+        @if let Some(info) = dataset {
+            p {
+                "Data: " (info.source) " — " (info.images) " images of " (info.height) "×"
+                (info.width) " from " (info.subjects) " subjects, "
+                (format!("{:.0}", 100.0 * info.empty_mask_share)) "% with empty masks; "
+                (info.train_images) " training / " (info.val_images)
+                " validation images (validation subjects " (format!("{:?}", info.val_subjects))
+                ")."
+            }
+        }
     }
-    s.push_str("</tbody></table>");
-    s
+}
+
+fn variant_row(r: &VariantRow, axes: &[String]) -> Markup {
+    html! {
+        tr {
+            td { a href={ "#v-" (r.slug) } { (r.name) } }
+            @for a in axes { td { (r.level(a)) } }
+            td data-v=(r.status.as_str()) { (badge(r.status.as_str())) }
+            td.num { (r.seeds) }
+            td.num data-v=(r.best_mean()) { (r.best()) }
+            td.num { (r.last()) }
+            td.num { (one_decimal(r.best_epoch)) }
+            td.num { (r.epochs) }
+            td.num { (r.parameters) }
+            td.num { (one_decimal(r.images_per_sec)) }
+            td.num { (format!("{:.1}", r.train_seconds)) }
+        }
+    }
+}
+
+/// One row per variant, every column sortable.
+fn variant_table(rows: &[VariantRow], axes: &[String]) -> Markup {
+    html! {
+        table.sortable {
+            thead {
+                tr {
+                    th.sortable { "variant" }
+                    @for a in axes { th.sortable { (a) } }
+                    @for c in COLUMNS { th.sortable { (c) } }
+                }
+            }
+            tbody {
+                @for r in rows { (variant_row(r, axes)) }
+            }
+        }
+    }
+}
+
+/// The table, then why any run diverged or failed.
+fn variants(rows: &[VariantRow], axes: &[String]) -> Markup {
+    html! {
+        h2 { "Variants" }
+        p {
+            "Dice: mean over validation images, an empty prediction of an empty mask scoring 1 \
+             (the Kaggle rule); mean ± sd over seeds. Click a column to sort."
+        }
+        (variant_table(rows, axes))
+        @for r in rows {
+            @for n in &r.notes { p.note { (r.name) ": " (n) } }
+        }
+    }
+}
+
+/// The experiment-wide charts.
+fn all_variants() -> Markup {
+    html! {
+        h2 { "All variants" }
+        div.pair {
+            img src="loss.png" alt="loss of every variant";
+            img src="dice.png" alt="validation Dice of every variant";
+        }
+    }
+}
+
+fn effect_table(e: &AxisEffect) -> Markup {
+    html! {
+        h3 { (e.axis) }
+        p { (verdict(e)) }
+        table {
+            thead {
+                tr {
+                    th { "level" }
+                    th { "mean best Dice" }
+                    th { "difference vs \"" (e.reference) "\" [95% CI]" }
+                    th { "seeds" }
+                }
+            }
+            tbody {
+                @for l in &e.levels {
+                    tr {
+                        td { (l.level) }
+                        td.num { (format!("{:.4}", l.mean_dice)) }
+                        td.num {
+                            @if l.level == e.reference { "reference" }
+                            @else { (fmt_effect(l.difference, l.ci95)) }
+                        }
+                        td.num { (l.seeds) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One table per grid axis; nothing without a grid.
+fn main_effects(effects: &[AxisEffect]) -> Markup {
+    html! {
+        @if !effects.is_empty() {
+            h2 { "Main effects" }
+            p {
+                "Difference in best validation Dice against the first level of each grid axis, \
+                 averaged over the other axes; in brackets the 95% interval across seeds \
+                 (t distribution)."
+            }
+            @for e in effects { (effect_table(e)) }
+        }
+    }
+}
+
+/// A variant's levels, numbers and pictures (those that exist), under its anchor.
+fn variant_section(v: &VariantData, r: &VariantRow) -> Markup {
+    let exists = |file: &str| v.dir.join(file).exists();
+    let pictures: Vec<_> = PICTURES.iter().filter(|(file, _)| exists(file)).collect();
+    html! {
+        section.variant id={ "v-" (v.slug) } {
+            h2 { (v.name) " " (badge(r.status.as_str())) }
+            @if !v.levels.is_empty() {
+                p {
+                    @for (i, (axis, level)) in v.levels.iter().enumerate() {
+                        @if i > 0 { ", " }
+                        (axis) " = " (level)
+                    }
+                }
+            }
+            p { "Best validation Dice " (r.best()) "; final " (r.last()) "." }
+            @if !pictures.is_empty() {
+                div.pair {
+                    @for (file, alt) in pictures { img src={ (v.slug) "/" (file) } alt=(alt); }
+                }
+            }
+            @for (file, title) in FIGURES {
+                @if exists(file) {
+                    h3 { (title) }
+                    img src={ (v.slug) "/" (file) } alt=(title);
+                }
+            }
+        }
+    }
 }
 
 pub fn render_page(exp: &ExperimentData) -> String {
     let rows = summary::rows(exp);
     let effects = summary::effects(exp);
-    let m = &exp.manifest;
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{name} — unet-lab report</title><style>{STYLE}</style></head><body>\
-         <h1>{name}</h1><p class=\"desc\">{desc}</p>",
-        name = esc(&m.name),
-        desc = esc(&m.description),
-    );
-    let _ = write!(
-        s,
-        "<p>{} variant(s), seeds {:?}, from <code>{}</code>. Metrics: <code>metrics.parquet</code>, \
-         <code>steps.parquet</code>.</p>",
-        m.variants.len(),
-        m.seeds,
-        esc(&m.source_file)
-    );
-    if let Some(info) = exp
-        .variants
-        .iter()
-        .flat_map(|v| v.runs.iter())
-        .find_map(|r| r.record.dataset.as_ref())
-    {
-        let _ = write!(
-            s,
-            "<p>Data: {} — {} images of {}×{} from {} subjects, {:.0}% with empty masks; \
-             {} training / {} validation images (validation subjects {:?}).</p>",
-            esc(&info.source),
-            info.images,
-            info.height,
-            info.width,
-            info.subjects,
-            100.0 * info.empty_mask_share,
-            info.train_images,
-            info.val_images,
-            info.val_subjects
-        );
-    }
-    s.push_str("<h2>Variants</h2><p>Dice: mean over validation images, an empty prediction of an empty mask scoring 1 (the Kaggle rule); mean ± sd over seeds. Click a column to sort.</p>");
-    s.push_str(&variant_table(&rows, &m.axes));
-    for r in rows.iter().filter(|r| !r.notes.is_empty()) {
-        for n in &r.notes {
-            let _ = write!(s, "<p class=\"note\">{}: {}</p>", esc(&r.name), esc(n));
-        }
-    }
-    s.push_str("<h2>All variants</h2><div class=\"pair\"><img src=\"loss.png\" alt=\"loss of every variant\"><img src=\"dice.png\" alt=\"validation Dice of every variant\"></div>");
-    if !effects.is_empty() {
-        s.push_str("<h2>Main effects</h2><p>Difference in best validation Dice against the first level of each grid axis, averaged over the other axes; in brackets the 95% interval across seeds (t distribution).</p>");
-        for e in &effects {
-            let _ = write!(
-                s,
-                "<h3>{}</h3><p>{}</p><table><thead><tr><th>level</th><th>mean best Dice</th><th>difference vs \"{}\" [95% CI]</th><th>seeds</th></tr></thead><tbody>",
-                esc(&e.axis),
-                esc(&verdict(e)),
-                esc(&e.reference)
-            );
-            for l in &e.levels {
-                let _ = write!(
-                    s,
-                    "<tr><td>{}</td><td class=\"num\">{:.4}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-                    esc(&l.level),
-                    l.mean_dice,
-                    if l.level == e.reference {
-                        "reference".to_string()
-                    } else {
-                        fmt_effect(l.difference, l.ci95)
-                    },
-                    l.seeds
-                );
-            }
-            s.push_str("</tbody></table>");
-        }
-    }
-    for (v, r) in exp.variants.iter().zip(&rows) {
-        let dir = esc(&v.slug);
-        let _ = write!(
-            s,
-            "<section class=\"variant\" id=\"v-{dir}\"><h2>{} {}</h2>",
-            esc(&v.name),
-            badge(r.status.as_str())
-        );
-        if !v.levels.is_empty() {
-            let levels: Vec<String> = v
-                .levels
-                .iter()
-                .map(|(a, l)| format!("{} = {}", esc(a), esc(l)))
-                .collect();
-            let _ = write!(s, "<p>{}</p>", levels.join(", "));
-        }
-        let _ = write!(
-            s,
-            "<p>Best validation Dice {}; final {}.</p>",
-            r.best(),
-            r.last()
-        );
-        let exists = |name: &str| v.dir.join(name).exists();
-        let mut imgs = String::new();
-        for (file, alt) in [("loss.png", "loss"), ("metrics.png", "validation metrics")] {
-            if exists(file) {
-                let _ = write!(imgs, "<img src=\"{dir}/{file}\" alt=\"{alt}\">");
-            }
-        }
-        if !imgs.is_empty() {
-            let _ = write!(s, "<div class=\"pair\">{imgs}</div>");
-        }
-        for (file, title) in [
-            (
-                "overlay.png",
-                "Best epoch: image | truth | prediction | overlays",
-            ),
-            ("progress.gif", "Prediction epoch by epoch"),
-            ("results.gif", "Results, sample by sample"),
-        ] {
-            if exists(file) {
-                let _ = write!(
-                    s,
-                    "<h3>{title}</h3><img src=\"{dir}/{file}\" alt=\"{title}\">"
-                );
-            }
-        }
-        s.push_str("</section>");
-    }
-    let _ = writeln!(s, "<script>{SORT_SCRIPT}</script></body></html>");
-    s
+    let body = html! {
+        (overview(exp))
+        (variants(&rows, &exp.manifest.axes))
+        (all_variants())
+        (main_effects(&effects))
+        @for (v, r) in exp.variants.iter().zip(&rows) { (variant_section(v, r)) }
+        script { (PreEscaped(SORT_SCRIPT)) }
+    };
+    page_shell(&format!("{} — unet-lab report", exp.manifest.name), body)
 }
 
 impl Renderer for HtmlRenderer {
@@ -242,5 +280,84 @@ impl Renderer for HtmlRenderer {
         let path = exp.dir.join("index.html");
         write_atomic(&path, render_page(exp).as_bytes())?;
         Ok(vec![path])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::load::RunData;
+    use crate::track::RunStatus;
+    use crate::track::manifest::{ExperimentManifest, RunRecord};
+
+    /// An experiment of one failed variant, its text chosen to break naive markup.
+    fn hostile(name: &str, slug: &str, description: &str, message: &str) -> ExperimentData {
+        let record = RunRecord {
+            seed: 0,
+            config_hash: String::new(),
+            status: RunStatus::Failed,
+            started: String::new(),
+            ended: None,
+            backend: String::new(),
+            device: String::new(),
+            epochs_done: 0,
+            best_epoch: None,
+            best_dice: None,
+            final_dice: None,
+            divergence: None,
+            message: Some(message.into()),
+            snapshot_samples: Vec::new(),
+            dataset: None,
+            parameters: 0,
+        };
+        let dir = PathBuf::from("/nonexistent/unet-lab-html-test");
+        ExperimentData {
+            manifest: ExperimentManifest {
+                name: name.into(),
+                description: description.into(),
+                seeds: vec![0],
+                axes: Vec::new(),
+                variants: vec![(name.into(), slug.into())],
+                source_file: "<file>.toml".into(),
+            },
+            variants: vec![VariantData {
+                name: name.into(),
+                slug: slug.into(),
+                dir: dir.join(slug),
+                levels: vec![("train.loss".into(), "<i>mse</i>".into())],
+                manifest: None,
+                runs: vec![RunData {
+                    seed: 0,
+                    record,
+                    train: Vec::new(),
+                    val: Vec::new(),
+                    steps: Vec::new(),
+                    snapshots: None,
+                }],
+            }],
+            dir,
+        }
+    }
+
+    #[test]
+    fn hostile_names_and_notes_are_escaped() {
+        let name = "<script>alert(1)</script>";
+        let page = render_page(&hostile(name, "a\"b", "say \"&<>\"", "\"&<>"));
+        assert!(!page.contains(name), "raw variant name on the page");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(page.contains("<title>&lt;script&gt;alert(1)&lt;/script&gt; — unet-lab report"));
+        // The note (from the run's message), the description, a level and the source file.
+        assert!(page.contains("seed 0: failed — &quot;&amp;&lt;&gt;</p>"));
+        assert!(page.contains("say &quot;&amp;&lt;&gt;&quot;"));
+        assert!(page.contains("train.loss = &lt;i&gt;mse&lt;/i&gt;"));
+        assert!(page.contains("<code>&lt;file&gt;.toml</code>"));
+        assert!(!page.contains("\"&<>") && !page.contains("<i>"));
+        // Attribute values too: the slug in the link and the anchor.
+        assert!(page.contains(r##"href="#v-a&quot;b""##));
+        assert!(page.contains(r#"id="v-a&quot;b""#));
+        // The only script is the page's own; the stylesheet is the shared file, verbatim.
+        assert_eq!(page.matches("<script>").count(), 1);
+        assert!(page.contains(&format!("<style>{STYLE}</style>")));
+        assert!(page.contains(r#"<span class="badge failed">failed</span>"#));
     }
 }

@@ -6,18 +6,26 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::Renderer;
-use super::load::ExperimentData;
+use super::effects::AxisEffect;
+use super::load::{ExperimentData, VariantData};
 use super::markdown_escape as esc;
-use super::summary::{self, fmt_effect, verdict};
+use super::summary::{self, VariantRow, fmt_effect, verdict};
+use crate::track::manifest::ExperimentManifest;
 use crate::track::write_atomic;
 
 pub struct MarkdownRenderer;
 
-pub fn render_markdown(exp: &ExperimentData) -> String {
-    let rows = summary::rows(exp);
-    let effects = summary::effects(exp);
-    let m = &exp.manifest;
-    let mut s = String::new();
+/// A variant's pictures, in page order: (file, alt text).
+const PICTURES: [(&str, &str); 5] = [
+    ("loss.png", "loss"),
+    ("metrics.png", "validation metrics"),
+    ("overlay.png", "best epoch overlays"),
+    ("progress.gif", "prediction epoch by epoch"),
+    ("results.gif", "results"),
+];
+
+/// Title, description and how to read the numbers.
+fn header(s: &mut String, m: &ExperimentManifest) {
     let _ = writeln!(s, "# {}\n", esc(&m.name));
     if !m.description.is_empty() {
         let _ = writeln!(s, "{}\n", esc(&m.description));
@@ -27,18 +35,22 @@ pub fn render_markdown(exp: &ExperimentData) -> String {
         "Seeds: {:?}. Dice is the mean over validation images (empty prediction of an empty mask = 1), mean ± sd over seeds.\n",
         m.seeds
     );
+}
+
+/// One row per variant, then why any run diverged or failed.
+fn variant_table(s: &mut String, rows: &[VariantRow], axes: &[String]) {
     let _ = write!(s, "| variant |");
-    for a in &m.axes {
+    for a in axes {
         let _ = write!(s, " {} |", esc(a));
     }
     let _ = writeln!(
         s,
         " status | best val Dice | final val Dice | best epoch | epochs |"
     );
-    let _ = writeln!(s, "|{}", "---|".repeat(m.axes.len() + 6));
-    for r in &rows {
+    let _ = writeln!(s, "|{}", "---|".repeat(axes.len() + 6));
+    for r in rows {
         let _ = write!(s, "| {} |", esc(&r.name));
-        for a in &m.axes {
+        for a in axes {
             let level = r.level(a);
             let _ = write!(s, " {} |", esc(level));
         }
@@ -59,51 +71,62 @@ pub fn render_markdown(exp: &ExperimentData) -> String {
             let _ = writeln!(s, "\n- {}: {}", esc(&r.name), esc(n));
         }
     }
-    let _ = writeln!(s, "\n![loss](loss.png)\n\n![validation Dice](dice.png)\n");
-    if !effects.is_empty() {
+}
+
+/// One table per grid axis; nothing without a grid.
+fn main_effects(s: &mut String, effects: &[AxisEffect]) {
+    if effects.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "## Main effects\n\nDifference in best validation Dice against the first level of each axis, averaged over the other axes, with the 95% interval across seeds.\n"
+    );
+    for e in effects {
+        let _ = writeln!(s, "### {}\n\n{}\n", esc(&e.axis), esc(&verdict(e)));
         let _ = writeln!(
             s,
-            "## Main effects\n\nDifference in best validation Dice against the first level of each axis, averaged over the other axes, with the 95% interval across seeds.\n"
+            "| level | mean best Dice | difference vs {} [95% CI] | seeds |\n|---|---|---|---|",
+            esc(&e.reference)
         );
-        for e in &effects {
-            let _ = writeln!(s, "### {}\n\n{}\n", esc(&e.axis), esc(&verdict(e)));
+        for l in &e.levels {
+            let diff = if l.level == e.reference {
+                "reference".to_string()
+            } else {
+                fmt_effect(l.difference, l.ci95)
+            };
             let _ = writeln!(
                 s,
-                "| level | mean best Dice | difference vs {} [95% CI] | seeds |\n|---|---|---|---|",
-                esc(&e.reference)
+                "| {} | {:.4} | {} | {} |",
+                esc(&l.level),
+                l.mean_dice,
+                diff,
+                l.seeds
             );
-            for l in &e.levels {
-                let diff = if l.level == e.reference {
-                    "reference".to_string()
-                } else {
-                    fmt_effect(l.difference, l.ci95)
-                };
-                let _ = writeln!(
-                    s,
-                    "| {} | {:.4} | {} | {} |",
-                    esc(&l.level),
-                    l.mean_dice,
-                    diff,
-                    l.seeds
-                );
-            }
-            s.push('\n');
         }
+        s.push('\n');
     }
-    for v in &exp.variants {
+}
+
+/// A heading per variant and those of its pictures that exist.
+fn variant_sections(s: &mut String, variants: &[VariantData]) {
+    for v in variants {
         let _ = writeln!(s, "## {}\n", esc(&v.name));
-        for (file, alt) in [
-            ("loss.png", "loss"),
-            ("metrics.png", "validation metrics"),
-            ("overlay.png", "best epoch overlays"),
-            ("progress.gif", "prediction epoch by epoch"),
-            ("results.gif", "results"),
-        ] {
+        for (file, alt) in PICTURES {
             if v.dir.join(file).exists() {
                 let _ = writeln!(s, "![{alt}]({}/{file})\n", v.slug);
             }
         }
     }
+}
+
+pub fn render_markdown(exp: &ExperimentData) -> String {
+    let mut s = String::new();
+    header(&mut s, &exp.manifest);
+    variant_table(&mut s, &summary::rows(exp), &exp.manifest.axes);
+    let _ = writeln!(s, "\n![loss](loss.png)\n\n![validation Dice](dice.png)\n");
+    main_effects(&mut s, &summary::effects(exp));
+    variant_sections(&mut s, &exp.variants);
     s
 }
 

@@ -62,22 +62,6 @@ pub fn render_experiment(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// Escapes text for HTML element content and attribute values.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 /// Escapes text for a Markdown table cell.
 pub fn markdown_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -100,10 +84,6 @@ mod tests {
 
     #[test]
     fn escaping() {
-        assert_eq!(
-            html_escape("<b>x</b> & \"q\""),
-            "&lt;b&gt;x&lt;/b&gt; &amp; &quot;q&quot;"
-        );
         assert_eq!(markdown_escape("a|b<i>"), "a\\|b\\<i\\>");
     }
 }

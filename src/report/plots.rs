@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::Renderer;
@@ -69,133 +71,141 @@ pub struct Chart {
     pub y_range: Option<(f64, f64)>,
 }
 
+/// The chart area the lines are drawn in: linear x, linear or logarithmic y.
+type Plot<'a, 'b, Y> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, Y>>;
+
+fn draw_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
+    anyhow!("cannot draw chart: {e}")
+}
+
+/// The smallest and largest value, widened to one unit when they coincide; (0, 1) for none.
+fn span(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (a, b) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    if a.is_finite() {
+        (a, if b > a { b } else { a + 1.0 })
+    } else {
+        (0.0, 1.0)
+    }
+}
+
 impl Chart {
+    /// Every finite point of the lines and their bands.
+    fn points(&self) -> Vec<(f64, f64)> {
+        self.lines
+            .iter()
+            .flat_map(|l| {
+                l.points
+                    .iter()
+                    .copied()
+                    .chain(l.band.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]))
+            })
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect()
+    }
+
+    /// The x and y ranges of the data (y as given, when given), and whether y is log-scaled:
+    /// unless given, when the values are positive and span two decades.
+    fn ranges(&self) -> ((f64, f64), (f64, f64), bool) {
+        let all = self.points();
+        let x = span(all.iter().map(|p| p.0));
+        let y = self
+            .y_range
+            .unwrap_or_else(|| span(all.iter().map(|p| p.1)));
+        let log = self.y_range.is_none() && y.0 > 0.0 && y.1 / y.0 > 100.0;
+        (x, y, log)
+    }
+
+    /// A line, its band (if any) under it, and its legend entry (if labelled).
+    fn draw_line<Y>(&self, chart: &mut Plot<'_, '_, Y>, line: &Line) -> Result<()>
+    where
+        Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
+        if line.band.len() > 1 {
+            let mut poly: Vec<(f64, f64)> = line.band.iter().map(|&(x, _, hi)| (x, hi)).collect();
+            poly.extend(line.band.iter().rev().map(|&(x, lo, _)| (x, lo)));
+            chart
+                .draw_series(std::iter::once(Polygon::new(
+                    poly,
+                    line.color.mix(0.15).filled(),
+                )))
+                .map_err(draw_err)?;
+        }
+        let style = line.color.mix(line.alpha).stroke_width(line.width);
+        let anno = if line.dashed {
+            chart
+                .draw_series(DashedLineSeries::new(line.points.clone(), 6, 4, style))
+                .map_err(draw_err)?
+        } else {
+            chart
+                .draw_series(LineSeries::new(line.points.clone(), style))
+                .map_err(draw_err)?
+        };
+        if let Some(label) = &line.label {
+            let (color, dashed) = (line.color, line.dashed);
+            anno.label(label.as_str()).legend(move |(x, y)| {
+                let pts = if dashed {
+                    vec![(x, y), (x + 7, y)]
+                } else {
+                    vec![(x, y), (x + 18, y)]
+                };
+                PathElement::new(pts, color.stroke_width(2))
+            });
+        }
+        Ok(())
+    }
+
+    /// Grid and axis labels, the lines, and the legend when any line has a label.
+    fn draw<'a, 'b: 'a, Y>(&self, mut chart: Plot<'a, 'b, Y>) -> Result<()>
+    where
+        Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
+        chart
+            .configure_mesh()
+            .x_desc(self.x_desc.as_str())
+            .y_desc(self.y_desc.as_str())
+            .label_style((FONT_FAMILY, 12))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(draw_err)?;
+        for line in &self.lines {
+            self.draw_line(&mut chart, line)?;
+        }
+        if self.lines.iter().any(|l| l.label.is_some()) {
+            chart
+                .configure_series_labels()
+                .label_font((FONT_FAMILY, 12))
+                .background_style(WHITE.mix(0.85))
+                .border_style(RGBColor(200, 200, 200))
+                .position(SeriesLabelPosition::UpperRight)
+                .draw()
+                .map_err(draw_err)?;
+        }
+        Ok(())
+    }
+
     pub fn render_png(&self) -> Result<Vec<u8>> {
         ensure_font();
         let mut canvas = Canvas::new(W as usize, H as usize, 255);
         {
             let root = BitMapBackend::with_buffer(&mut canvas.rgb, (W, H)).into_drawing_area();
-            let err = |e: DrawingAreaErrorKind<_>| anyhow!("cannot draw chart: {e}");
-            let all: Vec<(f64, f64)> = self
-                .lines
-                .iter()
-                .flat_map(|l| {
-                    l.points
-                        .iter()
-                        .copied()
-                        .chain(l.band.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]))
-                })
-                .filter(|(x, y)| x.is_finite() && y.is_finite())
-                .collect();
-            let (x0, x1) = all
-                .iter()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
-                    (a.min(p.0), b.max(p.0))
-                });
-            let (x0, x1) = if x0.is_finite() {
-                (x0, if x1 > x0 { x1 } else { x0 + 1.0 })
-            } else {
-                (0.0, 1.0)
-            };
-            let (y0, y1) = match self.y_range {
-                Some(r) => r,
-                None => {
-                    let (a, b) = all
-                        .iter()
-                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
-                            (a.min(p.1), b.max(p.1))
-                        });
-                    if a.is_finite() {
-                        (a, if b > a { b } else { a + 1.0 })
-                    } else {
-                        (0.0, 1.0)
-                    }
-                }
-            };
-            let log = self.y_range.is_none() && y0 > 0.0 && y1 / y0 > 100.0;
+            let ((x0, x1), (y0, y1), log) = self.ranges();
             let mut builder = ChartBuilder::on(&root);
             builder
                 .caption(&self.title, (FONT_FAMILY, 18))
                 .margin(12)
                 .x_label_area_size(36)
                 .y_label_area_size(60);
-            macro_rules! draw {
-                ($chart:expr) => {{
-                    let mut chart = $chart;
-                    chart
-                        .configure_mesh()
-                        .x_desc(self.x_desc.as_str())
-                        .y_desc(self.y_desc.as_str())
-                        .label_style((FONT_FAMILY, 12))
-                        .light_line_style(RGBColor(235, 235, 235))
-                        .draw()
-                        .map_err(err)?;
-                    for line in &self.lines {
-                        if line.band.len() > 1 {
-                            let mut poly: Vec<(f64, f64)> =
-                                line.band.iter().map(|&(x, _, hi)| (x, hi)).collect();
-                            poly.extend(line.band.iter().rev().map(|&(x, lo, _)| (x, lo)));
-                            chart
-                                .draw_series(std::iter::once(Polygon::new(
-                                    poly,
-                                    line.color.mix(0.15).filled(),
-                                )))
-                                .map_err(err)?;
-                        }
-                        let style = line.color.mix(line.alpha).stroke_width(line.width);
-                        let anno = if line.dashed {
-                            chart
-                                .draw_series(DashedLineSeries::new(
-                                    line.points.clone(),
-                                    6,
-                                    4,
-                                    style,
-                                ))
-                                .map_err(err)?
-                        } else {
-                            chart
-                                .draw_series(LineSeries::new(line.points.clone(), style))
-                                .map_err(err)?
-                        };
-                        if let Some(label) = &line.label {
-                            let (color, dashed) = (line.color, line.dashed);
-                            anno.label(label.as_str()).legend(move |(x, y)| {
-                                let pts = if dashed {
-                                    vec![(x, y), (x + 7, y)]
-                                } else {
-                                    vec![(x, y), (x + 18, y)]
-                                };
-                                PathElement::new(pts, color.stroke_width(2))
-                            });
-                        }
-                    }
-                    if self.lines.iter().any(|l| l.label.is_some()) {
-                        chart
-                            .configure_series_labels()
-                            .label_font((FONT_FAMILY, 12))
-                            .background_style(WHITE.mix(0.85))
-                            .border_style(RGBColor(200, 200, 200))
-                            .position(SeriesLabelPosition::UpperRight)
-                            .draw()
-                            .map_err(err)?;
-                    }
-                }};
-            }
             if log {
-                draw!(
-                    builder
-                        .build_cartesian_2d(x0..x1, (y0 * 0.9..y1 * 1.1).log_scale())
-                        .map_err(err)?
-                );
+                let y = (y0 * 0.9..y1 * 1.1).log_scale();
+                self.draw(builder.build_cartesian_2d(x0..x1, y).map_err(draw_err)?)?;
             } else {
                 let pad = (y1 - y0) * 0.05;
-                draw!(
-                    builder
-                        .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
-                        .map_err(err)?
-                );
+                let y = (y0 - pad)..(y1 + pad);
+                self.draw(builder.build_cartesian_2d(x0..x1, y).map_err(draw_err)?)?;
             }
-            root.present().map_err(err)?;
+            root.present().map_err(draw_err)?;
         }
         canvas.to_png()
     }
