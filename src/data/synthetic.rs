@@ -93,98 +93,125 @@ impl Oval {
     }
 }
 
-fn draw(a: &Anatomy, h: usize, w: usize, rng: &mut StdRng) -> (Vec<f32>, Vec<u8>) {
-    let (hf, wf) = (h as f32, w as f32);
-    let has_nerve = rng.random_bool(0.5);
-    let has_vessel = rng.random_bool(0.6);
-    let nerve = Oval {
-        cx: (a.nerve_at.0 + 0.06 * standard_normal(rng)) * wf,
-        cy: (a.nerve_at.1 + 0.05 * standard_normal(rng)) * hf,
-        rx: a.nerve_size.0 * wf * rng.random_range(0.8..1.2),
-        ry: a.nerve_size.1 * hf * rng.random_range(0.8..1.2),
-        angle: rng.random_range(-0.6..0.6),
-    };
-    // The vessel keeps clear of the nerve so the two never overlap.
-    let mut vessel = Oval {
-        cx: 0.0,
-        cy: 0.0,
-        rx: 0.0,
-        ry: 0.0,
-        angle: 0.0,
-    };
-    for _ in 0..20 {
-        let r = rng.random_range(0.06..0.10) * wf.min(hf);
-        vessel = Oval {
-            cx: rng.random_range(0.15..0.85) * wf,
-            cy: rng.random_range(0.2..0.8) * hf,
-            rx: r * rng.random_range(0.9..1.1),
-            ry: r,
+/// One image's objects: the nerve (when present) with its fascicles, and the vessel.
+struct Scene {
+    nerve: Option<Oval>,
+    fascicles: Vec<(f32, f32, f32)>, // (x, y, radius) in pixels
+    vessel: Option<Oval>,
+}
+
+impl Scene {
+    /// Draws the objects of one image of a subject (`h × w` pixels).
+    fn draw(a: &Anatomy, h: usize, w: usize, rng: &mut StdRng) -> Self {
+        let (hf, wf) = (h as f32, w as f32);
+        let has_nerve = rng.random_bool(0.5);
+        let has_vessel = rng.random_bool(0.6);
+        let nerve = Oval {
+            cx: (a.nerve_at.0 + 0.06 * standard_normal(rng)) * wf,
+            cy: (a.nerve_at.1 + 0.05 * standard_normal(rng)) * hf,
+            rx: a.nerve_size.0 * wf * rng.random_range(0.8..1.2),
+            ry: a.nerve_size.1 * hf * rng.random_range(0.8..1.2),
+            angle: rng.random_range(-0.6..0.6),
+        };
+        let vessel = Self::vessel_clear_of(&nerve, hf, wf, rng);
+        let fascicles = (0..rng.random_range(2..5))
+            .map(|_| {
+                let t = rng.random_range(0.0..std::f32::consts::TAU);
+                let r = rng.random_range(0.0..0.55);
+                (
+                    nerve.cx + r * nerve.rx * t.cos(),
+                    nerve.cy + r * nerve.ry * t.sin(),
+                    rng.random_range(0.12..0.22) * nerve.rx.min(nerve.ry),
+                )
+            })
+            .collect();
+        Self {
+            nerve: has_nerve.then_some(nerve),
+            fascicles,
+            vessel: has_vessel.then_some(vessel),
+        }
+    }
+
+    /// The vessel keeps clear of the nerve so the two never overlap (20 tries, then the last).
+    fn vessel_clear_of(nerve: &Oval, hf: f32, wf: f32, rng: &mut StdRng) -> Oval {
+        let mut vessel = Oval {
+            cx: 0.0,
+            cy: 0.0,
+            rx: 0.0,
+            ry: 0.0,
             angle: 0.0,
         };
-        let gap = ((vessel.cx - nerve.cx).powi(2) + (vessel.cy - nerve.cy).powi(2)).sqrt();
-        if gap > 1.6 * (nerve.rx.max(nerve.ry) + vessel.rx) {
-            break;
+        for _ in 0..20 {
+            let r = rng.random_range(0.06..0.10) * wf.min(hf);
+            vessel = Oval {
+                cx: rng.random_range(0.15..0.85) * wf,
+                cy: rng.random_range(0.2..0.8) * hf,
+                rx: r * rng.random_range(0.9..1.1),
+                ry: r,
+                angle: 0.0,
+            };
+            let gap = ((vessel.cx - nerve.cx).powi(2) + (vessel.cy - nerve.cy).powi(2)).sqrt();
+            if gap > 1.6 * (nerve.rx.max(nerve.ry) + vessel.rx) {
+                break;
+            }
         }
+        vessel
     }
-    let fascicles: Vec<(f32, f32, f32)> = (0..rng.random_range(2..5))
-        .map(|_| {
-            let t = rng.random_range(0.0..std::f32::consts::TAU);
-            let r = rng.random_range(0.0..0.55);
-            (
-                nerve.cx + r * nerve.rx * t.cos(),
-                nerve.cy + r * nerve.ry * t.sin(),
-                rng.random_range(0.12..0.22) * nerve.rx.min(nerve.ry),
-            )
-        })
-        .collect();
 
-    let mut image = vec![0f32; h * w];
-    let mut mask = vec![0u8; h * w];
-    for y in 0..h {
-        let yf = y as f32 + 0.5;
-        let depth = yf / hf;
-        let base = a.brightness * (-a.attenuation * depth).exp();
-        for x in 0..w {
-            let xf = x as f32 + 0.5;
-            let mut v = base;
-            for &(cy, half, gain, tilt) in &a.bands {
-                let centre = (cy + tilt * (xf / wf - 0.5)) * hf;
-                let d = (yf - centre) / (half * hf);
-                v += gain * (-d * d).exp() * (-a.attenuation * depth).exp();
-            }
-            if has_vessel {
-                let r = vessel.radius(xf, yf);
-                if r < 1.0 {
-                    v *= 0.15;
-                } else if yf > vessel.cy && (xf - vessel.cx).abs() < vessel.rx {
-                    // Posterior enhancement: a brighter column below the vessel.
-                    let below = (yf - vessel.cy - vessel.ry) / (3.0 * vessel.ry);
-                    if below > 0.0 {
-                        v *= 1.0 + 0.5 * (-below).exp();
-                    }
-                }
-            }
-            if has_nerve {
-                let r = nerve.radius(xf, yf);
-                if r < 1.0 {
-                    mask[y * w + x] = 1;
-                }
-                if r < 0.85 {
-                    v *= 0.45;
-                    for &(fx, fy, fr) in &fascicles {
-                        let d = ((xf - fx).powi(2) + (yf - fy).powi(2)).sqrt() / fr;
-                        if d < 1.0 {
-                            v += 0.18 * (1.0 - d);
-                        }
-                    }
-                } else if r < 1.25 {
-                    v += 0.35 * (1.0 - ((r - 1.05) / 0.2).powi(2)).max(0.0) + 0.1;
-                }
-            }
-            image[y * w + x] = v;
+    /// A dark, rimless vessel with posterior enhancement: a brighter column below it.
+    fn shade_vessel(&self, v: f32, xf: f32, yf: f32) -> f32 {
+        let Some(vessel) = &self.vessel else {
+            return v;
+        };
+        if vessel.radius(xf, yf) < 1.0 {
+            return v * 0.15;
+        }
+        let below = (yf - vessel.cy - vessel.ry) / (3.0 * vessel.ry);
+        if yf > vessel.cy && (xf - vessel.cx).abs() < vessel.rx && below > 0.0 {
+            v * (1.0 + 0.5 * (-below).exp())
+        } else {
+            v
         }
     }
-    // Speckle: multiplicative, spatially correlated along the beam (horizontal smear).
+
+    /// A dark nerve with bright fascicles inside and a bright rim; `true` inside its mask.
+    fn shade_nerve(&self, v: f32, xf: f32, yf: f32) -> (f32, bool) {
+        let Some(nerve) = &self.nerve else {
+            return (v, false);
+        };
+        let r = nerve.radius(xf, yf);
+        let shaded = if r < 0.85 {
+            self.fascicles
+                .iter()
+                .map(|&(fx, fy, fr)| {
+                    let d = ((xf - fx).powi(2) + (yf - fy).powi(2)).sqrt() / fr;
+                    if d < 1.0 { 0.18 * (1.0 - d) } else { 0.0 }
+                })
+                .fold(v * 0.45, |acc, add| acc + add)
+        } else if r < 1.25 {
+            v + (0.35 * (1.0 - ((r - 1.05) / 0.2).powi(2)).max(0.0) + 0.1)
+        } else {
+            v
+        };
+        (shaded, r < 1.0)
+    }
+}
+
+/// Tissue brightness at a point: depth attenuation and the subject's bands.
+fn tissue(a: &Anatomy, xf: f32, yf: f32, hf: f32, wf: f32) -> f32 {
+    let depth = yf / hf;
+    let attenuation = (-a.attenuation * depth).exp();
+    let mut v = a.brightness * attenuation;
+    for &(cy, half, gain, tilt) in &a.bands {
+        let centre = (cy + tilt * (xf / wf - 0.5)) * hf;
+        let d = (yf - centre) / (half * hf);
+        v += gain * (-d * d).exp() * attenuation;
+    }
+    v
+}
+
+/// Speckle: multiplicative, spatially correlated along the beam (horizontal smear).
+fn add_speckle(image: &mut [f32], h: usize, w: usize, rng: &mut StdRng) {
     let noise: Vec<f32> = (0..h * w).map(|_| standard_normal(rng)).collect();
     for y in 0..h {
         for x in 0..w {
@@ -196,6 +223,25 @@ fn draw(a: &Anatomy, h: usize, w: usize, rng: &mut StdRng) -> (Vec<f32>, Vec<u8>
             image[i] = (image[i] * speckle).clamp(0.0, 1.0);
         }
     }
+}
+
+/// One image and its mask: draw the objects, shade tissue, vessel and nerve, add speckle.
+fn draw(a: &Anatomy, h: usize, w: usize, rng: &mut StdRng) -> (Vec<f32>, Vec<u8>) {
+    let scene = Scene::draw(a, h, w, rng);
+    let (hf, wf) = (h as f32, w as f32);
+    let mut image = vec![0f32; h * w];
+    let mut mask = vec![0u8; h * w];
+    for y in 0..h {
+        let yf = y as f32 + 0.5;
+        for x in 0..w {
+            let xf = x as f32 + 0.5;
+            let v = scene.shade_vessel(tissue(a, xf, yf, hf, wf), xf, yf);
+            let (v, inside) = scene.shade_nerve(v, xf, yf);
+            image[y * w + x] = v;
+            mask[y * w + x] = u8::from(inside);
+        }
+    }
+    add_speckle(&mut image, h, w, rng);
     (image, mask)
 }
 

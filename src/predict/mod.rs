@@ -167,15 +167,105 @@ fn png_grey(mask: &[u8], h: usize, w: usize) -> Result<Vec<u8>> {
     crate::util::png::encode(&pixels, w, h, false)
 }
 
-pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
-    let (predictor, seed) = Predictor::load(&opts.run, opts.checkpoint, opts.seed)?;
-    let images: Vec<PathBuf> = image_files(&opts.input)?
+/// The images of `--input` (not their `_mask` files).
+fn input_images(input: &Path) -> Result<Vec<PathBuf>> {
+    let images: Vec<PathBuf> = image_files(input)?
         .into_iter()
         .filter(|p| !stem(p).ends_with("_mask"))
         .collect();
     if images.is_empty() {
-        bail!("no images (PNG or TIFF) found in {}", opts.input.display());
+        bail!("no images (PNG or TIFF) found in {}", input.display());
     }
+    Ok(images)
+}
+
+fn progress_bar(images: usize) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(images as u64);
+    bar.set_style(
+        ProgressStyle::with_template("predict [{bar:30}] {pos}/{len} · {per_sec} · ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// A chunk of images and their labels (when present), decoded in parallel.
+fn decode_chunk(chunk: &[PathBuf]) -> Result<Vec<(Grey, Option<Grey>)>> {
+    chunk
+        .par_iter()
+        .map(|p| -> Result<_> {
+            let label = label_of(p).map(|l| files::decode(&l)).transpose()?;
+            Ok((files::decode(p)?, label))
+        })
+        .collect()
+}
+
+/// The binary mask of one image at its own resolution: predicted at the network's size,
+/// resized back, thresholded at 0.5, small masks cleared.
+fn predict_mask(predictor: &Predictor, img: &Grey, min_area: usize) -> Vec<u8> {
+    let [th, tw] = predictor.size();
+    let resized = resize_bilinear(img, th, tw);
+    let prob = predictor.probability(&resized);
+    let back = resize_bilinear(
+        &Grey {
+            height: th,
+            width: tw,
+            pixels: prob,
+        },
+        img.height,
+        img.width,
+    );
+    let mut mask: Vec<u8> = back.iter().map(|&p| (p > 0.5) as u8).collect();
+    apply_min_area(&mut mask, min_area);
+    mask
+}
+
+/// `{stem}_mask.png` and `{stem}_overlay.png` in `out`.
+fn write_mask_and_overlay(out: &Path, s: &str, img: &Grey, mask: &[u8]) -> Result<()> {
+    write_atomic(
+        &out.join(format!("{s}_mask.png")),
+        &png_grey(mask, img.height, img.width)?,
+    )?;
+    let mut canvas = Canvas::new(img.width, img.height, 0);
+    let m: Vec<f32> = mask.iter().map(|&v| v as f32).collect();
+    canvas.overlay(
+        &img.pixels,
+        &m,
+        PRED_RGB,
+        [img.height, img.width],
+        [0, 0],
+        1,
+    );
+    write_atomic(&out.join(format!("{s}_overlay.png")), &canvas.to_png()?)
+}
+
+/// Scores a predicted mask against its label.
+fn score_against(path: &Path, img: &Grey, label: &Grey, mask: &[u8]) -> Result<Confusion> {
+    if (label.height, label.width) != (img.height, img.width) {
+        bail!("{} and its mask differ in size", path.display());
+    }
+    let truth: Vec<u8> = label.pixels.iter().map(|&v| (v > 0.0) as u8).collect();
+    let pred: Vec<bool> = mask.iter().map(|&v| v != 0).collect();
+    Ok(Confusion::of(&pred, &truth))
+}
+
+/// The Kaggle submission: one `img,pixels` row per image, run-length encoded.
+fn write_submission(path: &Path, rows: &[(String, String)]) -> Result<()> {
+    let mut csv = String::from("img,pixels\n");
+    for (s, r) in rows {
+        let _ = writeln!(csv, "{s},{r}");
+    }
+    write_atomic(path, csv.as_bytes())
+}
+
+/// Masks, overlays and (with `--submission`) a Kaggle submission for every input image; the
+/// Kaggle score when the images are labelled.
+pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
+    let (predictor, seed) = Predictor::load(&opts.run, opts.checkpoint, opts.seed)?;
+    let images = input_images(&opts.input)?;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
     eprintln!(
@@ -184,70 +274,18 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
         opts.run.display(),
         opts.checkpoint
     );
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(images.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template("predict [{bar:30}] {pos}/{len} · {per_sec} · ETA {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-    let [th, tw] = predictor.size();
+    let bar = progress_bar(images.len());
     let mut rows = Vec::with_capacity(images.len());
     let mut acc = MetricAccumulator::default();
     let mut nonempty = 0;
+    // Decoding and resizing in parallel; the network itself is parallel inside.
     for chunk in images.chunks(16) {
-        // Decoding and resizing in parallel; the network itself is parallel inside.
-        let decoded: Vec<(Grey, Option<Grey>)> = chunk
-            .par_iter()
-            .map(|p| -> Result<_> {
-                let label = label_of(p).map(|l| files::decode(&l)).transpose()?;
-                Ok((files::decode(p)?, label))
-            })
-            .collect::<Result<_>>()?;
-        for (path, (img, label)) in chunk.iter().zip(decoded) {
-            let resized = resize_bilinear(&img, th, tw);
-            let prob = predictor.probability(&resized);
-            let back = resize_bilinear(
-                &Grey {
-                    height: th,
-                    width: tw,
-                    pixels: prob,
-                },
-                img.height,
-                img.width,
-            );
-            let mut mask: Vec<u8> = back.iter().map(|&p| (p > 0.5) as u8).collect();
-            apply_min_area(&mut mask, opts.min_area);
+        for (path, (img, label)) in chunk.iter().zip(decode_chunk(chunk)?) {
+            let mask = predict_mask(&predictor, &img, opts.min_area);
             let s = stem(path);
-            write_atomic(
-                &opts.out.join(format!("{s}_mask.png")),
-                &png_grey(&mask, img.height, img.width)?,
-            )?;
-            let mut canvas = Canvas::new(img.width, img.height, 0);
-            let m: Vec<f32> = mask.iter().map(|&v| v as f32).collect();
-            canvas.overlay(
-                &img.pixels,
-                &m,
-                PRED_RGB,
-                [img.height, img.width],
-                [0, 0],
-                1,
-            );
-            write_atomic(
-                &opts.out.join(format!("{s}_overlay.png")),
-                &canvas.to_png()?,
-            )?;
+            write_mask_and_overlay(&opts.out, &s, &img, &mask)?;
             if let Some(label) = label {
-                if (label.height, label.width) != (img.height, img.width) {
-                    bail!("{} and its mask differ in size", path.display());
-                }
-                let truth: Vec<u8> = label.pixels.iter().map(|&v| (v > 0.0) as u8).collect();
-                let pred: Vec<bool> = mask.iter().map(|&v| v != 0).collect();
-                acc.push(Confusion::of(&pred, &truth));
+                acc.push(score_against(path, &img, &label, &mask)?);
             }
             nonempty += mask.contains(&1) as usize;
             rows.push((s, rle::encode(&mask, img.height, img.width)));
@@ -256,11 +294,7 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     }
     bar.finish_and_clear();
     if let Some(sub) = &opts.submission {
-        let mut csv = String::from("img,pixels\n");
-        for (s, r) in &rows {
-            let _ = writeln!(csv, "{s},{r}");
-        }
-        write_atomic(sub, csv.as_bytes())?;
+        write_submission(sub, &rows)?;
     }
     let labelled = acc.per_image().len();
     Ok(PredictSummary {
