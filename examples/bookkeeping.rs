@@ -5,6 +5,8 @@
 //! `cargo run --release --example bookkeeping [-- RUNS EPOCHS STEPS_PER_EPOCH]`
 //! (defaults 200 50 20: a 200-run study of 50-epoch runs).
 
+#![deny(clippy::too_many_lines)]
+
 use std::path::Path;
 use std::time::Instant;
 

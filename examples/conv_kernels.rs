@@ -8,6 +8,8 @@
 //! ```
 //! Best of three calls after one warm-up, in milliseconds; "-" where a kernel does not apply.
 
+#![deny(clippy::too_many_lines)]
+
 use std::time::Instant;
 use unet_lab::kernels::{direct, gemm, winograd};
 
