@@ -345,6 +345,7 @@ impl<B: AutodiffBackend + crate::kernels::KernelBackend> Trainer<B> {
             widths: opts.widths.clone(),
             padding: Padding::Same,
             dropout: 0.0,
+            ..ModelConfig::default()
         };
         let train = train_config(opts);
         let model: UNet<B> = UNet::new(&model_cfg, opts.loss, device).with_kernels(opts.kernels);

@@ -251,6 +251,49 @@ samples = 0
 }
 
 #[test]
+fn batch_norm_and_elu_learn() {
+    // The strong Kaggle models' layer (convolution, BatchNorm, ELU) learns the same small
+    // problem: validation runs on the running statistics, so this also checks inference mode.
+    let tmp = TempDir::new("norm-learns");
+    let file = write_experiment(
+        &tmp,
+        "norm.toml",
+        r#"
+name = "norm"
+[data]
+size = [48, 48]
+count = 240
+subjects = 8
+[model]
+norm = "batch"
+activation = "elu"
+[train]
+loss = "dice_ce"
+epochs = 5
+batch_size = 8
+lr = 3e-3
+[report]
+samples = 0
+"#,
+    );
+    let out = tmp.path().join("out");
+    let result = run_experiment(&file, &out, &["--no-report"]);
+    assert_eq!(result.code, Some(0), "{}", result.stderr);
+    let tracker = Tracker::open(&out.join("norm")).unwrap();
+    let val: Vec<f64> = tracker
+        .epochs
+        .iter()
+        .filter(|r| r.split == "val")
+        .filter_map(|r| r.dice)
+        .collect();
+    let best = val.iter().copied().fold(0.0, f64::max);
+    assert!(
+        best > val[0] + 0.2 && best > 0.75,
+        "Dice did not rise with BatchNorm + ELU: {val:?}"
+    );
+}
+
+#[test]
 fn the_papers_recipe_runs_end_to_end_and_predicts_whole_images() {
     // Valid padding (60 → 20 with three levels), border-weighted CE, SGD 0.99, elastic
     // deformation, dropout: every paper-faithful piece in one small run.
@@ -320,4 +363,81 @@ samples = 2
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let mask = image::open(pred.join("1_1_mask.png")).unwrap();
     assert_eq!((mask.width(), mask.height()), (90, 70));
+}
+
+#[test]
+fn a_test_split_is_scored_once_with_the_checkpoint_chosen_on_validation() {
+    let tmp = TempDir::new("test-split");
+    let file = write_experiment(
+        &tmp,
+        "held_out.toml",
+        r#"
+name = "held_out"
+[data]
+size = [32, 32]
+count = 96
+subjects = 8
+test_fraction = 0.25
+[train]
+loss = "dice_ce"
+epochs = 3
+lr = 3e-3
+[report]
+samples = 0
+[grid]
+"train.optimizer" = ["adam", "sgd"]
+"#,
+    );
+    let out = tmp.path().join("out");
+    let result = run_experiment(&file, &out, &[]);
+    assert_eq!(result.code, Some(0), "{}", result.stderr);
+    assert!(result.stderr.contains("test Dice"), "{}", result.stderr);
+    let exp = out.join("held_out");
+    let (_, runs) = unet_lab::track::merge::read(&exp).unwrap();
+    assert_eq!(runs.len(), 2);
+    for run in &runs {
+        let record = &run.manifest.record;
+        let score = record
+            .test
+            .expect("a completed run with a test split has a test score");
+        assert_eq!(Some(score.epoch), record.best_epoch);
+        let tests: Vec<_> = run.epochs.iter().filter(|r| r.split == "test").collect();
+        assert_eq!(tests.len(), 1, "one test row per run");
+        assert_eq!(tests[0].epoch, score.epoch);
+        assert_eq!(tests[0].dice, Some(score.dice));
+        assert_eq!(tests[0].iou, Some(score.iou));
+        let info = record.dataset.as_ref().unwrap();
+        assert_eq!(info.test_subjects.len(), 2);
+        assert!(
+            info.test_subjects
+                .iter()
+                .all(|s| !info.val_subjects.contains(s))
+        );
+        assert_eq!(
+            info.train_images + info.val_images + info.test_images,
+            96,
+            "every image on exactly one side"
+        );
+    }
+    // runs.parquet carries the test scores; the pages rank the effects by them.
+    let frame = unet_lab::track::tables::read_parquet(&exp.join("runs.parquet")).unwrap();
+    let column = frame.column("test_dice").unwrap().f64().unwrap();
+    let mut from_table: Vec<f64> = (0..column.len()).filter_map(|i| column.get(i)).collect();
+    let mut from_manifests: Vec<f64> = runs
+        .iter()
+        .map(|r| r.manifest.record.test.unwrap().dice)
+        .collect();
+    from_table.sort_by(f64::total_cmp);
+    from_manifests.sort_by(f64::total_cmp);
+    assert_eq!(from_table, from_manifests);
+    let html = std::fs::read_to_string(exp.join("index.html")).unwrap();
+    assert!(
+        html.contains("<th class=\"sortable\">test Dice</th>"),
+        "{html}"
+    );
+    assert!(html.contains("Difference in test Dice (held-out test subjects)"));
+    assert!(html.contains("mean test Dice"));
+    let md = std::fs::read_to_string(exp.join("report.md")).unwrap();
+    assert!(md.contains("| mean test Dice |"), "{md}");
+    assert!(md.contains(" test Dice | best epoch |"), "{md}");
 }

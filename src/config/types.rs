@@ -122,6 +122,14 @@ pub struct DataConfig {
     pub val_fraction: f64,
     /// Explicit validation subjects; overrides `val_fraction`.
     pub val_subjects: Option<Vec<u32>>,
+    /// Share of subjects held out as the test split, scored once after training. Both test
+    /// keys are left out of the serialised config when unset, so studies without a test split
+    /// keep their config hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_fraction: Option<f64>,
+    /// Explicit test subjects; override `test_fraction`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_subjects: Option<Vec<u32>>,
     pub limit: Option<usize>,
     /// Seed of the data: synthetic images and the split. The same for every training seed, so
     /// seeds vary only the training.
@@ -140,6 +148,8 @@ impl Default for DataConfig {
             size: [96, 128],
             val_fraction: 0.2,
             val_subjects: None,
+            test_fraction: None,
+            test_subjects: None,
             limit: None,
             seed: 42,
             count: 600,
@@ -154,6 +164,14 @@ pub struct ModelConfig {
     pub padding: Padding,
     /// Dropout at the end of the contracting path (the paper: 0.5).
     pub dropout: f64,
+    /// Normalisation after each 3×3 convolution (the paper has none). Left out of the
+    /// serialised config at its default, as is `activation`, so that older studies keep
+    /// their config hashes.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub norm: Norm,
+    /// The activation after each 3×3 convolution (and its normalisation).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub activation: Activation,
 }
 
 impl Default for ModelConfig {
@@ -162,8 +180,38 @@ impl Default for ModelConfig {
             widths: vec![3, 6, 12, 24, 48],
             padding: Padding::Same,
             dropout: 0.0,
+            norm: Norm::None,
+            activation: Activation::Relu,
         }
     }
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+/// Normalisation after a 3×3 convolution.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Norm {
+    /// None, as in the paper.
+    #[default]
+    None,
+    /// BatchNorm (batch statistics in training, running ones at inference).
+    Batch,
+    /// InstanceNorm (each image's own statistics, with a learned scale and shift).
+    Instance,
+}
+
+/// The activation after a 3×3 convolution.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// The paper's ReLU.
+    #[default]
+    Relu,
+    /// ELU (α = 1), used by the strong Kaggle models.
+    Elu,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -336,6 +384,14 @@ const SOURCES: [(&str, DataSource); 3] = [
 
 const PADDINGS: [(&str, Padding); 2] = [("same", Padding::Same), ("valid", Padding::Valid)];
 
+const NORMS: [(&str, Norm); 3] = [
+    ("none", Norm::None),
+    ("batch", Norm::Batch),
+    ("instance", Norm::Instance),
+];
+
+const ACTIVATIONS: [(&str, Activation); 2] = [("relu", Activation::Relu), ("elu", Activation::Elu)];
+
 const OPTIMIZERS: [(&str, OptimizerKind); 2] =
     [("adam", OptimizerKind::Adam), ("sgd", OptimizerKind::Sgd)];
 
@@ -377,6 +433,8 @@ fn decode_model(m: &mut SectionReader<'_>) -> Result<ModelConfig, ConfigError> {
     );
     set(&mut c.padding, m.choice("padding", &PADDINGS)?);
     set(&mut c.dropout, m.float("dropout", unit_half_open)?);
+    set(&mut c.norm, m.choice("norm", &NORMS)?);
+    set(&mut c.activation, m.choice("activation", &ACTIVATIONS)?);
     Ok(c)
 }
 
@@ -406,6 +464,15 @@ fn decode_data(d: &mut SectionReader<'_>) -> Result<DataConfig, ConfigError> {
     set(
         &mut c.val_subjects,
         d.int_list("val_subjects", 0, u32::MAX as i64, 1..100_000)?
+            .map(|v| Some(v.into_iter().map(|s| s as u32).collect())),
+    );
+    set(
+        &mut c.test_fraction,
+        d.float("test_fraction", unit_open)?.map(Some),
+    );
+    set(
+        &mut c.test_subjects,
+        d.int_list("test_subjects", 0, u32::MAX as i64, 1..100_000)?
             .map(|v| Some(v.into_iter().map(|s| s as u32).collect())),
     );
     set(

@@ -44,6 +44,8 @@ pub struct Dataset {
     pub samples: Vec<Sample>,
     pub train: Vec<usize>,
     pub val: Vec<usize>,
+    /// Held out of training and validation; scored once after training (empty: no test split).
+    pub test: Vec<usize>,
     pub info: DatasetInfo,
 }
 
@@ -57,6 +59,10 @@ pub struct DatasetInfo {
     pub train_images: usize,
     pub val_images: usize,
     pub val_subjects: Vec<u32>,
+    #[serde(default)]
+    pub test_images: usize,
+    #[serde(default)]
+    pub test_subjects: Vec<u32>,
     pub height: usize,
     pub width: usize,
 }
@@ -97,9 +103,12 @@ pub fn survey(config: &DataConfig) -> anyhow::Result<Survey> {
             subjects.len()
         );
     }
+    let all: Vec<u32> = subjects.iter().copied().collect();
     if let Some(chosen) = &config.val_subjects {
-        let all: Vec<u32> = subjects.iter().copied().collect();
-        check_subjects_exist(chosen, &all)?;
+        check_subjects_exist("data.val_subjects", chosen, &all)?;
+    }
+    if let Some(chosen) = &config.test_subjects {
+        check_subjects_exist("data.test_subjects", chosen, &all)?;
     }
     Ok(Survey {
         images,
@@ -152,7 +161,13 @@ pub fn load(config: &DataConfig) -> anyhow::Result<Dataset> {
         samples.truncate(limit);
         samples.sort_by_key(|a| natural_key(&a.id));
     }
-    let (train, val, val_subjects) = split(&samples, config)?;
+    let Split {
+        train,
+        val,
+        test,
+        val_subjects,
+        test_subjects,
+    } = split(&samples, config)?;
     let subjects: BTreeSet<u32> = samples.iter().map(|s| s.subject).collect();
     let empty = samples.iter().filter(|s| !s.has_object()).count();
     let info = DatasetInfo {
@@ -163,6 +178,8 @@ pub fn load(config: &DataConfig) -> anyhow::Result<Dataset> {
         train_images: train.len(),
         val_images: val.len(),
         val_subjects,
+        test_images: test.len(),
+        test_subjects,
         height: h,
         width: w,
     };
@@ -170,6 +187,7 @@ pub fn load(config: &DataConfig) -> anyhow::Result<Dataset> {
         samples,
         train,
         val,
+        test,
         info,
     })
 }
@@ -184,11 +202,21 @@ pub fn natural_key(id: &str) -> Vec<(u64, String)> {
         .collect()
 }
 
-/// Splits by subject: no subject has images on both sides.
-pub fn split(
-    samples: &[Sample],
-    config: &DataConfig,
-) -> anyhow::Result<(Vec<usize>, Vec<usize>, Vec<u32>)> {
+/// Sample indices and subjects of each side of a split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    pub train: Vec<usize>,
+    pub val: Vec<usize>,
+    pub test: Vec<usize>,
+    pub val_subjects: Vec<u32>,
+    pub test_subjects: Vec<u32>,
+}
+
+/// Splits by subject into training, validation and (optionally) test: no subject has images
+/// on two sides. Explicit subject lists are taken as given; the test subjects are drawn first
+/// (from those not named for validation), then the validation subjects from the rest, so a
+/// study without a test split keeps the validation subjects it always had.
+pub fn split(samples: &[Sample], config: &DataConfig) -> anyhow::Result<Split> {
     let subjects: Vec<u32> = samples
         .iter()
         .map(|s| s.subject)
@@ -201,29 +229,20 @@ pub fn split(
             subjects.len()
         );
     }
-    let val_subjects: Vec<u32> = match &config.val_subjects {
-        Some(chosen) => {
-            check_subjects_exist(chosen, &subjects)?;
-            if chosen.iter().collect::<BTreeSet<_>>().len() >= subjects.len() {
-                anyhow::bail!(
-                    "data.val_subjects takes every subject: the training split would be empty"
-                );
-            }
-            chosen.clone()
-        }
-        None => {
-            let mut shuffled = subjects.clone();
-            let mut rng = StdRng::seed_from_u64(config.seed ^ SPLIT_SALT);
-            shuffled.shuffle(&mut rng);
-            let n = ((subjects.len() as f64 * config.val_fraction).round() as usize)
-                .clamp(1, subjects.len() - 1);
-            let mut chosen = shuffled[..n].to_vec();
-            chosen.sort();
-            chosen
-        }
+    let test_subjects = choose_test_subjects(&subjects, config)?;
+    let val_subjects = choose_val_subjects(&subjects, &test_subjects, config)?;
+    let side = |chosen: &[u32]| -> Vec<usize> {
+        (0..samples.len())
+            .filter(|&i| chosen.contains(&samples[i].subject))
+            .collect()
     };
-    let (val, train): (Vec<usize>, Vec<usize>) =
-        (0..samples.len()).partition(|&i| val_subjects.contains(&samples[i].subject));
+    let (val, test) = (side(&val_subjects), side(&test_subjects));
+    let train: Vec<usize> = (0..samples.len())
+        .filter(|&i| {
+            let s = samples[i].subject;
+            !val_subjects.contains(&s) && !test_subjects.contains(&s)
+        })
+        .collect();
     if val.is_empty() || train.is_empty() {
         anyhow::bail!(
             "the split is empty ({} training and {} validation images)",
@@ -231,11 +250,98 @@ pub fn split(
             val.len()
         );
     }
-    Ok((train, val, val_subjects))
+    Ok(Split {
+        train,
+        val,
+        test,
+        val_subjects,
+        test_subjects,
+    })
 }
 
-/// `data.val_subjects` must name subjects that have images.
-fn check_subjects_exist(chosen: &[u32], subjects: &[u32]) -> anyhow::Result<()> {
+/// `data.test_subjects`, or a seeded `data.test_fraction` of the subjects not named for
+/// validation (none when it is 0); at least two subjects stay for training and validation.
+fn choose_test_subjects(subjects: &[u32], config: &DataConfig) -> anyhow::Result<Vec<u32>> {
+    if let Some(chosen) = &config.test_subjects {
+        check_subjects_exist("data.test_subjects", chosen, subjects)?;
+        if let Some(val) = &config.val_subjects {
+            let shared: Vec<String> = chosen
+                .iter()
+                .filter(|s| val.contains(s))
+                .map(|s| s.to_string())
+                .collect();
+            if !shared.is_empty() {
+                anyhow::bail!(
+                    "data.val_subjects and data.test_subjects share subject(s) {}",
+                    shared.join(", ")
+                );
+            }
+        }
+        let mut chosen = chosen.clone();
+        chosen.sort_unstable();
+        chosen.dedup();
+        if chosen.len() + 2 > subjects.len() {
+            anyhow::bail!(
+                "data.test_subjects takes {} of {} subjects: training and validation need at least one each",
+                chosen.len(),
+                subjects.len()
+            );
+        }
+        return Ok(chosen);
+    }
+    let Some(fraction) = config.test_fraction else {
+        return Ok(Vec::new());
+    };
+    let mut free: Vec<u32> = subjects
+        .iter()
+        .copied()
+        .filter(|s| config.val_subjects.as_ref().is_none_or(|v| !v.contains(s)))
+        .collect();
+    free.shuffle(&mut StdRng::seed_from_u64(config.seed ^ TEST_SALT));
+    // Room for one training subject, and one validation subject unless they are named.
+    let keep = if config.val_subjects.is_some() { 1 } else { 2 };
+    if free.len() <= keep {
+        anyhow::bail!(
+            "data.test_fraction = {fraction} leaves no subject for the test split ({} subjects)",
+            subjects.len()
+        );
+    }
+    let n = ((subjects.len() as f64 * fraction).round() as usize).clamp(1, free.len() - keep);
+    let mut chosen = free[..n].to_vec();
+    chosen.sort_unstable();
+    Ok(chosen)
+}
+
+/// `data.val_subjects`, or a seeded `data.val_fraction` of the subjects outside the test split.
+fn choose_val_subjects(
+    subjects: &[u32],
+    test: &[u32],
+    config: &DataConfig,
+) -> anyhow::Result<Vec<u32>> {
+    if let Some(chosen) = &config.val_subjects {
+        check_subjects_exist("data.val_subjects", chosen, subjects)?;
+        if chosen.iter().collect::<BTreeSet<_>>().len() + test.len() >= subjects.len() {
+            anyhow::bail!(
+                "data.val_subjects takes every subject: the training split would be empty"
+            );
+        }
+        return Ok(chosen.clone());
+    }
+    let mut shuffled: Vec<u32> = subjects
+        .iter()
+        .copied()
+        .filter(|s| !test.contains(s))
+        .collect();
+    shuffled.shuffle(&mut StdRng::seed_from_u64(config.seed ^ SPLIT_SALT));
+    let n = ((subjects.len() as f64 * config.val_fraction).round() as usize)
+        .clamp(1, shuffled.len() - 1);
+    let mut chosen = shuffled[..n].to_vec();
+    chosen.sort();
+    Ok(chosen)
+}
+
+/// A subject list of the config (`key`) must name subjects that have images.
+fn check_subjects_exist(key: &str, chosen: &[u32], subjects: &[u32]) -> anyhow::Result<()> {
     let missing: Vec<String> = chosen
         .iter()
         .filter(|s| !subjects.contains(s))
@@ -243,13 +349,16 @@ fn check_subjects_exist(chosen: &[u32], subjects: &[u32]) -> anyhow::Result<()> 
         .collect();
     if !missing.is_empty() {
         anyhow::bail!(
-            "data.val_subjects names subject(s) {} that have no images (subjects present: {})",
+            "{key} names subject(s) {} that have no images (subjects present: {})",
             missing.join(", "),
             summarize_ids(subjects)
         );
     }
     Ok(())
 }
+
+/// Keeps the test split's random stream distinct from the validation split's.
+const TEST_SALT: u64 = 0x7e_5701;
 
 /// Keeps the limit's random stream distinct from the split's and the generator's.
 const LIMIT_SALT: u64 = 0x11_3177;
@@ -312,11 +421,10 @@ mod tests {
             path: None,
             size: [32, 32],
             val_fraction: 0.25,
-            val_subjects: None,
-            limit: None,
             seed: 3,
             count: 80,
             subjects: 8,
+            ..DataConfig::default()
         }
     }
 
@@ -346,6 +454,72 @@ mod tests {
         assert!(err.contains("99"), "{err}");
         c.val_subjects = Some((1..=8).collect());
         assert!(load(&c).unwrap_err().to_string().contains("empty"));
+    }
+
+    fn subjects_of(ds: &Dataset, side: &[usize]) -> BTreeSet<u32> {
+        side.iter().map(|&i| ds.samples[i].subject).collect()
+    }
+
+    #[test]
+    fn a_test_split_shares_no_subject_and_keeps_the_split_without_one() {
+        let mut c = config();
+        let plain = load(&c).unwrap();
+        assert!(plain.test.is_empty() && plain.info.test_subjects.is_empty());
+        c.test_fraction = Some(0.25);
+        let ds = load(&c).unwrap();
+        let (train, val, test) = (
+            subjects_of(&ds, &ds.train),
+            subjects_of(&ds, &ds.val),
+            subjects_of(&ds, &ds.test),
+        );
+        // 8 subjects: round(8 · 0.25) = 2 for test, then 2 for validation, 4 for training.
+        assert_eq!((train.len(), val.len(), test.len()), (4, 2, 2));
+        assert!(train.is_disjoint(&val) && train.is_disjoint(&test) && val.is_disjoint(&test));
+        assert_eq!(ds.train.len() + ds.val.len() + ds.test.len(), 80);
+        assert_eq!(
+            ds.info.test_subjects,
+            test.iter().copied().collect::<Vec<_>>()
+        );
+        assert_eq!(ds.info.test_images, ds.test.len());
+        // Seeded: the same file gives the same split.
+        assert_eq!(load(&c).unwrap().info.test_subjects, ds.info.test_subjects);
+        // Named validation subjects are never drawn for the test split.
+        c.val_subjects = Some(ds.info.test_subjects.clone());
+        let named = load(&c).unwrap();
+        assert!(
+            named
+                .info
+                .test_subjects
+                .iter()
+                .all(|s| !named.info.val_subjects.contains(s))
+        );
+        assert_eq!(named.info.val_subjects, ds.info.test_subjects);
+    }
+
+    #[test]
+    fn explicit_test_subjects_and_errors() {
+        let mut c = config();
+        c.test_subjects = Some(vec![2, 7]);
+        let ds = load(&c).unwrap();
+        assert_eq!(subjects_of(&ds, &ds.test), BTreeSet::from([2, 7]));
+        assert!(!ds.info.val_subjects.contains(&2) && !ds.info.val_subjects.contains(&7));
+        c.val_subjects = Some(vec![7, 3]);
+        assert_eq!(
+            load(&c).unwrap_err().to_string(),
+            "data.val_subjects and data.test_subjects share subject(s) 7"
+        );
+        c.val_subjects = None;
+        c.test_subjects = Some(vec![42]);
+        let err = load(&c).unwrap_err().to_string();
+        assert!(
+            err.starts_with("data.test_subjects names subject(s) 42 that have no images"),
+            "{err}"
+        );
+        c.test_subjects = Some((1..=7).collect());
+        assert_eq!(
+            load(&c).unwrap_err().to_string(),
+            "data.test_subjects takes 7 of 8 subjects: training and validation need at least one each"
+        );
     }
 
     #[test]

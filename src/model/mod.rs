@@ -8,11 +8,14 @@ pub mod tile;
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
-use burn::nn::{Dropout, DropoutConfig, Initializer, PaddingConfig2d, Relu};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, InstanceNorm,
+    InstanceNormConfig, PaddingConfig2d, Relu,
+};
 use burn::prelude::*;
 
 pub use crate::config::geometry::{check_input_size, output_size};
-use crate::config::{LossKind, ModelConfig, Padding};
+use crate::config::{Activation, LossKind, ModelConfig, Norm, Padding};
 use crate::kernels::{ConvPath, KernelBackend, cat_channels, conv1x1, conv3x3, max_pool2x2, up2x2};
 
 /// He-normal initialisation, std = sqrt(2 / fan_in), as in the paper.
@@ -39,39 +42,94 @@ fn conv3x3_layer<B: Backend>(
         .init(device)
 }
 
-/// Two 3×3 convolutions, each followed by a ReLU.
+/// The normalisation after a 3×3 convolution (`model.norm`).
+#[derive(Module, Debug)]
+pub enum NormLayer<B: Backend> {
+    Batch(BatchNorm<B>),
+    Instance(InstanceNorm<B>),
+}
+
+impl<B: Backend> NormLayer<B> {
+    fn new(norm: Norm, channels: usize, device: &B::Device) -> Option<Self> {
+        match norm {
+            Norm::None => None,
+            Norm::Batch => Some(Self::Batch(BatchNormConfig::new(channels).init(device))),
+            Norm::Instance => Some(Self::Instance(
+                InstanceNormConfig::new(channels).init(device),
+            )),
+        }
+    }
+
+    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        match self {
+            Self::Batch(n) => n.forward(x),    // [b, c, h, w]
+            Self::Instance(n) => n.forward(x), // [b, c, h, w]
+        }
+    }
+}
+
+/// Two 3×3 convolutions, each followed by its normalisation (if any) and the activation.
 #[derive(Module, Debug)]
 pub struct DoubleConv<B: Backend> {
     conv1: Conv2d<B>,
+    norm1: Option<NormLayer<B>>,
     conv2: Conv2d<B>,
+    norm2: Option<NormLayer<B>>,
     relu: Relu,
     padding: Padding,
+    activation: Activation,
 }
 
 impl<B: Backend> DoubleConv<B> {
-    pub fn new(cin: usize, cout: usize, padding: Padding, device: &B::Device) -> Self {
+    pub fn new(cin: usize, cout: usize, config: &ModelConfig, device: &B::Device) -> Self {
         Self {
-            conv1: conv3x3_layer(cin, cout, padding, device),
-            conv2: conv3x3_layer(cout, cout, padding, device),
+            conv1: conv3x3_layer(cin, cout, config.padding, device),
+            norm1: NormLayer::new(config.norm, cout, device),
+            conv2: conv3x3_layer(cout, cout, config.padding, device),
+            norm2: NormLayer::new(config.norm, cout, device),
             relu: Relu::new(),
-            padding,
+            padding: config.padding,
+            activation: config.activation,
         }
     }
 }
 
 impl<B: KernelBackend> DoubleConv<B> {
-    /// Padded convolutions run on the project's kernels with the ReLU fused (see `kernels`);
-    /// unpadded ones on Burn's.
-    fn conv_relu(&self, conv: &Conv2d<B>, x: Tensor<B, 4>, path: ConvPath) -> Tensor<B, 4> {
-        match (self.padding, &conv.bias) {
-            (Padding::Same, Some(bias)) => conv3x3(x, conv.weight.val(), bias.val(), true, path),
-            _ => self.relu.forward(conv.forward(x)),
+    /// Convolution, normalisation, activation. A padded convolution straight into a ReLU (the
+    /// paper's layer) runs on the project's kernels with the ReLU fused (see `kernels`); with a
+    /// norm or ELU in between, the convolution runs on the kernels alone; unpadded ones on
+    /// Burn's.
+    fn layer(
+        &self,
+        conv: &Conv2d<B>,
+        norm: Option<&NormLayer<B>>,
+        x: Tensor<B, 4>,
+        path: ConvPath,
+    ) -> Tensor<B, 4> {
+        let fused = norm.is_none() && self.activation == Activation::Relu;
+        let y = match (self.padding, &conv.bias) {
+            (Padding::Same, Some(bias)) => {
+                conv3x3(x, conv.weight.val(), bias.val(), fused, path) // [b, cout, h, w]
+            }
+            _ if fused => return self.relu.forward(conv.forward(x)),
+            _ => conv.forward(x), // [b, cout, h', w']
+        };
+        if fused {
+            return y;
+        }
+        let y = match norm {
+            Some(n) => n.forward(y),
+            None => y,
+        };
+        match self.activation {
+            Activation::Relu => self.relu.forward(y),
+            Activation::Elu => burn::tensor::activation::elu(y, 1.0),
         }
     }
 
     pub fn forward(&self, x: Tensor<B, 4>, path: ConvPath) -> Tensor<B, 4> {
-        let x = self.conv_relu(&self.conv1, x, path); // [b, cout, h', w']
-        self.conv_relu(&self.conv2, x, path) // [b, cout, h'', w'']
+        let x = self.layer(&self.conv1, self.norm1.as_ref(), x, path); // [b, cout, h', w']
+        self.layer(&self.conv2, self.norm2.as_ref(), x, path) // [b, cout, h'', w'']
     }
 }
 
@@ -82,9 +140,9 @@ pub struct Down<B: Backend> {
 }
 
 impl<B: Backend> Down<B> {
-    pub fn new(cin: usize, cout: usize, padding: Padding, device: &B::Device) -> Self {
+    pub fn new(cin: usize, cout: usize, config: &ModelConfig, device: &B::Device) -> Self {
         Self {
-            conv: DoubleConv::new(cin, cout, padding, device),
+            conv: DoubleConv::new(cin, cout, config, device),
         }
     }
 }
@@ -106,13 +164,19 @@ pub struct Up<B: Backend> {
 impl<B: Backend> Up<B> {
     /// `cin` channels come from the level below; the up-convolution maps them to `skip`
     /// channels, as many as the skip brings, and the double conv maps `2·skip` to `cout`.
-    pub fn new(cin: usize, skip: usize, cout: usize, padding: Padding, device: &B::Device) -> Self {
+    pub fn new(
+        cin: usize,
+        skip: usize,
+        cout: usize,
+        config: &ModelConfig,
+        device: &B::Device,
+    ) -> Self {
         Self {
             up: ConvTranspose2dConfig::new([cin, skip], [2, 2])
                 .with_stride([2, 2])
                 .with_initializer(he_normal())
                 .init(device),
-            conv: DoubleConv::new(skip * 2, cout, padding, device),
+            conv: DoubleConv::new(skip * 2, cout, config, device),
         }
     }
 }
@@ -185,13 +249,13 @@ impl<B: Backend> UNet<B> {
     pub fn new(config: &ModelConfig, loss: LossKind, device: &B::Device) -> Self {
         let w = &config.widths;
         let levels = w.len();
-        let inc = DoubleConv::new(1, w[0], config.padding, device);
+        let inc = DoubleConv::new(1, w[0], config, device);
         let downs = (1..levels)
-            .map(|i| Down::new(w[i - 1], w[i], config.padding, device))
+            .map(|i| Down::new(w[i - 1], w[i], config, device))
             .collect();
         let ups = (1..levels)
             .rev()
-            .map(|i| Up::new(w[i], w[i - 1], w[i - 1], config.padding, device))
+            .map(|i| Up::new(w[i], w[i - 1], w[i - 1], config, device))
             .collect();
         Self {
             inc,
@@ -270,7 +334,7 @@ mod tests {
         let cfg = ModelConfig {
             widths: widths.to_vec(),
             padding,
-            dropout: 0.0,
+            ..ModelConfig::default()
         };
         let model = UNet::<burn::backend::Flex>::new(&cfg, loss, &device);
         let x = Tensor::<burn::backend::Flex, 4>::zeros(input, &device);
@@ -318,6 +382,7 @@ mod tests {
             widths: vec![3, 6, 12],
             padding: Padding::Same,
             dropout: 0.0,
+            ..ModelConfig::default()
         };
         burn::backend::Flex::seed(&device, 7);
         let model = UNet::<burn::backend::Flex>::new(&cfg, LossKind::Ce, &device);
@@ -347,6 +412,64 @@ mod tests {
                 .fold(0f32, f32::max);
             assert!(err < 1e-4, "{path:?}: max error {err}");
         }
+    }
+
+    #[test]
+    fn norms_and_elu_keep_shapes_add_their_per_channel_parameters_and_train() {
+        use burn::backend::Autodiff;
+        type Ad = Autodiff<burn::backend::Flex>;
+        let device = Default::default();
+        // Every 3×3 convolution of the reduced widths: 2·(3+6+12+24+48) encoder and
+        // 2·(24+12+6+3) decoder output channels, each with a scale and a shift (and for
+        // BatchNorm a running mean and variance, which Burn counts too).
+        let channels = 2 * (3 + 6 + 12 + 24 + 48) + 2 * (24 + 12 + 6 + 3);
+        for (norm, activation) in [
+            (Norm::Batch, Activation::Elu),
+            (Norm::Instance, Activation::Relu),
+            (Norm::None, Activation::Elu),
+        ] {
+            let cfg = ModelConfig {
+                norm,
+                activation,
+                ..ModelConfig::default()
+            };
+            let model = UNet::<Ad>::new(&cfg, LossKind::Bce, &device);
+            let per_channel = match norm {
+                Norm::None => 0,
+                Norm::Instance => 2,
+                Norm::Batch => 4,
+            };
+            let expected = 68_518 + per_channel * channels;
+            assert_eq!(model.num_params(), expected, "{norm:?} + {activation:?}");
+            let x = Tensor::<Ad, 4>::random(
+                [2, 1, 32, 48],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let y = model.forward(x.clone()); // [2, 1, 32, 48]
+            assert_eq!(y.dims(), [2, 1, 32, 48]);
+            // Gradients reach the first convolution through every norm and activation.
+            let grads = y.powi_scalar(2).mean().backward();
+            let first = model.inc.conv1.weight.grad(&grads).expect("a gradient");
+            let norm_of_grad = first.abs().sum().into_scalar().elem::<f32>();
+            assert!(norm_of_grad > 0.0, "{norm:?} + {activation:?}: no gradient");
+        }
+    }
+
+    #[test]
+    fn norms_and_elu_work_with_unpadded_convolutions() {
+        let device = Default::default();
+        let cfg = ModelConfig {
+            widths: vec![2, 4, 4],
+            padding: Padding::Valid,
+            norm: Norm::Instance,
+            activation: Activation::Elu,
+            ..ModelConfig::default()
+        };
+        let model = UNet::<burn::backend::Flex>::new(&cfg, LossKind::Ce, &device);
+        let side = output_size(92, 3, Padding::Valid).expect("92 fits three levels");
+        let x = Tensor::<burn::backend::Flex, 4>::ones([1, 1, 92, 92], &device);
+        assert_eq!(model.forward(x).dims(), [1, 2, side, side]);
     }
 
     #[test]

@@ -108,6 +108,7 @@ mod tests {
             widths: vec![2, 4, 8],
             padding: Padding::Valid,
             dropout: 0.0,
+            ..ModelConfig::default()
         };
         let model = UNet::<Flex>::new(&cfg, LossKind::Bce, &device);
         let forward = |tiles: &[Vec<f32>], h: usize, w: usize| -> Vec<Vec<f32>> {

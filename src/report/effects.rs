@@ -14,7 +14,8 @@ use super::stats::{mean, mean_ci95};
 pub struct Cell {
     pub levels: Vec<(String, String)>,
     pub seed: u64,
-    pub best_dice: Option<f64>,
+    /// The score the tables compare (best validation Dice, or test Dice).
+    pub score: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +34,8 @@ pub struct AxisEffect {
     pub axis: String,
     pub reference: String,
     pub levels: Vec<LevelEffect>,
+    /// What was compared: "best Dice" (validation) or "test Dice".
+    pub score: &'static str,
 }
 
 /// Computes the table of every axis in `axes`.
@@ -76,14 +79,14 @@ fn axis_effect(axis: &str, cells: &[Cell]) -> Option<AxisEffect> {
             on_axis
                 .iter()
                 .filter(|c| c.seed == *s)
-                .all(|c| c.best_dice.is_some())
+                .all(|c| c.score.is_some())
         })
         .collect();
     let per_seed_level_mean = |seed: u64, level: &str| -> Option<f64> {
         let v: Vec<f64> = on_axis
             .iter()
             .filter(|c| c.seed == seed && level_of(c, axis) == Some(level))
-            .filter_map(|c| c.best_dice)
+            .filter_map(|c| c.score)
             .collect();
         mean(&v)
     };
@@ -113,6 +116,7 @@ fn axis_effect(axis: &str, cells: &[Cell]) -> Option<AxisEffect> {
         });
     }
     (!out.is_empty()).then(|| AxisEffect {
+        score: "best Dice",
         axis: axis.to_string(),
         reference,
         levels: out,
@@ -130,7 +134,7 @@ mod tests {
                 ("train.optimizer".into(), opt.into()),
             ],
             seed,
-            best_dice: Some(dice),
+            score: Some(dice),
         }
     }
 
@@ -175,7 +179,7 @@ mod tests {
     fn incomplete_seed_is_left_out() {
         let mut cells = vec![cell("mse", "adam", 1, 0.8), cell("ce", "adam", 1, 0.9)];
         cells.push(Cell {
-            best_dice: None,
+            score: None,
             ..cell("mse", "adam", 2, 0.0)
         });
         cells.push(cell("ce", "adam", 2, 0.5));

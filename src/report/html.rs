@@ -113,13 +113,18 @@ fn overview(exp: &ExperimentData) -> Markup {
                 (format!("{:.0}", 100.0 * info.empty_mask_share)) "% with empty masks; "
                 (info.train_images) " training / " (info.val_images)
                 " validation images (validation subjects " (format!("{:?}", info.val_subjects))
-                ")."
+                ")"
+                @if info.test_images > 0 {
+                    "; " (info.test_images) " test images (test subjects "
+                    (format!("{:?}", info.test_subjects)) "), scored once with the checkpoint                     chosen on validation"
+                }
+                "."
             }
         }
     }
 }
 
-fn variant_row(r: &VariantRow, axes: &[String]) -> Markup {
+fn variant_row(r: &VariantRow, axes: &[String], test: bool) -> Markup {
     html! {
         tr {
             td { a href={ "#v-" (r.slug) } { (r.name) } }
@@ -128,6 +133,7 @@ fn variant_row(r: &VariantRow, axes: &[String]) -> Markup {
             td.num { (r.seeds) }
             td.num data-v=(r.best_mean()) { (r.best()) }
             td.num { (r.last()) }
+            @if test { td.num data-v=(r.test_mean()) { (r.test()) } }
             td.num { (one_decimal(r.best_epoch)) }
             td.num { (r.epochs) }
             td.num { (r.parameters) }
@@ -138,32 +144,40 @@ fn variant_row(r: &VariantRow, axes: &[String]) -> Markup {
 }
 
 /// One row per variant, every column sortable.
-fn variant_table(rows: &[VariantRow], axes: &[String]) -> Markup {
+fn variant_table(rows: &[VariantRow], axes: &[String], test: bool) -> Markup {
     html! {
         table.sortable {
             thead {
                 tr {
                     th.sortable { "variant" }
                     @for a in axes { th.sortable { (a) } }
-                    @for c in COLUMNS { th.sortable { (c) } }
+                    @for c in COLUMNS {
+                        th.sortable { (c) }
+                        @if test && c == "final val Dice" { th.sortable { "test Dice" } }
+                    }
                 }
             }
             tbody {
-                @for r in rows { (variant_row(r, axes)) }
+                @for r in rows { (variant_row(r, axes, test)) }
             }
         }
     }
 }
 
 /// The table, then why any run diverged or failed.
-fn variants(rows: &[VariantRow], axes: &[String]) -> Markup {
+fn variants(rows: &[VariantRow], axes: &[String], test: bool) -> Markup {
     html! {
         h2 { "Variants" }
         p {
             "Dice: mean over validation images, an empty prediction of an empty mask scoring 1 \
              (the Kaggle rule); mean ± sd over seeds. Click a column to sort."
+            @if test {
+                " Test Dice: the held-out test subjects, scored once with the checkpoint of the \
+                 best validation epoch; best validation Dice picks its epoch on the images it \
+                 scores, so it is optimistic."
+            }
         }
-        (variant_table(rows, axes))
+        (variant_table(rows, axes, test))
         @for r in rows {
             @for n in &r.notes { p.note { (r.name) ": " (n) } }
         }
@@ -189,7 +203,7 @@ fn effect_table(e: &AxisEffect) -> Markup {
             thead {
                 tr {
                     th { "level" }
-                    th { "mean best Dice" }
+                    th { "mean " (e.score) }
                     th { "difference vs \"" (e.reference) "\" [95% CI]" }
                     th { "seeds" }
                 }
@@ -217,8 +231,8 @@ fn main_effects(effects: &[AxisEffect]) -> Markup {
         @if !effects.is_empty() {
             h2 { "Main effects" }
             p {
-                "Difference in best validation Dice against the first level of each grid axis, \
-                 averaged over the other axes; in brackets the 95% interval across seeds \
+                "Difference in " (summary::ranked_by(effects)) " against the first level of each grid \
+                 axis, averaged over the other axes; in brackets the 95% interval across seeds \
                  (t distribution)."
             }
             @for e in effects { (effect_table(e)) }
@@ -260,9 +274,10 @@ fn variant_section(v: &VariantData, r: &VariantRow) -> Markup {
 pub fn render_page(exp: &ExperimentData) -> String {
     let rows = summary::rows(exp);
     let effects = summary::effects(exp);
+    let test = summary::has_test_split(exp);
     let body = html! {
         (overview(exp))
-        (variants(&rows, &exp.manifest.axes))
+        (variants(&rows, &exp.manifest.axes, test))
         (all_variants())
         (main_effects(&effects))
         @for (v, r) in exp.variants.iter().zip(&rows) { (variant_section(v, r)) }
@@ -304,6 +319,7 @@ mod tests {
             best_epoch: None,
             best_dice: None,
             final_dice: None,
+            test: None,
             divergence: None,
             message: Some(message.into()),
             snapshot_samples: Vec::new(),

@@ -47,6 +47,11 @@ impl RunData {
             .reduce(f64::max)
     }
 
+    /// Test Dice of the checkpoint chosen on validation (runs with a test split).
+    pub fn test_dice(&self) -> Option<f64> {
+        self.record.test.map(|t| t.dice)
+    }
+
     pub fn final_dice(&self) -> Option<f64> {
         self.val.last().and_then(|r| r.dice)
     }

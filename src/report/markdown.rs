@@ -38,25 +38,31 @@ fn header(s: &mut String, m: &ExperimentManifest) {
 }
 
 /// One row per variant, then why any run diverged or failed.
-fn variant_table(s: &mut String, rows: &[VariantRow], axes: &[String]) {
+fn variant_table(s: &mut String, rows: &[VariantRow], axes: &[String], test: bool) {
     let _ = write!(s, "| variant |");
     for a in axes {
         let _ = write!(s, " {} |", esc(a));
     }
+    let test_header = if test { " test Dice |" } else { "" };
     let _ = writeln!(
         s,
-        " status | best val Dice | final val Dice | best epoch | epochs |"
+        " status | best val Dice | final val Dice |{test_header} best epoch | epochs |"
     );
-    let _ = writeln!(s, "|{}", "---|".repeat(axes.len() + 6));
+    let _ = writeln!(s, "|{}", "---|".repeat(axes.len() + 6 + usize::from(test)));
     for r in rows {
         let _ = write!(s, "| {} |", esc(&r.name));
         for a in axes {
             let level = r.level(a);
             let _ = write!(s, " {} |", esc(level));
         }
+        let test_cell = if test {
+            format!(" {} |", r.test())
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            " {} | {} | {} | {} | {} |",
+            " {} | {} | {} |{test_cell} {} | {} |",
             r.status.as_str(),
             r.best(),
             r.last(),
@@ -80,13 +86,15 @@ fn main_effects(s: &mut String, effects: &[AxisEffect]) {
     }
     let _ = writeln!(
         s,
-        "## Main effects\n\nDifference in best validation Dice against the first level of each axis, averaged over the other axes, with the 95% interval across seeds.\n"
+        "## Main effects\n\nDifference in {} against the first level of each axis, averaged over the other axes, with the 95% interval across seeds.\n",
+        summary::ranked_by(effects)
     );
     for e in effects {
         let _ = writeln!(s, "### {}\n\n{}\n", esc(&e.axis), esc(&verdict(e)));
         let _ = writeln!(
             s,
-            "| level | mean best Dice | difference vs {} [95% CI] | seeds |\n|---|---|---|---|",
+            "| level | mean {} | difference vs {} [95% CI] | seeds |\n|---|---|---|---|",
+            e.score,
             esc(&e.reference)
         );
         for l in &e.levels {
@@ -123,7 +131,8 @@ fn variant_sections(s: &mut String, variants: &[VariantData]) {
 pub fn render_markdown(exp: &ExperimentData) -> String {
     let mut s = String::new();
     header(&mut s, &exp.manifest);
-    variant_table(&mut s, &summary::rows(exp), &exp.manifest.axes);
+    let test = summary::has_test_split(exp);
+    variant_table(&mut s, &summary::rows(exp), &exp.manifest.axes, test);
     let _ = writeln!(s, "\n![loss](loss.png)\n\n![validation Dice](dice.png)\n");
     main_effects(&mut s, &summary::effects(exp));
     variant_sections(&mut s, &exp.variants);

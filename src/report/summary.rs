@@ -15,6 +15,8 @@ pub struct VariantRow {
     pub seeds: usize,
     pub best_dice: Vec<f64>,
     pub final_dice: Vec<f64>,
+    /// Test Dice of each seed's checkpoint chosen on validation (empty without a test split).
+    pub test_dice: Vec<f64>,
     pub best_epoch: Option<f64>,
     pub epochs: usize,
     pub parameters: usize,
@@ -29,6 +31,9 @@ impl VariantRow {
     pub fn last(&self) -> String {
         fmt_mean_sd(&self.final_dice)
     }
+    pub fn test(&self) -> String {
+        fmt_mean_sd(&self.test_dice)
+    }
     /// This variant's level on a grid axis ("—" when it is not on the grid).
     pub fn level(&self, axis: &str) -> &str {
         self.levels
@@ -36,6 +41,11 @@ impl VariantRow {
             .find(|(a, _)| a == axis)
             .map(|(_, l)| l.as_str())
             .unwrap_or("—")
+    }
+
+    /// Sort key for the test-Dice column.
+    pub fn test_mean(&self) -> f64 {
+        mean(&self.test_dice).unwrap_or(-1.0)
     }
 
     /// Sort key for the best-Dice column.
@@ -76,6 +86,7 @@ pub fn variant_row(v: &VariantData) -> VariantRow {
         seeds: v.runs.len(),
         best_dice: v.runs.iter().filter_map(|r| r.best_dice()).collect(),
         final_dice: v.runs.iter().filter_map(|r| r.final_dice()).collect(),
+        test_dice: v.runs.iter().filter_map(|r| r.test_dice()).collect(),
         best_epoch: mean(&best_epochs),
         epochs: v.runs.iter().map(|r| r.val.len()).max().unwrap_or(0),
         parameters: v
@@ -98,7 +109,19 @@ pub fn rows(exp: &ExperimentData) -> Vec<VariantRow> {
     exp.variants.iter().map(variant_row).collect()
 }
 
+/// Whether any run of the experiment was scored on a test split.
+pub fn has_test_split(exp: &ExperimentData) -> bool {
+    exp.variants
+        .iter()
+        .flat_map(|v| &v.runs)
+        .any(|r| r.test_dice().is_some())
+}
+
+/// The main effects on test Dice when the study has a test split (held-out subjects: an
+/// unbiased score), else on best validation Dice (the epoch is chosen on the same images, so
+/// it is optimistic).
 pub fn effects(exp: &ExperimentData) -> Vec<AxisEffect> {
+    let on_test = has_test_split(exp);
     let cells: Vec<Cell> = exp
         .variants
         .iter()
@@ -106,11 +129,27 @@ pub fn effects(exp: &ExperimentData) -> Vec<AxisEffect> {
             v.runs.iter().map(move |r| Cell {
                 levels: v.levels.clone(),
                 seed: r.seed,
-                best_dice: r.best_dice(),
+                score: if on_test {
+                    r.test_dice()
+                } else {
+                    r.best_dice()
+                },
             })
         })
         .collect();
-    main_effects(&exp.manifest.axes, &cells)
+    let mut effects = main_effects(&exp.manifest.axes, &cells);
+    if on_test {
+        effects.iter_mut().for_each(|e| e.score = "test Dice");
+    }
+    effects
+}
+
+/// What the main effects compare, in words.
+pub fn ranked_by(effects: &[AxisEffect]) -> &'static str {
+    match effects.first().map(|e| e.score) {
+        Some("test Dice") => "test Dice (held-out test subjects)",
+        _ => "best validation Dice",
+    }
 }
 
 /// "+0.0123 [−0.0040, +0.0286]".
@@ -136,10 +175,11 @@ pub fn verdict(effect: &AxisEffect) -> String {
             .max_by(|a, b| a.difference.total_cmp(&b.difference));
         match runner_up {
             Some(r) => format!(
-                "{}: \"{}\" is best; \"{}\" changes best Dice by {}{}",
+                "{}: \"{}\" is best; \"{}\" changes {} by {}{}",
                 effect.axis,
                 effect.reference,
                 r.level,
+                effect.score,
                 fmt_effect(r.difference, r.ci95),
                 significance(r.ci95)
             ),

@@ -58,6 +58,10 @@ pub struct RunRecord {
     pub best_epoch: Option<usize>,
     pub best_dice: Option<f64>,
     pub final_dice: Option<f64>,
+    /// The test split's scores of the checkpoint chosen on validation (`data.test_fraction` or
+    /// `data.test_subjects`); absent without a test split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<TestScore>,
     pub divergence: Option<Divergence>,
     /// Why a run failed or stopped early.
     pub message: Option<String>,
@@ -65,6 +69,15 @@ pub struct RunRecord {
     pub snapshot_samples: Vec<String>,
     pub dataset: Option<DatasetInfo>,
     pub parameters: usize,
+}
+
+/// A run's scores on the test split, scored once with the checkpoint of `epoch`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TestScore {
+    pub epoch: usize,
+    pub dice: f64,
+    pub iou: f64,
+    pub presence_accuracy: f64,
 }
 
 /// `<variant>/manifest.json`.

@@ -11,7 +11,7 @@ use polars::prelude::*;
 
 use super::layout;
 use super::lock::Exclusive;
-use super::manifest::{ExperimentManifest, RunManifest, VariantManifest};
+use super::manifest::{ExperimentManifest, RunManifest, RunRecord, VariantManifest};
 use super::tables::{
     EpochRow, StepRow, Tracker, epoch_rows_to_frame, step_rows_to_frame, write_parquet,
 };
@@ -162,29 +162,30 @@ pub fn runs_frame(axes: &[String], runs: &[StoredRun]) -> Result<DataFrame> {
         columns.push(Column::new(axis.as_str().into(), levels));
     }
     let record = |r: &StoredRun| r.manifest.record.clone();
+    let float = |name: &str, get: &dyn Fn(&RunRecord) -> Option<f64>| {
+        let values: Vec<Option<f64>> = runs.iter().map(|r| get(&r.manifest.record)).collect();
+        Column::new(name.into(), values)
+    };
+    let count = |name: &str, get: &dyn Fn(&RunRecord) -> Option<usize>| {
+        let values: Vec<Option<i64>> = runs
+            .iter()
+            .map(|r| get(&r.manifest.record).map(|v| v as i64))
+            .collect();
+        Column::new(name.into(), values)
+    };
     columns.extend([
         Column::new(
             "status".into(),
             text(&|r| record(r).status.as_str().to_string()),
         ),
-        Column::new(
-            "best_dice".into(),
-            runs.iter()
-                .map(|r| r.manifest.record.best_dice)
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "final_dice".into(),
-            runs.iter()
-                .map(|r| r.manifest.record.final_dice)
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "best_epoch".into(),
-            runs.iter()
-                .map(|r| r.manifest.record.best_epoch.map(|e| e as i64))
-                .collect::<Vec<_>>(),
-        ),
+        float("best_dice", &|r| r.best_dice),
+        float("final_dice", &|r| r.final_dice),
+        float("test_dice", &|r| r.test.map(|t| t.dice)),
+        float("test_iou", &|r| r.test.map(|t| t.iou)),
+        float("test_presence_accuracy", &|r| {
+            r.test.map(|t| t.presence_accuracy)
+        }),
+        count("best_epoch", &|r| r.best_epoch),
         Column::new(
             "epochs_done".into(),
             runs.iter()

@@ -15,6 +15,8 @@ pub mod tables;
 
 pub use crate::util::fs::write_atomic;
 pub use lock::{Claim, Holder, RunLock};
-pub use manifest::{ExperimentManifest, RunManifest, RunRecord, RunStatus, VariantManifest};
+pub use manifest::{
+    ExperimentManifest, RunManifest, RunRecord, RunStatus, TestScore, VariantManifest,
+};
 pub use plan::{Plan, PlannedTask};
 pub use tables::{EpochRow, StepRow, Tracker};

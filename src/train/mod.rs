@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
@@ -81,6 +81,9 @@ pub struct RunOutcome {
     pub best_epoch: Option<usize>,
     pub best_dice: Option<f64>,
     pub final_dice: Option<f64>,
+    /// The test split's scores of the checkpoint chosen on validation (a completed run with a
+    /// test split only).
+    pub test: Option<SegMetrics>,
     pub snapshot_samples: Vec<String>,
     pub parameters: usize,
 }
@@ -162,10 +165,11 @@ where
             }
         };
         let t_val = Instant::now();
-        let validation = validate::<B::InnerBackend>(
+        let validation = evaluate::<B::InnerBackend>(
             &model.valid(),
             spec.config,
             spec.dataset,
+            &spec.dataset.val,
             &run.snapshot_idx,
             device,
             run.out_size,
@@ -187,7 +191,7 @@ where
             return Ok(run.outcome(ending));
         }
     }
-    run.finish(&model, spec, tracker, progress)
+    run.finish(&model, spec, tracker, device, progress)
 }
 
 /// What one epoch's training produced.
@@ -217,6 +221,7 @@ struct Training<'a, B: AutodiffBackend + KernelBackend> {
     best_epoch: Option<usize>,
     best_dice: Option<f64>,
     final_dice: Option<f64>,
+    test: Option<SegMetrics>,
     epochs_done: usize,
     dead_epochs: usize,
     parameters: usize,
@@ -262,6 +267,7 @@ where
             best_epoch: None,
             best_dice: None,
             final_dice: None,
+            test: None,
             epochs_done: 0,
             dead_epochs: 0,
             parameters,
@@ -337,6 +343,7 @@ where
             best_epoch: self.best_epoch,
             best_dice: self.best_dice,
             final_dice: self.final_dice,
+            test: self.test,
             snapshot_samples: self.snapshot_ids.clone(),
             parameters: self.parameters,
         }
@@ -616,15 +623,79 @@ where
         Ok(None)
     }
 
+    /// The checkpoint chosen on validation, scored once on the test split: a `test` row at the
+    /// best epoch (replacing one a crash may have left), flushed before the run is marked done.
+    fn score_test(
+        &mut self,
+        model: &UNet<B>,
+        spec: &RunSpec,
+        tracker: &mut Tracker,
+        device: &B::Device,
+        progress: &mut dyn Progress,
+    ) -> Result<()> {
+        let (Some(best_epoch), false) = (self.best_epoch, self.dataset.test.is_empty()) else {
+            return Ok(());
+        };
+        let start = Instant::now();
+        let bytes = std::fs::read(checkpoint::best_path(spec.variant_dir, spec.seed))
+            .context("the best checkpoint, to score the test split")?;
+        let best = model_from_bytes::<B::InnerBackend, _>(model.valid(), bytes, device)?;
+        let scored = evaluate::<B::InnerBackend>(
+            &best,
+            spec.config,
+            self.dataset,
+            &self.dataset.test,
+            &[],
+            device,
+            self.out_size,
+        )?;
+        let seconds = start.elapsed().as_secs_f64();
+        tracker.epochs.retain(|r| {
+            !(r.variant == spec.variant_name && r.seed == spec.seed && r.split == "test")
+        });
+        let m = scored.metrics;
+        tracker.epochs.push(EpochRow {
+            variant: spec.variant_name.to_string(),
+            seed: spec.seed,
+            epoch: best_epoch,
+            split: "test".to_string(),
+            loss: scored.loss,
+            dice: Some(m.dice),
+            iou: Some(m.iou),
+            pixel_accuracy: Some(m.pixel_accuracy),
+            precision: Some(m.precision),
+            recall: Some(m.recall),
+            presence_accuracy: Some(m.presence_accuracy),
+            lr: 0.0,
+            seconds,
+            images_per_sec: self.dataset.test.len() as f64 / seconds.max(1e-9),
+            load_seconds: scored.load_seconds,
+            step_seconds: seconds - scored.load_seconds,
+        });
+        tracker.flush()?;
+        progress.finish(&format!(
+            "{}: test Dice {:.4} (IoU {:.4}, presence {:.3}) on {} images, checkpoint of epoch {best_epoch}",
+            self.name,
+            m.dice,
+            m.iou,
+            m.presence_accuracy,
+            self.dataset.test.len()
+        ));
+        self.test = Some(m);
+        Ok(())
+    }
+
     /// Every epoch done. A crash after the last epoch's checkpoint but before `last` was
     /// written resumes here with nothing left to train: the bookkeeping is finished from disk.
     fn finish(
         mut self,
         model: &UNet<B>,
         spec: &RunSpec,
-        tracker: &Tracker,
+        tracker: &mut Tracker,
+        device: &B::Device,
         progress: &mut dyn Progress,
     ) -> Result<RunOutcome> {
+        self.score_test(model, spec, tracker, device, progress)?;
         let last = checkpoint::last_path(spec.variant_dir, spec.seed);
         if !last.exists() {
             write_atomic(&last, &model_to_bytes::<B, _>(model)?)?;
@@ -711,11 +782,12 @@ pub struct Validation {
     pub load_seconds: f64,
 }
 
-/// Predicts the validation set and scores it.
-pub fn validate<B: KernelBackend>(
+/// Predicts the images `indices` of `ds` (the validation or the test split) and scores them.
+pub fn evaluate<B: KernelBackend>(
     model: &UNet<B>,
     cfg: &RunConfig,
     ds: &Dataset,
+    indices: &[usize],
     snapshot_idx: &[usize],
     device: &B::Device,
     (oh, ow): (usize, usize),
@@ -728,7 +800,7 @@ pub fn validate<B: KernelBackend>(
     let mut all_zero = true;
     let mut load_seconds = 0.0;
     let mut weight_maps = WeightMaps::new(ds, &cfg.train);
-    for chunk in ds.val.chunks(cfg.train.batch_size.max(8)) {
+    for chunk in indices.chunks(cfg.train.batch_size.max(8)) {
         let t_load = Instant::now();
         let items: Vec<(Vec<f32>, Vec<u8>)> = chunk
             .iter()
@@ -785,7 +857,7 @@ pub fn validate<B: KernelBackend>(
         }
     }
     Ok(Validation {
-        loss: loss_sum / ds.val.len().max(1) as f64,
+        loss: loss_sum / indices.len().max(1) as f64,
         metrics: acc.finish(),
         per_image: acc.per_image().to_vec(),
         snapshot_probabilities: snapshot,

@@ -19,7 +19,7 @@ use crate::data::{self, Dataset};
 use crate::track::layout;
 use crate::track::manifest::{git_commit, now_rfc3339};
 use crate::track::{
-    Claim, ExperimentManifest, Plan, RunLock, RunManifest, RunRecord, RunStatus, Tracker,
+    Claim, ExperimentManifest, Plan, RunLock, RunManifest, RunRecord, RunStatus, TestScore, Tracker,
 };
 
 use super::backend::{self, CpuBackend};
@@ -448,6 +448,7 @@ fn started_record(
         best_epoch: None,
         best_dice: None,
         final_dice: None,
+        test: None,
         divergence: None,
         message: None,
         snapshot_samples: Vec::new(),
@@ -488,6 +489,15 @@ fn record_outcome(record: &mut RunRecord, outcome: RunOutcome) {
     record.best_epoch = outcome.best_epoch;
     record.best_dice = outcome.best_dice;
     record.final_dice = outcome.final_dice;
+    record.test = outcome
+        .test
+        .zip(outcome.best_epoch)
+        .map(|(m, epoch)| TestScore {
+            epoch,
+            dice: m.dice,
+            iou: m.iou,
+            presence_accuracy: m.presence_accuracy,
+        });
     record.snapshot_samples = outcome.snapshot_samples;
     record.parameters = outcome.parameters;
     record.status = match outcome.ending {
