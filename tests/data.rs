@@ -150,6 +150,32 @@ fn kaggle_layout_trains_predicts_and_submits() {
         assert!(pred.join(format!("{stem}_overlay.png")).exists());
     }
 
+    // With flip TTA the labelled input is scored both ways: the plain score is the one above.
+    let plain_score = stdout
+        .lines()
+        .find(|l| l.starts_with("Kaggle score"))
+        .and_then(|l| l.rsplit(": ").next())
+        .unwrap()
+        .to_string();
+    let (code, stderr, stdout) = run(&[
+        "predict",
+        "--run",
+        out.join("nerve/base").to_str().unwrap(),
+        "--input",
+        data.to_str().unwrap(),
+        "--out",
+        tmp.path().join("pred-tta").to_str().unwrap(),
+        "--min-area",
+        "10",
+        "--tta",
+        "flips",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains(&format!("({plain_score} without TTA)")),
+        "plain {plain_score}: {stdout}"
+    );
+
     // A missing mask is named.
     std::fs::remove_file(data.join("2_3_mask.tif")).unwrap();
     let (code, stderr, _) = run(&[

@@ -381,6 +381,7 @@ test_fraction = 0.25
 [train]
 loss = "dice_ce"
 epochs = 3
+test_tta = "flips"
 lr = 3e-3
 [report]
 samples = 0

@@ -30,6 +30,10 @@ pub struct PredictArgs {
     /// The seed whose checkpoint to use (default: the first with one).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Test-time augmentation: `flips` averages the probabilities of each image and its
+    /// horizontal and vertical flips (a labelled input is then scored with and without it).
+    #[arg(long, value_enum, default_value = "none")]
+    pub tta: crate::config::Tta,
 }
 
 pub fn execute(args: PredictArgs) -> Result<u8> {
@@ -41,6 +45,7 @@ pub fn execute(args: PredictArgs) -> Result<u8> {
         checkpoint,
         min_area,
         seed,
+        tta,
     } = args;
     let summary = crate::predict::predict(&crate::predict::PredictOptions {
         run,
@@ -50,6 +55,7 @@ pub fn execute(args: PredictArgs) -> Result<u8> {
         checkpoint,
         min_area,
         seed,
+        tta,
     })?;
     println!(
         "{} images, {} with a predicted nerve; masks and overlays in {}",
@@ -61,7 +67,12 @@ pub fn execute(args: PredictArgs) -> Result<u8> {
         println!("submission: {}", sub.display());
     }
     if let Some((dice, n)) = summary.score {
-        println!("Kaggle score (mean Dice, empty/empty = 1) over {n} labelled images: {dice:.4}");
+        let without = summary
+            .score_without_tta
+            .map_or_else(String::new, |d| format!(" ({d:.4} without TTA)"));
+        println!(
+            "Kaggle score (mean Dice, empty/empty = 1) over {n} labelled images: {dice:.4}{without}"
+        );
     }
     Ok(0)
 }

@@ -239,6 +239,22 @@ pub struct TrainConfig {
     /// Border weight map of `weighted_ce`: w0 and σ in pixels.
     pub border_w0: f64,
     pub border_sigma: f64,
+    /// Test-time augmentation of the test score (left out of the serialised config at its
+    /// default, so older studies keep their config hashes).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub test_tta: Tta,
+}
+
+/// Which test-time augmentation to apply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum Tta {
+    /// The image as it is.
+    #[default]
+    None,
+    /// The mean over the image and its horizontal and vertical flips.
+    Flips,
 }
 
 impl Default for TrainConfig {
@@ -265,6 +281,7 @@ impl Default for TrainConfig {
             divergence_threshold: 1e4,
             border_w0: 10.0,
             border_sigma: 5.0,
+            test_tta: Tta::None,
         }
     }
 }
@@ -549,6 +566,10 @@ fn decode_train(t: &mut SectionReader<'_>) -> Result<TrainConfig, ConfigError> {
     );
     set(&mut c.border_w0, t.float("border_w0", non_negative)?);
     set(&mut c.border_sigma, t.float("border_sigma", positive)?);
+    set(
+        &mut c.test_tta,
+        t.choice("test_tta", &[("none", Tta::None), ("flips", Tta::Flips)])?,
+    );
     Ok(c)
 }
 

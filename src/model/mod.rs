@@ -5,6 +5,7 @@
 pub mod infer;
 pub mod record;
 pub mod tile;
+pub mod tta;
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};

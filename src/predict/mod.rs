@@ -12,12 +12,13 @@ use burn::backend::Flex;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
-use crate::config::{Padding, RunConfig};
+use crate::config::{Padding, RunConfig, Tta};
 use crate::data::files::{self, Grey, image_files, resize_bilinear, stem};
 use crate::data::standardize;
 use crate::model::infer::probabilities;
 use crate::model::record::model_from_bytes;
 use crate::model::tile;
+use crate::model::tta;
 use crate::model::{UNet, output_size};
 use crate::report::raster::{Canvas, PRED_RGB};
 use crate::track::{VariantManifest, checkpoint, write_atomic};
@@ -40,6 +41,7 @@ pub struct PredictOptions {
     pub checkpoint: Which,
     pub min_area: usize,
     pub seed: Option<u64>,
+    pub tta: Tta,
 }
 
 pub struct PredictSummary {
@@ -47,6 +49,8 @@ pub struct PredictSummary {
     pub nonempty: usize,
     /// Mean Kaggle Dice over labelled images, with their count.
     pub score: Option<(f64, usize)>,
+    /// The same score without test-time augmentation (when `--tta` was given).
+    pub score_without_tta: Option<f64>,
 }
 
 /// A trained network ready to predict on the CPU.
@@ -113,12 +117,11 @@ impl Predictor {
         )
     }
 
-    /// Probability map (at the training size) of one image resized to the training size.
-    pub fn probability(&self, resized: &[f32]) -> Vec<f32> {
+    /// Probability map (at the training size) of one standardised image.
+    fn whole_image(&self, x: &[f32]) -> Vec<f32> {
         let [h, w] = self.size();
-        let x = standardize(resized);
         match self.config.model.padding {
-            Padding::Same => self.forward(&[x], h, w).remove(0),
+            Padding::Same => self.forward(&[x.to_vec()], h, w).remove(0),
             Padding::Valid => {
                 let levels = self.config.model.widths.len();
                 let out = [
@@ -126,11 +129,23 @@ impl Predictor {
                     output_size(w, levels, Padding::Valid).expect("validated size"),
                 ];
                 let align = 1 << (levels - 1);
-                tile::predict_tiled(&x, [h, w], [h, w], out, align, 4, &mut |tiles| {
+                tile::predict_tiled(x, [h, w], [h, w], out, align, 4, &mut |tiles| {
                     self.forward(tiles, h, w)
                 })
             }
         }
+    }
+
+    /// The probability map (at the training size) of one image resized to the training size,
+    /// as it is and under `tta` (the same map twice for [`Tta::None`]).
+    pub fn probability_with(&self, resized: &[f32], tta: Tta) -> (Vec<f32>, Vec<f32>) {
+        let x = standardize(resized);
+        let plain = self.whole_image(&x);
+        let mut predict = |images: &[Vec<f32>]| -> Vec<Vec<f32>> {
+            images.iter().map(|i| self.whole_image(i)).collect()
+        };
+        let with = tta::apply(tta, vec![plain.clone()], &[x], self.size(), &mut predict).remove(0);
+        (plain, with)
     }
 }
 
@@ -203,12 +218,9 @@ fn decode_chunk(chunk: &[PathBuf]) -> Result<Vec<(Grey, Option<Grey>)>> {
         .collect()
 }
 
-/// The binary mask of one image at its own resolution: predicted at the network's size,
-/// resized back, thresholded at 0.5, small masks cleared.
-fn predict_mask(predictor: &Predictor, img: &Grey, min_area: usize) -> Vec<u8> {
-    let [th, tw] = predictor.size();
-    let resized = resize_bilinear(img, th, tw);
-    let prob = predictor.probability(&resized);
+/// The binary mask of one image at its own resolution from its probability map at the
+/// network's size: resized back, thresholded at 0.5, small masks cleared.
+fn to_mask(prob: Vec<f32>, [th, tw]: [usize; 2], img: &Grey, min_area: usize) -> Vec<u8> {
     let back = resize_bilinear(
         &Grey {
             height: th,
@@ -221,6 +233,21 @@ fn predict_mask(predictor: &Predictor, img: &Grey, min_area: usize) -> Vec<u8> {
     let mut mask: Vec<u8> = back.iter().map(|&p| (p > 0.5) as u8).collect();
     apply_min_area(&mut mask, min_area);
     mask
+}
+
+/// The masks of one image under `tta`, and without it when `tta` is on (to score both).
+fn predict_masks(
+    predictor: &Predictor,
+    img: &Grey,
+    min_area: usize,
+    tta: Tta,
+) -> (Vec<u8>, Option<Vec<u8>>) {
+    let size = predictor.size();
+    let resized = resize_bilinear(img, size[0], size[1]);
+    let (plain, with) = predictor.probability_with(&resized, tta);
+    let mask = to_mask(with, size, img, min_area);
+    let plain = (tta != Tta::None).then(|| to_mask(plain, size, img, min_area));
+    (mask, plain)
 }
 
 /// `{stem}_mask.png` and `{stem}_overlay.png` in `out`.
@@ -277,15 +304,19 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     let bar = progress_bar(images.len());
     let mut rows = Vec::with_capacity(images.len());
     let mut acc = MetricAccumulator::default();
+    let mut acc_plain = MetricAccumulator::default();
     let mut nonempty = 0;
     // Decoding and resizing in parallel; the network itself is parallel inside.
     for chunk in images.chunks(16) {
         for (path, (img, label)) in chunk.iter().zip(decode_chunk(chunk)?) {
-            let mask = predict_mask(&predictor, &img, opts.min_area);
+            let (mask, plain) = predict_masks(&predictor, &img, opts.min_area, opts.tta);
             let s = stem(path);
             write_mask_and_overlay(&opts.out, &s, &img, &mask)?;
             if let Some(label) = label {
                 acc.push(score_against(path, &img, &label, &mask)?);
+                if let Some(plain) = &plain {
+                    acc_plain.push(score_against(path, &img, &label, plain)?);
+                }
             }
             nonempty += mask.contains(&1) as usize;
             rows.push((s, rle::encode(&mask, img.height, img.width)));
@@ -301,5 +332,6 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
         images: images.len(),
         nonempty,
         score: (labelled > 0).then(|| (acc.finish().dice, labelled)),
+        score_without_tta: (labelled > 0 && opts.tta != Tta::None).then(|| acc_plain.finish().dice),
     })
 }

@@ -30,6 +30,7 @@ use crate::config::{LossKind, Padding, RunConfig};
 use crate::data::augment;
 use crate::data::{self, Dataset, make_batch, weights};
 use crate::kernels::KernelBackend;
+use crate::model::tta::{self, Tta};
 use crate::model::{UNet, center_crop, output_size};
 use crate::model::{infer::probabilities, tile};
 use crate::track::checkpoint::{self, ResumeState};
@@ -169,8 +170,11 @@ where
             &model.valid(),
             spec.config,
             spec.dataset,
-            &spec.dataset.val,
-            &run.snapshot_idx,
+            EvalSet {
+                indices: &spec.dataset.val,
+                tta: Tta::None,
+                snapshot_idx: &run.snapshot_idx,
+            },
             device,
             run.out_size,
         )?;
@@ -644,8 +648,11 @@ where
             &best,
             spec.config,
             self.dataset,
-            &self.dataset.test,
-            &[],
+            EvalSet {
+                indices: &self.dataset.test,
+                tta: spec.config.train.test_tta,
+                snapshot_idx: &[],
+            },
             device,
             self.out_size,
         )?;
@@ -782,13 +789,26 @@ pub struct Validation {
     pub load_seconds: f64,
 }
 
+/// Which images of a dataset to score, how, and whose probabilities to keep.
+#[derive(Clone, Copy)]
+pub struct EvalSet<'a> {
+    /// The validation or the test split.
+    pub indices: &'a [usize],
+    pub tta: Tta,
+    /// Images whose probability maps are returned (the snapshot samples).
+    pub snapshot_idx: &'a [usize],
+}
+
 /// Predicts the images `indices` of `ds` (the validation or the test split) and scores them.
 pub fn evaluate<B: KernelBackend>(
     model: &UNet<B>,
     cfg: &RunConfig,
     ds: &Dataset,
-    indices: &[usize],
-    snapshot_idx: &[usize],
+    EvalSet {
+        indices,
+        tta,
+        snapshot_idx,
+    }: EvalSet,
     device: &B::Device,
     (oh, ow): (usize, usize),
 ) -> Result<Validation> {
@@ -827,7 +847,19 @@ pub fn evaluate<B: KernelBackend>(
         loss_sum += l * chunk.len() as f64;
         // With valid padding the network sees only the centre of each image; the whole image
         // is predicted by overlap-tile, as `predict` does, and scored against the whole mask.
-        let probabilities: Vec<Vec<f32>> = match cfg.model.padding {
+        let standardized: Vec<Vec<f32>> = items.iter().map(|(x, _)| data::standardize(x)).collect();
+        let mut predict = |images: &[Vec<f32>]| -> Vec<Vec<f32>> {
+            let align = 1 << (cfg.model.widths.len() - 1);
+            images
+                .iter()
+                .map(|x| {
+                    tile::predict_tiled(x, [h, w], [h, w], [oh, ow], align, 4, &mut |tiles| {
+                        probabilities(model, kind, tiles, h, w, device)
+                    })
+                })
+                .collect()
+        };
+        let plain: Vec<Vec<f32>> = match cfg.model.padding {
             Padding::Same => {
                 let prob = loss::foreground_probability(kind, output) // [b, 1, h, w]
                     .into_data()
@@ -835,18 +867,13 @@ pub fn evaluate<B: KernelBackend>(
                     .map_err(|e| anyhow::anyhow!("cannot read predictions: {e:?}"))?;
                 prob.chunks(h * w).map(|c| c.to_vec()).collect()
             }
-            Padding::Valid => {
-                let align = 1 << (cfg.model.widths.len() - 1);
-                items
-                    .iter()
-                    .map(|(image, _)| {
-                        let x = data::standardize(image);
-                        tile::predict_tiled(&x, [h, w], [h, w], [oh, ow], align, 4, &mut |tiles| {
-                            probabilities(model, kind, tiles, h, w, device)
-                        })
-                    })
-                    .collect()
-            }
+            Padding::Valid => predict(&standardized),
+        };
+        let probabilities = match cfg.model.padding {
+            Padding::Same => tta::apply(tta, plain, &standardized, [h, w], &mut |images| {
+                probabilities(model, kind, images, h, w, device)
+            }),
+            Padding::Valid => tta::apply(tta, plain, &standardized, [h, w], &mut predict),
         };
         for ((k, &i), p) in chunk.iter().enumerate().zip(probabilities) {
             let pred: Vec<bool> = p.iter().map(|&v| v > 0.5).collect();
