@@ -365,6 +365,10 @@ samples = 2
     assert_eq!((mask.width(), mask.height()), (90, 70));
 }
 
+fn info_test_images(run: &unet_lab::track::merge::StoredRun) -> usize {
+    run.manifest.record.dataset.as_ref().unwrap().test_images
+}
+
 #[test]
 fn a_test_split_is_scored_once_with_the_checkpoint_chosen_on_validation() {
     let tmp = TempDir::new("test-split");
@@ -407,6 +411,18 @@ samples = 0
         assert_eq!(tests[0].epoch, score.epoch);
         assert_eq!(tests[0].dice, Some(score.dice));
         assert_eq!(tests[0].iou, Some(score.iou));
+        // The breakdown recomposes the test score.
+        let b = score.breakdown.expect("a test score has its breakdown");
+        let (e, p) = (b.empty_images as f64, b.nonempty_images as f64);
+        let parts = e * b.empty_correct.unwrap_or(0.0)
+            + p * b.found.unwrap_or(0.0) * b.dice_found.unwrap_or(0.0);
+        assert!(
+            (parts / (e + p) - score.dice).abs() < 1e-9,
+            "{b:?} vs {}",
+            score.dice
+        );
+        assert_eq!(b.empty_images + b.nonempty_images, info_test_images(run));
+        assert!(record.best_breakdown.is_some());
         let info = record.dataset.as_ref().unwrap();
         assert_eq!(info.test_subjects.len(), 2);
         assert!(
@@ -438,6 +454,8 @@ samples = 0
     );
     assert!(html.contains("Difference in test Dice (held-out test subjects)"));
     assert!(html.contains("mean test Dice"));
+    assert!(html.contains("What the score is made of"));
+    assert!(html.contains("On the test split, mean over seeds."));
     let md = std::fs::read_to_string(exp.join("report.md")).unwrap();
     assert!(md.contains("| mean test Dice |"), "{md}");
     assert!(md.contains(" test Dice | best epoch |"), "{md}");

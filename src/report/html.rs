@@ -178,8 +178,49 @@ fn variants(rows: &[VariantRow], axes: &[String], test: bool) -> Markup {
             }
         }
         (variant_table(rows, axes, test))
+        (score_breakdown(rows, test))
         @for r in rows {
             @for n in &r.notes { p.note { (r.name) ": " (n) } }
+        }
+    }
+}
+
+/// "0.500", or "—" for no value.
+fn share(value: Option<f64>) -> String {
+    value.map_or_else(|| "—".into(), |v| format!("{v:.3}"))
+}
+
+/// What each variant's score is made of: presence errors against shape errors.
+fn score_breakdown(rows: &[VariantRow], test: bool) -> Markup {
+    html! {
+        @if rows.iter().any(|r| r.found.is_some() || r.empty_correct.is_some()) {
+            h3 { "What the score is made of" }
+            p {
+                "On the " (if test { "test split" } else { "best validation epoch" })
+                ", mean over seeds. With E empty and P non-empty images, score = (E · empty \
+                 predicted empty + P · nerves found · Dice on those found) / (E + P): the first \
+                 two columns are presence errors, the third is shape."
+            }
+            table.sortable {
+                thead {
+                    tr {
+                        th.sortable { "variant" }
+                        th.sortable { "empty predicted empty" }
+                        th.sortable { "nerves found" }
+                        th.sortable { "Dice on those found" }
+                    }
+                }
+                tbody {
+                    @for r in rows {
+                        tr {
+                            td { (r.name) }
+                            td.num { (share(r.empty_correct)) }
+                            td.num { (share(r.found)) }
+                            td.num { (share(r.dice_found)) }
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -320,6 +361,7 @@ mod tests {
             best_dice: None,
             final_dice: None,
             test: None,
+            best_breakdown: None,
             divergence: None,
             message: Some(message.into()),
             snapshot_samples: Vec::new(),

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::track::manifest::{ExperimentManifest, RunRecord, RunStatus, VariantManifest};
+use crate::track::manifest::{
+    ExperimentManifest, RunRecord, RunStatus, ScoreBreakdown, VariantManifest,
+};
 use crate::track::merge::{self, StoredRun};
 use crate::track::snapshots::{self, Snapshots};
 use crate::track::{EpochRow, StepRow};
@@ -45,6 +47,15 @@ impl RunData {
             .filter_map(|r| r.dice)
             .filter(|d| d.is_finite())
             .reduce(f64::max)
+    }
+
+    /// What the reported score is made of: on the test split when there is one, else at the
+    /// best validation epoch.
+    pub fn breakdown(&self) -> Option<ScoreBreakdown> {
+        match self.record.test {
+            Some(t) => t.breakdown,
+            None => self.record.best_breakdown,
+        }
     }
 
     /// Test Dice of the checkpoint chosen on validation (runs with a test split).

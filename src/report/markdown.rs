@@ -79,6 +79,36 @@ fn variant_table(s: &mut String, rows: &[VariantRow], axes: &[String], test: boo
     }
 }
 
+/// What each variant's score is made of (presence against shape).
+fn score_breakdown(s: &mut String, rows: &[VariantRow], test: bool) {
+    if !rows
+        .iter()
+        .any(|r| r.found.is_some() || r.empty_correct.is_some())
+    {
+        return;
+    }
+    let share = |v: Option<f64>| v.map_or_else(|| "—".to_string(), |v| format!("{v:.3}"));
+    let _ = writeln!(
+        s,
+        "\n### What the score is made of\n\nOn the {}, mean over seeds: presence errors (first two columns) against shape.\n\n| variant | empty predicted empty | nerves found | Dice on those found |\n|---|---|---|---|",
+        if test {
+            "test split"
+        } else {
+            "best validation epoch"
+        }
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            esc(&r.name),
+            share(r.empty_correct),
+            share(r.found),
+            share(r.dice_found)
+        );
+    }
+}
+
 /// One table per grid axis; nothing without a grid.
 fn main_effects(s: &mut String, effects: &[AxisEffect]) {
     if effects.is_empty() {
@@ -132,7 +162,9 @@ pub fn render_markdown(exp: &ExperimentData) -> String {
     let mut s = String::new();
     header(&mut s, &exp.manifest);
     let test = summary::has_test_split(exp);
-    variant_table(&mut s, &summary::rows(exp), &exp.manifest.axes, test);
+    let rows = summary::rows(exp);
+    variant_table(&mut s, &rows, &exp.manifest.axes, test);
+    score_breakdown(&mut s, &rows, test);
     let _ = writeln!(s, "\n![loss](loss.png)\n\n![validation Dice](dice.png)\n");
     main_effects(&mut s, &summary::effects(exp));
     variant_sections(&mut s, &exp.variants);

@@ -4,6 +4,7 @@ use super::effects::{AxisEffect, Cell, main_effects};
 use super::load::{ExperimentData, VariantData};
 use super::stats::{fmt_mean_sd, mean};
 use crate::track::RunStatus;
+use crate::track::manifest::ScoreBreakdown;
 
 pub struct VariantRow {
     pub name: String,
@@ -17,6 +18,11 @@ pub struct VariantRow {
     pub final_dice: Vec<f64>,
     /// Test Dice of each seed's checkpoint chosen on validation (empty without a test split).
     pub test_dice: Vec<f64>,
+    /// Mean over seeds of the score's parts: empty images predicted empty, non-empty images
+    /// found, Dice on those found (test split, else best validation epoch).
+    pub empty_correct: Option<f64>,
+    pub found: Option<f64>,
+    pub dice_found: Option<f64>,
     pub best_epoch: Option<f64>,
     pub epochs: usize,
     pub parameters: usize,
@@ -87,6 +93,9 @@ pub fn variant_row(v: &VariantData) -> VariantRow {
         best_dice: v.runs.iter().filter_map(|r| r.best_dice()).collect(),
         final_dice: v.runs.iter().filter_map(|r| r.final_dice()).collect(),
         test_dice: v.runs.iter().filter_map(|r| r.test_dice()).collect(),
+        empty_correct: part(v, |b| b.empty_correct),
+        found: part(v, |b| b.found),
+        dice_found: part(v, |b| b.dice_found),
         best_epoch: mean(&best_epochs),
         epochs: v.runs.iter().map(|r| r.val.len()).max().unwrap_or(0),
         parameters: v
@@ -103,6 +112,16 @@ pub fn variant_row(v: &VariantData) -> VariantRow {
             .sum(),
         images_per_sec: mean(&speeds),
     }
+}
+
+/// The mean over a variant's seeds of one part of the score breakdown.
+fn part(v: &VariantData, get: fn(&ScoreBreakdown) -> Option<f64>) -> Option<f64> {
+    let values: Vec<f64> = v
+        .runs
+        .iter()
+        .filter_map(|r| r.breakdown().as_ref().and_then(get))
+        .collect();
+    mean(&values)
 }
 
 pub fn rows(exp: &ExperimentData) -> Vec<VariantRow> {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::manifest::ScoreBreakdown;
 use crate::util::fs::write_atomic;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -20,6 +21,9 @@ pub struct ResumeState {
     pub global_step: usize,
     pub best_epoch: Option<usize>,
     pub best_dice: Option<f64>,
+    /// The score breakdown of the best epoch (absent in resume states of older builds).
+    #[serde(default)]
+    pub best_breakdown: Option<ScoreBreakdown>,
     /// Consecutive epochs whose output was all zero (dead ReLU head detection).
     pub dead_epochs: usize,
     pub model_file: String,

@@ -62,6 +62,9 @@ pub struct RunRecord {
     /// `data.test_subjects`); absent without a test split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test: Option<TestScore>,
+    /// The score breakdown at the best validation epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_breakdown: Option<ScoreBreakdown>,
     pub divergence: Option<Divergence>,
     /// Why a run failed or stopped early.
     pub message: Option<String>,
@@ -78,6 +81,24 @@ pub struct TestScore {
     pub dice: f64,
     pub iou: f64,
     pub presence_accuracy: f64,
+    #[serde(default)]
+    pub breakdown: Option<ScoreBreakdown>,
+}
+
+/// What the Kaggle score (mean per-image Dice, empty/empty = 1) is made of: with E empty and
+/// P non-empty images, score = (E · `empty_correct` + P · `found` · `dice_found`) / (E + P).
+/// It tells presence errors (the first two) from shape errors (the third). `None` where a
+/// share has no images to be taken of.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScoreBreakdown {
+    pub empty_images: usize,
+    pub nonempty_images: usize,
+    /// Share of the empty images predicted empty (each scores 1; the others 0).
+    pub empty_correct: Option<f64>,
+    /// Share of the non-empty images with a non-empty prediction (the others score 0).
+    pub found: Option<f64>,
+    /// Mean Dice over the non-empty images found.
+    pub dice_found: Option<f64>,
 }
 
 /// `<variant>/manifest.json`.

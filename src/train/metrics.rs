@@ -1,6 +1,8 @@
 //! Segmentation metrics on binary masks, scored as Kaggle's Ultrasound Nerve Segmentation did:
 //! the mean over images of Dice, where an empty prediction of an empty mask scores 1.
 
+pub use crate::track::manifest::ScoreBreakdown;
+
 /// Pixel counts of one image.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Confusion {
@@ -8,6 +10,25 @@ pub struct Confusion {
     pub fp: u64,
     pub fn_: u64,
     pub tn: u64,
+}
+
+/// The breakdown of the Kaggle score over `images` (see [`ScoreBreakdown`]).
+pub fn breakdown(images: &[Confusion]) -> ScoreBreakdown {
+    let (empty, nonempty): (Vec<&Confusion>, Vec<&Confusion>) =
+        images.iter().partition(|c| !c.truly_present());
+    let share = |part: usize, of: usize| (of > 0).then(|| part as f64 / of as f64);
+    let found: Vec<&&Confusion> = nonempty.iter().filter(|c| c.predicted_present()).collect();
+    ScoreBreakdown {
+        empty_images: empty.len(),
+        nonempty_images: nonempty.len(),
+        empty_correct: share(
+            empty.iter().filter(|c| !c.predicted_present()).count(),
+            empty.len(),
+        ),
+        found: share(found.len(), nonempty.len()),
+        dice_found: (!found.is_empty())
+            .then(|| found.iter().map(|c| c.dice()).sum::<f64>() / found.len() as f64),
+    }
 }
 
 impl Confusion {
@@ -125,6 +146,38 @@ impl MetricAccumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_breakdown_recomposes_the_kaggle_score() {
+        let image = |tp, fp, fn_| Confusion {
+            tp,
+            fp,
+            fn_,
+            tn: 100,
+        };
+        let images = [
+            image(0, 0, 0),  // empty, predicted empty: 1
+            image(0, 0, 0),  // empty, predicted empty: 1
+            image(0, 5, 0),  // empty, predicted a nerve: 0
+            image(0, 0, 10), // a nerve missed: 0
+            image(6, 2, 2),  // found: Dice 12/16 = 0.75
+            image(4, 0, 0),  // found: Dice 1
+        ];
+        let b = breakdown(&images);
+        assert_eq!((b.empty_images, b.nonempty_images), (3, 3));
+        assert_eq!(b.empty_correct, Some(2.0 / 3.0));
+        assert_eq!(b.found, Some(2.0 / 3.0));
+        assert_eq!(b.dice_found, Some(0.875));
+        let mut acc = MetricAccumulator::default();
+        images.iter().for_each(|&c| acc.push(c));
+        // (3 · 2/3 + 3 · 2/3 · 0.875) / 6 = (2 + 1.75) / 6
+        let recomposed =
+            (3.0 * b.empty_correct.unwrap() + 3.0 * b.found.unwrap() * b.dice_found.unwrap()) / 6.0;
+        assert!((acc.finish().dice - recomposed).abs() < 1e-12);
+        assert!((recomposed - 3.75 / 6.0).abs() < 1e-12);
+        let none = breakdown(&[image(0, 0, 0)]);
+        assert_eq!((none.found, none.dice_found), (None, None));
+    }
 
     #[test]
     fn dice_by_hand() {

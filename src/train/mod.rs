@@ -38,7 +38,7 @@ use crate::track::manifest::Divergence;
 use crate::track::snapshots::{self, Snapshots};
 use crate::track::{EpochRow, StepRow, Tracker, write_atomic};
 
-use metrics::{Confusion, MetricAccumulator, SegMetrics};
+use metrics::{Confusion, MetricAccumulator, ScoreBreakdown, SegMetrics};
 use optim::{AnyOptimizer, learning_rate, model_from_bytes, model_to_bytes};
 
 /// Set by the Ctrl-C handler; the loop stops after the current step.
@@ -82,9 +82,12 @@ pub struct RunOutcome {
     pub best_epoch: Option<usize>,
     pub best_dice: Option<f64>,
     pub final_dice: Option<f64>,
+    /// What the best validation epoch's score is made of.
+    pub best_breakdown: Option<ScoreBreakdown>,
     /// The test split's scores of the checkpoint chosen on validation (a completed run with a
     /// test split only).
     pub test: Option<SegMetrics>,
+    pub test_breakdown: Option<ScoreBreakdown>,
     pub snapshot_samples: Vec<String>,
     pub parameters: usize,
 }
@@ -225,7 +228,9 @@ struct Training<'a, B: AutodiffBackend + KernelBackend> {
     best_epoch: Option<usize>,
     best_dice: Option<f64>,
     final_dice: Option<f64>,
+    best_breakdown: Option<ScoreBreakdown>,
     test: Option<SegMetrics>,
+    test_breakdown: Option<ScoreBreakdown>,
     epochs_done: usize,
     dead_epochs: usize,
     parameters: usize,
@@ -271,7 +276,9 @@ where
             best_epoch: None,
             best_dice: None,
             final_dice: None,
+            best_breakdown: None,
             test: None,
+            test_breakdown: None,
             epochs_done: 0,
             dead_epochs: 0,
             parameters,
@@ -318,6 +325,7 @@ where
         self.global_step = state.global_step;
         self.best_epoch = state.best_epoch;
         self.best_dice = state.best_dice;
+        self.best_breakdown = state.best_breakdown;
         self.dead_epochs = state.dead_epochs;
         Ok(model)
     }
@@ -347,7 +355,9 @@ where
             best_epoch: self.best_epoch,
             best_dice: self.best_dice,
             final_dice: self.final_dice,
+            best_breakdown: self.best_breakdown,
             test: self.test,
+            test_breakdown: self.test_breakdown,
             snapshot_samples: self.snapshot_ids.clone(),
             parameters: self.parameters,
         }
@@ -574,6 +584,7 @@ where
         if self.best_dice.is_none_or(|b| dice > b) {
             self.best_dice = Some(dice);
             self.best_epoch = Some(epoch);
+            self.best_breakdown = Some(metrics::breakdown(&validation.per_image));
             write_atomic(
                 &checkpoint::best_path(spec.variant_dir, spec.seed),
                 &model_bytes,
@@ -592,6 +603,7 @@ where
             global_step: self.global_step,
             best_epoch: self.best_epoch,
             best_dice: self.best_dice,
+            best_breakdown: self.best_breakdown,
             dead_epochs: self.dead_epochs,
             model_file: String::new(),
             optim_file: String::new(),
@@ -689,6 +701,7 @@ where
             self.dataset.test.len()
         ));
         self.test = Some(m);
+        self.test_breakdown = Some(metrics::breakdown(&scored.per_image));
         Ok(())
     }
 

@@ -449,6 +449,7 @@ fn started_record(
         best_dice: None,
         final_dice: None,
         test: None,
+        best_breakdown: None,
         divergence: None,
         message: None,
         snapshot_samples: Vec::new(),
@@ -489,6 +490,7 @@ fn record_outcome(record: &mut RunRecord, outcome: RunOutcome) {
     record.best_epoch = outcome.best_epoch;
     record.best_dice = outcome.best_dice;
     record.final_dice = outcome.final_dice;
+    record.best_breakdown = outcome.best_breakdown;
     record.test = outcome
         .test
         .zip(outcome.best_epoch)
@@ -497,6 +499,7 @@ fn record_outcome(record: &mut RunRecord, outcome: RunOutcome) {
             dice: m.dice,
             iou: m.iou,
             presence_accuracy: m.presence_accuracy,
+            breakdown: outcome.test_breakdown,
         });
     record.snapshot_samples = outcome.snapshot_samples;
     record.parameters = outcome.parameters;
