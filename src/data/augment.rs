@@ -171,16 +171,7 @@ mod tests {
 
     #[test]
     fn identity_when_nothing_is_enabled() {
-        let cfg = AugmentConfig {
-            elastic: false,
-            elastic_sigma: 10.0,
-            elastic_grid: 3,
-            flip: false,
-            shift: 0.0,
-            rotate: 0.0,
-            brightness: 0.0,
-            contrast: 0.0,
-        };
+        let cfg = AugmentConfig::default();
         let (img, mask) = checkerboard(16, 20, 4);
         let (a, m) = apply(&cfg, &img, &mask, 16, 20, &mut StdRng::seed_from_u64(1));
         assert_eq!(m, mask);

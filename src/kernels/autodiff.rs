@@ -12,7 +12,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::FloatTensor;
 use rayon::prelude::*;
 
-use super::flex::{contiguous, dims4, from_vec, run_forward, values};
+use super::flex::{contiguous, dims4, from_vec, out_channels, run_forward, values};
 use super::policy::{Kind, Plan, kernels, resolve};
 use super::{ConvPath, KernelBackend, direct, generic};
 
@@ -114,6 +114,22 @@ fn tracked<C: CheckpointStrategy>(
     }
 }
 
+/// One of the convolutions on `[x, weight, bias]`: the project's kernel its plan names,
+/// recorded on the graph, or Burn's op (`fallback`) for [`ConvPath::Generic`].
+fn kernel_op<C: CheckpointStrategy>(
+    kind: Kind,
+    [x, weight, bias]: [FloatTensor<Autodiff<Flex, C>>; 3],
+    relu: bool,
+    path: ConvPath,
+    fallback: impl FnOnce([FloatTensor<Autodiff<Flex, C>>; 3]) -> FloatTensor<Autodiff<Flex, C>>,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let (dims, cout) = (dims4(&x.primitive), out_channels(kind, &weight.primitive));
+    match resolve(path, kind, dims, cout) {
+        Some(plan) => tracked::<C>(kind, plan, x, weight, bias, relu),
+        None => fallback([x, weight, bias]),
+    }
+}
+
 impl<C: CheckpointStrategy> KernelBackend for Autodiff<Flex, C> {
     fn conv3x3(
         x: FloatTensor<Self>,
@@ -122,11 +138,9 @@ impl<C: CheckpointStrategy> KernelBackend for Autodiff<Flex, C> {
         relu: bool,
         path: ConvPath,
     ) -> FloatTensor<Self> {
-        let (dims, cout) = (dims4(&x.primitive), dims4(&weight.primitive)[0]);
-        match resolve(path, Kind::Conv3x3, dims, cout) {
-            Some(plan) => tracked::<C>(Kind::Conv3x3, plan, x, weight, bias, relu),
-            None => generic::conv3x3::<Self>(x, weight, bias, relu),
-        }
+        kernel_op::<C>(Kind::Conv3x3, [x, weight, bias], relu, path, |[x, w, b]| {
+            generic::conv3x3::<Self>(x, w, b, relu)
+        })
     }
 
     fn up2x2(
@@ -135,11 +149,9 @@ impl<C: CheckpointStrategy> KernelBackend for Autodiff<Flex, C> {
         bias: FloatTensor<Self>,
         path: ConvPath,
     ) -> FloatTensor<Self> {
-        let (dims, cout) = (dims4(&x.primitive), dims4(&weight.primitive)[1]);
-        match resolve(path, Kind::Up2x2, dims, cout) {
-            Some(plan) => tracked::<C>(Kind::Up2x2, plan, x, weight, bias, false),
-            None => generic::up2x2::<Self>(x, weight, bias),
-        }
+        kernel_op::<C>(Kind::Up2x2, [x, weight, bias], false, path, |[x, w, b]| {
+            generic::up2x2::<Self>(x, w, b)
+        })
     }
 
     fn conv1x1(
@@ -148,11 +160,13 @@ impl<C: CheckpointStrategy> KernelBackend for Autodiff<Flex, C> {
         bias: FloatTensor<Self>,
         path: ConvPath,
     ) -> FloatTensor<Self> {
-        let (dims, cout) = (dims4(&x.primitive), dims4(&weight.primitive)[0]);
-        match resolve(path, Kind::Conv1x1, dims, cout) {
-            Some(plan) => tracked::<C>(Kind::Conv1x1, plan, x, weight, bias, false),
-            None => generic::conv1x1::<Self>(x, weight, bias),
-        }
+        kernel_op::<C>(
+            Kind::Conv1x1,
+            [x, weight, bias],
+            false,
+            path,
+            |[x, w, b]| generic::conv1x1::<Self>(x, w, b),
+        )
     }
 
     fn max_pool2x2(x: FloatTensor<Self>, path: ConvPath) -> FloatTensor<Self> {

@@ -62,6 +62,28 @@ pub(super) fn run_forward(
     from_vec(out, out_shape)
 }
 
+/// `cout` of a convolution's weight: `[cout, cin, k, k]`, except the up-convolution's
+/// `[cin, cout, 2, 2]`.
+pub(super) fn out_channels(kind: Kind, weight: &FlexTensor) -> usize {
+    let w = dims4(weight);
+    if kind == Kind::Up2x2 { w[1] } else { w[0] }
+}
+
+/// One of the convolutions on `[x, weight, bias]`: the project's kernel its plan names, or
+/// Burn's op (`fallback`) for [`ConvPath::Generic`].
+fn kernel_op(
+    kind: Kind,
+    [x, weight, bias]: [FlexTensor; 3],
+    relu: bool,
+    path: ConvPath,
+    fallback: impl FnOnce([FlexTensor; 3]) -> FlexTensor,
+) -> FlexTensor {
+    match resolve(path, kind, dims4(&x), out_channels(kind, &weight)) {
+        Some(plan) => run_forward(kind, plan, x, weight, bias, relu),
+        None => fallback([x, weight, bias]),
+    }
+}
+
 impl KernelBackend for Flex {
     fn conv3x3(
         x: FlexTensor,
@@ -70,24 +92,25 @@ impl KernelBackend for Flex {
         relu: bool,
         path: ConvPath,
     ) -> FlexTensor {
-        match resolve(path, Kind::Conv3x3, dims4(&x), dims4(&weight)[0]) {
-            Some(plan) => run_forward(Kind::Conv3x3, plan, x, weight, bias, relu),
-            None => generic::conv3x3::<Flex>(x, weight, bias, relu),
-        }
+        kernel_op(Kind::Conv3x3, [x, weight, bias], relu, path, |[x, w, b]| {
+            generic::conv3x3::<Flex>(x, w, b, relu)
+        })
     }
 
     fn up2x2(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, path: ConvPath) -> FlexTensor {
-        match resolve(path, Kind::Up2x2, dims4(&x), dims4(&weight)[1]) {
-            Some(plan) => run_forward(Kind::Up2x2, plan, x, weight, bias, false),
-            None => generic::up2x2::<Flex>(x, weight, bias),
-        }
+        kernel_op(Kind::Up2x2, [x, weight, bias], false, path, |[x, w, b]| {
+            generic::up2x2::<Flex>(x, w, b)
+        })
     }
 
     fn conv1x1(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, path: ConvPath) -> FlexTensor {
-        match resolve(path, Kind::Conv1x1, dims4(&x), dims4(&weight)[0]) {
-            Some(plan) => run_forward(Kind::Conv1x1, plan, x, weight, bias, false),
-            None => generic::conv1x1::<Flex>(x, weight, bias),
-        }
+        kernel_op(
+            Kind::Conv1x1,
+            [x, weight, bias],
+            false,
+            path,
+            |[x, w, b]| generic::conv1x1::<Flex>(x, w, b),
+        )
     }
 
     fn max_pool2x2(x: FlexTensor, path: ConvPath) -> FlexTensor {
