@@ -4,9 +4,26 @@
 use super::policy::{Impl, Kind, Plan, resolve};
 use super::*;
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::Distribution;
+use burn::tensor::TensorData;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::util::noise::standard_normal;
 
 type Ad = Autodiff<Flex>;
+
+/// Normal draws from a generator of the test's own: Burn's backend RNG is one per process,
+/// shared with every test running beside this one, so its draws would differ from run to run.
+fn normal<B: burn::prelude::Backend, const D: usize>(
+    shape: [usize; D],
+    std: f32,
+    rng: &mut StdRng,
+    device: &B::Device,
+) -> Tensor<B, D> {
+    let n = shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|_| std * standard_normal(rng)).collect();
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
 
 fn max_rel_err(a: &[f32], b: &[f32]) -> f32 {
     let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
@@ -43,19 +60,18 @@ fn compare(
     what: &str,
 ) {
     let device = Default::default();
-    Flex::seed(
-        &device,
+    let mut rng = StdRng::seed_from_u64(
         input
             .iter()
             .chain(&w_shape)
             .fold(7, |a, &d| a * 31 + d as u64),
     );
     let cout = out[1];
-    let x = Tensor::<Ad, 4>::random(input, Distribution::Normal(0.0, 1.0), &device);
-    let k = Tensor::<Ad, 4>::random(w_shape, Distribution::Normal(0.0, 0.5), &device);
-    let b = Tensor::<Ad, 1>::random([cout], Distribution::Normal(0.0, 0.5), &device);
+    let x = normal::<Ad, 4>(input, 1.0, &mut rng, &device);
+    let k = normal::<Ad, 4>(w_shape, 0.5, &mut rng, &device);
+    let b = normal::<Ad, 1>([cout], 0.5, &mut rng, &device);
     // A weighted sum gives every output a different upstream gradient.
-    let up = Tensor::<Ad, 4>::random(out, Distribution::Normal(0.0, 1.0), &device);
+    let up = normal::<Ad, 4>(out, 1.0, &mut rng, &device);
     let run = |path: ConvPath| {
         let (x, k, b) = (
             x.clone().require_grad(),
@@ -216,13 +232,9 @@ fn max_pool_matches_the_generic_one() {
         .into_iter()
         .enumerate()
     {
-        Flex::seed(&device, seed as u64);
-        let x = Tensor::<Ad, 4>::random([n, c, h, w], Distribution::Normal(0.0, 1.0), &device);
-        let up = Tensor::<Ad, 4>::random(
-            [n, c, h / 2, w / 2],
-            Distribution::Normal(0.0, 1.0),
-            &device,
-        );
+        let mut rng = StdRng::seed_from_u64(seed as u64);
+        let x = normal::<Ad, 4>([n, c, h, w], 1.0, &mut rng, &device);
+        let up = normal::<Ad, 4>([n, c, h / 2, w / 2], 1.0, &mut rng, &device);
         let run = |path: ConvPath| {
             let x = x.clone().require_grad();
             let y = max_pool2x2(x.clone(), path);
@@ -242,10 +254,10 @@ fn max_pool_matches_the_generic_one() {
 #[test]
 fn channel_concatenation_matches_the_generic_one() {
     let device = Default::default();
-    Flex::seed(&device, 11);
-    let a = Tensor::<Ad, 4>::random([2, 3, 5, 4], Distribution::Normal(0.0, 1.0), &device);
-    let b = Tensor::<Ad, 4>::random([2, 2, 5, 4], Distribution::Normal(0.0, 1.0), &device);
-    let up = Tensor::<Ad, 4>::random([2, 5, 5, 4], Distribution::Normal(0.0, 1.0), &device);
+    let mut rng = StdRng::seed_from_u64(11);
+    let a = normal::<Ad, 4>([2, 3, 5, 4], 1.0, &mut rng, &device);
+    let b = normal::<Ad, 4>([2, 2, 5, 4], 1.0, &mut rng, &device);
+    let up = normal::<Ad, 4>([2, 5, 5, 4], 1.0, &mut rng, &device);
     let run = |path: ConvPath| {
         let (a, b) = (a.clone().require_grad(), b.clone().require_grad());
         let y = cat_channels(a.clone(), b.clone(), path);
@@ -305,9 +317,9 @@ fn the_automatic_choice_follows_the_measured_crossover() {
 #[test]
 fn the_kernels_are_deterministic() {
     let device = Default::default();
-    Flex::seed(&device, 3);
-    let x = Tensor::<Flex, 4>::random([2, 64, 16, 16], Distribution::Normal(0.0, 1.0), &device);
-    let w = Tensor::<Flex, 4>::random([64, 64, 3, 3], Distribution::Normal(0.0, 0.1), &device);
+    let mut rng = StdRng::seed_from_u64(3);
+    let x = normal::<Flex, 4>([2, 64, 16, 16], 1.0, &mut rng, &device);
+    let w = normal::<Flex, 4>([64, 64, 3, 3], 0.1, &mut rng, &device);
     let b = Tensor::<Flex, 1>::zeros([64], &device);
     let run = || {
         conv3x3(x.clone(), w.clone(), b.clone(), true, ConvPath::Gemm)

@@ -206,11 +206,12 @@ pub fn verdict(effect: &AxisEffect) -> String {
         }
     } else {
         format!(
-            "{}: \"{}\" beats \"{}\" by {}{}",
+            "{}: \"{}\" beats \"{}\" by {} {}{}",
             effect.axis,
             best.level,
             effect.reference,
             fmt_effect(best.difference, best.ci95),
+            effect.score,
             significance(best.ci95)
         )
     }
