@@ -294,6 +294,69 @@ samples = 0
 }
 
 #[test]
+fn the_presence_head_learns_and_a_confident_no_empties_the_mask() {
+    // Two variants that train identically (the threshold only gates predictions): at 0.5 the
+    // network learns; 0.99999999 lies above every f32 sigmoid short of exactly 1 (a logit past
+    // about 16.6, far from what five epochs reach), so every validation mask is emptied and
+    // each epoch scores exactly like an all-empty prediction.
+    let tmp = TempDir::new("presence");
+    let file = write_experiment(
+        &tmp,
+        "presence.toml",
+        r#"
+name = "presence"
+[data]
+size = [48, 48]
+count = 240
+subjects = 8
+[model]
+presence_head = true
+[train]
+loss = "dice_ce"
+epochs = 5
+batch_size = 8
+lr = 3e-3
+[report]
+samples = 0
+[grid]
+"model.presence_threshold" = [0.5, 0.99999999]
+"#,
+    );
+    let out = tmp.path().join("out");
+    let result = run_experiment(&file, &out, &["--no-report"]);
+    assert_eq!(result.code, Some(0), "{}", result.stderr);
+    let tracker = Tracker::open(&out.join("presence")).unwrap();
+    let (mut learned, mut gated) = (Vec::new(), Vec::new());
+    for r in tracker.epochs.iter().filter(|r| r.split == "val") {
+        let row = (
+            r.dice.unwrap(),
+            r.iou.unwrap(),
+            r.presence_accuracy.unwrap(),
+        );
+        if r.variant.contains("0.99999999") {
+            gated.push(row)
+        } else {
+            learned.push(row)
+        }
+    }
+    assert_eq!((learned.len(), gated.len()), (5, 5), "{:?}", tracker.epochs);
+    let best = learned.iter().map(|r| r.0).fold(0.0, f64::max);
+    assert!(
+        best > learned[0].0 + 0.2 && best > 0.75,
+        "did not learn: {learned:?}"
+    );
+    let empty_share = gated[0].2;
+    for &(dice, iou, presence) in &gated {
+        // All-empty predictions: Dice = IoU = presence accuracy = the share of empty masks.
+        assert_eq!(
+            (dice, iou, presence),
+            (empty_share, empty_share, empty_share)
+        );
+    }
+    assert!(best > empty_share + 0.2);
+}
+
+#[test]
 fn the_papers_recipe_runs_end_to_end_and_predicts_whole_images() {
     // Valid padding (60 → 20 with three levels), border-weighted CE, SGD 0.99, elastic
     // deformation, dropout: every paper-faithful piece in one small run.

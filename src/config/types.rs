@@ -172,6 +172,29 @@ pub struct ModelConfig {
     /// The activation after each 3×3 convolution (and its normalisation).
     #[serde(default, skip_serializing_if = "is_default")]
     pub activation: Activation,
+    /// A second head, from the pooled bottleneck, that predicts whether the image holds a
+    /// nerve; a predicted mask is emptied when it says no.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub presence_head: bool,
+    /// Below this presence probability the predicted mask is emptied.
+    #[serde(default = "half", skip_serializing_if = "is_half")]
+    pub presence_threshold: f64,
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+fn is_half(v: &f64) -> bool {
+    *v == 0.5
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
 }
 
 impl Default for ModelConfig {
@@ -182,6 +205,8 @@ impl Default for ModelConfig {
             dropout: 0.0,
             norm: Norm::None,
             activation: Activation::Relu,
+            presence_head: false,
+            presence_threshold: 0.5,
         }
     }
 }
@@ -243,6 +268,9 @@ pub struct TrainConfig {
     /// default, so older studies keep their config hashes).
     #[serde(default, skip_serializing_if = "is_default")]
     pub test_tta: Tta,
+    /// Weight of the presence head's BCE in the loss (`model.presence_head`).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub presence_weight: f64,
 }
 
 /// Which test-time augmentation to apply.
@@ -282,6 +310,7 @@ impl Default for TrainConfig {
             border_w0: 10.0,
             border_sigma: 5.0,
             test_tta: Tta::None,
+            presence_weight: 1.0,
         }
     }
 }
@@ -452,6 +481,11 @@ fn decode_model(m: &mut SectionReader<'_>) -> Result<ModelConfig, ConfigError> {
     set(&mut c.dropout, m.float("dropout", unit_half_open)?);
     set(&mut c.norm, m.choice("norm", &NORMS)?);
     set(&mut c.activation, m.choice("activation", &ACTIVATIONS)?);
+    set(&mut c.presence_head, m.boolean("presence_head")?);
+    set(
+        &mut c.presence_threshold,
+        m.float("presence_threshold", unit_open)?,
+    );
     Ok(c)
 }
 
@@ -569,6 +603,10 @@ fn decode_train(t: &mut SectionReader<'_>) -> Result<TrainConfig, ConfigError> {
     set(
         &mut c.test_tta,
         t.choice("test_tta", &[("none", Tta::None), ("flips", Tta::Flips)])?,
+    );
+    set(
+        &mut c.presence_weight,
+        t.float("presence_weight", non_negative)?,
     );
     Ok(c)
 }

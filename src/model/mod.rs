@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, InstanceNorm,
-    InstanceNormConfig, PaddingConfig2d, Relu,
+    InstanceNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu,
 };
 use burn::prelude::*;
 
@@ -242,6 +242,8 @@ pub struct UNet<B: Backend> {
     outc: OutConv<B>,
     /// The MSE recipe puts a ReLU on the output (the blog); other losses take raw logits.
     relu_head: bool,
+    /// `model.presence_head`: pooled bottleneck → one logit, "the image holds a nerve".
+    presence: Option<Linear<B>>,
     /// Which kernels run the convolutions (not a parameter: a record loads into any choice).
     kernels: ConvPath,
 }
@@ -265,6 +267,9 @@ impl<B: Backend> UNet<B> {
             dropout: DropoutConfig::new(config.dropout).init(),
             outc: OutConv::new(w[0], loss.out_channels(), device),
             relu_head: loss == LossKind::Mse,
+            presence: config
+                .presence_head
+                .then(|| LinearConfig::new(w[levels - 1], 1).init(device)),
             kernels: ConvPath::Auto,
         }
     }
@@ -278,6 +283,11 @@ impl<B: Backend> UNet<B> {
 impl<B: KernelBackend> UNet<B> {
     /// `[b, 1, h, w]` image → `[b, classes, h_out, w_out]` (`h_out = h` with same padding).
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.forward_heads(x).0
+    }
+
+    /// The segmentation output and, with a presence head, its logit per image (`[b, 1]`).
+    pub fn forward_heads(&self, x: Tensor<B, 4>) -> (Tensor<B, 4>, Option<Tensor<B, 2>>) {
         let mut skips = Vec::with_capacity(self.downs.len());
         let path = self.kernels;
         let mut x = self.inc.forward(x, path); // [b, w0, h, w]
@@ -285,6 +295,11 @@ impl<B: KernelBackend> UNet<B> {
             skips.push(x.clone());
             x = down.forward(x, path); // [b, w_{i+1}, h/2^(i+1), w/2^(i+1)]
         }
+        let presence = self.presence.as_ref().map(|head| {
+            let [b, c, _, _] = x.dims();
+            let pooled = x.clone().mean_dim(3).mean_dim(2).reshape([b, c]); // [b, w_last]
+            head.forward(pooled) // [b, 1]
+        });
         // The paper's dropout sits at the end of the contracting path.
         let mut x = self.dropout.forward(x); // [b, w_last, h/2^L, w/2^L]
         for up in &self.ups {
@@ -292,11 +307,12 @@ impl<B: KernelBackend> UNet<B> {
             x = up.forward(x, skip, path); // [b, w_i, h/2^i, w/2^i]
         }
         let x = self.outc.forward(x, path); // [b, classes, h, w]
-        if self.relu_head {
+        let x = if self.relu_head {
             burn::tensor::activation::relu(x)
         } else {
             x
-        }
+        };
+        (x, presence)
     }
 }
 
@@ -455,6 +471,49 @@ mod tests {
             let norm_of_grad = first.abs().sum().into_scalar().elem::<f32>();
             assert!(norm_of_grad > 0.0, "{norm:?} + {activation:?}: no gradient");
         }
+    }
+
+    #[test]
+    fn the_presence_head_gives_one_logit_per_image_and_trains_the_encoder() {
+        use burn::backend::Autodiff;
+        type Ad = Autodiff<burn::backend::Flex>;
+        let device = Default::default();
+        let cfg = ModelConfig {
+            presence_head: true,
+            ..ModelConfig::default()
+        };
+        let model = UNet::<Ad>::new(&cfg, LossKind::Mse, &device);
+        // A linear layer from the 48 bottleneck channels to one logit: 48 weights + 1 bias.
+        assert_eq!(model.num_params(), 68_518 + 49);
+        let x = Tensor::<Ad, 4>::ones([3, 1, 32, 48], &device);
+        let (seg, presence) = model.forward_heads(x);
+        assert_eq!(seg.dims(), [3, 1, 32, 48]);
+        let logits = presence.expect("a presence head");
+        assert_eq!(logits.dims(), [3, 1]);
+        // The presence loss alone reaches the head and the first convolution.
+        let grads = logits.powi_scalar(2).mean().backward();
+        let head = model
+            .presence
+            .as_ref()
+            .unwrap()
+            .weight
+            .grad(&grads)
+            .expect("head gradient");
+        assert!(head.abs().sum().into_scalar().elem::<f32>() > 0.0);
+        let first = model
+            .inc
+            .conv1
+            .weight
+            .grad(&grads)
+            .expect("encoder gradient");
+        assert!(first.abs().sum().into_scalar().elem::<f32>() > 0.0);
+        let plain = UNet::<Ad>::new(&ModelConfig::default(), LossKind::Mse, &device);
+        assert!(
+            plain
+                .forward_heads(Tensor::ones([1, 1, 32, 48], &device))
+                .1
+                .is_none()
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use crate::config::{Padding, RunConfig, Tta};
 use crate::data::files::{self, Grey, image_files, resize_bilinear, stem};
 use crate::data::standardize;
-use crate::model::infer::probabilities;
+use crate::model::infer::{gate_by_presence, probabilities_and_presence};
 use crate::model::record::model_from_bytes;
 use crate::model::tile;
 use crate::model::tta;
@@ -106,8 +106,8 @@ impl Predictor {
         self.config.data.size
     }
 
-    fn forward(&self, tiles: &[Vec<f32>], h: usize, w: usize) -> Vec<Vec<f32>> {
-        probabilities(
+    fn forward(&self, tiles: &[Vec<f32>], h: usize, w: usize) -> (Vec<Vec<f32>>, Option<Vec<f32>>) {
+        probabilities_and_presence(
             &self.model,
             self.config.train.loss,
             tiles,
@@ -117,11 +117,15 @@ impl Predictor {
         )
     }
 
-    /// Probability map (at the training size) of one standardised image.
-    fn whole_image(&self, x: &[f32]) -> Vec<f32> {
+    /// Probability map (at the training size) of one standardised image, and with a presence
+    /// head its presence probability (with overlap-tile, that of its most confident tile).
+    fn whole_image(&self, x: &[f32]) -> (Vec<f32>, Option<f32>) {
         let [h, w] = self.size();
         match self.config.model.padding {
-            Padding::Same => self.forward(&[x.to_vec()], h, w).remove(0),
+            Padding::Same => {
+                let (mut maps, presence) = self.forward(&[x.to_vec()], h, w);
+                (maps.remove(0), presence.map(|p| p[0]))
+            }
             Padding::Valid => {
                 let levels = self.config.model.widths.len();
                 let out = [
@@ -129,9 +133,15 @@ impl Predictor {
                     output_size(w, levels, Padding::Valid).expect("validated size"),
                 ];
                 let align = 1 << (levels - 1);
-                tile::predict_tiled(x, [h, w], [h, w], out, align, 4, &mut |tiles| {
-                    self.forward(tiles, h, w)
-                })
+                let mut most: Option<f32> = None;
+                let map = tile::predict_tiled(x, [h, w], [h, w], out, align, 4, &mut |tiles| {
+                    let (maps, presence) = self.forward(tiles, h, w);
+                    for p in presence.into_iter().flatten() {
+                        most = Some(most.map_or(p, |m| m.max(p)));
+                    }
+                    maps
+                });
+                (map, most)
             }
         }
     }
@@ -140,12 +150,18 @@ impl Predictor {
     /// as it is and under `tta` (the same map twice for [`Tta::None`]).
     pub fn probability_with(&self, resized: &[f32], tta: Tta) -> (Vec<f32>, Vec<f32>) {
         let x = standardize(resized);
-        let plain = self.whole_image(&x);
+        let (plain, presence) = self.whole_image(&x);
         let mut predict = |images: &[Vec<f32>]| -> Vec<Vec<f32>> {
-            images.iter().map(|i| self.whole_image(i)).collect()
+            images.iter().map(|i| self.whole_image(i).0).collect()
         };
-        let with = tta::apply(tta, vec![plain.clone()], &[x], self.size(), &mut predict).remove(0);
-        (plain, with)
+        let mut maps = tta::apply(tta, vec![plain.clone()], &[x], self.size(), &mut predict);
+        maps.insert(0, plain);
+        // The presence of the image as it is decides for both maps.
+        if let Some(p) = presence {
+            gate_by_presence(&mut maps, &[p, p], self.config.model.presence_threshold);
+        }
+        let with = maps.pop().expect("two maps");
+        (maps.pop().expect("two maps"), with)
     }
 }
 

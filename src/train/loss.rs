@@ -37,6 +37,25 @@ pub fn loss<B: Backend>(
     }
 }
 
+/// The presence head's loss: binary cross-entropy of its logits (`[b, 1]`) against whether
+/// each image's mask is non-empty (`[b, 1]`, 0/1), in the stable form
+/// `max(z, 0) − z·y + ln(1 + e^−|z|)`.
+pub fn presence_loss<B: Backend>(logits: Tensor<B, 2>, present: Tensor<B, 2>) -> Tensor<B, 1> {
+    let softplus = logits.clone().abs().neg().exp().add_scalar(1.0).log(); // [b, 1]
+    (relu(logits.clone()) - logits * present + softplus).mean()
+}
+
+/// 1 for each image (`[b, 1, h, w]` masks) with a foreground pixel, else 0: `[b, 1]`.
+pub fn mask_present<B: Backend>(masks: Tensor<B, 4>) -> Tensor<B, 2> {
+    let [b, _, _, _] = masks.dims();
+    masks
+        .sum_dim(3)
+        .sum_dim(2)
+        .greater_elem(0.0)
+        .float()
+        .reshape([b, 1]) // [b, 1]
+}
+
 /// Pixel-wise softmax cross-entropy over two classes, optionally weighted per pixel
 /// (mean of `w · nll`). With two classes and `d = z₁ − z₀` the negative log-likelihood is
 /// `softplus(d) − y·d` (`softplus(d) = max(d, 0) + ln(1 + e^−|d|)`, stable for any `d`): the
@@ -74,6 +93,22 @@ mod tests {
     use burn::backend::Flex;
 
     type B = Flex;
+
+    #[test]
+    fn presence_loss_is_the_binary_cross_entropy_of_the_logits() {
+        let device = Default::default();
+        let logits = Tensor::<B, 2>::from_data(TensorData::new(vec![0.0f32, 2.0], [2, 1]), &device);
+        let present =
+            Tensor::<B, 2>::from_data(TensorData::new(vec![1.0f32, 0.0], [2, 1]), &device);
+        // (−ln σ(0) − ln(1 − σ(2))) / 2 = (ln 2 + 2 + ln(1 + e^−2)) / 2
+        let expected = (2f64.ln() + 2.0 + (1.0 + (-2f64).exp()).ln()) / 2.0;
+        let got = presence_loss(logits, present).into_scalar().elem::<f64>();
+        assert!((got - expected).abs() < 1e-6, "{got} vs {expected}");
+        // One image with a foreground pixel, one without.
+        let masks = t(&[0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0], [2, 1, 2, 2]);
+        let present = mask_present(masks).into_data().to_vec::<f32>().unwrap();
+        assert_eq!(present, [1.0, 0.0]);
+    }
 
     fn t(values: &[f32], shape: [usize; 4]) -> Tensor<B, 4> {
         Tensor::from_data(TensorData::new(values.to_vec(), shape), &Default::default())

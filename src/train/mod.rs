@@ -30,9 +30,10 @@ use crate::config::{LossKind, Padding, RunConfig};
 use crate::data::augment;
 use crate::data::{self, Dataset, make_batch, weights};
 use crate::kernels::KernelBackend;
+use crate::model::infer::{gate_by_presence, probabilities, probabilities_and_presence};
+use crate::model::tile;
 use crate::model::tta::{self, Tta};
 use crate::model::{UNet, center_crop, output_size};
-use crate::model::{infer::probabilities, tile};
 use crate::track::checkpoint::{self, ResumeState};
 use crate::track::manifest::Divergence;
 use crate::track::snapshots::{self, Snapshots};
@@ -450,9 +451,10 @@ where
             let t_step = Instant::now();
             self.global_step += 1;
             let lr = learning_rate(train_cfg, epoch, self.global_step - 1, total_steps);
-            let output = model.forward(batch.images); // [b, classes, oh, ow]
-            let target = center_crop(batch.masks, oh, ow); // [b, 1, oh, ow]
-            let loss = loss::loss(train_cfg.loss, output, target, weights); // [1]
+            let (output, presence) = model.forward_heads(batch.images); // [b, classes, oh, ow]
+            let target = center_crop(batch.masks.clone(), oh, ow); // [b, 1, oh, ow]
+            let seg = loss::loss(train_cfg.loss, output, target, weights);
+            let loss = with_presence(seg, presence, batch.masks, train_cfg.presence_weight); // [1]
             let loss_value = loss.clone().into_scalar().elem::<f64>();
             if !loss_value.is_finite() || loss_value > train_cfg.divergence_threshold {
                 progress.finish(&format!(
@@ -802,6 +804,87 @@ pub struct Validation {
     pub load_seconds: f64,
 }
 
+/// The segmentation loss plus, with a presence head, its weighted BCE against whether each
+/// whole mask (`[b, 1, h, w]`, before any centre crop) is non-empty.
+fn with_presence<B: Backend>(
+    seg: Tensor<B, 1>,
+    presence: Option<Tensor<B, 2>>,
+    masks: Tensor<B, 4>,
+    weight: f64,
+) -> Tensor<B, 1> {
+    match presence {
+        Some(logits) => {
+            seg + loss::presence_loss(logits, loss::mask_present(masks)).mul_scalar(weight)
+        }
+        None => seg,
+    }
+}
+
+/// The whole-image probability maps of one chunk of standardised images under `tta`, from the
+/// chunk's network outputs (`heads`), emptied where the presence head says "no nerve". With
+/// valid padding the network sees only the centre of each image: the whole image is predicted
+/// by overlap-tile, as `predict` does, and its presence is that of its most confident tile.
+fn chunk_probabilities<B: KernelBackend>(
+    model: &UNet<B>,
+    cfg: &RunConfig,
+    (output, presence): (Tensor<B, 4>, Option<Tensor<B, 2>>),
+    standardized: &[Vec<f32>],
+    tta: Tta,
+    device: &B::Device,
+    (oh, ow): (usize, usize),
+) -> Result<Vec<Vec<f32>>> {
+    let ([h, w], kind) = (cfg.data.size, cfg.train.loss);
+    let tile_presence = std::cell::RefCell::new(Vec::new());
+    let mut tiled = |images: &[Vec<f32>]| -> Vec<Vec<f32>> {
+        let align = 1 << (cfg.model.widths.len() - 1);
+        let maps = images.iter().map(|x| {
+            let mut most = 0f32;
+            let map = tile::predict_tiled(x, [h, w], [h, w], [oh, ow], align, 4, &mut |tiles| {
+                let (maps, p) = probabilities_and_presence(model, kind, tiles, h, w, device);
+                most = p.into_iter().flatten().fold(most, f32::max);
+                maps
+            });
+            tile_presence.borrow_mut().push(most);
+            map
+        });
+        maps.collect()
+    };
+    let to_vec = |t: Tensor<B, 4>| {
+        t.into_data()
+            .to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("cannot read predictions: {e:?}"))
+    };
+    let (plain, presence): (Vec<Vec<f32>>, Option<Vec<f32>>) = match cfg.model.padding {
+        Padding::Same => {
+            let prob = to_vec(loss::foreground_probability(kind, output))?; // [b, 1, h, w]
+            let presence = match presence {
+                Some(logits) => Some(
+                    burn::tensor::activation::sigmoid(logits) // [b, 1]
+                        .into_data()
+                        .to_vec::<f32>()
+                        .map_err(|e| anyhow::anyhow!("cannot read presence: {e:?}"))?,
+                ),
+                None => None,
+            };
+            (prob.chunks(h * w).map(|c| c.to_vec()).collect(), presence)
+        }
+        Padding::Valid => {
+            let plain = tiled(standardized);
+            (plain, presence.map(|_| tile_presence.take()))
+        }
+    };
+    let mut maps = match cfg.model.padding {
+        Padding::Same => tta::apply(tta, plain, standardized, [h, w], &mut |images| {
+            probabilities(model, kind, images, h, w, device)
+        }),
+        Padding::Valid => tta::apply(tta, plain, standardized, [h, w], &mut tiled),
+    };
+    if let Some(p) = presence {
+        gate_by_presence(&mut maps, &p, cfg.model.presence_threshold);
+    }
+    Ok(maps)
+}
+
 /// Which images of a dataset to score, how, and whose probabilities to keep.
 #[derive(Clone, Copy)]
 pub struct EvalSet<'a> {
@@ -849,45 +932,31 @@ pub fn evaluate<B: KernelBackend>(
             weight_maps.batch::<B>(&masks, true, [h, w], [oh, ow], device)
         });
         load_seconds += t_load.elapsed().as_secs_f64();
-        let output = model.forward(batch.images); // [b, classes, oh, ow]
+        let (output, presence) = model.forward_heads(batch.images); // [b, classes, oh, ow]
         if kind == LossKind::Mse && all_zero {
             all_zero = output.clone().abs().max().into_scalar().elem::<f32>() == 0.0;
         }
-        let target = center_crop(batch.masks, oh, ow); // [b, 1, oh, ow]
-        let l = loss::loss(kind, output.clone(), target, weights)
-            .into_scalar()
-            .elem::<f64>();
+        let target = center_crop(batch.masks.clone(), oh, ow); // [b, 1, oh, ow]
+        let seg = loss::loss(kind, output.clone(), target, weights);
+        let l = with_presence(
+            seg,
+            presence.clone(),
+            batch.masks,
+            cfg.train.presence_weight,
+        )
+        .into_scalar()
+        .elem::<f64>();
         loss_sum += l * chunk.len() as f64;
-        // With valid padding the network sees only the centre of each image; the whole image
-        // is predicted by overlap-tile, as `predict` does, and scored against the whole mask.
         let standardized: Vec<Vec<f32>> = items.iter().map(|(x, _)| data::standardize(x)).collect();
-        let mut predict = |images: &[Vec<f32>]| -> Vec<Vec<f32>> {
-            let align = 1 << (cfg.model.widths.len() - 1);
-            images
-                .iter()
-                .map(|x| {
-                    tile::predict_tiled(x, [h, w], [h, w], [oh, ow], align, 4, &mut |tiles| {
-                        probabilities(model, kind, tiles, h, w, device)
-                    })
-                })
-                .collect()
-        };
-        let plain: Vec<Vec<f32>> = match cfg.model.padding {
-            Padding::Same => {
-                let prob = loss::foreground_probability(kind, output) // [b, 1, h, w]
-                    .into_data()
-                    .to_vec::<f32>()
-                    .map_err(|e| anyhow::anyhow!("cannot read predictions: {e:?}"))?;
-                prob.chunks(h * w).map(|c| c.to_vec()).collect()
-            }
-            Padding::Valid => predict(&standardized),
-        };
-        let probabilities = match cfg.model.padding {
-            Padding::Same => tta::apply(tta, plain, &standardized, [h, w], &mut |images| {
-                probabilities(model, kind, images, h, w, device)
-            }),
-            Padding::Valid => tta::apply(tta, plain, &standardized, [h, w], &mut predict),
-        };
+        let probabilities = chunk_probabilities(
+            model,
+            cfg,
+            (output, presence),
+            &standardized,
+            tta,
+            device,
+            (oh, ow),
+        )?;
         for ((k, &i), p) in chunk.iter().enumerate().zip(probabilities) {
             let pred: Vec<bool> = p.iter().map(|&v| v > 0.5).collect();
             acc.push(Confusion::of(&pred, &items[k].1));
