@@ -129,12 +129,14 @@ fn variant_row(r: &VariantRow, axes: &[String], test: bool) -> Markup {
         tr {
             td { a href={ "#v-" (r.slug) } { (r.name) } }
             @for a in axes { td { (r.level(a)) } }
-            td data-v=(r.status.as_str()) { (badge(r.status.as_str())) }
+            td data-v=(r.status.as_str()) {
+                span class={ "badge " (r.status.as_str()) } { (r.status_counts) }
+            }
             td.num { (r.seeds) }
             td.num data-v=(r.best_mean()) { (r.best()) }
             td.num { (r.last()) }
             @if test { td.num data-v=(r.test_mean()) { (r.test()) } }
-            td.num { (one_decimal(r.best_epoch)) }
+            td.num { (r.best_epoch()) }
             td.num { (r.epochs) }
             td.num { (r.parameters) }
             td.num { (one_decimal(r.images_per_sec)) }

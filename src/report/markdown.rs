@@ -63,12 +63,10 @@ fn variant_table(s: &mut String, rows: &[VariantRow], axes: &[String], test: boo
         let _ = writeln!(
             s,
             " {} | {} | {} |{test_cell} {} | {} |",
-            r.status.as_str(),
+            r.status_counts,
             r.best(),
             r.last(),
-            r.best_epoch
-                .map(|e| format!("{e:.1}"))
-                .unwrap_or("—".into()),
+            r.best_epoch(),
             r.epochs
         );
     }

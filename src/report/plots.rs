@@ -164,6 +164,14 @@ impl Chart {
         chart
             .configure_mesh()
             .x_desc(self.x_desc.as_str())
+            // Epochs are whole numbers: no "1.0", and no ticks between them.
+            .x_label_formatter(&|x| {
+                if (x - x.round()).abs() < 1e-9 {
+                    format!("{}", x.round() as i64)
+                } else {
+                    String::new()
+                }
+            })
             .y_desc(self.y_desc.as_str())
             .label_style((FONT_FAMILY, 12))
             .light_line_style(RGBColor(235, 235, 235))

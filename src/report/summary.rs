@@ -1,7 +1,7 @@
 //! The numbers the pages show, computed once: one row per variant and the main effects.
 
 use super::effects::{AxisEffect, Cell, main_effects};
-use super::load::{ExperimentData, VariantData};
+use super::load::{ExperimentData, RunData, VariantData};
 use super::stats::{fmt_mean_sd, mean};
 use crate::track::RunStatus;
 use crate::track::manifest::ScoreBreakdown;
@@ -23,7 +23,12 @@ pub struct VariantRow {
     pub empty_correct: Option<f64>,
     pub found: Option<f64>,
     pub dice_found: Option<f64>,
-    pub best_epoch: Option<f64>,
+    /// Each seed's best epoch.
+    pub best_epochs: Vec<usize>,
+    /// "3/3 completed", "2 completed, 1 failed (dead ReLU head)".
+    pub status_counts: String,
+    /// Seeds the Dice columns average: the completed ones when any completed, else all.
+    pub scored_seeds: usize,
     pub epochs: usize,
     pub parameters: usize,
     pub train_seconds: f64,
@@ -32,13 +37,32 @@ pub struct VariantRow {
 
 impl VariantRow {
     pub fn best(&self) -> String {
-        fmt_mean_sd(&self.best_dice)
+        self.over_seeds(&self.best_dice)
     }
     pub fn last(&self) -> String {
-        fmt_mean_sd(&self.final_dice)
+        self.over_seeds(&self.final_dice)
     }
     pub fn test(&self) -> String {
-        fmt_mean_sd(&self.test_dice)
+        self.over_seeds(&self.test_dice)
+    }
+
+    /// Mean ± sd, saying over how many seeds when not all of them count.
+    fn over_seeds(&self, values: &[f64]) -> String {
+        if values.is_empty() || values.len() == self.seeds {
+            fmt_mean_sd(values)
+        } else {
+            format!(
+                "{} ({} of {} seeds)",
+                fmt_mean_sd(values),
+                values.len(),
+                self.seeds
+            )
+        }
+    }
+
+    /// The best epoch: a whole number when every seed agrees, else "mean 2.3".
+    pub fn best_epoch(&self) -> String {
+        fmt_epochs(&self.best_epochs)
     }
     /// This variant's level on a grid axis ("—" when it is not on the grid).
     pub fn level(&self, axis: &str) -> &str {
@@ -71,12 +95,18 @@ pub fn variant_row(v: &VariantData) -> VariantRow {
                 .map(|m| format!("seed {}: {} — {m}", r.seed, r.record.status.as_str()))
         })
         .collect();
-    let best_epochs: Vec<f64> = v
+    // The scores average the completed seeds (a failed or diverged run's best Dice is not a
+    // result), all seeds when none completed.
+    let completed: Vec<&RunData> = v
         .runs
         .iter()
-        .filter_map(|r| r.best_epoch())
-        .map(|e| e as f64)
+        .filter(|r| r.record.status == RunStatus::Completed)
         .collect();
+    let scored: Vec<&RunData> = if completed.is_empty() {
+        v.runs.iter().collect()
+    } else {
+        completed
+    };
     let speeds: Vec<f64> = v
         .runs
         .iter()
@@ -90,13 +120,15 @@ pub fn variant_row(v: &VariantData) -> VariantRow {
         status: v.status(),
         notes,
         seeds: v.runs.len(),
-        best_dice: v.runs.iter().filter_map(|r| r.best_dice()).collect(),
-        final_dice: v.runs.iter().filter_map(|r| r.final_dice()).collect(),
-        test_dice: v.runs.iter().filter_map(|r| r.test_dice()).collect(),
+        best_dice: scored.iter().filter_map(|r| r.best_dice()).collect(),
+        final_dice: scored.iter().filter_map(|r| r.final_dice()).collect(),
+        test_dice: scored.iter().filter_map(|r| r.test_dice()).collect(),
+        best_epochs: scored.iter().filter_map(|r| r.best_epoch()).collect(),
+        status_counts: status_counts(v),
+        scored_seeds: scored.len(),
         empty_correct: part(v, |b| b.empty_correct),
         found: part(v, |b| b.found),
         dice_found: part(v, |b| b.dice_found),
-        best_epoch: mean(&best_epochs),
         epochs: v.runs.iter().map(|r| r.val.len()).max().unwrap_or(0),
         parameters: v
             .runs
@@ -122,6 +154,55 @@ fn part(v: &VariantData, get: fn(&ScoreBreakdown) -> Option<f64>) -> Option<f64>
         .filter_map(|r| r.breakdown().as_ref().and_then(get))
         .collect();
     mean(&values)
+}
+
+/// Epochs as whole numbers: "5" when every value is 5, "mean 2.3" when they differ, "—" for none.
+pub fn fmt_epochs(epochs: &[usize]) -> String {
+    match epochs {
+        [] => "—".into(),
+        [first, rest @ ..] if rest.iter().all(|e| e == first) => first.to_string(),
+        _ => {
+            let m = epochs.iter().sum::<usize>() as f64 / epochs.len() as f64;
+            format!("mean {m:.1}")
+        }
+    }
+}
+
+/// How many seeds ended how: "3/3 completed", or "2 completed, 1 failed (dead ReLU head)".
+pub fn status_counts(v: &VariantData) -> String {
+    let order = [
+        RunStatus::Completed,
+        RunStatus::Running,
+        RunStatus::Interrupted,
+        RunStatus::Diverged,
+        RunStatus::Failed,
+    ];
+    let of = |s: RunStatus| -> Vec<&RunData> {
+        v.runs.iter().filter(|r| r.record.status == s).collect()
+    };
+    let dead_head = |r: &&RunData| {
+        r.record
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("ReLU output head is dead"))
+    };
+    // "failed (dead ReLU head)" when that is why every failed seed failed.
+    let name = |s: RunStatus| {
+        if s == RunStatus::Failed && of(s).iter().all(dead_head) {
+            format!("{} (dead ReLU head)", s.as_str())
+        } else {
+            s.as_str().to_string()
+        }
+    };
+    let present: Vec<RunStatus> = order.into_iter().filter(|&s| !of(s).is_empty()).collect();
+    if let [only] = present[..] {
+        return format!("{}/{} {}", of(only).len(), v.runs.len(), name(only));
+    }
+    present
+        .iter()
+        .map(|&s| format!("{} {}", of(s).len(), name(s)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn rows(exp: &ExperimentData) -> Vec<VariantRow> {
@@ -222,5 +303,119 @@ fn significance(ci: Option<(f64, f64)>) -> &'static str {
         Some((lo, hi)) if lo > 0.0 || hi < 0.0 => " (the 95% interval excludes 0)",
         Some(_) => " (the 95% interval includes 0: not distinguishable from noise)",
         None => " (one seed: no interval)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::track::manifest::RunRecord;
+
+    fn run(seed: u64, status: RunStatus, message: Option<&str>, best_epoch: usize) -> RunData {
+        let record: RunRecord = serde_json::from_value(serde_json::json!({
+            "seed": seed, "config_hash": "", "status": status.as_str(), "started": "",
+            "ended": null, "backend": "cpu", "device": "cpu", "epochs_done": best_epoch,
+            "best_epoch": best_epoch, "best_dice": 0.5, "final_dice": 0.5, "divergence": null,
+            "message": message, "snapshot_samples": [], "dataset": null, "parameters": 1,
+        }))
+        .unwrap();
+        let row = |epoch: usize, dice: f64| crate::track::EpochRow {
+            variant: "v".into(),
+            seed,
+            epoch,
+            split: "val".into(),
+            loss: 1.0,
+            dice: Some(dice),
+            iou: Some(dice),
+            pixel_accuracy: None,
+            precision: None,
+            recall: None,
+            presence_accuracy: None,
+            lr: 0.0,
+            seconds: 1.0,
+            images_per_sec: 1.0,
+            load_seconds: 0.0,
+            step_seconds: 0.0,
+        };
+        // Dice peaks at `best_epoch`; a failed seed scores 0.1, the others 0.8 + seed/100.
+        let top = if status == RunStatus::Completed {
+            0.8 + seed as f64 / 100.0
+        } else {
+            0.1
+        };
+        let val = (1..=3)
+            .map(|e| row(e, if e == best_epoch { top } else { 0.0 }))
+            .collect();
+        RunData {
+            seed,
+            record,
+            train: Vec::new(),
+            val,
+            steps: Vec::new(),
+            snapshots: None,
+        }
+    }
+
+    fn variant(runs: Vec<RunData>) -> VariantData {
+        VariantData {
+            name: "v".into(),
+            slug: "v".into(),
+            dir: std::path::PathBuf::new(),
+            levels: Vec::new(),
+            manifest: None,
+            runs,
+        }
+    }
+
+    #[test]
+    fn status_counts_each_seed_and_scores_only_the_completed_ones() {
+        let dead = "the ReLU output head is dead: every validation output was exactly 0";
+        let all = variant(vec![
+            run(1, RunStatus::Completed, None, 2),
+            run(2, RunStatus::Completed, None, 2),
+            run(3, RunStatus::Completed, None, 2),
+        ]);
+        assert_eq!(status_counts(&all), "3/3 completed");
+        let row = variant_row(&all);
+        assert_eq!(row.best_epoch(), "2");
+        assert_eq!(row.best(), "0.8200 ± 0.0100");
+        let mixed = variant(vec![
+            run(1, RunStatus::Completed, None, 2),
+            run(2, RunStatus::Failed, Some(dead), 1),
+            run(3, RunStatus::Completed, None, 3),
+        ]);
+        assert_eq!(
+            status_counts(&mixed),
+            "2 completed, 1 failed (dead ReLU head)"
+        );
+        let row = variant_row(&mixed);
+        // Seeds 1 and 3: 0.81 and 0.83; the failed seed's 0.1 does not count.
+        assert_eq!(row.best(), "0.8200 ± 0.0141 (2 of 3 seeds)");
+        assert_eq!(row.best_epoch(), "mean 2.5");
+        let diverged = variant(vec![
+            run(
+                1,
+                RunStatus::Diverged,
+                Some("loss inf at epoch 2, step 3"),
+                1,
+            ),
+            run(2, RunStatus::Failed, Some("out of memory"), 1),
+        ]);
+        assert_eq!(status_counts(&diverged), "1 diverged, 1 failed");
+        let all_dead = variant(vec![
+            run(1, RunStatus::Failed, Some(dead), 1),
+            run(2, RunStatus::Failed, Some(dead), 1),
+        ]);
+        assert_eq!(status_counts(&all_dead), "2/2 failed (dead ReLU head)");
+        // None completed: every seed counts.
+        assert_eq!(variant_row(&diverged).best(), "0.1000 ± 0.0000");
+    }
+
+    #[test]
+    fn epochs_are_whole_numbers_unless_seeds_differ() {
+        assert_eq!(fmt_epochs(&[]), "—");
+        assert_eq!(fmt_epochs(&[5]), "5");
+        assert_eq!(fmt_epochs(&[5, 5, 5]), "5");
+        assert_eq!(fmt_epochs(&[2, 2, 3]), "mean 2.3");
     }
 }
