@@ -351,24 +351,9 @@ mod tests {
     /// An experiment of one failed variant, its text chosen to break naive markup.
     fn hostile(name: &str, slug: &str, description: &str, message: &str) -> ExperimentData {
         let record = RunRecord {
-            seed: 0,
-            config_hash: String::new(),
             status: RunStatus::Failed,
-            started: String::new(),
-            ended: None,
-            backend: String::new(),
-            device: String::new(),
-            epochs_done: 0,
-            best_epoch: None,
-            best_dice: None,
-            final_dice: None,
-            test: None,
-            best_breakdown: None,
-            divergence: None,
             message: Some(message.into()),
-            snapshot_samples: Vec::new(),
-            dataset: None,
-            parameters: 0,
+            ..RunRecord::new(0, "", String::new(), String::new())
         };
         let dir = PathBuf::from("/nonexistent/unet-lab-html-test");
         ExperimentData {

@@ -312,13 +312,13 @@ mod tests {
     use crate::track::manifest::RunRecord;
 
     fn run(seed: u64, status: RunStatus, message: Option<&str>, best_epoch: usize) -> RunData {
-        let record: RunRecord = serde_json::from_value(serde_json::json!({
-            "seed": seed, "config_hash": "", "status": status.as_str(), "started": "",
-            "ended": null, "backend": "cpu", "device": "cpu", "epochs_done": best_epoch,
-            "best_epoch": best_epoch, "best_dice": 0.5, "final_dice": 0.5, "divergence": null,
-            "message": message, "snapshot_samples": [], "dataset": null, "parameters": 1,
-        }))
-        .unwrap();
+        let record = RunRecord {
+            status,
+            message: message.map(String::from),
+            epochs_done: best_epoch,
+            best_epoch: Some(best_epoch),
+            ..RunRecord::new(seed, "", "cpu".into(), "cpu".into())
+        };
         let row = |epoch: usize, dice: f64| crate::track::EpochRow {
             variant: "v".into(),
             seed,

@@ -74,6 +74,32 @@ pub struct RunRecord {
     pub parameters: usize,
 }
 
+impl RunRecord {
+    /// The record of a run that starts now: `running`, nothing trained or scored yet.
+    pub fn new(seed: u64, config_hash: &str, backend: String, device: String) -> Self {
+        Self {
+            seed,
+            config_hash: config_hash.to_string(),
+            status: RunStatus::Running,
+            started: now_rfc3339(),
+            ended: None,
+            backend,
+            device,
+            epochs_done: 0,
+            best_epoch: None,
+            best_dice: None,
+            final_dice: None,
+            test: None,
+            best_breakdown: None,
+            divergence: None,
+            message: None,
+            snapshot_samples: Vec::new(),
+            dataset: None,
+            parameters: 0,
+        }
+    }
+}
+
 /// A run's scores on the test split, scored once with the checkpoint of `epoch`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TestScore {

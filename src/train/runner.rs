@@ -437,24 +437,8 @@ fn started_record(
     let (backend_name, device_name) =
         backend::describe(variant.config.train.backend, device.unwrap_or(0));
     RunRecord {
-        seed,
-        config_hash: hash.to_string(),
-        status: RunStatus::Running,
-        started: now_rfc3339(),
-        ended: None,
-        backend: backend_name,
-        device: device_name,
-        epochs_done: 0,
-        best_epoch: None,
-        best_dice: None,
-        final_dice: None,
-        test: None,
-        best_breakdown: None,
-        divergence: None,
-        message: None,
-        snapshot_samples: Vec::new(),
         dataset: Some(ds.info.clone()),
-        parameters: 0,
+        ..RunRecord::new(seed, hash, backend_name, device_name)
     }
 }
 
