@@ -17,6 +17,7 @@ fn epoch_row(variant: &str, seed: u64, epoch: usize, split: &str) -> EpochRow {
     EpochRow {
         variant: variant.into(),
         seed,
+        fold: None,
         epoch,
         split: split.into(),
         loss: 0.5 - 0.3 * x,
@@ -48,6 +49,7 @@ fn epoch_rows(
         .map(|step| StepRow {
             variant: variant.into(),
             seed,
+            fold: None,
             epoch,
             step,
             global_step: (epoch - 1) * steps + step,

@@ -318,3 +318,149 @@ fn folder_layout_with_16_bit_images_and_subjects() {
     let err = unet_lab::data::folder::list(&root).unwrap_err().to_string();
     assert!(err.contains("case1_2.png has no mask"), "{err}");
 }
+
+#[test]
+fn cross_validated_study_tunes_then_submits_with_the_fold_ensemble() {
+    let tmp = TempDir::new("kaggle-cv");
+    let data = tmp.path().join("train");
+    kaggle_folder(&data, 4, 4);
+    let cache = tmp.path().join("cache");
+    let text =
+        experiment(&data, "folds = 2\ntest_subjects = [4]").replace("val_subjects = [3]\n", "");
+    let file = write_experiment(&tmp, "nerve.toml", &text);
+    let out = tmp.path().join("out");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_unet-lab"))
+            .args(args)
+            .env("UNET_LAB_CACHE", &cache)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, stderr, _) = run(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let variant = out.join("nerve/base");
+
+    // One run per fold; the test subject is held out of both; subjects 1–3 are validated once.
+    let mut validated = Vec::new();
+    for fold in 0..2 {
+        let m = unet_lab::track::RunManifest::load(&variant.join(format!("seed-0-fold-{fold}")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.record.fold, Some(fold));
+        let info = m.record.dataset.unwrap();
+        assert_eq!(info.test_subjects, vec![4]);
+        validated.extend(info.val_subjects);
+    }
+    validated.sort_unstable();
+    assert_eq!(validated, vec![1, 2, 3]);
+    let runs = unet_lab::track::tables::read_parquet(&out.join("nerve/runs.parquet")).unwrap();
+    let folds: Vec<Option<i64>> = runs.column("fold").unwrap().i64().unwrap().iter().collect();
+    assert_eq!(folds, vec![Some(0), Some(1)]);
+
+    // Tuning pools the folds' out-of-fold images and writes one rule beside both checkpoints.
+    let (code, stderr, stdout) = run(&["tune", "--run", variant.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout
+            .contains("seed 0 (2 folds, out-of-fold images pooled): tuned on 12 validation images"),
+        "{stdout}"
+    );
+    let rule =
+        |fold: usize| variant.join(format!("seed-0-fold-{fold}/checkpoints/postprocess.json"));
+    let tuned: unet_lab::model::postprocess::PostProcess =
+        serde_json::from_slice(&std::fs::read(rule(0)).unwrap()).unwrap();
+    assert_eq!(
+        std::fs::read(rule(0)).unwrap(),
+        std::fs::read(rule(1)).unwrap()
+    );
+    let m = unet_lab::track::RunManifest::load(&variant.join("seed-0-fold-1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.record.tuned.unwrap().post, tuned);
+    assert!(m.record.tuned.unwrap().val_after >= m.record.tuned.unwrap().val_before);
+
+    // predict: the mean of both folds, with the tuned rule.
+    let predict = |extra: &[&str], name: &str| {
+        let sub = tmp.path().join(format!("{name}.csv"));
+        let mut args = vec![
+            "predict",
+            "--run",
+            variant.to_str().unwrap(),
+            "--input",
+            data.to_str().unwrap(),
+            "--out",
+        ];
+        let pred = tmp.path().join(name);
+        args.push(pred.to_str().unwrap());
+        args.extend(["--submission", sub.to_str().unwrap()]);
+        args.extend(extra);
+        let (code, stderr, _) = run(&args);
+        (
+            code,
+            stderr,
+            std::fs::read_to_string(&sub).unwrap_or_default(),
+        )
+    };
+    let (code, stderr, _) = predict(&[], "ensemble");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("(seed 0, mean of folds 0, 1, Best checkpoint)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "post-processing: {} (tuned on validation)",
+            tuned.describe()
+        )),
+        "{stderr}"
+    );
+    // The submission follows the stored rule: threshold 0 makes every pixel a nerve.
+    let everything = unet_lab::model::postprocess::PostProcess {
+        threshold: 0.0,
+        ..tuned
+    };
+    for fold in 0..2 {
+        std::fs::write(rule(fold), serde_json::to_vec(&everything).unwrap()).unwrap();
+    }
+    let (code, stderr, csv) = predict(&["--fold", "1"], "everything");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("(seed 0 fold 1, Best checkpoint)"),
+        "{stderr}"
+    );
+    let full = format!("1 {}", H * W);
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 16);
+    assert!(
+        rows.iter().all(|r| r.ends_with(&format!(",{full}"))),
+        "{csv}"
+    );
+    // --untuned ignores it.
+    let (code, stderr, csv) = predict(&["--untuned"], "untuned");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("(untuned (--untuned))"), "{stderr}");
+    assert!(
+        !csv.lines()
+            .skip(1)
+            .all(|r| r.ends_with(&format!(",{full}"))),
+        "{csv}"
+    );
+    // A fold that does not exist is named.
+    let (code, stderr, _) = predict(&["--fold", "3"], "none");
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("no Best checkpoint for seed 0 fold 3 in")
+            && stderr.contains("(runs with one: seed 0 fold 0, seed 0 fold 1)"),
+        "{stderr}"
+    );
+}

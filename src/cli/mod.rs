@@ -1,5 +1,5 @@
 //! The command line: `run`, `validate`, `tasks`, `status`, `slurm`, `report`, `compare`,
-//! `predict`, `bench`, `augment-preview`. The study commands have a file each.
+//! `tune`, `predict`, `bench`, `augment-preview`. The study commands have a file each.
 
 mod augment_preview;
 mod bench;
@@ -10,6 +10,7 @@ mod run;
 mod slurm;
 mod status;
 mod tasks;
+mod tune;
 mod validate;
 
 use std::process::ExitCode;
@@ -57,6 +58,9 @@ pub enum Command {
     /// Rebuild every picture and page of an experiment directory from its metrics and stored
     /// predictions (no model is loaded, nothing is trained).
     Report(report::ReportArgs),
+    /// Choose the threshold, minimum area and presence threshold on validation (per seed; a
+    /// cross-validated seed on its out-of-fold images) for `predict` and the test score.
+    Tune(tune::TuneArgs),
     /// Predict masks for a folder of images with a trained variant, at each image's original
     /// resolution; optionally a Kaggle submission. A labelled input is also scored.
     Predict(predict::PredictArgs),
@@ -123,6 +127,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Status(args) => status::execute(args),
         Command::Slurm(args) => slurm::execute(args),
         Command::Report(args) => report::execute(args),
+        Command::Tune(args) => tune::execute(args),
         Command::Predict(args) => predict::execute(args),
         Command::Bench(args) => bench::execute(args),
         Command::AugmentPreview(args) => augment_preview::execute(args),

@@ -24,12 +24,27 @@ pub struct PredictArgs {
     /// Which checkpoint to load.
     #[arg(long, value_enum, default_value = "best")]
     pub checkpoint: crate::predict::Which,
-    /// Zero predicted masks smaller than this many pixels.
-    #[arg(long, default_value_t = 0)]
-    pub min_area: usize,
+    /// Zero predicted masks smaller than this many pixels (default: the tuned minimum area,
+    /// else none).
+    #[arg(long)]
+    pub min_area: Option<usize>,
+    /// The probability above which a pixel is foreground (default: the tuned value, else 0.5).
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// With a presence head: empty masks whose presence probability is below this (default:
+    /// the tuned value, else model.presence_threshold).
+    #[arg(long)]
+    pub presence_threshold: Option<f64>,
+    /// Ignore the values `unet-lab tune` chose (threshold 0.5, no minimum area).
+    #[arg(long)]
+    pub untuned: bool,
     /// The seed whose checkpoint to use (default: the first with one).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// One fold of a cross-validated variant (default: the mean of all its folds'
+    /// probabilities).
+    #[arg(long)]
+    pub fold: Option<usize>,
     /// Test-time augmentation: `flips` averages the probabilities of each image and its
     /// horizontal and vertical flips (a labelled input is then scored with and without it).
     #[arg(long, value_enum, default_value = "none")]
@@ -44,7 +59,11 @@ pub fn execute(args: PredictArgs) -> Result<u8> {
         submission,
         checkpoint,
         min_area,
+        threshold,
+        presence_threshold,
+        untuned,
         seed,
+        fold,
         tta,
     } = args;
     let summary = crate::predict::predict(&crate::predict::PredictOptions {
@@ -53,8 +72,13 @@ pub fn execute(args: PredictArgs) -> Result<u8> {
         out: out.clone(),
         submission: submission.clone(),
         checkpoint,
-        min_area,
-        seed,
+        post: crate::predict::PostOptions {
+            untuned,
+            threshold,
+            min_area,
+            presence_threshold,
+        },
+        choice: crate::predict::RunChoice { seed, fold },
         tta,
     })?;
     println!(

@@ -100,7 +100,8 @@ pub fn execute(args: StatusArgs) -> Result<u8> {
             if let (Some(m), TaskState::Failed | TaskState::Diverged) = (&t.message, t.state) {
                 detail.push_str(&format!(": {m}"));
             }
-            println!("  {:>4}  {}  seed {}  {detail}", t.index, t.variant, t.seed);
+            let run = crate::track::RunId::new(t.seed, t.fold);
+            println!("  {:>4}  {}  {run}  {detail}", t.index, t.variant);
         }
         let others: Vec<String> = STATES[1..]
             .iter()

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::config;
-use crate::track::layout;
+use crate::track::layout::{self, RunId};
 use crate::train::runner::experiment_dir;
 
 #[derive(Args, Debug)]
@@ -16,7 +16,7 @@ pub struct TasksArgs {
     /// The output directory the study is (or would be) written under.
     #[arg(long, default_value = "reports")]
     pub out: PathBuf,
-    /// Print a JSON array of objects (index, variant, seed, config_hash, dir).
+    /// Print a JSON array of objects (index, variant, seed, fold, config_hash, dir).
     #[arg(long)]
     pub json: bool,
 }
@@ -28,14 +28,15 @@ pub fn execute(args: TasksArgs) -> Result<u8> {
         .tasks()
         .iter()
         .map(|t| {
-            let v = &experiment.variants[t.variant];
+            let v = experiment.task_variant(t);
             serde_json::json!({
                 "index": t.index,
                 "variant": v.name,
                 "slug": v.slug,
                 "seed": t.seed,
+                "fold": t.fold,
                 "config_hash": v.config_hash(t.seed),
-                "dir": layout::run_dir(&exp_dir.join(&v.slug), t.seed).display().to_string(),
+                "dir": layout::run_dir(&exp_dir.join(&v.slug), RunId::of(t)).display().to_string(),
             })
         })
         .collect();
@@ -43,12 +44,23 @@ pub fn execute(args: TasksArgs) -> Result<u8> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(0);
     }
+    let folds = experiment
+        .variants
+        .iter()
+        .map(|v| v.folds().len())
+        .max()
+        .unwrap_or(1);
     println!(
-        "{}: {} task(s) ({} variant(s) × {} seed(s))",
+        "{}: {} task(s) ({} variant(s) × {} seed(s){})",
         args.file.display(),
         rows.len(),
         experiment.variants.len(),
-        experiment.seeds.len()
+        experiment.seeds.len(),
+        if folds > 1 {
+            format!(" × {folds} folds")
+        } else {
+            String::new()
+        }
     );
     let width = rows
         .iter()
@@ -57,15 +69,18 @@ pub fn execute(args: TasksArgs) -> Result<u8> {
         .unwrap_or(7)
         .max(7);
     println!(
-        "{:>5}  {:<width$}  {:>6}  {:<16}  output directory",
-        "index", "variant", "seed", "config hash"
+        "{:>5}  {:<width$}  {:>6}  {:>4}  {:<16}  output directory",
+        "index", "variant", "seed", "fold", "config hash"
     );
     for r in &rows {
         println!(
-            "{:>5}  {:<width$}  {:>6}  {:<16}  {}",
-            r["index"],
+            "{:>5}  {:<width$}  {:>6}  {:>4}  {:<16}  {}",
+            r["index"].as_u64().unwrap_or(0),
             r["variant"].as_str().unwrap_or(""),
-            r["seed"],
+            r["seed"].as_u64().unwrap_or(0),
+            r["fold"]
+                .as_u64()
+                .map_or("—".to_string(), |f| f.to_string()),
             r["config_hash"].as_str().unwrap_or(""),
             r["dir"].as_str().unwrap_or("")
         );

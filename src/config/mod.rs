@@ -36,15 +36,18 @@ pub struct Experiment {
     pub variants: Vec<Variant>,
 }
 
-/// One training of a study: a variant with one seed. Tasks are numbered in file order —
-/// variants as listed, each with its seeds in order — so an index means the same run on every
-/// host and every day the file is unchanged.
+/// One training of a study: a variant with one seed (and, cross-validated, one fold). Tasks
+/// are numbered in file order — variants as listed, each with its seeds in order, each seed
+/// with its folds in order — so an index means the same run on every host and every day the
+/// file is unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Task {
     pub index: usize,
     /// Index into [`Experiment::variants`].
     pub variant: usize,
     pub seed: u64,
+    /// The cross-validation fold (`data.folds`), none for a plain study.
+    pub fold: Option<usize>,
 }
 
 /// One variant: a name and a fully resolved configuration.
@@ -60,6 +63,26 @@ pub struct Variant {
 }
 
 impl Variant {
+    /// The folds this variant trains: all of `data.folds`, the one `data.fold` names, or none
+    /// (`[None]`) without cross-validation.
+    pub fn folds(&self) -> Vec<Option<usize>> {
+        match (self.config.data.folds, self.config.data.fold) {
+            (Some(_), Some(k)) => vec![Some(k)],
+            (Some(n), None) => (0..n).map(Some).collect(),
+            (None, _) => vec![None],
+        }
+    }
+
+    /// This variant as one of its fold tasks trains it (`data.fold` set); a plain variant is
+    /// returned unchanged, so its config hash is the one it always had.
+    pub fn for_fold(&self, fold: Option<usize>) -> Variant {
+        let mut v = self.clone();
+        if fold.is_some() {
+            v.config.data.fold = fold;
+        }
+        v
+    }
+
     /// A stable hash of everything that determines this variant's training for `seed`:
     /// a finished run with the same hash is not trained again.
     pub fn config_hash(&self, seed: u64) -> String {
@@ -515,19 +538,30 @@ impl Experiment {
         )
     }
 
-    /// Every (variant, seed) of the study, in file order.
+    /// Every (variant, seed, fold) of the study, in file order.
     pub fn tasks(&self) -> Vec<Task> {
         self.variants
             .iter()
             .enumerate()
-            .flat_map(|(v, _)| self.seeds.iter().map(move |&seed| (v, seed)))
+            .flat_map(|(v, variant)| {
+                let folds = variant.folds();
+                self.seeds
+                    .iter()
+                    .flat_map(move |&seed| folds.clone().into_iter().map(move |f| (v, seed, f)))
+            })
             .enumerate()
-            .map(|(index, (variant, seed))| Task {
+            .map(|(index, (variant, seed, fold))| Task {
                 index,
                 variant,
                 seed,
+                fold,
             })
             .collect()
+    }
+
+    /// The variant as `task` trains it (its fold set).
+    pub fn task_variant(&self, task: &Task) -> Variant {
+        self.variants[task.variant].for_fold(task.fold)
     }
 
     /// Indices of the named variants (by name or directory name); unknown names are an error

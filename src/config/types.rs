@@ -137,6 +137,15 @@ pub struct DataConfig {
     /// Synthetic: number of images and of subjects.
     pub count: usize,
     pub subjects: usize,
+    /// Subject-wise K-fold cross-validation: every variant × seed is trained once per fold,
+    /// each fold validating on its own share of the (non-test) subjects. Both fold keys are
+    /// left out of the serialised config when unset, so other studies keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folds: Option<usize>,
+    /// The fold this configuration trains (0-based): set in the file to train one fold only,
+    /// and by the study for each of its fold tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold: Option<usize>,
 }
 
 /// The documented defaults (README, "All keys"): what a key left out of the file means.
@@ -154,6 +163,8 @@ impl Default for DataConfig {
             seed: 42,
             count: 600,
             subjects: 20,
+            folds: None,
+            fold: None,
         }
     }
 }
@@ -271,6 +282,10 @@ pub struct TrainConfig {
     /// Weight of the presence head's BCE in the loss (`model.presence_head`).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub presence_weight: f64,
+    /// After training, tune the threshold, the minimum area and the presence threshold on
+    /// validation (as `unet-lab tune` does) and score the test split with them too.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub tune: bool,
 }
 
 /// Which test-time augmentation to apply.
@@ -311,6 +326,7 @@ impl Default for TrainConfig {
             border_sigma: 5.0,
             test_tta: Tta::None,
             presence_weight: 1.0,
+            tune: false,
         }
     }
 }
@@ -545,8 +561,54 @@ fn decode_data(d: &mut SectionReader<'_>) -> Result<DataConfig, ConfigError> {
             format!("{} subjects cannot share {} images", c.subjects, c.count),
         ));
     }
+    decode_folds(d, &mut c)?;
     Ok(c)
 }
+
+/// `folds` and `fold`: a fold needs `folds`, and cross-validation chooses the validation
+/// subjects itself.
+fn decode_folds(d: &mut SectionReader<'_>, c: &mut DataConfig) -> Result<(), ConfigError> {
+    set(
+        &mut c.folds,
+        d.int("folds", 2, MAX_FOLDS as i64)?
+            .map(|v| Some(v as usize)),
+    );
+    // Declared known even without `folds`, so that the error below is the one reported.
+    let fold_node = d.node("fold");
+    match (c.folds, fold_node) {
+        (Some(folds), _) => set(
+            &mut c.fold,
+            d.int("fold", 0, folds as i64 - 1)?
+                .map(|v| Some(v as usize)),
+        ),
+        (None, Some(node)) => {
+            return Err(d.error_at(
+                node,
+                "fold",
+                "`fold` picks one fold of a cross-validation: set `folds` (the number of folds) too",
+            ));
+        }
+        (None, None) => {}
+    }
+    if c.folds.is_some() {
+        for key in ["val_subjects", "val_fraction"] {
+            if let Some(node) = d.peek(key) {
+                return Err(d.error_at(
+                    node,
+                    key,
+                    format!(
+                        "`{key}` cannot be combined with `folds`: cross-validation validates each \
+                         subject in exactly one fold (the test subjects are held out of all)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The most folds a cross-validation may have.
+pub const MAX_FOLDS: usize = 100;
 
 /// A size that does not fit the network is reported where it was given: at `data.size`, else
 /// at `model.widths`, else at the `[data]` section.
@@ -608,6 +670,7 @@ fn decode_train(t: &mut SectionReader<'_>) -> Result<TrainConfig, ConfigError> {
         &mut c.presence_weight,
         t.float("presence_weight", non_negative)?,
     );
+    set(&mut c.tune, t.boolean("tune")?);
     Ok(c)
 }
 

@@ -81,11 +81,11 @@ pub fn survey(config: &DataConfig) -> anyhow::Result<Survey> {
     let (images, subjects): (usize, BTreeSet<u32>) = match config.source {
         DataSource::Synthetic => {
             let count = config.limit.map_or(config.count, |l| l.min(config.count));
-            let subjects = config.subjects.min(count) as u32;
-            return Ok(Survey {
-                images: count,
-                subjects: subjects as usize,
-            });
+            let per_subject = count.div_ceil(config.subjects.min(count));
+            (
+                count,
+                (0..count).map(|i| (i / per_subject) as u32 + 1).collect(),
+            )
         }
         DataSource::Kaggle | DataSource::Folder => {
             let dir = config.path.as_deref().expect("validated: path is set");
@@ -109,6 +109,14 @@ pub fn survey(config: &DataConfig) -> anyhow::Result<Survey> {
     }
     if let Some(chosen) = &config.test_subjects {
         check_subjects_exist("data.test_subjects", chosen, &all)?;
+    }
+    if let Some(folds) = config.folds {
+        fold_subjects(
+            &all,
+            &choose_test_subjects(&all, config)?,
+            folds,
+            config.seed,
+        )?;
     }
     Ok(Survey {
         images,
@@ -312,12 +320,49 @@ fn choose_test_subjects(subjects: &[u32], config: &DataConfig) -> anyhow::Result
     Ok(chosen)
 }
 
-/// `data.val_subjects`, or a seeded `data.val_fraction` of the subjects outside the test split.
+/// The subjects each fold of a `folds`-fold cross-validation validates on: the subjects
+/// outside the test split, shuffled with the data seed (so every training seed sees the same
+/// folds) and dealt out in turn — every subject lands in exactly one fold, and fold sizes
+/// differ by at most one subject.
+pub fn fold_subjects(
+    subjects: &[u32],
+    test: &[u32],
+    folds: usize,
+    data_seed: u64,
+) -> anyhow::Result<Vec<Vec<u32>>> {
+    let mut free: Vec<u32> = subjects
+        .iter()
+        .copied()
+        .filter(|s| !test.contains(s))
+        .collect();
+    if free.len() < folds {
+        anyhow::bail!(
+            "data.folds = {folds} needs at least {folds} subjects outside the test split, one per \
+             fold; the dataset has {} ({} held out for testing)",
+            free.len(),
+            test.len()
+        );
+    }
+    free.shuffle(&mut StdRng::seed_from_u64(data_seed ^ FOLD_SALT));
+    let mut groups = vec![Vec::new(); folds];
+    for (i, s) in free.into_iter().enumerate() {
+        groups[i % folds].push(s);
+    }
+    groups.iter_mut().for_each(|g| g.sort_unstable());
+    Ok(groups)
+}
+
+/// `data.val_subjects`, the fold's share under cross-validation, or a seeded
+/// `data.val_fraction` of the subjects outside the test split.
 fn choose_val_subjects(
     subjects: &[u32],
     test: &[u32],
     config: &DataConfig,
 ) -> anyhow::Result<Vec<u32>> {
+    if let Some(folds) = config.folds {
+        let mut groups = fold_subjects(subjects, test, folds, config.seed)?;
+        return Ok(groups.swap_remove(config.fold.unwrap_or(0)));
+    }
     if let Some(chosen) = &config.val_subjects {
         check_subjects_exist("data.val_subjects", chosen, subjects)?;
         if chosen.iter().collect::<BTreeSet<_>>().len() + test.len() >= subjects.len() {
@@ -356,6 +401,9 @@ fn check_subjects_exist(key: &str, chosen: &[u32], subjects: &[u32]) -> anyhow::
     }
     Ok(())
 }
+
+/// Keeps the folds' random stream distinct from the validation split's.
+const FOLD_SALT: u64 = 0xf0_1d5;
 
 /// Keeps the test split's random stream distinct from the validation split's.
 const TEST_SALT: u64 = 0x7e_5701;
@@ -494,6 +542,63 @@ mod tests {
                 .all(|s| !named.info.val_subjects.contains(s))
         );
         assert_eq!(named.info.val_subjects, ds.info.test_subjects);
+    }
+
+    #[test]
+    fn folds_validate_every_subject_once_and_hold_the_test_split_out_of_all() {
+        for (folds, test_fraction) in [(3, Some(0.25)), (4, None), (2, Some(0.4))] {
+            let mut c = config();
+            c.folds = Some(folds);
+            c.test_fraction = test_fraction;
+            let all: BTreeSet<u32> = (1..=8).collect();
+            let mut validated: Vec<u32> = Vec::new();
+            let mut tests = BTreeSet::new();
+            for fold in 0..folds {
+                c.fold = Some(fold);
+                let ds = load(&c).unwrap();
+                let (train, val, test) = (
+                    subjects_of(&ds, &ds.train),
+                    subjects_of(&ds, &ds.val),
+                    subjects_of(&ds, &ds.test),
+                );
+                assert!(train.is_disjoint(&val) && train.is_disjoint(&test));
+                assert!(val.is_disjoint(&test));
+                let union: BTreeSet<u32> = train.union(&val).chain(&test).copied().collect();
+                assert_eq!(union, all, "fold {fold} of {folds}");
+                assert_eq!(
+                    ds.info.val_subjects,
+                    val.iter().copied().collect::<Vec<_>>()
+                );
+                validated.extend(val);
+                tests.insert(ds.info.test_subjects.clone());
+            }
+            // One test split for every fold, and each other subject validated exactly once.
+            assert_eq!(tests.len(), 1);
+            let test: Vec<u32> = tests.into_iter().next().unwrap();
+            validated.sort_unstable();
+            let others: Vec<u32> = all.iter().copied().filter(|s| !test.contains(s)).collect();
+            assert_eq!(validated, others, "{folds} folds");
+        }
+    }
+
+    #[test]
+    fn fold_sizes_differ_by_at_most_one_and_too_many_folds_is_an_error() {
+        let subjects: Vec<u32> = (0..10).collect();
+        let groups = fold_subjects(&subjects, &[4], 4, 7).unwrap();
+        let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![3, 2, 2, 2]);
+        assert!(groups.iter().all(|g| !g.contains(&4)));
+        // The folds follow the data seed, not the training seed.
+        assert_eq!(groups, fold_subjects(&subjects, &[4], 4, 7).unwrap());
+        assert_ne!(groups, fold_subjects(&subjects, &[4], 4, 8).unwrap());
+        let mut c = config();
+        c.folds = Some(7);
+        c.fold = Some(0);
+        c.test_fraction = Some(0.25);
+        let message = "data.folds = 7 needs at least 7 subjects outside the test split, one per \
+                       fold; the dataset has 6 (2 held out for testing)";
+        assert_eq!(load(&c).unwrap_err().to_string(), message);
+        assert_eq!(survey(&c).unwrap_err().to_string(), message);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! concatenation, `DoubleConv`) and `OutConv` (the 1×1 head).
 
 pub mod infer;
+pub mod postprocess;
 pub mod record;
 pub mod tile;
 pub mod tta;

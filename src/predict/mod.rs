@@ -15,13 +15,14 @@ use rayon::prelude::*;
 use crate::config::{Padding, RunConfig, Tta};
 use crate::data::files::{self, Grey, image_files, resize_bilinear, stem};
 use crate::data::standardize;
-use crate::model::infer::{gate_by_presence, probabilities_and_presence};
+use crate::model::infer::probabilities_and_presence;
+use crate::model::postprocess::PostProcess;
 use crate::model::record::model_from_bytes;
 use crate::model::tile;
 use crate::model::tta;
 use crate::model::{UNet, output_size};
 use crate::report::raster::{Canvas, PRED_RGB};
-use crate::track::{VariantManifest, checkpoint, write_atomic};
+use crate::track::{RunId, VariantManifest, checkpoint, write_atomic};
 use crate::train::metrics::{Confusion, MetricAccumulator};
 
 /// Which checkpoint `predict` loads.
@@ -39,8 +40,8 @@ pub struct PredictOptions {
     pub out: PathBuf,
     pub submission: Option<PathBuf>,
     pub checkpoint: Which,
-    pub min_area: usize,
-    pub seed: Option<u64>,
+    pub post: PostOptions,
+    pub choice: RunChoice,
     pub tta: Tta,
 }
 
@@ -53,52 +54,69 @@ pub struct PredictSummary {
     pub score_without_tta: Option<f64>,
 }
 
-/// A trained network ready to predict on the CPU.
+/// A trained network (or the fold networks of a cross-validated variant, whose probabilities
+/// are averaged) ready to predict on the CPU.
 pub struct Predictor {
-    model: UNet<Flex>,
+    models: Vec<UNet<Flex>>,
     config: RunConfig,
     device: burn::backend::flex::FlexDevice,
+    /// The runs' tuned post-processing (their mean for an ensemble of folds), if tuned.
+    pub tuned: Option<PostProcess>,
+}
+
+/// Which runs of a variant `predict` uses.
+#[derive(Debug, Clone, Default)]
+pub struct RunChoice {
+    /// The seed (default: the first with a checkpoint).
+    pub seed: Option<u64>,
+    /// One fold of a cross-validated variant (default: all its folds, averaged).
+    pub fold: Option<usize>,
 }
 
 impl Predictor {
-    pub fn load(run_dir: &Path, which: Which, seed: Option<u64>) -> Result<(Predictor, u64)> {
+    /// Loads the chosen checkpoint(s) of a variant directory; returns the runs it loaded.
+    pub fn load(
+        variant_dir: &Path,
+        which: Which,
+        choice: &RunChoice,
+    ) -> Result<(Predictor, Vec<RunId>)> {
         // A study of the single-file layout keeps its checkpoints elsewhere until migrated.
-        if let Some(exp_dir) = run_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Some(exp_dir) = variant_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             crate::track::migrate::migrate_if_legacy(exp_dir)?;
         }
-        let manifest = VariantManifest::load(run_dir)?.with_context(|| {
+        let manifest = VariantManifest::load(variant_dir)?.with_context(|| {
             format!(
                 "{} is not a variant directory written by `unet-lab run` (no manifest.json)",
-                run_dir.display()
+                variant_dir.display()
             )
         })?;
-        let path_of = |s: u64| match which {
-            Which::Best => checkpoint::best_path(run_dir, s),
-            Which::Last => checkpoint::last_path(run_dir, s),
-        };
-        let seed = match seed {
-            Some(s) => s,
-            None => manifest
-                .runs
-                .iter()
-                .map(|r| r.seed)
-                .find(|&s| path_of(s).exists())
-                .with_context(|| format!("no {:?} checkpoint in {}", which, run_dir.display()))?,
-        };
-        let path = path_of(seed);
-        let bytes = std::fs::read(&path)
-            .with_context(|| format!("cannot read the checkpoint {}", path.display()))?;
+        let runs = choose_runs(variant_dir, &manifest, which, choice)?;
         let device = Default::default();
-        let model = UNet::<Flex>::new(&manifest.config.model, manifest.config.train.loss, &device);
-        let model = model_from_bytes(model, bytes, &device)
-            .with_context(|| format!("cannot load {}", path.display()))?;
+        let models = runs
+            .iter()
+            .map(|&run| {
+                let path = checkpoint_path(variant_dir, which, run);
+                let bytes = std::fs::read(&path)
+                    .with_context(|| format!("cannot read the checkpoint {}", path.display()))?;
+                let model =
+                    UNet::<Flex>::new(&manifest.config.model, manifest.config.train.loss, &device);
+                model_from_bytes(model, bytes, &device)
+                    .with_context(|| format!("cannot load {}", path.display()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let tuned: Option<Vec<PostProcess>> = runs
+            .iter()
+            .map(|&run| PostProcess::load(&checkpoint::dir(variant_dir, run)).transpose())
+            .collect::<Option<Result<Vec<_>>>>()
+            .transpose()?;
         Ok((
             Predictor {
-                model,
+                models,
                 config: manifest.config,
                 device,
+                tuned: tuned.and_then(|all| PostProcess::mean(&all)),
             },
-            seed,
+            runs,
         ))
     }
 
@@ -106,15 +124,27 @@ impl Predictor {
         self.config.data.size
     }
 
+    /// The probability maps (and presence probabilities) of `tiles`: with several networks,
+    /// the mean of theirs.
     fn forward(&self, tiles: &[Vec<f32>], h: usize, w: usize) -> (Vec<Vec<f32>>, Option<Vec<f32>>) {
-        probabilities_and_presence(
-            &self.model,
-            self.config.train.loss,
-            tiles,
-            h,
-            w,
-            &self.device,
-        )
+        let mut outputs = self.models.iter().map(|model| {
+            probabilities_and_presence(model, self.config.train.loss, tiles, h, w, &self.device)
+        });
+        let (mut maps, mut presence) = outputs.next().expect("at least one network");
+        for (more_maps, more_presence) in outputs {
+            for (sum, more) in maps.iter_mut().zip(more_maps) {
+                sum.iter_mut().zip(more).for_each(|(s, m)| *s += m);
+            }
+            if let (Some(sum), Some(more)) = (presence.as_mut(), more_presence) {
+                sum.iter_mut().zip(more).for_each(|(s, m)| *s += m);
+            }
+        }
+        let n = self.models.len() as f32;
+        if n > 1.0 {
+            maps.iter_mut().flatten().for_each(|v| *v /= n);
+            presence.iter_mut().flatten().for_each(|v| *v /= n);
+        }
+        (maps, presence)
     }
 
     /// Probability map (at the training size) of one standardised image, and with a presence
@@ -146,23 +176,82 @@ impl Predictor {
         }
     }
 
+    /// The rule before tuning (threshold 0.5, no minimum area, the configured presence
+    /// threshold).
+    pub fn untuned(&self) -> PostProcess {
+        PostProcess::untuned(&self.config.model)
+    }
+
     /// The probability map (at the training size) of one image resized to the training size,
-    /// as it is and under `tta` (the same map twice for [`Tta::None`]).
-    pub fn probability_with(&self, resized: &[f32], tta: Tta) -> (Vec<f32>, Vec<f32>) {
+    /// as it is and under `tta` (the same map twice for [`Tta::None`]), and its presence
+    /// probability with a presence head (that of the image as it is decides for both maps).
+    pub fn probability_with(&self, resized: &[f32], tta: Tta) -> (Vec<f32>, Vec<f32>, Option<f32>) {
         let x = standardize(resized);
         let (plain, presence) = self.whole_image(&x);
         let mut predict = |images: &[Vec<f32>]| -> Vec<Vec<f32>> {
             images.iter().map(|i| self.whole_image(i).0).collect()
         };
-        let mut maps = tta::apply(tta, vec![plain.clone()], &[x], self.size(), &mut predict);
-        maps.insert(0, plain);
-        // The presence of the image as it is decides for both maps.
-        if let Some(p) = presence {
-            gate_by_presence(&mut maps, &[p, p], self.config.model.presence_threshold);
-        }
-        let with = maps.pop().expect("two maps");
-        (maps.pop().expect("two maps"), with)
+        let with = tta::apply(tta, vec![plain.clone()], &[x], self.size(), &mut predict)
+            .pop()
+            .expect("one map");
+        (plain, with, presence)
     }
+}
+
+fn checkpoint_path(variant_dir: &Path, which: Which, run: RunId) -> PathBuf {
+    match which {
+        Which::Best => checkpoint::best_path(variant_dir, run),
+        Which::Last => checkpoint::last_path(variant_dir, run),
+    }
+}
+
+/// The runs `choice` names among those with a checkpoint: one run, or every fold of the seed
+/// of a cross-validated variant.
+fn choose_runs(
+    variant_dir: &Path,
+    manifest: &VariantManifest,
+    which: Which,
+    choice: &RunChoice,
+) -> Result<Vec<RunId>> {
+    let with_checkpoint: Vec<RunId> = manifest
+        .runs
+        .iter()
+        .map(|r| r.run_id())
+        .filter(|&r| checkpoint_path(variant_dir, which, r).exists())
+        .collect();
+    let cross_validated = manifest.runs.iter().any(|r| r.fold.is_some());
+    if choice.fold.is_some() && !cross_validated {
+        bail!(
+            "--fold: {} is not cross-validated (no data.folds); leave --fold out",
+            variant_dir.display()
+        );
+    }
+    let seed = match choice.seed {
+        Some(s) => s,
+        None => with_checkpoint
+            .first()
+            .map(|r| r.seed)
+            .with_context(|| format!("no {which:?} checkpoint in {}", variant_dir.display()))?,
+    };
+    let of_seed: Vec<RunId> = with_checkpoint
+        .iter()
+        .copied()
+        .filter(|r| r.seed == seed && (choice.fold.is_none() || r.fold == choice.fold))
+        .collect();
+    if of_seed.is_empty() {
+        let have: Vec<String> = with_checkpoint.iter().map(|r| r.to_string()).collect();
+        bail!(
+            "no {which:?} checkpoint for {} in {} (runs with one: {})",
+            RunId::new(seed, choice.fold),
+            variant_dir.display(),
+            if have.is_empty() {
+                "none".to_string()
+            } else {
+                have.join(", ")
+            }
+        );
+    }
+    Ok(of_seed)
 }
 
 /// The label of `image`, if the input is labelled: `<stem>_mask.<ext>` beside it, or
@@ -235,8 +324,15 @@ fn decode_chunk(chunk: &[PathBuf]) -> Result<Vec<(Grey, Option<Grey>)>> {
 }
 
 /// The binary mask of one image at its own resolution from its probability map at the
-/// network's size: resized back, thresholded at 0.5, small masks cleared.
-fn to_mask(prob: Vec<f32>, [th, tw]: [usize; 2], img: &Grey, min_area: usize) -> Vec<u8> {
+/// network's size: resized back, then `post` (threshold, presence, minimum area as a share of
+/// this image).
+fn to_mask(
+    prob: Vec<f32>,
+    [th, tw]: [usize; 2],
+    img: &Grey,
+    presence: Option<f32>,
+    post: &PostProcess,
+) -> Vec<u8> {
     let back = resize_bilinear(
         &Grey {
             height: th,
@@ -246,23 +342,21 @@ fn to_mask(prob: Vec<f32>, [th, tw]: [usize; 2], img: &Grey, min_area: usize) ->
         img.height,
         img.width,
     );
-    let mut mask: Vec<u8> = back.iter().map(|&p| (p > 0.5) as u8).collect();
-    apply_min_area(&mut mask, min_area);
-    mask
+    post.mask(&back, presence)
 }
 
 /// The masks of one image under `tta`, and without it when `tta` is on (to score both).
 fn predict_masks(
     predictor: &Predictor,
     img: &Grey,
-    min_area: usize,
+    post: &PostProcess,
     tta: Tta,
 ) -> (Vec<u8>, Option<Vec<u8>>) {
     let size = predictor.size();
     let resized = resize_bilinear(img, size[0], size[1]);
-    let (plain, with) = predictor.probability_with(&resized, tta);
-    let mask = to_mask(with, size, img, min_area);
-    let plain = (tta != Tta::None).then(|| to_mask(plain, size, img, min_area));
+    let (plain, with, presence) = predictor.probability_with(&resized, tta);
+    let mask = to_mask(with, size, img, presence, post);
+    let plain = (tta != Tta::None).then(|| to_mask(plain, size, img, presence, post));
     (mask, plain)
 }
 
@@ -304,19 +398,86 @@ fn write_submission(path: &Path, rows: &[(String, String)]) -> Result<()> {
     write_atomic(path, csv.as_bytes())
 }
 
+/// "seed 0", or "seed 0, mean of folds 0, 1, 2".
+fn describe_networks(runs: &[RunId]) -> String {
+    match runs {
+        [one] => one.to_string(),
+        folds => format!(
+            "seed {}, mean of folds {}",
+            folds[0].seed,
+            folds
+                .iter()
+                .filter_map(|r| r.fold.map(|f| f.to_string()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// How `predict` turns probabilities into masks: the tuned values unless told otherwise,
+/// each overridable.
+#[derive(Debug, Clone, Default)]
+pub struct PostOptions {
+    /// Ignore the tuned values (`--untuned`).
+    pub untuned: bool,
+    pub threshold: Option<f32>,
+    /// A minimum area in pixels of the original image (instead of the tuned share).
+    pub min_area: Option<usize>,
+    pub presence_threshold: Option<f64>,
+}
+
+impl PostOptions {
+    /// The rule to apply and where it came from, for the log.
+    pub fn resolve(&self, predictor: &Predictor) -> (PostProcess, String) {
+        let (mut post, mut origin) = match (predictor.tuned, self.untuned) {
+            (Some(tuned), false) => (tuned, "tuned on validation".to_string()),
+            (Some(_), true) => (predictor.untuned(), "untuned (--untuned)".to_string()),
+            (None, _) => (
+                predictor.untuned(),
+                "untuned (see `unet-lab tune`)".to_string(),
+            ),
+        };
+        let mut overridden = Vec::new();
+        if let Some(t) = self.threshold {
+            post.threshold = t;
+            overridden.push("--threshold");
+        }
+        if self.min_area.is_some() {
+            post.min_area_share = 0.0;
+            overridden.push("--min-area");
+        }
+        if let (Some(t), Some(_)) = (self.presence_threshold, post.presence_threshold) {
+            post.presence_threshold = Some(t);
+            overridden.push("--presence-threshold");
+        }
+        if !overridden.is_empty() {
+            origin.push_str(&format!(", overridden by {}", overridden.join(", ")));
+        }
+        let rule = match self.min_area {
+            Some(px) => post.describe_with_area(&format!("{px} pixels")),
+            None => post.describe(),
+        };
+        (post, format!("post-processing: {rule} ({origin})"))
+    }
+}
+
 /// Masks, overlays and (with `--submission`) a Kaggle submission for every input image; the
 /// Kaggle score when the images are labelled.
 pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
-    let (predictor, seed) = Predictor::load(&opts.run, opts.checkpoint, opts.seed)?;
+    let (predictor, runs) = Predictor::load(&opts.run, opts.checkpoint, &opts.choice)?;
     let images = input_images(&opts.input)?;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let post = opts.post.resolve(&predictor);
     eprintln!(
-        "predicting {} images with {} (seed {seed}, {:?} checkpoint)",
+        "predicting {} images with {} ({}, {:?} checkpoint); {}",
         images.len(),
         opts.run.display(),
-        opts.checkpoint
+        describe_networks(&runs),
+        opts.checkpoint,
+        post.1
     );
+    let post = post.0;
     let bar = progress_bar(images.len());
     let mut rows = Vec::with_capacity(images.len());
     let mut acc = MetricAccumulator::default();
@@ -325,7 +486,11 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
     // Decoding and resizing in parallel; the network itself is parallel inside.
     for chunk in images.chunks(16) {
         for (path, (img, label)) in chunk.iter().zip(decode_chunk(chunk)?) {
-            let (mask, plain) = predict_masks(&predictor, &img, opts.min_area, opts.tta);
+            let (mut mask, mut plain) = predict_masks(&predictor, &img, &post, opts.tta);
+            if let Some(min_area) = opts.post.min_area {
+                apply_min_area(&mut mask, min_area);
+                plain.iter_mut().for_each(|p| apply_min_area(p, min_area));
+            }
             let s = stem(path);
             write_mask_and_overlay(&opts.out, &s, &img, &mask)?;
             if let Some(label) = label {

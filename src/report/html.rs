@@ -179,8 +179,10 @@ fn variants(rows: &[VariantRow], axes: &[String], test: bool) -> Markup {
                  scores, so it is optimistic."
             }
         }
+        @if let Some(note) = super::summary::cross_validation_note(rows) { p { (note) } }
         (variant_table(rows, axes, test))
         (score_breakdown(rows, test))
+        (tuning(rows))
         @for r in rows {
             @for n in &r.notes { p.note { (r.name) ": " (n) } }
         }
@@ -219,6 +221,29 @@ fn score_breakdown(rows: &[VariantRow], test: bool) -> Markup {
                             td.num { (share(r.empty_correct)) }
                             td.num { (share(r.found)) }
                             td.num { (share(r.dice_found)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The post-processing tuning chose, and what it changed.
+fn tuning(rows: &[VariantRow]) -> Markup {
+    html! {
+        @if rows.iter().any(|r| r.tuning.is_some()) {
+            h3 { "Tuned post-processing" }
+            p { (super::summary::TUNING_NOTE) }
+            table.sortable {
+                thead { tr { @for h in super::summary::TUNING_HEADS { th.sortable { (h) } } } }
+                tbody {
+                    @for r in rows {
+                        @if let Some(t) = &r.tuning {
+                            tr {
+                                td { (r.name) }
+                                @for c in t.cells() { td.num { (c) } }
+                            }
                         }
                     }
                 }
@@ -373,6 +398,7 @@ mod tests {
                 manifest: None,
                 runs: vec![RunData {
                     seed: 0,
+                    fold: None,
                     record,
                     train: Vec::new(),
                     val: Vec::new(),

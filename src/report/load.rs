@@ -32,6 +32,8 @@ pub struct VariantData {
 #[derive(Debug)]
 pub struct RunData {
     pub seed: u64,
+    /// The cross-validation fold (none in plain studies).
+    pub fold: Option<usize>,
     pub record: RunRecord,
     /// This run's metric rows, by epoch.
     pub train: Vec<EpochRow>,
@@ -58,9 +60,13 @@ impl RunData {
         }
     }
 
-    /// Test Dice of the checkpoint chosen on validation (runs with a test split).
+    /// Test Dice of the checkpoint chosen on validation (runs with a test split), with the
+    /// post-processing tuned on validation when the run was tuned.
     pub fn test_dice(&self) -> Option<f64> {
-        self.record.test.map(|t| t.dice)
+        self.record
+            .tuned
+            .and_then(|t| t.test_after)
+            .or(self.record.test.map(|t| t.dice))
     }
 
     pub fn final_dice(&self) -> Option<f64> {
@@ -80,6 +86,19 @@ impl RunData {
             .map(|r| r.epoch)
     }
 
+    /// "seed 3", "seed 3 fold 1".
+    pub fn label(&self) -> String {
+        crate::track::RunId::new(self.seed, self.fold).to_string()
+    }
+
+    /// Validation images this run was scored on (its fold's share under cross-validation).
+    fn val_images(&self) -> f64 {
+        self.record
+            .dataset
+            .as_ref()
+            .map_or(1.0, |d| d.val_images.max(1) as f64)
+    }
+
     pub fn val_dice_at(&self, epoch: usize) -> Option<f64> {
         self.val
             .iter()
@@ -88,7 +107,78 @@ impl RunData {
     }
 }
 
+/// One seed of a variant, its folds combined. Cross-validated, the validation score is the
+/// out-of-fold score: the folds' best validation Dice weighted by their validation images —
+/// the mean per-image Dice over every non-test image, each scored by the fold that did not
+/// train on it. The test score and the breakdown are means over the folds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedResult {
+    pub seed: u64,
+    /// Runs behind it (its folds; 1 without cross-validation).
+    pub folds: usize,
+    /// Every run of the seed completed.
+    pub completed: bool,
+    pub best_dice: Option<f64>,
+    pub final_dice: Option<f64>,
+    pub test_dice: Option<f64>,
+    /// The mean of the folds' best epochs, rounded; the run's own without folds.
+    pub best_epoch: Option<usize>,
+    pub breakdown: Option<ScoreBreakdown>,
+}
+
+impl SeedResult {
+    fn of(seed: u64, runs: &[&RunData]) -> SeedResult {
+        // A value of the seed only when every fold has one: an out-of-fold score missing a
+        // fold is not one.
+        let all = |get: &dyn Fn(&RunData) -> Option<f64>| -> Option<Vec<f64>> {
+            runs.iter().map(|r| get(r)).collect()
+        };
+        let weights: Vec<f64> = runs.iter().map(|r| r.val_images()).collect();
+        let weighted = |values: Vec<f64>| {
+            values.iter().zip(&weights).map(|(v, w)| v * w).sum::<f64>()
+                / weights.iter().sum::<f64>()
+        };
+        let mean = |values: Vec<f64>| values.iter().sum::<f64>() / values.len() as f64;
+        let epochs: Option<Vec<f64>> = runs
+            .iter()
+            .map(|r| r.best_epoch().map(|e| e as f64))
+            .collect();
+        SeedResult {
+            seed,
+            folds: runs.len(),
+            completed: runs.iter().all(|r| r.record.status == RunStatus::Completed),
+            best_dice: all(&|r| r.best_dice()).map(weighted),
+            final_dice: all(&|r| r.final_dice()).map(weighted),
+            test_dice: all(&|r| r.test_dice()).map(mean),
+            best_epoch: epochs.map(|e| mean(e).round() as usize),
+            breakdown: runs
+                .iter()
+                .map(|r| r.breakdown())
+                .collect::<Option<Vec<_>>>()
+                .map(|parts| ScoreBreakdown::pooled(&parts)),
+        }
+    }
+}
+
 impl VariantData {
+    /// Whether the variant's runs are folds of a cross-validation.
+    pub fn cross_validated(&self) -> bool {
+        self.runs.iter().any(|r| r.fold.is_some())
+    }
+
+    /// One result per seed, its folds combined (see [`SeedResult`]).
+    pub fn seed_results(&self) -> Vec<SeedResult> {
+        let mut seeds: Vec<u64> = self.runs.iter().map(|r| r.seed).collect();
+        seeds.dedup();
+        seeds
+            .into_iter()
+            .map(|s| {
+                let runs: Vec<&RunData> = self.runs.iter().filter(|r| r.seed == s).collect();
+                SeedResult::of(s, &runs)
+            })
+            .collect()
+    }
+
     /// The worst status among the runs (what a badge shows).
     pub fn status(&self) -> RunStatus {
         let order = |s: RunStatus| match s {
@@ -159,9 +249,10 @@ impl ExperimentData {
                     };
                     // Missing or unreadable snapshots leave the run without pictures, not the report.
                     let snaps =
-                        Snapshots::load(&snapshots::dir(&vdir, record.seed), n).unwrap_or(None);
+                        Snapshots::load(&snapshots::dir(&vdir, record.run_id()), n).unwrap_or(None);
                     RunData {
                         seed: record.seed,
+                        fold: record.fold,
                         train: split("train"),
                         val: split("val"),
                         steps: run.steps.clone(),

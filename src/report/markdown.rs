@@ -70,6 +70,9 @@ fn variant_table(s: &mut String, rows: &[VariantRow], axes: &[String], test: boo
             r.epochs
         );
     }
+    if let Some(note) = super::summary::cross_validation_note(rows) {
+        let _ = writeln!(s, "\n{}", esc(&note));
+    }
     for r in rows.iter().filter(|r| !r.notes.is_empty()) {
         for n in &r.notes {
             let _ = writeln!(s, "\n- {}: {}", esc(&r.name), esc(n));
@@ -104,6 +107,26 @@ fn score_breakdown(s: &mut String, rows: &[VariantRow], test: bool) {
             share(r.found),
             share(r.dice_found)
         );
+    }
+}
+
+/// The post-processing tuning chose, and what it changed.
+fn tuning(s: &mut String, rows: &[VariantRow]) {
+    if !rows.iter().any(|r| r.tuning.is_some()) {
+        return;
+    }
+    let heads = summary::TUNING_HEADS;
+    let _ = writeln!(
+        s,
+        "\n### Tuned post-processing\n\n{}\n\n| {} |\n|{}",
+        summary::TUNING_NOTE,
+        heads.join(" | "),
+        "---|".repeat(heads.len())
+    );
+    for r in rows {
+        if let Some(t) = &r.tuning {
+            let _ = writeln!(s, "| {} | {} |", esc(&r.name), t.cells().join(" | "));
+        }
     }
 }
 
@@ -163,6 +186,7 @@ pub fn render_markdown(exp: &ExperimentData) -> String {
     let rows = summary::rows(exp);
     variant_table(&mut s, &rows, &exp.manifest.axes, test);
     score_breakdown(&mut s, &rows, test);
+    tuning(&mut s, &rows);
     let _ = writeln!(s, "\n![loss](loss.png)\n\n![validation Dice](dice.png)\n");
     main_effects(&mut s, &summary::effects(exp));
     variant_sections(&mut s, &exp.variants);

@@ -275,7 +275,7 @@ fn variant_charts(v: &VariantData) -> (Chart, Chart) {
     for (k, run) in v.runs.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
         let seed = if several {
-            format!(" (seed {})", run.seed)
+            format!(" ({})", run.label())
         } else {
             String::new()
         };

@@ -1,7 +1,7 @@
 //! The numbers the pages show, computed once: one row per variant and the main effects.
 
 use super::effects::{AxisEffect, Cell, main_effects};
-use super::load::{ExperimentData, RunData, VariantData};
+use super::load::{ExperimentData, RunData, SeedResult, VariantData};
 use super::stats::{fmt_mean_sd, mean};
 use crate::track::RunStatus;
 use crate::track::manifest::ScoreBreakdown;
@@ -14,6 +14,8 @@ pub struct VariantRow {
     /// Why a run diverged or failed, one line per affected seed.
     pub notes: Vec<String>,
     pub seeds: usize,
+    /// Folds per seed of a cross-validated variant: its best Dice is then out-of-fold.
+    pub folds: Option<usize>,
     pub best_dice: Vec<f64>,
     pub final_dice: Vec<f64>,
     /// Test Dice of each seed's checkpoint chosen on validation (empty without a test split).
@@ -29,10 +31,106 @@ pub struct VariantRow {
     pub status_counts: String,
     /// Seeds the Dice columns average: the completed ones when any completed, else all.
     pub scored_seeds: usize,
+    /// Post-processing tuned on validation: the mean over seeds of the chosen values and of
+    /// the scores before and after (none when no run was tuned).
+    pub tuning: Option<TuningRow>,
     pub epochs: usize,
     pub parameters: usize,
     pub train_seconds: f64,
     pub images_per_sec: Option<f64>,
+}
+
+/// What tuning chose and changed, averaged over a variant's tuned seeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TuningRow {
+    pub seeds: usize,
+    pub threshold: f64,
+    pub min_area_share: f64,
+    pub presence_threshold: Option<f64>,
+    pub val_before: f64,
+    pub val_after: f64,
+    pub test_before: Option<f64>,
+    pub test_after: Option<f64>,
+}
+
+/// Column heads of the tuning table, and the explanation above it.
+pub const TUNING_HEADS: [&str; 6] = [
+    "variant",
+    "threshold",
+    "min area",
+    "presence threshold",
+    "validation Dice before → after",
+    "test Dice before → after",
+];
+pub const TUNING_NOTE: &str = "Chosen on the validation images (out-of-fold for cross-validated \
+     variants) by grid search, mean over tuned seeds; the validation gain is measured on the \
+     images it was tuned on, so it is optimistic — the test columns are not. The variant table's \
+     test Dice uses the tuned values.";
+
+impl TuningRow {
+    /// The cells after the variant name, in [`TUNING_HEADS`] order.
+    pub fn cells(&self) -> [String; 5] {
+        let change = |b: Option<f64>, a: Option<f64>| match (b, a) {
+            (Some(b), Some(a)) => format!("{b:.4} → {a:.4} ({:+.4})", a - b),
+            _ => "—".into(),
+        };
+        [
+            format!("{:.2}", self.threshold),
+            format!("{:.2}% of the image", 100.0 * self.min_area_share),
+            self.presence_threshold
+                .map_or("—".into(), |t| format!("{t:.2}")),
+            change(Some(self.val_before), Some(self.val_after)),
+            change(self.test_before, self.test_after),
+        ]
+    }
+}
+
+/// One tuned score per seed (a cross-validated seed's folds share theirs; the test scores are
+/// the mean over its folds).
+fn tuning_row(v: &VariantData) -> Option<TuningRow> {
+    let mut per_seed: Vec<Vec<crate::track::manifest::TunedScore>> = Vec::new();
+    let mut seeds: Vec<u64> = v.runs.iter().map(|r| r.seed).collect();
+    seeds.dedup();
+    for s in seeds {
+        let tuned: Vec<_> = v
+            .runs
+            .iter()
+            .filter(|r| r.seed == s)
+            .filter_map(|r| r.record.tuned)
+            .collect();
+        if !tuned.is_empty() {
+            per_seed.push(tuned);
+        }
+    }
+    let first = |get: &dyn Fn(&crate::track::manifest::TunedScore) -> f64| -> f64 {
+        mean(&per_seed.iter().map(|t| get(&t[0])).collect::<Vec<_>>()).unwrap_or(f64::NAN)
+    };
+    let test = |get: &dyn Fn(&crate::track::manifest::TunedScore) -> Option<f64>| {
+        let per: Option<Vec<f64>> = per_seed
+            .iter()
+            .map(|t| {
+                t.iter()
+                    .map(get)
+                    .collect::<Option<Vec<f64>>>()
+                    .and_then(|v| mean(&v))
+            })
+            .collect();
+        per.and_then(|v| mean(&v))
+    };
+    let presence: Option<Vec<f64>> = per_seed
+        .iter()
+        .map(|t| t[0].post.presence_threshold)
+        .collect();
+    (!per_seed.is_empty()).then(|| TuningRow {
+        seeds: per_seed.len(),
+        threshold: first(&|t| f64::from(t.post.threshold)),
+        min_area_share: first(&|t| t.post.min_area_share),
+        presence_threshold: presence.and_then(|p| mean(&p)),
+        val_before: first(&|t| t.val_before),
+        val_after: first(&|t| t.val_after),
+        test_before: test(&|t| t.test_before),
+        test_after: test(&|t| t.test_after),
+    })
 }
 
 impl VariantRow {
@@ -92,18 +190,16 @@ pub fn variant_row(v: &VariantData) -> VariantRow {
             r.record
                 .message
                 .as_ref()
-                .map(|m| format!("seed {}: {} — {m}", r.seed, r.record.status.as_str()))
+                .map(|m| format!("{}: {} — {m}", r.label(), r.record.status.as_str()))
         })
         .collect();
     // The scores average the completed seeds (a failed or diverged run's best Dice is not a
-    // result), all seeds when none completed.
-    let completed: Vec<&RunData> = v
-        .runs
-        .iter()
-        .filter(|r| r.record.status == RunStatus::Completed)
-        .collect();
-    let scored: Vec<&RunData> = if completed.is_empty() {
-        v.runs.iter().collect()
+    // result), all seeds when none completed. A cross-validated seed is complete when all
+    // its folds are.
+    let seeds = v.seed_results();
+    let completed: Vec<&SeedResult> = seeds.iter().filter(|s| s.completed).collect();
+    let scored: Vec<&SeedResult> = if completed.is_empty() {
+        seeds.iter().collect()
     } else {
         completed
     };
@@ -119,16 +215,22 @@ pub fn variant_row(v: &VariantData) -> VariantRow {
         levels: v.levels.clone(),
         status: v.status(),
         notes,
-        seeds: v.runs.len(),
-        best_dice: scored.iter().filter_map(|r| r.best_dice()).collect(),
-        final_dice: scored.iter().filter_map(|r| r.final_dice()).collect(),
-        test_dice: scored.iter().filter_map(|r| r.test_dice()).collect(),
-        best_epochs: scored.iter().filter_map(|r| r.best_epoch()).collect(),
+        seeds: seeds.len(),
+        folds: seeds
+            .iter()
+            .map(|s| s.folds)
+            .max()
+            .filter(|_| v.cross_validated()),
+        best_dice: scored.iter().filter_map(|s| s.best_dice).collect(),
+        final_dice: scored.iter().filter_map(|s| s.final_dice).collect(),
+        test_dice: scored.iter().filter_map(|s| s.test_dice).collect(),
+        best_epochs: scored.iter().filter_map(|s| s.best_epoch).collect(),
         status_counts: status_counts(v),
         scored_seeds: scored.len(),
-        empty_correct: part(v, |b| b.empty_correct),
-        found: part(v, |b| b.found),
-        dice_found: part(v, |b| b.dice_found),
+        empty_correct: part(&scored, |b| b.empty_correct),
+        found: part(&scored, |b| b.found),
+        dice_found: part(&scored, |b| b.dice_found),
+        tuning: tuning_row(v),
         epochs: v.runs.iter().map(|r| r.val.len()).max().unwrap_or(0),
         parameters: v
             .runs
@@ -147,11 +249,10 @@ pub fn variant_row(v: &VariantData) -> VariantRow {
 }
 
 /// The mean over a variant's seeds of one part of the score breakdown.
-fn part(v: &VariantData, get: fn(&ScoreBreakdown) -> Option<f64>) -> Option<f64> {
-    let values: Vec<f64> = v
-        .runs
+fn part(seeds: &[&SeedResult], get: fn(&ScoreBreakdown) -> Option<f64>) -> Option<f64> {
+    let values: Vec<f64> = seeds
         .iter()
-        .filter_map(|r| r.breakdown().as_ref().and_then(get))
+        .filter_map(|s| s.breakdown.as_ref().and_then(get))
         .collect();
     mean(&values)
 }
@@ -205,6 +306,23 @@ pub fn status_counts(v: &VariantData) -> String {
         .join(", ")
 }
 
+/// What the Dice columns mean for cross-validated variants, when there are any.
+pub fn cross_validation_note(rows: &[VariantRow]) -> Option<String> {
+    let cv: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.folds.map(|k| format!("{} ({k} folds)", r.name)))
+        .collect();
+    (!cv.is_empty()).then(|| {
+        format!(
+            "Cross-validated: {}. Their validation Dice is the out-of-fold score: every image \
+             outside the test split is scored once, by the fold that did not train on it, at that \
+             fold's best epoch; their test Dice is the mean over the folds' checkpoints. Each seed \
+             counts once, its folds combined.",
+            cv.join(", ")
+        )
+    })
+}
+
 pub fn rows(exp: &ExperimentData) -> Vec<VariantRow> {
     exp.variants.iter().map(variant_row).collect()
 }
@@ -226,14 +344,10 @@ pub fn effects(exp: &ExperimentData) -> Vec<AxisEffect> {
         .variants
         .iter()
         .flat_map(|v| {
-            v.runs.iter().map(move |r| Cell {
+            v.seed_results().into_iter().map(move |s| Cell {
                 levels: v.levels.clone(),
-                seed: r.seed,
-                score: if on_test {
-                    r.test_dice()
-                } else {
-                    r.best_dice()
-                },
+                seed: s.seed,
+                score: if on_test { s.test_dice } else { s.best_dice },
             })
         })
         .collect();
@@ -322,6 +436,7 @@ mod tests {
         let row = |epoch: usize, dice: f64| crate::track::EpochRow {
             variant: "v".into(),
             seed,
+            fold: None,
             epoch,
             split: "val".into(),
             loss: 1.0,
@@ -348,6 +463,7 @@ mod tests {
             .collect();
         RunData {
             seed,
+            fold: None,
             record,
             train: Vec::new(),
             val,
@@ -409,6 +525,75 @@ mod tests {
         assert_eq!(status_counts(&all_dead), "2/2 failed (dead ReLU head)");
         // None completed: every seed counts.
         assert_eq!(variant_row(&diverged).best(), "0.1000 ± 0.0000");
+    }
+
+    /// A fold of seed `seed` validated on `images` images, best Dice 0.8 + seed/100 at
+    /// `best_epoch` (see [`run`]), then shifted by `shift`.
+    fn fold(seed: u64, fold: usize, images: usize, shift: f64, best_epoch: usize) -> RunData {
+        let mut r = run(seed, RunStatus::Completed, None, best_epoch);
+        r.fold = Some(fold);
+        r.record.fold = Some(fold);
+        r.val
+            .iter_mut()
+            .for_each(|row| row.dice = row.dice.map(|d| if d > 0.0 { d + shift } else { d }));
+        let info = crate::data::DatasetInfo {
+            source: "synthetic".into(),
+            images: 100,
+            subjects: 10,
+            empty_mask_share: 0.5,
+            train_images: 100 - images,
+            val_images: images,
+            val_subjects: Vec::new(),
+            test_images: 0,
+            test_subjects: Vec::new(),
+            height: 8,
+            width: 8,
+        };
+        r.record.dataset = Some(info);
+        r
+    }
+
+    #[test]
+    fn cross_validated_seeds_score_out_of_fold_weighted_by_validation_images() {
+        // Seed 0: folds of 30 and 10 images at 0.80 and 0.60 → (30·0.8 + 10·0.6) / 40 = 0.75.
+        // Seed 1: 20 and 20 images at 0.81 and 0.71 → 0.76.
+        let v = variant(vec![
+            fold(0, 0, 30, 0.0, 1),
+            fold(0, 1, 10, -0.2, 3),
+            fold(1, 0, 20, 0.0, 2),
+            fold(1, 1, 20, -0.1, 2),
+        ]);
+        assert!(v.cross_validated());
+        let seeds = v.seed_results();
+        assert_eq!(seeds.len(), 2);
+        assert_eq!((seeds[0].seed, seeds[0].folds), (0, 2));
+        assert!(
+            (seeds[0].best_dice.unwrap() - 0.75).abs() < 1e-12,
+            "{seeds:?}"
+        );
+        assert!(
+            (seeds[1].best_dice.unwrap() - 0.76).abs() < 1e-12,
+            "{seeds:?}"
+        );
+        assert_eq!(seeds[0].best_epoch, Some(2));
+        let row = variant_row(&v);
+        assert_eq!((row.seeds, row.folds), (2, Some(2)));
+        assert_eq!(row.best(), "0.7550 ± 0.0071");
+        assert_eq!(status_counts(&v), "4/4 completed");
+        assert!(
+            cross_validation_note(&[row])
+                .unwrap()
+                .starts_with("Cross-validated: v (2 folds).")
+        );
+        // A seed with a failed fold is not complete: only seed 1 counts.
+        let mut failed = variant(vec![
+            fold(0, 0, 30, 0.0, 1),
+            fold(0, 1, 10, -0.2, 3),
+            fold(1, 0, 20, 0.0, 2),
+            fold(1, 1, 20, -0.1, 2),
+        ]);
+        failed.runs[1].record.status = RunStatus::Failed;
+        assert_eq!(variant_row(&failed).best(), "0.7600 (1 of 2 seeds)");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::layout::RunId;
 use super::manifest::ScoreBreakdown;
 use crate::util::fs::write_atomic;
 
@@ -30,17 +31,17 @@ pub struct ResumeState {
     pub optim_file: String,
 }
 
-/// The checkpoint directory of one seed: `<variant>/seed-<s>/checkpoints/`.
-pub fn dir(variant_dir: &Path, seed: u64) -> PathBuf {
-    super::layout::run_dir(variant_dir, seed).join("checkpoints")
+/// The checkpoint directory of one run: `<variant>/seed-<s>/checkpoints/`.
+pub fn dir(variant_dir: &Path, run: RunId) -> PathBuf {
+    super::layout::run_dir(variant_dir, run).join("checkpoints")
 }
 
-pub fn best_path(variant_dir: &Path, seed: u64) -> PathBuf {
-    dir(variant_dir, seed).join("best.mpk")
+pub fn best_path(variant_dir: &Path, run: RunId) -> PathBuf {
+    dir(variant_dir, run).join("best.mpk")
 }
 
-pub fn last_path(variant_dir: &Path, seed: u64) -> PathBuf {
-    dir(variant_dir, seed).join("last.mpk")
+pub fn last_path(variant_dir: &Path, run: RunId) -> PathBuf {
+    dir(variant_dir, run).join("last.mpk")
 }
 
 /// A resume state with the model and optimizer bytes it names.

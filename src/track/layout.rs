@@ -4,31 +4,71 @@
 //! <exp>/plan.json, experiment.json, experiment.toml   written once, when the study is planned
 //! <exp>/metrics.parquet, steps.parquet, runs.parquet  derived: merged from the runs' own files
 //! <exp>/<variant>/seed-<s>/                           everything one run writes, and only it
+//!     (seed-<s>-fold-<k>/ for a fold of a cross-validation)
 //!     manifest.json, metrics.parquet, steps.parquet, checkpoints/, snapshots/, .lock
 //! ```
 
 use std::path::{Path, PathBuf};
 
-/// The directory of one run (variant × seed).
-pub fn run_dir(variant_dir: &Path, seed: u64) -> PathBuf {
-    variant_dir.join(format!("seed-{seed}"))
+/// Which run of a variant: a seed and, cross-validated, a fold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RunId {
+    pub seed: u64,
+    pub fold: Option<usize>,
 }
 
-/// The seed a run directory's name stands for (`seed-3` → 3).
-pub fn seed_of_dir_name(name: &str) -> Option<u64> {
-    name.strip_prefix("seed-")?.parse().ok()
+impl RunId {
+    pub fn new(seed: u64, fold: Option<usize>) -> RunId {
+        RunId { seed, fold }
+    }
+
+    pub fn of(task: &crate::config::Task) -> RunId {
+        RunId::new(task.seed, task.fold)
+    }
+
+    /// `seed-3`, or `seed-3-fold-1` for a fold of a cross-validation.
+    pub fn dir_name(&self) -> String {
+        match self.fold {
+            Some(k) => format!("seed-{}-fold-{k}", self.seed),
+            None => format!("seed-{}", self.seed),
+        }
+    }
+
+    /// The run a directory name stands for (`seed-3` → seed 3; `seed-3-fold-1` → fold 1).
+    pub fn from_dir_name(name: &str) -> Option<RunId> {
+        let rest = name.strip_prefix("seed-")?;
+        match rest.split_once("-fold-") {
+            Some((seed, fold)) => Some(RunId::new(seed.parse().ok()?, Some(fold.parse().ok()?))),
+            None => Some(RunId::new(rest.parse().ok()?, None)),
+        }
+    }
 }
 
-/// The run directories under a variant directory, by seed.
-pub fn run_dirs(variant_dir: &Path) -> Vec<(u64, PathBuf)> {
-    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(variant_dir)
+/// "seed 3", "seed 3 fold 1": how messages and the report name a run.
+impl std::fmt::Display for RunId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.fold {
+            Some(k) => write!(f, "seed {} fold {k}", self.seed),
+            None => write!(f, "seed {}", self.seed),
+        }
+    }
+}
+
+/// The directory of one run (variant × seed, × fold when cross-validated).
+pub fn run_dir(variant_dir: &Path, run: RunId) -> PathBuf {
+    variant_dir.join(run.dir_name())
+}
+
+/// The run directories under a variant directory, by seed and fold.
+pub fn run_dirs(variant_dir: &Path) -> Vec<(RunId, PathBuf)> {
+    let mut found: Vec<(RunId, PathBuf)> = std::fs::read_dir(variant_dir)
         .into_iter()
         .flatten()
         .flatten()
         .filter(|e| e.path().is_dir())
         .filter_map(|e| {
             Some((
-                seed_of_dir_name(&e.file_name().to_string_lossy())?,
+                RunId::from_dir_name(&e.file_name().to_string_lossy())?,
                 e.path(),
             ))
         })

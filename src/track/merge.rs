@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use polars::prelude::*;
 
-use super::layout;
+use super::layout::{self, RunId};
 use super::lock::Exclusive;
 use super::manifest::{ExperimentManifest, RunManifest, RunRecord, VariantManifest};
 use super::tables::{
@@ -57,8 +57,9 @@ pub fn merge(exp_dir: &Path) -> Result<(ExperimentManifest, Vec<StoredRun>)> {
 
 fn read_runs(exp_dir: &Path, manifest: &ExperimentManifest) -> Result<Vec<StoredRun>> {
     let mut runs = Vec::new();
-    let mut epoch_keys: HashMap<(String, u64, usize, String), PathBuf> = HashMap::new();
-    let mut step_keys: HashMap<(String, u64, usize), PathBuf> = HashMap::new();
+    type EpochKey = (String, u64, Option<usize>, usize, String);
+    let mut epoch_keys: HashMap<EpochKey, PathBuf> = HashMap::new();
+    let mut step_keys: HashMap<(String, u64, Option<usize>, usize), PathBuf> = HashMap::new();
     for (_, slug) in &manifest.variants {
         for (_, dir) in layout::run_dirs(&exp_dir.join(slug)) {
             let Some(run) = RunManifest::load(&dir)? else {
@@ -67,13 +68,13 @@ fn read_runs(exp_dir: &Path, manifest: &ExperimentManifest) -> Result<Vec<Stored
             let rows = Tracker::open(&dir)?;
             let metrics = Tracker::metrics_path(&dir);
             for r in &rows.epochs {
-                let key = (r.variant.clone(), r.seed, r.epoch, r.split.clone());
+                let key = (r.variant.clone(), r.seed, r.fold, r.epoch, r.split.clone());
                 if let Some(first) = epoch_keys.insert(key, metrics.clone()) {
                     bail!(
-                        "the row (variant \"{}\", seed {}, epoch {}, split {}) is in both {} and {}; \
+                        "the row (variant \"{}\", {}, epoch {}, split {}) is in both {} and {}; \
                          one of them was copied or moved by hand — remove the wrong one and merge again",
                         r.variant,
-                        r.seed,
+                        RunId::new(r.seed, r.fold),
                         r.epoch,
                         r.split,
                         first.display(),
@@ -83,14 +84,15 @@ fn read_runs(exp_dir: &Path, manifest: &ExperimentManifest) -> Result<Vec<Stored
             }
             let steps = Tracker::steps_path(&dir);
             for r in &rows.steps {
-                if let Some(first) =
-                    step_keys.insert((r.variant.clone(), r.seed, r.global_step), steps.clone())
-                {
+                if let Some(first) = step_keys.insert(
+                    (r.variant.clone(), r.seed, r.fold, r.global_step),
+                    steps.clone(),
+                ) {
                     bail!(
-                        "the step row (variant \"{}\", seed {}, step {}) is in both {} and {}; \
+                        "the step row (variant \"{}\", {}, step {}) is in both {} and {}; \
                          remove the wrong one and merge again",
                         r.variant,
-                        r.seed,
+                        RunId::new(r.seed, r.fold),
                         r.global_step,
                         first.display(),
                         steps.display()
@@ -147,6 +149,12 @@ pub fn runs_frame(axes: &[String], runs: &[StoredRun]) -> Result<DataFrame> {
                 .map(|r| r.manifest.record.seed as i64)
                 .collect::<Vec<_>>(),
         ),
+        Column::new(
+            "fold".into(),
+            runs.iter()
+                .map(|r| r.manifest.record.fold.map(|f| f as i64))
+                .collect::<Vec<_>>(),
+        ),
     ];
     for axis in axes {
         let levels: Vec<Option<String>> = runs
@@ -185,6 +193,8 @@ pub fn runs_frame(axes: &[String], runs: &[StoredRun]) -> Result<DataFrame> {
         float("test_presence_accuracy", &|r| {
             r.test.map(|t| t.presence_accuracy)
         }),
+        float("tuned_val_dice", &|r| r.tuned.map(|t| t.val_after)),
+        float("tuned_test_dice", &|r| r.tuned.and_then(|t| t.test_after)),
         count("best_epoch", &|r| r.best_epoch),
         Column::new(
             "epochs_done".into(),

@@ -24,7 +24,7 @@ pub fn migrate_if_legacy(exp_dir: &Path) -> Result<usize> {
         let variant_dir = exp_dir.join(slug);
         if let Some(manifest) = VariantManifest::load_file(&variant_dir)? {
             for record in &manifest.runs {
-                let run_dir = layout::run_dir(&variant_dir, record.seed);
+                let run_dir = layout::run_dir(&variant_dir, record.run_id());
                 if !RunManifest::path(&run_dir).exists() {
                     pending.push((variant_dir.clone(), manifest.clone(), record.clone()));
                 }
@@ -36,7 +36,7 @@ pub fn migrate_if_legacy(exp_dir: &Path) -> Result<usize> {
     }
     let study = Tracker::open(exp_dir)?;
     for (variant_dir, manifest, record) in &pending {
-        let run_dir = layout::run_dir(variant_dir, record.seed);
+        let run_dir = layout::run_dir(variant_dir, record.run_id());
         std::fs::create_dir_all(&run_dir)
             .with_context(|| format!("cannot create {}", run_dir.display()))?;
         for kind in ["checkpoints", "snapshots"] {

@@ -14,6 +14,7 @@ pub mod status;
 pub mod tables;
 
 pub use crate::util::fs::write_atomic;
+pub use layout::RunId;
 pub use lock::{Claim, Holder, RunLock};
 pub use manifest::{
     ExperimentManifest, RunManifest, RunRecord, RunStatus, TestScore, VariantManifest,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Experiment;
 use crate::util::hash::fnv1a64;
 
-use super::layout;
+use super::layout::{self, RunId};
 use super::lock::Exclusive;
 use crate::util::fs::write_atomic;
 
@@ -22,13 +22,20 @@ pub struct PlannedTask {
     /// The variant's directory name.
     pub slug: String,
     pub seed: u64,
+    /// Absent in plans of plain studies (and of earlier builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold: Option<usize>,
     pub config_hash: String,
 }
 
 impl PlannedTask {
+    pub fn run_id(&self) -> RunId {
+        RunId::new(self.seed, self.fold)
+    }
+
     /// Relative to the experiment directory.
     pub fn dir(&self) -> PathBuf {
-        layout::run_dir(Path::new(&self.slug), self.seed)
+        layout::run_dir(Path::new(&self.slug), self.run_id())
     }
 }
 
@@ -71,13 +78,14 @@ impl Plan {
             .tasks()
             .into_iter()
             .map(|t| {
-                let v = &experiment.variants[t.variant];
+                let v = experiment.task_variant(&t);
                 PlannedTask {
                     index: t.index,
-                    variant: v.name.clone(),
-                    slug: v.slug.clone(),
-                    seed: t.seed,
                     config_hash: v.config_hash(t.seed),
+                    variant: v.name,
+                    slug: v.slug,
+                    seed: t.seed,
+                    fold: t.fold,
                 }
             })
             .collect();
@@ -113,18 +121,22 @@ impl Plan {
                 self.tasks.len()
             ));
         }
-        self.tasks.iter().zip(&other.tasks).find(|(a, b)| a != b).map(|(now, planned)| {
-            format!(
-                "task {} was \"{}\" seed {} (config {}), the file now gives \"{}\" seed {} (config {})",
-                planned.index,
-                planned.variant,
-                planned.seed,
-                planned.config_hash,
-                now.variant,
-                now.seed,
-                now.config_hash
-            )
-        })
+        self.tasks
+            .iter()
+            .zip(&other.tasks)
+            .find(|(a, b)| a != b)
+            .map(|(now, planned)| {
+                format!(
+                    "task {} was \"{}\" {} (config {}), the file now gives \"{}\" {} (config {})",
+                    planned.index,
+                    planned.variant,
+                    planned.run_id(),
+                    planned.config_hash,
+                    now.variant,
+                    now.run_id(),
+                    now.config_hash
+                )
+            })
     }
 
     /// Writes this plan unless an equal one is there. With a different plan on disk, a planner

@@ -9,8 +9,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::util::fs::write_atomic;
 
-pub fn dir(variant_dir: &Path, seed: u64) -> PathBuf {
-    super::layout::run_dir(variant_dir, seed).join("snapshots")
+pub fn dir(variant_dir: &Path, run: super::layout::RunId) -> PathBuf {
+    super::layout::run_dir(variant_dir, run).join("snapshots")
 }
 
 /// Panels of `n` samples of `h × w`, as 8-bit values.

@@ -46,6 +46,8 @@ pub struct TaskStatus {
     pub index: usize,
     pub variant: String,
     pub seed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fold: Option<usize>,
     pub state: TaskState,
     /// Who holds the run's lock, when running.
     pub holder: Option<Holder>,
@@ -140,6 +142,7 @@ fn task_status(exp_dir: &Path, task: &PlannedTask) -> Result<TaskStatus> {
         index: task.index,
         variant: task.variant.clone(),
         seed: task.seed,
+        fold: task.fold,
         state,
         holder: holder.flatten(),
         epochs_done: current

@@ -1,4 +1,4 @@
-//! `metrics.parquet` (one row per variant, seed, epoch and split) and `steps.parquet` (one row
+//! `metrics.parquet` (one row per variant, seed, fold, epoch and split) and `steps.parquet` (one row
 //! per training step), written with polars. A run keeps its own pair in its directory;
 //! Parquet files are immutable, so both are rewritten whole (temp file + rename) after every
 //! epoch — they hold one run's rows, so that costs the same in a study of any size. The
@@ -17,6 +17,8 @@ use crate::util::fs::{temp_path, write_atomic};
 pub struct EpochRow {
     pub variant: String,
     pub seed: u64,
+    /// The cross-validation fold (null in plain studies).
+    pub fold: Option<usize>,
     pub epoch: usize,
     /// "train" or "val".
     pub split: String,
@@ -40,6 +42,7 @@ pub struct EpochRow {
 pub struct StepRow {
     pub variant: String,
     pub seed: u64,
+    pub fold: Option<usize>,
     pub epoch: usize,
     /// Step within the epoch, from 1.
     pub step: usize,
@@ -67,6 +70,21 @@ fn col_i64(df: &DataFrame, name: &str) -> Result<Vec<i64>> {
         .collect())
 }
 
+/// A nullable integer column; a file written before the column existed reads as all null.
+fn col_opt_usize(df: &DataFrame, name: &str) -> Result<Vec<Option<usize>>> {
+    match df.column(name) {
+        Ok(c) => Ok(c.i64()?.iter().map(|v| v.map(|v| v as usize)).collect()),
+        Err(_) => Ok(vec![None; df.height()]),
+    }
+}
+
+fn fold_column(folds: impl Iterator<Item = Option<usize>>) -> Column {
+    Column::new(
+        "fold".into(),
+        folds.map(|f| f.map(|f| f as i64)).collect::<Vec<_>>(),
+    )
+}
+
 fn col_f64(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
     Ok(df.column(name)?.f64()?.iter().collect())
 }
@@ -83,6 +101,7 @@ pub fn epoch_rows_to_frame(rows: &[EpochRow]) -> Result<DataFrame> {
             "seed".into(),
             rows.iter().map(|r| r.seed as i64).collect::<Vec<_>>(),
         ),
+        fold_column(rows.iter().map(|r| r.fold)),
         Column::new(
             "epoch".into(),
             rows.iter().map(|r| r.epoch as i64).collect::<Vec<_>>(),
@@ -110,6 +129,7 @@ pub fn epoch_rows_to_frame(rows: &[EpochRow]) -> Result<DataFrame> {
 pub fn epoch_rows_from_frame(df: &DataFrame) -> Result<Vec<EpochRow>> {
     let variant = col_str(df, "variant")?;
     let seed = col_i64(df, "seed")?;
+    let fold = col_opt_usize(df, "fold")?;
     let epoch = col_i64(df, "epoch")?;
     let split = col_str(df, "split")?;
     let loss = col_f64(df, "loss")?;
@@ -128,6 +148,7 @@ pub fn epoch_rows_from_frame(df: &DataFrame) -> Result<Vec<EpochRow>> {
         .map(|i| EpochRow {
             variant: variant[i].clone(),
             seed: seed[i] as u64,
+            fold: fold[i],
             epoch: epoch[i] as usize,
             split: split[i].clone(),
             loss: loss[i].unwrap_or(f64::NAN),
@@ -156,6 +177,7 @@ pub fn step_rows_to_frame(rows: &[StepRow]) -> Result<DataFrame> {
             "seed".into(),
             rows.iter().map(|r| r.seed as i64).collect::<Vec<_>>(),
         ),
+        fold_column(rows.iter().map(|r| r.fold)),
         Column::new(
             "epoch".into(),
             rows.iter().map(|r| r.epoch as i64).collect::<Vec<_>>(),
@@ -182,6 +204,7 @@ pub fn step_rows_to_frame(rows: &[StepRow]) -> Result<DataFrame> {
 pub fn step_rows_from_frame(df: &DataFrame) -> Result<Vec<StepRow>> {
     let variant = col_str(df, "variant")?;
     let seed = col_i64(df, "seed")?;
+    let fold = col_opt_usize(df, "fold")?;
     let epoch = col_i64(df, "epoch")?;
     let step = col_i64(df, "step")?;
     let global_step = col_i64(df, "global_step")?;
@@ -191,6 +214,7 @@ pub fn step_rows_from_frame(df: &DataFrame) -> Result<Vec<StepRow>> {
         .map(|i| StepRow {
             variant: variant[i].clone(),
             seed: seed[i] as u64,
+            fold: fold[i],
             epoch: epoch[i] as usize,
             step: step[i] as usize,
             global_step: global_step[i] as usize,
@@ -295,6 +319,7 @@ mod tests {
         let row = |epoch, split: &str, dice| EpochRow {
             variant: "a<b>".into(),
             seed: 3,
+            fold: Some(2),
             epoch,
             split: split.into(),
             loss: 0.25,
@@ -318,6 +343,7 @@ mod tests {
         t.steps = vec![StepRow {
             variant: "a<b>".into(),
             seed: 3,
+            fold: None,
             epoch: 1,
             step: 1,
             global_step: 1,

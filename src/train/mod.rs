@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod optim;
 pub mod progress;
 pub mod runner;
+pub mod tune;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -30,14 +31,15 @@ use crate::config::{LossKind, Padding, RunConfig};
 use crate::data::augment;
 use crate::data::{self, Dataset, make_batch, weights};
 use crate::kernels::KernelBackend;
-use crate::model::infer::{gate_by_presence, probabilities, probabilities_and_presence};
+use crate::model::infer::{probabilities, probabilities_and_presence};
+use crate::model::postprocess::PostProcess;
 use crate::model::tile;
 use crate::model::tta::{self, Tta};
 use crate::model::{UNet, center_crop, output_size};
 use crate::track::checkpoint::{self, ResumeState};
-use crate::track::manifest::Divergence;
+use crate::track::manifest::{Divergence, TunedScore};
 use crate::track::snapshots::{self, Snapshots};
-use crate::track::{EpochRow, StepRow, Tracker, write_atomic};
+use crate::track::{EpochRow, RunId, StepRow, Tracker, write_atomic};
 
 use metrics::{Confusion, MetricAccumulator, ScoreBreakdown, SegMetrics};
 use optim::{AnyOptimizer, learning_rate, model_from_bytes, model_to_bytes};
@@ -89,6 +91,8 @@ pub struct RunOutcome {
     /// test split only).
     pub test: Option<SegMetrics>,
     pub test_breakdown: Option<ScoreBreakdown>,
+    /// Post-processing tuned after training (`train.tune`).
+    pub tuned: Option<TunedScore>,
     pub snapshot_samples: Vec<String>,
     pub parameters: usize,
 }
@@ -98,9 +102,16 @@ pub struct RunSpec<'a> {
     pub variant_name: &'a str,
     pub variant_dir: &'a Path,
     pub seed: u64,
+    pub fold: Option<usize>,
     pub config: &'a RunConfig,
     pub config_hash: &'a str,
     pub dataset: &'a Dataset,
+}
+
+impl RunSpec<'_> {
+    pub fn run_id(&self) -> RunId {
+        RunId::new(self.seed, self.fold)
+    }
 }
 
 /// Epochs in a row with an all-zero output after which an MSE/ReLU run is stopped.
@@ -178,6 +189,8 @@ where
                 indices: &spec.dataset.val,
                 tta: Tta::None,
                 snapshot_idx: &run.snapshot_idx,
+                post: PostProcess::untuned(&spec.config.model),
+                keep_cases: false,
             },
             device,
             run.out_size,
@@ -232,6 +245,7 @@ struct Training<'a, B: AutodiffBackend + KernelBackend> {
     best_breakdown: Option<ScoreBreakdown>,
     test: Option<SegMetrics>,
     test_breakdown: Option<ScoreBreakdown>,
+    tuned: Option<TunedScore>,
     epochs_done: usize,
     dead_epochs: usize,
     parameters: usize,
@@ -257,11 +271,7 @@ where
     ) -> Result<(Self, UNet<B>)> {
         let cfg = spec.config;
         let [h, w] = cfg.data.size;
-        let levels = cfg.model.widths.len();
-        let out_size = (
-            output_size(h, levels, cfg.model.padding).map_err(anyhow::Error::msg)?,
-            output_size(w, levels, cfg.model.padding).map_err(anyhow::Error::msg)?,
-        );
+        let out_size = output_shape(cfg)?;
         B::seed(device, spec.seed);
         let model: UNet<B> = UNet::new(&cfg.model, cfg.train.loss, device);
         // Parameters initialise lazily; touching them all now fixes the order of random draws.
@@ -269,7 +279,7 @@ where
         let ds = spec.dataset;
         let snapshot_idx = pick_snapshot_samples(ds, cfg.report.samples, cfg.data.seed);
         let mut run = Training {
-            name: format!("{} (seed {})", spec.variant_name, spec.seed),
+            name: format!("{} ({})", spec.variant_name, spec.run_id()),
             optim: AnyOptimizer::<UNet<B>, B>::new(&cfg.train),
             first_epoch: 1,
             global_step: 0,
@@ -280,6 +290,7 @@ where
             best_breakdown: None,
             test: None,
             test_breakdown: None,
+            tuned: None,
             epochs_done: 0,
             dead_epochs: 0,
             parameters,
@@ -290,8 +301,8 @@ where
             snapshot_idx,
             weight_maps: WeightMaps::new(ds, &cfg.train),
             out_size,
-            ckpt_dir: checkpoint::dir(spec.variant_dir, spec.seed),
-            snap_dir: snapshots::dir(spec.variant_dir, spec.seed),
+            ckpt_dir: checkpoint::dir(spec.variant_dir, spec.run_id()),
+            snap_dir: snapshots::dir(spec.variant_dir, spec.run_id()),
             dataset: ds,
         };
         let model = run.resume(model, spec, device)?;
@@ -299,7 +310,7 @@ where
         tracker.truncate_run(spec.variant_name, spec.seed, run.first_epoch - 1);
         Snapshots::truncate(&run.snap_dir, run.first_epoch - 1);
         if run.first_epoch == 1 {
-            let _ = std::fs::remove_file(checkpoint::best_path(spec.variant_dir, spec.seed));
+            let _ = std::fs::remove_file(checkpoint::best_path(spec.variant_dir, spec.run_id()));
         }
         run.store_snapshot_samples(h, w)?;
         Ok((run, model))
@@ -359,6 +370,7 @@ where
             best_breakdown: self.best_breakdown,
             test: self.test,
             test_breakdown: self.test_breakdown,
+            tuned: self.tuned,
             snapshot_samples: self.snapshot_ids.clone(),
             parameters: self.parameters,
         }
@@ -478,6 +490,7 @@ where
             t.steps.push(StepRow {
                 variant: spec.variant_name.to_string(),
                 seed: spec.seed,
+                fold: spec.fold,
                 epoch,
                 step: step_in_epoch + 1,
                 global_step: self.global_step,
@@ -525,6 +538,7 @@ where
             |split: &str, loss: f64, m: Option<SegMetrics>, seconds: f64, images: usize| EpochRow {
                 variant: spec.variant_name.to_string(),
                 seed: spec.seed,
+                fold: spec.fold,
                 epoch,
                 split: split.to_string(),
                 loss,
@@ -588,7 +602,7 @@ where
             self.best_epoch = Some(epoch);
             self.best_breakdown = Some(metrics::breakdown(&validation.per_image));
             write_atomic(
-                &checkpoint::best_path(spec.variant_dir, spec.seed),
+                &checkpoint::best_path(spec.variant_dir, spec.run_id()),
                 &model_bytes,
             )?;
         }
@@ -623,7 +637,7 @@ where
         model_bytes: &[u8],
         progress: &mut dyn Progress,
     ) -> Result<Option<Ending>> {
-        let last = checkpoint::last_path(spec.variant_dir, spec.seed);
+        let last = checkpoint::last_path(spec.variant_dir, spec.run_id());
         if spec.config.train.loss == LossKind::Mse && self.dead_epochs >= DEAD_HEAD_EPOCHS {
             let message = format!(
                 "the ReLU output head is dead: every validation output was exactly 0 for {} epochs \
@@ -651,21 +665,70 @@ where
         device: &B::Device,
         progress: &mut dyn Progress,
     ) -> Result<()> {
-        let (Some(best_epoch), false) = (self.best_epoch, self.dataset.test.is_empty()) else {
+        let Some(best_epoch) = self.best_epoch else {
             return Ok(());
         };
-        let start = Instant::now();
-        let bytes = std::fs::read(checkpoint::best_path(spec.variant_dir, spec.seed))
+        let tune = spec.config.train.tune;
+        if self.dataset.test.is_empty() && !tune {
+            return Ok(());
+        }
+        let bytes = std::fs::read(checkpoint::best_path(spec.variant_dir, spec.run_id()))
             .context("the best checkpoint, to score the test split")?;
         let best = model_from_bytes::<B::InnerBackend, _>(model.valid(), bytes, device)?;
+        if !self.dataset.test.is_empty() {
+            self.test_row(&best, best_epoch, spec, tracker, device, progress)?;
+        }
+        if tune {
+            self.tuned = Some(self.tune(&best, spec, device, progress)?);
+        }
+        Ok(())
+    }
+
+    /// Tunes the post-processing of the best checkpoint on validation; writes it beside the
+    /// checkpoints and scores the test split with it.
+    fn tune(
+        &self,
+        best: &UNet<B::InnerBackend>,
+        spec: &RunSpec,
+        device: &B::Device,
+        progress: &mut dyn Progress,
+    ) -> Result<TunedScore> {
+        let cases = tune::validation_cases(best, spec.config, self.dataset, device)?;
+        let found = tune::search(&cases, PostProcess::untuned(&spec.config.model));
+        tune::save(&self.ckpt_dir, &found.post)?;
+        let tuned = TunedScore {
+            post: found.post,
+            tuned_on_images: cases.len(),
+            val_before: found.before,
+            val_after: found.after,
+            test_before: self.test.map(|m| m.dice),
+            test_after: tune::test_dice(best, spec.config, self.dataset, found.post, device)?,
+        };
+        progress.finish(&format!("{}: {}", self.name, tuned.describe()));
+        Ok(tuned)
+    }
+
+    /// The test row of the best checkpoint with the untuned rule.
+    fn test_row(
+        &mut self,
+        best: &UNet<B::InnerBackend>,
+        best_epoch: usize,
+        spec: &RunSpec,
+        tracker: &mut Tracker,
+        device: &B::Device,
+        progress: &mut dyn Progress,
+    ) -> Result<()> {
+        let start = Instant::now();
         let scored = evaluate::<B::InnerBackend>(
-            &best,
+            best,
             spec.config,
             self.dataset,
             EvalSet {
                 indices: &self.dataset.test,
                 tta: spec.config.train.test_tta,
                 snapshot_idx: &[],
+                post: PostProcess::untuned(&spec.config.model),
+                keep_cases: false,
             },
             device,
             self.out_size,
@@ -678,6 +741,7 @@ where
         tracker.epochs.push(EpochRow {
             variant: spec.variant_name.to_string(),
             seed: spec.seed,
+            fold: spec.fold,
             epoch: best_epoch,
             split: "test".to_string(),
             loss: scored.loss,
@@ -718,7 +782,7 @@ where
         progress: &mut dyn Progress,
     ) -> Result<RunOutcome> {
         self.score_test(model, spec, tracker, device, progress)?;
-        let last = checkpoint::last_path(spec.variant_dir, spec.seed);
+        let last = checkpoint::last_path(spec.variant_dir, spec.run_id());
         if !last.exists() {
             write_atomic(&last, &model_to_bytes::<B, _>(model)?)?;
         }
@@ -802,6 +866,8 @@ pub struct Validation {
     /// True when every output value was exactly 0 (a dead ReLU head).
     pub all_zero_output: bool,
     pub load_seconds: f64,
+    /// Every image's probabilities and presence, ungated ([`EvalSet::keep_cases`]).
+    pub cases: Vec<tune::Case>,
 }
 
 /// The segmentation loss plus, with a presence head, its weighted BCE against whether each
@@ -820,10 +886,15 @@ fn with_presence<B: Backend>(
     }
 }
 
+/// Probability maps, one per image, and each image's presence probability (with a presence
+/// head).
+type Probabilities = (Vec<Vec<f32>>, Option<Vec<f32>>);
+
 /// The whole-image probability maps of one chunk of standardised images under `tta`, from the
-/// chunk's network outputs (`heads`), emptied where the presence head says "no nerve". With
-/// valid padding the network sees only the centre of each image: the whole image is predicted
-/// by overlap-tile, as `predict` does, and its presence is that of its most confident tile.
+/// chunk's network outputs (`heads`), and with a presence head each image's presence
+/// probability. With valid padding the network sees only the centre of each image: the whole
+/// image is predicted by overlap-tile, as `predict` does, and its presence is that of its most
+/// confident tile.
 fn chunk_probabilities<B: KernelBackend>(
     model: &UNet<B>,
     cfg: &RunConfig,
@@ -832,7 +903,7 @@ fn chunk_probabilities<B: KernelBackend>(
     tta: Tta,
     device: &B::Device,
     (oh, ow): (usize, usize),
-) -> Result<Vec<Vec<f32>>> {
+) -> Result<Probabilities> {
     let ([h, w], kind) = (cfg.data.size, cfg.train.loss);
     let tile_presence = std::cell::RefCell::new(Vec::new());
     let mut tiled = |images: &[Vec<f32>]| -> Vec<Vec<f32>> {
@@ -873,16 +944,23 @@ fn chunk_probabilities<B: KernelBackend>(
             (plain, presence.map(|_| tile_presence.take()))
         }
     };
-    let mut maps = match cfg.model.padding {
+    let maps = match cfg.model.padding {
         Padding::Same => tta::apply(tta, plain, standardized, [h, w], &mut |images| {
             probabilities(model, kind, images, h, w, device)
         }),
         Padding::Valid => tta::apply(tta, plain, standardized, [h, w], &mut tiled),
     };
-    if let Some(p) = presence {
-        gate_by_presence(&mut maps, &p, cfg.model.presence_threshold);
-    }
-    Ok(maps)
+    Ok((maps, presence))
+}
+
+/// The network's output size for the configured input size (`[h, w]` itself with same
+/// padding).
+pub fn output_shape(cfg: &RunConfig) -> Result<(usize, usize)> {
+    let ([h, w], levels) = (cfg.data.size, cfg.model.widths.len());
+    Ok((
+        output_size(h, levels, cfg.model.padding).map_err(anyhow::Error::msg)?,
+        output_size(w, levels, cfg.model.padding).map_err(anyhow::Error::msg)?,
+    ))
 }
 
 /// Which images of a dataset to score, how, and whose probabilities to keep.
@@ -893,6 +971,10 @@ pub struct EvalSet<'a> {
     pub tta: Tta,
     /// Images whose probability maps are returned (the snapshot samples).
     pub snapshot_idx: &'a [usize],
+    /// How probabilities become masks.
+    pub post: PostProcess,
+    /// Return every image's probabilities (what tuning searches over).
+    pub keep_cases: bool,
 }
 
 /// Predicts the images `indices` of `ds` (the validation or the test split) and scores them.
@@ -904,6 +986,8 @@ pub fn evaluate<B: KernelBackend>(
         indices,
         tta,
         snapshot_idx,
+        post,
+        keep_cases,
     }: EvalSet,
     device: &B::Device,
     (oh, ow): (usize, usize),
@@ -915,6 +999,7 @@ pub fn evaluate<B: KernelBackend>(
     let mut snapshot = vec![Vec::new(); snapshot_idx.len()];
     let mut all_zero = true;
     let mut load_seconds = 0.0;
+    let mut cases = Vec::new();
     let mut weight_maps = WeightMaps::new(ds, &cfg.train);
     for chunk in indices.chunks(cfg.train.batch_size.max(8)) {
         let t_load = Instant::now();
@@ -948,7 +1033,7 @@ pub fn evaluate<B: KernelBackend>(
         .elem::<f64>();
         loss_sum += l * chunk.len() as f64;
         let standardized: Vec<Vec<f32>> = items.iter().map(|(x, _)| data::standardize(x)).collect();
-        let probabilities = chunk_probabilities(
+        let (probabilities, presence) = chunk_probabilities(
             model,
             cfg,
             (output, presence),
@@ -958,10 +1043,23 @@ pub fn evaluate<B: KernelBackend>(
             (oh, ow),
         )?;
         for ((k, &i), p) in chunk.iter().enumerate().zip(probabilities) {
-            let pred: Vec<bool> = p.iter().map(|&v| v > 0.5).collect();
+            let presence = presence.as_ref().map(|all| all[k]);
+            let pred: Vec<bool> = post.mask(&p, presence).iter().map(|&m| m != 0).collect();
             acc.push(Confusion::of(&pred, &items[k].1));
             if let Some(pos) = snapshot_idx.iter().position(|&s| s == i) {
-                snapshot[pos] = p;
+                // The picture shows what the presence head leaves of the map.
+                snapshot[pos] = if post.absent(presence) {
+                    vec![0.0; p.len()]
+                } else {
+                    p.clone()
+                };
+            }
+            if keep_cases {
+                cases.push(tune::Case {
+                    probability: p,
+                    presence,
+                    truth: items[k].1.clone(),
+                });
             }
         }
     }
@@ -972,5 +1070,6 @@ pub fn evaluate<B: KernelBackend>(
         snapshot_probabilities: snapshot,
         all_zero_output: kind == LossKind::Mse && all_zero,
         load_seconds,
+        cases,
     })
 }

@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use super::progress::make_progress;
 use crate::config::{BackendKind, Experiment, Task};
 use crate::data::{self, Dataset};
-use crate::track::layout;
+use crate::track::layout::{self, RunId};
 use crate::track::manifest::{git_commit, now_rfc3339};
 use crate::track::{
     Claim, ExperimentManifest, Plan, RunLock, RunManifest, RunRecord, RunStatus, TestScore, Tracker,
@@ -258,7 +258,7 @@ pub fn check_devices(
 
 fn data_key(experiment: &Experiment, task: &Task) -> Result<String> {
     Ok(serde_json::to_string(
-        &experiment.variants[task.variant].config.data,
+        &experiment.task_variant(task).config.data,
     )?)
 }
 
@@ -268,7 +268,7 @@ fn load_datasets(experiment: &Experiment, tasks: &[Task]) -> Result<HashMap<Stri
     for task in tasks {
         let key = data_key(experiment, task)?;
         if let std::collections::hash_map::Entry::Vacant(e) = datasets.entry(key) {
-            let ds = data::load(&experiment.variants[task.variant].config.data)?;
+            let ds = data::load(&experiment.task_variant(task).config.data)?;
             e.insert(ds);
         }
     }
@@ -319,14 +319,14 @@ fn clear_run_dir(run_dir: &Path) -> Result<()> {
 fn clear_tasks(experiment: &Experiment, exp_dir: &Path, tasks: &[Task]) -> Result<()> {
     for task in tasks {
         let variant = &experiment.variants[task.variant];
-        let run_dir = layout::run_dir(&exp_dir.join(&variant.slug), task.seed);
+        let run_dir = layout::run_dir(&exp_dir.join(&variant.slug), RunId::of(task));
         match RunLock::claim(&run_dir)? {
             Claim::Acquired(_lock) => clear_run_dir(&run_dir)?,
             Claim::Busy(holder) => bail!(
-                "--fresh: task {} ({} seed {}) is being trained by {}; wait for it, or stop that worker",
+                "--fresh: task {} ({} {}) is being trained by {}; wait for it, or stop that worker",
                 task.index,
                 variant.name,
-                task.seed,
+                RunId::of(task),
                 holder.map_or("another worker".to_string(), |h| h.describe())
             ),
         }
@@ -353,15 +353,16 @@ fn train_task(
     label: &str,
     opts: &RunOptions,
 ) -> Result<TaskResult> {
-    let variant = &experiment.variants[task.variant];
+    let variant = &experiment.task_variant(task);
     let seed = task.seed;
+    let run = RunId::of(task);
     let variant_dir = exp_dir.join(&variant.slug);
-    let run_dir = layout::run_dir(&variant_dir, seed);
+    let run_dir = layout::run_dir(&variant_dir, run);
     let _lock = match RunLock::claim(&run_dir)? {
         Claim::Acquired(lock) => lock,
         Claim::Busy(holder) => {
             eprintln!(
-                "{label} task {} ({} seed {seed}): being trained by {}; moving on",
+                "{label} task {} ({} {run}): being trained by {}; moving on",
                 task.index,
                 variant.name,
                 holder.map_or("another worker".to_string(), |h| h.describe())
@@ -378,7 +379,7 @@ fn train_task(
             )
         {
             eprintln!(
-                "{label} {} seed {seed}: already {} (same config), skipped",
+                "{label} {} {run}: already {} (same config), skipped",
                 variant.name,
                 prev.record.status.as_str()
             );
@@ -389,7 +390,7 @@ fn train_task(
             clear_run_dir(&run_dir)?;
         }
     }
-    let record = started_record(variant, seed, &hash, ds, opts.device);
+    let record = started_record(variant, run, &hash, ds, opts.device);
     let mut manifest = RunManifest::new(
         experiment,
         variant,
@@ -399,11 +400,12 @@ fn train_task(
     );
     manifest.save(&run_dir)?;
 
-    eprintln!("{label} {} seed {seed}", variant.name);
+    eprintln!("{label} {} {run}", variant.name);
     let spec = RunSpec {
         variant_name: &variant.name,
         variant_dir: &variant_dir,
         seed,
+        fold: task.fold,
         config: &variant.config,
         config_hash: &hash,
         dataset: ds,
@@ -415,7 +417,7 @@ fn train_task(
     match result {
         Ok(outcome) => record_outcome(record, outcome),
         Err(e) => {
-            eprintln!("{} seed {seed}: failed: {e:#}", variant.name);
+            eprintln!("{} {run}: failed: {e:#}", variant.name);
             record.status = RunStatus::Failed;
             record.message = Some(format!("{e:#}"));
         }
@@ -429,7 +431,7 @@ fn train_task(
 /// The record of a run that starts now (status `running`).
 fn started_record(
     variant: &crate::config::Variant,
-    seed: u64,
+    run: RunId,
     hash: &str,
     ds: &Dataset,
     device: Option<usize>,
@@ -437,8 +439,9 @@ fn started_record(
     let (backend_name, device_name) =
         backend::describe(variant.config.train.backend, device.unwrap_or(0));
     RunRecord {
+        fold: run.fold,
         dataset: Some(ds.info.clone()),
-        ..RunRecord::new(seed, hash, backend_name, device_name)
+        ..RunRecord::new(run.seed, hash, backend_name, device_name)
     }
 }
 
@@ -485,6 +488,7 @@ fn record_outcome(record: &mut RunRecord, outcome: RunOutcome) {
             presence_accuracy: m.presence_accuracy,
             breakdown: outcome.test_breakdown,
         });
+    record.tuned = outcome.tuned;
     record.snapshot_samples = outcome.snapshot_samples;
     record.parameters = outcome.parameters;
     record.status = match outcome.ending {
@@ -579,8 +583,8 @@ fn run_worker_processes(
     }
     let mut summary = Summary::default();
     for task in tasks {
-        let variant = &experiment.variants[task.variant];
-        let run_dir = layout::run_dir(&exp_dir.join(&variant.slug), task.seed);
+        let variant = experiment.task_variant(task);
+        let run_dir = layout::run_dir(&exp_dir.join(&variant.slug), RunId::of(task));
         match RunManifest::load(&run_dir)? {
             Some(m) if m.record.config_hash == variant.config_hash(task.seed) => {
                 count(&mut summary, m.record.status)
