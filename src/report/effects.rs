@@ -45,15 +45,15 @@ pub fn main_effects(axes: &[String], cells: &[Cell]) -> Vec<AxisEffect> {
         .collect()
 }
 
-fn level_of<'a>(cell: &'a Cell, axis: &str) -> Option<&'a str> {
+pub(super) fn level_of<'a>(cell: &'a Cell, axis: &str) -> Option<&'a str> {
     cell.levels
         .iter()
         .find(|(a, _)| a == axis)
         .map(|(_, l)| l.as_str())
 }
 
-fn axis_effect(axis: &str, cells: &[Cell]) -> Option<AxisEffect> {
-    // Levels in order of first appearance (file order).
+/// The levels of `axis` in order of first appearance (file order).
+pub(super) fn levels_of(cells: &[Cell], axis: &str) -> Vec<String> {
     let mut levels: Vec<String> = Vec::new();
     for c in cells {
         if let Some(l) = level_of(c, axis)
@@ -62,6 +62,11 @@ fn axis_effect(axis: &str, cells: &[Cell]) -> Option<AxisEffect> {
             levels.push(l.to_string());
         }
     }
+    levels
+}
+
+fn axis_effect(axis: &str, cells: &[Cell]) -> Option<AxisEffect> {
+    let levels = levels_of(cells, axis);
     if levels.len() < 2 {
         return None;
     }

@@ -11,6 +11,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::Renderer;
 use super::effects::AxisEffect;
+use super::interactions::Interaction;
 use super::load::{ExperimentData, VariantData};
 use super::summary::{self, VariantRow, fmt_effect, verdict};
 use crate::track::write_atomic;
@@ -308,6 +309,52 @@ fn main_effects(effects: &[AxisEffect]) -> Markup {
     }
 }
 
+/// One two-way table with its sentence, contrasts and heat map.
+fn interaction_table(k: usize, t: &Interaction) -> Markup {
+    html! {
+        h3 { (t.first) " × " (t.second) }
+        p { (t.verdict()) }
+        table {
+            thead {
+                tr {
+                    th { (t.first) " \\ " (t.second) }
+                    @for l in &t.second_levels { th { (l) } }
+                }
+            }
+            tbody {
+                @for (i, level) in t.first_levels.iter().enumerate() {
+                    tr {
+                        td { (level) }
+                        @for c in &t.cells[i] {
+                            td.num { (c.as_ref().map_or("—".to_string(), |c| c.text())) }
+                        }
+                    }
+                }
+            }
+        }
+        @if !t.contrasts.is_empty() {
+            p { "Interaction contrasts against (\"" (t.first_levels[0]) "\", \"" (t.second_levels[0]) "\"): "
+                @for (j, c) in t.contrasts.iter().enumerate() {
+                    @if j > 0 { "; " }
+                    (c.text())
+                }
+            }
+        }
+        img.heatmap src=(super::heatmap::file_name(k)) alt={ (t.first) " × " (t.second) " heat map" };
+    }
+}
+
+/// One two-way table per pair of grid axes; nothing with fewer than two axes.
+fn interactions(all: &[Interaction]) -> Markup {
+    html! {
+        @if !all.is_empty() {
+            h2 { "Interactions" }
+            p { (super::interactions::NOTE) }
+            @for (k, t) in all.iter().enumerate() { (interaction_table(k, t)) }
+        }
+    }
+}
+
 /// A variant's levels, numbers and pictures (those that exist), under its anchor.
 fn variant_section(v: &VariantData, r: &VariantRow) -> Markup {
     let exists = |file: &str| v.dir.join(file).exists();
@@ -348,6 +395,7 @@ pub fn render_page(exp: &ExperimentData) -> String {
         (variants(&rows, &exp.manifest.axes, test))
         (all_variants())
         (main_effects(&effects))
+        (interactions(&summary::interactions(exp)))
         @for (v, r) in exp.variants.iter().zip(&rows) { (variant_section(v, r)) }
         script { (PreEscaped(SORT_SCRIPT)) }
     };
@@ -430,5 +478,101 @@ mod tests {
         assert_eq!(page.matches("<script>").count(), 1);
         assert!(page.contains(&format!("<style>{STYLE}</style>")));
         assert!(page.contains(r#"<span class="badge failed">failed</span>"#));
+    }
+
+    /// A 3 × 2 grid (loss × optimizer, 3 seeds) whose metrics rows are made by hand: the
+    /// optimizer matters only with cross-entropy.
+    fn grid() -> ExperimentData {
+        let dir = PathBuf::from("/nonexistent/unet-lab-html-grid");
+        let mut variants = Vec::new();
+        for (loss, adam, sgd) in [("mse", 0.60, 0.62), ("bce", 0.65, 0.66), ("ce", 0.70, 0.48)] {
+            for (opt, dice) in [("adam", adam), ("sgd", sgd)] {
+                let name = format!("{loss}-{opt}");
+                let runs = (0..3u64)
+                    .map(|seed| {
+                        let noise = [0.0, 0.01, -0.01][seed as usize];
+                        let row = crate::track::EpochRow {
+                            variant: name.clone(),
+                            seed,
+                            fold: None,
+                            epoch: 1,
+                            split: "val".into(),
+                            loss: 0.5,
+                            dice: Some(dice + noise),
+                            iou: None,
+                            pixel_accuracy: None,
+                            precision: None,
+                            recall: None,
+                            presence_accuracy: None,
+                            lr: 1e-3,
+                            seconds: 1.0,
+                            images_per_sec: 1.0,
+                            load_seconds: 0.0,
+                            step_seconds: 1.0,
+                        };
+                        RunData {
+                            seed,
+                            fold: None,
+                            record: RunRecord {
+                                status: RunStatus::Completed,
+                                ..RunRecord::new(seed, "", String::new(), String::new())
+                            },
+                            train: Vec::new(),
+                            val: vec![row],
+                            steps: Vec::new(),
+                            snapshots: None,
+                        }
+                    })
+                    .collect();
+                variants.push(VariantData {
+                    slug: name.clone(),
+                    dir: dir.join(&name),
+                    levels: vec![
+                        ("train.loss".into(), loss.into()),
+                        ("train.optimizer".into(), opt.into()),
+                    ],
+                    manifest: None,
+                    runs,
+                    name,
+                });
+            }
+        }
+        ExperimentData {
+            manifest: ExperimentManifest {
+                name: "grid".into(),
+                description: String::new(),
+                seeds: vec![0, 1, 2],
+                axes: vec!["train.loss".into(), "train.optimizer".into()],
+                variants: variants
+                    .iter()
+                    .map(|v| (v.name.clone(), v.slug.clone()))
+                    .collect(),
+                source_file: "grid.toml".into(),
+            },
+            variants,
+            dir,
+        }
+    }
+
+    #[test]
+    fn the_page_states_an_interaction_the_main_effects_hide() {
+        let page = render_page(&grid());
+        // The optimizer's main effect averages +0.02, +0.01 and −0.22 ...
+        assert!(page.contains("<h3>train.optimizer</h3>"));
+        // ... the two-way table and its sentence show where it matters.
+        assert!(page.contains("<h2>Interactions</h2>"));
+        assert!(page.contains(
+            "train.loss × train.optimizer: the effect of train.loss depends on train.optimizer — \
+             &quot;ce&quot; instead of &quot;mse&quot; changes best Dice by -0.1400 with \
+             train.optimizer = &quot;sgd&quot; but by +0.1000 with train.optimizer = &quot;adam&quot;"
+        ));
+        // ce × sgd: seeds 0.48, 0.49, 0.47 → 0.48 ± t(2) · 0.01 / √3.
+        let half = crate::report::stats::t_975(2) * 0.01 / 3f64.sqrt();
+        let cell = format!("{:.4} [{:.4}, {:.4}]", 0.48, 0.48 - half, 0.48 + half);
+        assert!(
+            page.contains(&format!("<td class=\"num\">{cell}</td>")),
+            "{cell}"
+        );
+        assert!(page.contains(r#"src="interaction-0.png""#));
     }
 }

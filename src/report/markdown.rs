@@ -167,6 +167,50 @@ fn main_effects(s: &mut String, effects: &[AxisEffect]) {
     }
 }
 
+/// One two-way table per pair of grid axes.
+fn interactions(s: &mut String, all: &[super::interactions::Interaction]) {
+    if all.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "## Interactions\n\n{}\n", super::interactions::NOTE);
+    for (k, t) in all.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "### {} × {}\n\n{}\n",
+            esc(&t.first),
+            esc(&t.second),
+            esc(&t.verdict())
+        );
+        let heads: Vec<String> = t.second_levels.iter().map(|l| esc(l)).collect();
+        let _ = writeln!(
+            s,
+            "| {} \\\\ {} | {} |\n|{}",
+            esc(&t.first),
+            esc(&t.second),
+            heads.join(" | "),
+            "---|".repeat(heads.len() + 1)
+        );
+        for (i, level) in t.first_levels.iter().enumerate() {
+            let cells: Vec<String> = t.cells[i]
+                .iter()
+                .map(|c| c.as_ref().map_or("—".to_string(), |c| c.text()))
+                .collect();
+            let _ = writeln!(s, "| {} | {} |", esc(level), cells.join(" | "));
+        }
+        let contrasts: Vec<String> = t.contrasts.iter().map(|c| esc(&c.text())).collect();
+        if !contrasts.is_empty() {
+            let _ = writeln!(s, "\nInteraction contrasts: {}.", contrasts.join("; "));
+        }
+        let _ = writeln!(
+            s,
+            "\n![{} × {}]({})\n",
+            esc(&t.first),
+            esc(&t.second),
+            super::heatmap::file_name(k)
+        );
+    }
+}
+
 /// A heading per variant and those of its pictures that exist.
 fn variant_sections(s: &mut String, variants: &[VariantData]) {
     for v in variants {
@@ -189,6 +233,7 @@ pub fn render_markdown(exp: &ExperimentData) -> String {
     tuning(&mut s, &rows);
     let _ = writeln!(s, "\n![loss](loss.png)\n\n![validation Dice](dice.png)\n");
     main_effects(&mut s, &summary::effects(exp));
+    interactions(&mut s, &summary::interactions(exp));
     variant_sections(&mut s, &exp.variants);
     s
 }

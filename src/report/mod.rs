@@ -5,7 +5,9 @@ pub mod augment_preview;
 pub mod compare;
 pub mod effects;
 pub mod gifs;
+pub mod heatmap;
 pub mod html;
+pub mod interactions;
 pub mod load;
 pub mod markdown;
 pub mod overlay;
@@ -34,6 +36,7 @@ pub fn picture_renderers() -> Vec<Box<dyn Renderer>> {
         Box::new(plots::PlotRenderer),
         Box::new(overlay::OverlayRenderer),
         Box::new(gifs::GifRenderer),
+        Box::new(heatmap::HeatmapRenderer),
     ]
 }
 

@@ -1,6 +1,7 @@
 //! The numbers the pages show, computed once: one row per variant and the main effects.
 
 use super::effects::{AxisEffect, Cell, main_effects};
+use super::interactions::Interaction;
 use super::load::{ExperimentData, RunData, SeedResult, VariantData};
 use super::stats::{fmt_mean_sd, mean};
 use crate::track::RunStatus;
@@ -339,8 +340,22 @@ pub fn has_test_split(exp: &ExperimentData) -> bool {
 /// unbiased score), else on best validation Dice (the epoch is chosen on the same images, so
 /// it is optimistic).
 pub fn effects(exp: &ExperimentData) -> Vec<AxisEffect> {
+    let (cells, score) = ranking_cells(exp);
+    let mut effects = main_effects(&exp.manifest.axes, &cells);
+    effects.iter_mut().for_each(|e| e.score = score);
+    effects
+}
+
+/// The two-way tables of every pair of grid axes, on the same score as the main effects.
+pub fn interactions(exp: &ExperimentData) -> Vec<Interaction> {
+    let (cells, score) = ranking_cells(exp);
+    super::interactions::interactions(&exp.manifest.axes, &cells, score)
+}
+
+/// One observation per variant × seed of the score the report ranks by, and its name.
+fn ranking_cells(exp: &ExperimentData) -> (Vec<Cell>, &'static str) {
     let on_test = has_test_split(exp);
-    let cells: Vec<Cell> = exp
+    let cells = exp
         .variants
         .iter()
         .flat_map(|v| {
@@ -351,11 +366,7 @@ pub fn effects(exp: &ExperimentData) -> Vec<AxisEffect> {
             })
         })
         .collect();
-    let mut effects = main_effects(&exp.manifest.axes, &cells);
-    if on_test {
-        effects.iter_mut().for_each(|e| e.score = "test Dice");
-    }
-    effects
+    (cells, if on_test { "test Dice" } else { "best Dice" })
 }
 
 /// What the main effects compare, in words.
