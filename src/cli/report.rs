@@ -3,7 +3,16 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::Args;
+use clap::{Args, ValueEnum};
+
+/// What `report` prints on standard output besides writing the files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Only a line saying what was written (on standard error).
+    Files,
+    /// Also print `summary.json` (variants, main effects, interactions).
+    Json,
+}
 
 /// Rebuild every picture and page of an experiment directory from its metrics and stored
 /// predictions (no model is loaded, nothing is trained).
@@ -11,10 +20,13 @@ use clap::Args;
 pub struct ReportArgs {
     /// An experiment directory written by `run` (e.g. reports/mse_adam).
     pub dir: PathBuf,
+    /// `json`: also print the tables of `summary.json` on standard output.
+    #[arg(long, value_enum, default_value = "files")]
+    pub format: Format,
 }
 
 pub fn execute(args: ReportArgs) -> Result<u8> {
-    let ReportArgs { dir } = args;
+    let ReportArgs { dir, format } = args;
     let started = std::time::Instant::now();
     let written = crate::report::render_experiment(&dir)?;
     eprintln!(
@@ -23,5 +35,11 @@ pub fn execute(args: ReportArgs) -> Result<u8> {
         dir.display(),
         started.elapsed().as_secs_f64()
     );
+    if format == Format::Json {
+        let path = dir.join("summary.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        println!("{text}");
+    }
     Ok(0)
 }

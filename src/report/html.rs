@@ -415,7 +415,7 @@ impl Renderer for HtmlRenderer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::report::load::RunData;
     use crate::track::RunStatus;
@@ -482,7 +482,7 @@ mod tests {
 
     /// A 3 × 2 grid (loss × optimizer, 3 seeds) whose metrics rows are made by hand: the
     /// optimizer matters only with cross-entropy.
-    fn grid() -> ExperimentData {
+    pub(crate) fn grid() -> ExperimentData {
         let dir = PathBuf::from("/nonexistent/unet-lab-html-grid");
         let mut variants = Vec::new();
         for (loss, adam, sgd) in [("mse", 0.60, 0.62), ("bce", 0.65, 0.66), ("ce", 0.70, 0.48)] {

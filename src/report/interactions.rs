@@ -10,7 +10,7 @@
 //! main effects, a seed enters only when every variant on both axes has a score for it.
 
 use super::effects::{Cell, level_of, levels_of};
-use super::stats::{mean, mean_ci95};
+use super::stats::{fmt_effect, mean, mean_ci95};
 
 /// One cell of a two-way table.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,7 +149,7 @@ impl Contrast {
             "\"{}\" × \"{}\": {}",
             self.first,
             self.second,
-            super::summary::fmt_effect(self.value, self.ci95)
+            fmt_effect(self.value, self.ci95)
         )
     }
 }
@@ -192,7 +192,7 @@ impl Interaction {
         let effect_at = |y: &str| -> Option<f64> {
             Some(self.cell(&c.first, y)?.mean - self.cell(a0, y)?.mean)
         };
-        let interval = super::summary::fmt_effect(c.value, c.ci95);
+        let interval = fmt_effect(c.value, c.ci95);
         let clear = matches!(c.ci95, Some((lo, hi)) if lo > 0.0 || hi < 0.0);
         match (clear, effect_at(&c.second), effect_at(b0)) {
             (true, Some(at), Some(at_ref)) => format!(

@@ -8,6 +8,7 @@ pub mod gifs;
 pub mod heatmap;
 pub mod html;
 pub mod interactions;
+pub mod json;
 pub mod load;
 pub mod markdown;
 pub mod overlay;
@@ -45,6 +46,7 @@ pub fn page_renderers() -> Vec<Box<dyn Renderer>> {
     vec![
         Box::new(html::HtmlRenderer),
         Box::new(markdown::MarkdownRenderer),
+        Box::new(json::JsonRenderer),
     ]
 }
 

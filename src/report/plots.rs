@@ -109,7 +109,11 @@ impl Chart {
     /// unless given, when the values are positive and span two decades.
     fn ranges(&self) -> ((f64, f64), (f64, f64), bool) {
         let all = self.points();
-        let x = span(all.iter().map(|p| p.0));
+        let mut x = span(all.iter().map(|p| p.0));
+        // Room on the right for the legend, so that it never covers a curve.
+        if self.lines.iter().any(|l| l.label.is_some()) {
+            x.1 += (x.1 - x.0) * LEGEND_ROOM;
+        }
         let y = self
             .y_range
             .unwrap_or_else(|| span(all.iter().map(|p| p.1)));
@@ -161,12 +165,14 @@ impl Chart {
     where
         Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
     {
+        let last = span(self.points().iter().map(|p| p.0)).1;
         chart
             .configure_mesh()
             .x_desc(self.x_desc.as_str())
-            // Epochs are whole numbers: no "1.0", and no ticks between them.
+            // Epochs are whole numbers: no "1.0", no ticks between them, none in the legend's
+            // room past the last epoch.
             .x_label_formatter(&|x| {
-                if (x - x.round()).abs() < 1e-9 {
+                if (x - x.round()).abs() < 1e-9 && *x <= last + 1e-9 {
                     format!("{}", x.round() as i64)
                 } else {
                     String::new()
@@ -194,30 +200,51 @@ impl Chart {
     }
 
     pub fn render_png(&self) -> Result<Vec<u8>> {
-        ensure_font();
-        let mut canvas = Canvas::new(W as usize, H as usize, 255);
-        {
-            let root = BitMapBackend::with_buffer(&mut canvas.rgb, (W, H)).into_drawing_area();
-            let ((x0, x1), (y0, y1), log) = self.ranges();
-            let mut builder = ChartBuilder::on(&root);
-            builder
-                .caption(&self.title, (FONT_FAMILY, 18))
-                .margin(12)
-                .x_label_area_size(36)
-                .y_label_area_size(60);
-            if log {
-                let y = (y0 * 0.9..y1 * 1.1).log_scale();
-                self.draw(builder.build_cartesian_2d(x0..x1, y).map_err(draw_err)?)?;
-            } else {
-                let pad = (y1 - y0) * 0.05;
-                let y = (y0 - pad)..(y1 + pad);
-                self.draw(builder.build_cartesian_2d(x0..x1, y).map_err(draw_err)?)?;
-            }
-            root.present().map_err(draw_err)?;
+        render_stacked(std::slice::from_ref(self))
+    }
+
+    /// The chart in one panel of a picture.
+    fn draw_on(&self, area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<()> {
+        let ((x0, x1), (y0, y1), log) = self.ranges();
+        let mut builder = ChartBuilder::on(area);
+        builder
+            .caption(&self.title, (FONT_FAMILY, 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(60);
+        if log {
+            let y = (y0 * 0.9..y1 * 1.1).log_scale();
+            self.draw(builder.build_cartesian_2d(x0..x1, y).map_err(draw_err)?)
+        } else {
+            let pad = (y1 - y0) * 0.05;
+            let y = (y0 - pad)..(y1 + pad);
+            self.draw(builder.build_cartesian_2d(x0..x1, y).map_err(draw_err)?)
         }
-        canvas.to_png()
     }
 }
+
+/// Share of the x span added on the right of a chart with a legend, for the legend.
+const LEGEND_ROOM: f64 = 0.45;
+
+/// Charts one above the other in one picture.
+pub fn render_stacked(charts: &[Chart]) -> Result<Vec<u8>> {
+    ensure_font();
+    let height = H * charts.len().max(1) as u32;
+    let mut canvas = Canvas::new(W as usize, height as usize, 255);
+    {
+        let root = BitMapBackend::with_buffer(&mut canvas.rgb, (W, height)).into_drawing_area();
+        for (chart, area) in charts
+            .iter()
+            .zip(root.split_evenly((charts.len().max(1), 1)))
+        {
+            chart.draw_on(&area)?;
+        }
+        root.present().map_err(draw_err)?;
+    }
+    canvas.to_png()
+}
+
+impl Chart {}
 
 fn epoch_points(
     rows: &[crate::track::EpochRow],
@@ -350,36 +377,58 @@ fn variant_charts(v: &VariantData) -> (Chart, Chart) {
     (loss, metrics)
 }
 
-fn experiment_charts(exp: &ExperimentData) -> (Chart, Chart) {
-    let mut loss_lines = Vec::new();
+/// The loss function a variant trains with ("" when its manifest is missing).
+fn loss_name(v: &VariantData) -> &'static str {
+    v.manifest
+        .as_ref()
+        .map_or("", |m| m.config.train.loss.name())
+}
+
+/// The experiment's loss panels — one per loss function, since losses of different functions
+/// have different scales — and its Dice chart.
+fn experiment_charts(exp: &ExperimentData) -> (Vec<Chart>, Chart) {
+    let mut losses: Vec<&'static str> = Vec::new();
+    for v in &exp.variants {
+        if !losses.contains(&loss_name(v)) {
+            losses.push(loss_name(v));
+        }
+    }
+    let mut loss_panels: Vec<Chart> = losses
+        .iter()
+        .map(|loss| Chart {
+            title: match (losses.len(), *loss) {
+                (1, _) | (_, "") => format!(
+                    "{} — loss (solid: train, dashed: validation)",
+                    exp.manifest.name
+                ),
+                _ => format!("{loss} loss (solid: train, dashed: validation)"),
+            },
+            x_desc: "epoch".into(),
+            y_desc: "loss".into(),
+            lines: Vec::new(),
+            y_range: None,
+        })
+        .collect();
     let mut dice_lines = Vec::new();
     for (k, v) in exp.variants.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
+        let panel = &mut loss_panels[losses.iter().position(|l| *l == loss_name(v)).unwrap_or(0)];
         let (train, train_band) = mean_band(&v.runs, false, |r| Some(r.loss));
         let (val, val_band) = mean_band(&v.runs, true, |r| Some(r.loss));
         let mut l = Line::new(Some(format!("{} train", v.name)), train, color);
         l.band = train_band;
-        loss_lines.push(l);
+        panel.lines.push(l);
         let mut l = Line::new(Some(format!("{} val", v.name)), val, color);
         l.band = val_band;
         l.dashed = true;
-        loss_lines.push(l);
+        panel.lines.push(l);
         let (dice, dice_band) = mean_band(&v.runs, true, |r| r.dice);
         let mut l = Line::new(Some(v.name.clone()), dice, color);
         l.band = dice_band;
         dice_lines.push(l);
     }
     (
-        Chart {
-            title: format!(
-                "{} — loss (solid: train, dashed: validation)",
-                exp.manifest.name
-            ),
-            x_desc: "epoch".into(),
-            y_desc: "loss".into(),
-            lines: loss_lines,
-            y_range: None,
-        },
+        loss_panels,
         Chart {
             title: format!(
                 "{} — validation Dice (mean ± sd over seeds)",
@@ -411,10 +460,13 @@ impl Renderer for PlotRenderer {
                 written.push(path);
             }
         }
-        let (loss, dice) = experiment_charts(exp);
-        for (chart, name) in [(loss, "loss.png"), (dice, "dice.png")] {
+        let (loss_panels, dice) = experiment_charts(exp);
+        for (png, name) in [
+            (render_stacked(&loss_panels)?, "loss.png"),
+            (dice.render_png()?, "dice.png"),
+        ] {
             let path = exp.dir.join(name);
-            write_atomic(&path, &chart.render_png()?)?;
+            write_atomic(&path, &png)?;
             written.push(path);
         }
         Ok(written)

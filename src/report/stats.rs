@@ -42,6 +42,14 @@ pub fn fmt_mean_sd(values: &[f64]) -> String {
     }
 }
 
+/// "+0.0123 [−0.0040, +0.0286]".
+pub fn fmt_effect(difference: f64, ci: Option<(f64, f64)>) -> String {
+    match ci {
+        Some((lo, hi)) => format!("{difference:+.4} [{lo:+.4}, {hi:+.4}]"),
+        None => format!("{difference:+.4}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

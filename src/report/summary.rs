@@ -3,6 +3,7 @@
 use super::effects::{AxisEffect, Cell, main_effects};
 use super::interactions::Interaction;
 use super::load::{ExperimentData, RunData, SeedResult, VariantData};
+pub use super::stats::fmt_effect;
 use super::stats::{fmt_mean_sd, mean};
 use crate::track::RunStatus;
 use crate::track::manifest::ScoreBreakdown;
@@ -374,14 +375,6 @@ pub fn ranked_by(effects: &[AxisEffect]) -> &'static str {
     match effects.first().map(|e| e.score) {
         Some("test Dice") => "test Dice (held-out test subjects)",
         _ => "best validation Dice",
-    }
-}
-
-/// "+0.0123 [−0.0040, +0.0286]".
-pub fn fmt_effect(difference: f64, ci: Option<(f64, f64)>) -> String {
-    match ci {
-        Some((lo, hi)) => format!("{difference:+.4} [{lo:+.4}, {hi:+.4}]"),
-        None => format!("{difference:+.4}"),
     }
 }
 
