@@ -101,6 +101,7 @@ pub fn execute(args: RunArgs) -> Result<u8> {
         jobs,
         devices: if jobs > 1 { args.devices } else { Vec::new() },
         device,
+        live: (!args.no_report).then(|| live_hook(&exp_dir)),
     };
     let summary = run_experiment(&args.file, experiment, &opts)?;
     if opts.whole_study() {
@@ -113,6 +114,21 @@ pub fn execute(args: RunArgs) -> Result<u8> {
         exit::RUNS_NOT_COMPLETED
     } else {
         0
+    })
+}
+
+/// Seconds between two refreshes of the live page after epochs (a finished run always
+/// refreshes it).
+const LIVE_REFRESH_SECONDS: u64 = 2;
+
+/// The live page: refreshed as epochs are recorded, fully when a run ends.
+fn live_hook(exp_dir: &Path) -> crate::train::progress::LiveHook {
+    let live = crate::report::live::LiveReport::new(
+        exp_dir,
+        std::time::Duration::from_secs(LIVE_REFRESH_SECONDS),
+    );
+    std::sync::Arc::new(move |event| {
+        live.refresh(event == crate::train::progress::LiveEvent::RunEnded)
     })
 }
 

@@ -12,6 +12,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use super::Renderer;
 use super::effects::AxisEffect;
 use super::interactions::Interaction;
+use super::live::{Live, RELOAD_SECONDS, fmt_duration, live_status};
 use super::load::{ExperimentData, VariantData};
 use super::summary::{self, VariantRow, fmt_effect, verdict};
 use crate::track::write_atomic;
@@ -67,12 +68,18 @@ const FIGURES: [(&str, &str); 3] = [
 
 /// A whole page: the doctype, a head with `title` and the stylesheet, and `body`.
 pub fn page_shell(title: &str, body: Markup) -> String {
+    page_reloading(title, None, body)
+}
+
+/// [`page_shell`], reloading itself every `reload` seconds when given (the live page).
+fn page_reloading(title: &str, reload: Option<u32>, body: Markup) -> String {
     let page = html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(seconds) = reload { meta http-equiv="refresh" content=(seconds); }
                 title { (title) }
                 style { (PreEscaped(STYLE)) }
             }
@@ -386,11 +393,40 @@ fn variant_section(v: &VariantData, r: &VariantRow) -> Markup {
     }
 }
 
+/// The runs in progress, while the study trains.
+fn live_section(live: &Live) -> Markup {
+    html! {
+        section.live {
+            h2 { "Running now" }
+            p {
+                (live.done) " of " (live.total) " runs done; this page reloads every "
+                (RELOAD_SECONDS) " s until no run is in progress."
+            }
+            table {
+                thead { tr { th { "variant" } th { "run" } th { "epoch" } th { "ETA" } th { "worker" } } }
+                tbody {
+                    @for r in &live.running {
+                        tr {
+                            td { (r.variant) }
+                            td { (r.run.to_string()) }
+                            td.num { (r.epoch) " of " (r.epochs) }
+                            td.num { (r.eta_seconds.map_or("—".to_string(), fmt_duration)) }
+                            td { (r.holder) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub fn render_page(exp: &ExperimentData) -> String {
     let rows = summary::rows(exp);
     let effects = summary::effects(exp);
     let test = summary::has_test_split(exp);
+    let live = live_status(exp);
     let body = html! {
+        @if let Some(live) = &live { (live_section(live)) }
         (overview(exp))
         (variants(&rows, &exp.manifest.axes, test))
         (all_variants())
@@ -399,7 +435,11 @@ pub fn render_page(exp: &ExperimentData) -> String {
         @for (v, r) in exp.variants.iter().zip(&rows) { (variant_section(v, r)) }
         script { (PreEscaped(SORT_SCRIPT)) }
     };
-    page_shell(&format!("{} — unet-lab report", exp.manifest.name), body)
+    page_reloading(
+        &format!("{} — unet-lab report", exp.manifest.name),
+        live.is_some().then_some(RELOAD_SECONDS),
+        body,
+    )
 }
 
 impl Renderer for HtmlRenderer {

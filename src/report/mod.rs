@@ -9,6 +9,7 @@ pub mod heatmap;
 pub mod html;
 pub mod interactions;
 pub mod json;
+pub mod live;
 pub mod load;
 pub mod markdown;
 pub mod overlay;
@@ -61,6 +62,19 @@ pub fn render_experiment(dir: &Path) -> Result<Vec<PathBuf>> {
         .into_iter()
         .flatten()
         .collect();
+    for r in page_renderers() {
+        written.extend(r.render(&experiment)?);
+    }
+    Ok(written)
+}
+
+/// The cheap part of [`render_experiment`], for the live page: the tables, curves, heat maps
+/// and pages, without the overlay grids and GIFs (rebuilt when a run ends).
+pub fn render_tables_and_curves(dir: &Path) -> Result<Vec<PathBuf>> {
+    let (manifest, runs) = crate::track::merge::merge(dir)?;
+    let experiment = ExperimentData::from_stored(dir, manifest, runs);
+    let mut written = plots::PlotRenderer.render(&experiment)?;
+    written.extend(heatmap::HeatmapRenderer.render(&experiment)?);
     for r in page_renderers() {
         written.extend(r.render(&experiment)?);
     }

@@ -100,3 +100,35 @@ impl Progress for LogProgress {
         eprintln!("{message}");
     }
 }
+
+/// What a live view is told of: an epoch was recorded, or a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveEvent {
+    Epoch,
+    RunEnded,
+}
+
+/// Called as training goes (the `run` command refreshes the report with it).
+pub type LiveHook = std::sync::Arc<dyn Fn(LiveEvent) + Send + Sync>;
+
+/// A progress output that also tells `hook` of every recorded epoch.
+pub struct WithHook {
+    pub inner: Box<dyn Progress>,
+    pub hook: LiveHook,
+}
+
+impl Progress for WithHook {
+    fn start(&mut self, run: &str, epochs: usize, steps: usize, first_epoch: usize) {
+        self.inner.start(run, epochs, steps, first_epoch);
+    }
+    fn step(&mut self, epoch: usize, loss: f64, images_per_sec: f64) {
+        self.inner.step(epoch, loss, images_per_sec);
+    }
+    fn epoch(&mut self, summary: &EpochSummary) {
+        self.inner.epoch(summary);
+        (self.hook)(LiveEvent::Epoch);
+    }
+    fn finish(&mut self, message: &str) {
+        self.inner.finish(message);
+    }
+}

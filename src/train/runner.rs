@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use super::progress::make_progress;
+use super::progress::{LiveEvent, LiveHook, WithHook, make_progress};
 use crate::config::{BackendKind, Experiment, Task};
 use crate::data::{self, Dataset};
 use crate::track::layout::{self, RunId};
@@ -62,6 +62,8 @@ pub struct RunOptions {
     pub devices: Vec<usize>,
     /// The GPU this process trains on (CUDA).
     pub device: Option<usize>,
+    /// Told of every epoch and every finished run (the live report).
+    pub live: Option<LiveHook>,
 }
 
 impl Default for RunOptions {
@@ -76,6 +78,7 @@ impl Default for RunOptions {
             jobs: 1,
             devices: Vec::new(),
             device: None,
+            live: None,
         }
     }
 }
@@ -193,6 +196,9 @@ pub fn run_experiment(
             let label = format!("[{}/{}]", k + 1, tasks.len());
             let ds = &datasets[&data_key(&experiment, task)?];
             let status = train_task(&experiment, &exp_dir, task, ds, &commit, &label, opts)?;
+            if let (TaskResult::Trained(_), Some(live)) = (status, &opts.live) {
+                live(LiveEvent::RunEnded);
+            }
             match status {
                 TaskResult::Busy => summary.busy += 1,
                 TaskResult::AlreadyDone(s) => {
@@ -411,7 +417,7 @@ fn train_task(
         dataset: ds,
     };
     let mut tracker = Tracker::open(&run_dir)?;
-    let result = train_on_backend(&spec, &mut tracker, opts.device);
+    let result = train_on_backend(&spec, &mut tracker, opts.device, opts.live.clone());
     let record = &mut manifest.record;
     record.ended = Some(now_rfc3339());
     match result {
@@ -449,8 +455,15 @@ fn train_on_backend(
     spec: &RunSpec,
     tracker: &mut Tracker,
     device: Option<usize>,
+    live: Option<LiveHook>,
 ) -> Result<RunOutcome> {
-    let mut progress = make_progress();
+    let mut progress = match live {
+        Some(hook) => Box::new(WithHook {
+            inner: make_progress(),
+            hook,
+        }),
+        None => make_progress(),
+    };
     match spec.config.train.backend {
         BackendKind::Cpu => {
             train_run::<CpuBackend>(spec, tracker, &Default::default(), progress.as_mut())
@@ -507,6 +520,28 @@ fn record_outcome(record: &mut RunRecord, outcome: RunOutcome) {
         }
         Ending::Interrupted => RunStatus::Interrupted,
     };
+}
+
+/// Waits for the worker processes, telling the live view every second meanwhile (the
+/// workers themselves do not render).
+fn wait_refreshing(children: &mut [std::process::Child], live: Option<&LiveHook>) -> Result<()> {
+    let Some(live) = live else {
+        return Ok(());
+    };
+    loop {
+        let mut running = false;
+        for child in children.iter_mut() {
+            running |= child
+                .try_wait()
+                .context("cannot wait for a worker")?
+                .is_none();
+        }
+        if !running {
+            return Ok(());
+        }
+        live(LiveEvent::Epoch);
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
 }
 
 /// CPU threads this machine (or this SLURM allocation) gives the study.
@@ -574,6 +609,7 @@ fn run_worker_processes(
         );
     }
     let mut failed_workers = Vec::new();
+    wait_refreshing(&mut children, opts.live.as_ref())?;
     for (k, mut child) in children.into_iter().enumerate() {
         let status = child.wait().context("cannot wait for a worker")?;
         // 3 (some runs diverged or failed) and 130 (interrupted) are read from the manifests.

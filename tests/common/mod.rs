@@ -90,19 +90,49 @@ pub fn html_local_refs(html: &str) -> Vec<String> {
     refs
 }
 
-/// Renders a page in headless Chromium, when installed, and checks every image loaded.
-/// A copy of the page with a probe script is written next to it, so relative paths resolve
-/// the same way; the probe writes its verdict into the DOM that Chromium dumps.
-pub fn render_in_chromium(page: &Path) {
-    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
+/// The Chromium (or Chrome) binary, when one is installed.
+pub fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
         .find(|c| {
             Command::new("which")
                 .arg(c)
                 .output()
                 .is_ok_and(|o| o.status.success())
         })
-    else {
+}
+
+/// The DOM of `page` after headless Chromium loaded it (and ran its scripts).
+pub fn chromium_dom(chromium: &str, page: &Path) -> String {
+    let profile = page.with_file_name(format!(
+        "chromium-profile-{}",
+        page.file_stem().unwrap().to_string_lossy()
+    ));
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--allow-file-access-from-files",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("file://{}", page.canonicalize().unwrap().display()))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Renders a page in headless Chromium, when installed, and checks every image loaded.
+/// A copy of the page with a probe script is written next to it, so relative paths resolve
+/// the same way; the probe writes its verdict into the DOM that Chromium dumps.
+pub fn render_in_chromium(page: &Path) {
+    let Some(chromium) = chromium() else {
         eprintln!("note: Chromium is not installed; skipping the browser rendering check");
         return;
     };
