@@ -95,7 +95,7 @@ fn survey_data(experiment: &Experiment, problems: &mut Vec<String>) -> Result<Ve
                 key,
                 format!(
                     "data ({}): {} images of {} subjects, resized to {}×{}",
-                    v.config.data.source.name(),
+                    v.config.data.source_label(),
                     s.images,
                     s.subjects,
                     v.config.data.size[0],

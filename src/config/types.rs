@@ -146,6 +146,33 @@ pub struct DataConfig {
     /// and by the study for each of its fold tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fold: Option<usize>,
+    /// Synthetic: the generator's preset. Left out of the serialised config at its default,
+    /// so that older studies keep their config hashes.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub difficulty: Difficulty,
+}
+
+/// The preset of the synthetic generator (`data.difficulty`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Difficulty {
+    /// The original generator: contrasted nerves, one rimless vessel as the distractor.
+    #[default]
+    Easy,
+    /// Modelled on the Kaggle Ultrasound Nerve data: faint, smaller and variable nerves,
+    /// unannotated nerve-like ovals, near-duplicate images with contradictory labels.
+    Kaggle,
+}
+
+impl DataConfig {
+    /// The data's source as the manifest and the report name it (`synthetic`, `synthetic,
+    /// kaggle preset`, `kaggle`, `folder`).
+    pub fn source_label(&self) -> String {
+        match (self.source, self.difficulty) {
+            (DataSource::Synthetic, Difficulty::Kaggle) => "synthetic, kaggle preset".into(),
+            (source, _) => source.name().into(),
+        }
+    }
 }
 
 /// The documented defaults (README, "All keys"): what a key left out of the file means.
@@ -165,6 +192,7 @@ impl Default for DataConfig {
             subjects: 20,
             folds: None,
             fold: None,
+            difficulty: Difficulty::Easy,
         }
     }
 }
@@ -444,6 +472,9 @@ const SOURCES: [(&str, DataSource); 3] = [
     ("folder", DataSource::Folder),
 ];
 
+const DIFFICULTIES: [(&str, Difficulty); 2] =
+    [("easy", Difficulty::Easy), ("kaggle", Difficulty::Kaggle)];
+
 const PADDINGS: [(&str, Padding); 2] = [("same", Padding::Same), ("valid", Padding::Valid)];
 
 const NORMS: [(&str, Norm); 3] = [
@@ -560,6 +591,17 @@ fn decode_data(d: &mut SectionReader<'_>) -> Result<DataConfig, ConfigError> {
             "subjects",
             format!("{} subjects cannot share {} images", c.subjects, c.count),
         ));
+    }
+    set(&mut c.difficulty, d.choice("difficulty", &DIFFICULTIES)?);
+    if c.difficulty != Difficulty::Easy && c.source != DataSource::Synthetic {
+        let msg = format!(
+            "difficulty applies to source = \"synthetic\" only (this is \"{}\")",
+            c.source.name()
+        );
+        return Err(match d.peek("difficulty") {
+            Some(node) => d.error_at(node, "difficulty", msg),
+            None => d.error_here("difficulty", msg),
+        });
     }
     decode_folds(d, &mut c)?;
     Ok(c)
@@ -789,6 +831,22 @@ mod tests {
             named.len(),
             "a variant is missing"
         );
+    }
+
+    #[test]
+    fn the_default_difficulty_is_left_out_of_the_serialised_config() {
+        // The config hash is taken of the serialised config: studies from before the key keep
+        // theirs.
+        let easy = serde_json::to_value(DataConfig::default()).unwrap();
+        assert!(easy.get("difficulty").is_none(), "{easy}");
+        let kaggle = DataConfig {
+            difficulty: Difficulty::Kaggle,
+            ..DataConfig::default()
+        };
+        let kaggle = serde_json::to_value(kaggle).unwrap();
+        assert_eq!(kaggle["difficulty"], "kaggle");
+        let back: DataConfig = serde_json::from_value(easy).unwrap();
+        assert_eq!(back, DataConfig::default());
     }
 
     #[test]

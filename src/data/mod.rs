@@ -131,7 +131,7 @@ pub fn load(config: &DataConfig) -> anyhow::Result<Dataset> {
         DataSource::Synthetic => {
             let count = config.limit.map_or(config.count, |l| l.min(config.count));
             let subjects = config.subjects.min(count);
-            synthetic::generate(count, subjects, h, w, config.seed)
+            synthetic::generate_preset(config.difficulty, count, subjects, h, w, config.seed)
         }
         DataSource::Kaggle | DataSource::Folder => {
             let dir = config.path.as_deref().expect("validated: path is set");
@@ -179,7 +179,7 @@ pub fn load(config: &DataConfig) -> anyhow::Result<Dataset> {
     let subjects: BTreeSet<u32> = samples.iter().map(|s| s.subject).collect();
     let empty = samples.iter().filter(|s| !s.has_object()).count();
     let info = DatasetInfo {
-        source: format!("{:?}", config.source).to_lowercase(),
+        source: config.source_label(),
         images: samples.len(),
         subjects: subjects.len(),
         empty_mask_share: empty as f64 / samples.len().max(1) as f64,
