@@ -175,7 +175,7 @@ fn variant_table(rows: &[VariantRow], axes: &[String], test: bool) -> Markup {
 }
 
 /// The table, then why any run diverged or failed.
-fn variants(rows: &[VariantRow], axes: &[String], test: bool) -> Markup {
+fn variants(rows: &[VariantRow], axes: &[String], test: bool, all_empty: Option<f64>) -> Markup {
     html! {
         h2 { "Variants" }
         p {
@@ -188,6 +188,13 @@ fn variants(rows: &[VariantRow], axes: &[String], test: bool) -> Markup {
             }
         }
         @if let Some(note) = super::summary::cross_validation_note(rows) { p { (note) } }
+        @if let Some(floor) = all_empty {
+            p {
+                "All-empty baseline (every mask predicted empty) on the "
+                (if test { "test split" } else { "validation images" }) ": "
+                (format!("{floor:.4}")) " — the share of empty masks there."
+            }
+        }
         (variant_table(rows, axes, test))
         (score_breakdown(rows, test))
         (tuning(rows))
@@ -306,11 +313,7 @@ fn main_effects(effects: &[AxisEffect]) -> Markup {
     html! {
         @if !effects.is_empty() {
             h2 { "Main effects" }
-            p {
-                "Difference in " (summary::ranked_by(effects)) " against the first level of each grid \
-                 axis, averaged over the other axes; in brackets the 95% interval across seeds \
-                 (t distribution)."
-            }
+            p { (summary::effects_intro(effects)) }
             @for e in effects { (effect_table(e)) }
         }
     }
@@ -428,7 +431,7 @@ pub fn render_page(exp: &ExperimentData) -> String {
     let body = html! {
         @if let Some(live) = &live { (live_section(live)) }
         (overview(exp))
-        (variants(&rows, &exp.manifest.axes, test))
+        (variants(&rows, &exp.manifest.axes, test, summary::all_empty_score(exp)))
         (all_variants())
         (main_effects(&effects))
         (interactions(&summary::interactions(exp)))

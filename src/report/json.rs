@@ -122,6 +122,7 @@ pub fn summary_json(exp: &ExperimentData) -> Value {
         "seeds": exp.manifest.seeds,
         "axes": exp.manifest.axes,
         "ranked_by": summary::ranked_by(&effects),
+        "all_empty_score": summary::all_empty_score(exp),
         "variants": summary::rows(exp).iter().map(variant).collect::<Vec<_>>(),
         "main_effects": effects.iter().map(effect).collect::<Vec<_>>(),
         "interactions": summary::interactions(exp).iter().map(interaction).collect::<Vec<_>>(),

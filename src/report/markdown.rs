@@ -137,8 +137,8 @@ fn main_effects(s: &mut String, effects: &[AxisEffect]) {
     }
     let _ = writeln!(
         s,
-        "## Main effects\n\nDifference in {} against the first level of each axis, averaged over the other axes, with the 95% interval across seeds.\n",
-        summary::ranked_by(effects)
+        "## Main effects\n\n{}\n",
+        esc(&summary::effects_intro(effects))
     );
     for e in effects {
         let _ = writeln!(s, "### {}\n\n{}\n", esc(&e.axis), esc(&verdict(e)));
@@ -228,6 +228,17 @@ pub fn render_markdown(exp: &ExperimentData) -> String {
     header(&mut s, &exp.manifest);
     let test = summary::has_test_split(exp);
     let rows = summary::rows(exp);
+    if let Some(floor) = summary::all_empty_score(exp) {
+        let _ = writeln!(
+            s,
+            "All-empty baseline (every mask predicted empty) on the {}: {floor:.4} — the share of empty masks there.\n",
+            if test {
+                "test split"
+            } else {
+                "validation images"
+            }
+        );
+    }
     variant_table(&mut s, &rows, &exp.manifest.axes, test);
     score_breakdown(&mut s, &rows, test);
     tuning(&mut s, &rows);

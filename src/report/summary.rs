@@ -329,6 +329,17 @@ pub fn rows(exp: &ExperimentData) -> Vec<VariantRow> {
     exp.variants.iter().map(variant_row).collect()
 }
 
+/// The score of predicting every mask empty, on the images the ranking score is taken on (the
+/// test split, else the validation images): the share of empty masks there — the floor any
+/// variant must beat (about 0.5 on the Kaggle data).
+pub fn all_empty_score(exp: &ExperimentData) -> Option<f64> {
+    exp.variants.iter().flat_map(|v| &v.runs).find_map(|r| {
+        let b = r.breakdown()?;
+        let images = b.empty_images + b.nonempty_images;
+        (images > 0).then(|| b.empty_images as f64 / images as f64)
+    })
+}
+
 /// Whether any run of the experiment was scored on a test split.
 pub fn has_test_split(exp: &ExperimentData) -> bool {
     exp.variants
@@ -340,11 +351,32 @@ pub fn has_test_split(exp: &ExperimentData) -> bool {
 /// The main effects on test Dice when the study has a test split (held-out subjects: an
 /// unbiased score), else on best validation Dice (the epoch is chosen on the same images, so
 /// it is optimistic).
+///
+/// A study of explicit variants (no grid) is compared as one axis, `variant`, whose reference
+/// is the first variant: each variant's difference to it with a 95% interval over seeds.
 pub fn effects(exp: &ExperimentData) -> Vec<AxisEffect> {
-    let (cells, score) = ranking_cells(exp);
-    let mut effects = main_effects(&exp.manifest.axes, &cells);
+    let (mut cells, score) = ranking_cells(exp);
+    let mut axes = exp.manifest.axes.clone();
+    if axes.is_empty() {
+        for (cell, name) in cells.iter_mut().zip(cell_variants(exp)) {
+            cell.levels = vec![(VARIANT_AXIS.to_string(), name)];
+        }
+        axes.push(VARIANT_AXIS.to_string());
+    }
+    let mut effects = main_effects(&axes, &cells);
     effects.iter_mut().for_each(|e| e.score = score);
     effects
+}
+
+/// The axis of a study without a grid: its variants, against the first.
+pub const VARIANT_AXIS: &str = "variant";
+
+/// The variant of each of [`ranking_cells`]' cells, in the same order.
+fn cell_variants(exp: &ExperimentData) -> Vec<String> {
+    exp.variants
+        .iter()
+        .flat_map(|v| std::iter::repeat_n(v.name.clone(), v.seed_results().len()))
+        .collect()
 }
 
 /// The two-way tables of every pair of grid axes, on the same score as the main effects.
@@ -368,6 +400,23 @@ fn ranking_cells(exp: &ExperimentData) -> (Vec<Cell>, &'static str) {
         })
         .collect();
     (cells, if on_test { "test Dice" } else { "best Dice" })
+}
+
+/// What the main-effect tables are, in words.
+pub fn effects_intro(effects: &[AxisEffect]) -> String {
+    let score = ranked_by(effects);
+    if effects.first().is_some_and(|e| e.axis == VARIANT_AXIS) {
+        format!(
+            "Difference in {score} of each variant against the first, \"{}\", with the 95% \
+             interval across seeds (t distribution; the seeds in which every variant has a score).",
+            effects[0].reference
+        )
+    } else {
+        format!(
+            "Difference in {score} against the first level of each grid axis, averaged over the \
+             other axes; in brackets the 95% interval across seeds (t distribution)."
+        )
+    }
 }
 
 /// What the main effects compare, in words.
@@ -598,6 +647,27 @@ mod tests {
         ]);
         failed.runs[1].record.status = RunStatus::Failed;
         assert_eq!(variant_row(&failed).best(), "0.7600 (1 of 2 seeds)");
+    }
+
+    #[test]
+    fn explicit_variants_are_compared_with_the_first() {
+        let mut exp = crate::report::html::tests::grid();
+        exp.manifest.axes.clear();
+        let effects = effects(&exp);
+        assert_eq!(effects.len(), 1);
+        let e = &effects[0];
+        assert_eq!(
+            (e.axis.as_str(), e.reference.as_str()),
+            ("variant", "mse-adam")
+        );
+        // The seeds' noise is shared by every variant: ce-sgd − mse-adam = 0.48 − 0.60 exactly.
+        let ce_sgd = e.levels.iter().find(|l| l.level == "ce-sgd").unwrap();
+        assert!((ce_sgd.difference + 0.12).abs() < 1e-9 && ce_sgd.seeds == 3);
+        assert!(effects_intro(&effects).starts_with(
+            "Difference in best validation Dice of each variant against the first, \"mse-adam\""
+        ));
+        // No breakdown was recorded: no all-empty baseline to state.
+        assert_eq!(all_empty_score(&exp), None);
     }
 
     #[test]
