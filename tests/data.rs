@@ -33,6 +33,20 @@ fn kaggle_folder(dir: &Path, subjects: usize, per: usize) {
     }
 }
 
+/// Runs the binary with its decode cache in `cache`: (exit code, stderr, stdout).
+fn run_with_cache(cache: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_unet-lab"))
+        .args(args)
+        .env("UNET_LAB_CACHE", cache)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 fn experiment(path: &Path, extra: &str) -> String {
     format!(
         r#"
@@ -62,18 +76,7 @@ fn kaggle_layout_trains_predicts_and_submits() {
     let cache = tmp.path().join("cache");
     let file = write_experiment(&tmp, "nerve.toml", &experiment(&data, ""));
     let out = tmp.path().join("out");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_unet-lab"))
-            .args(args)
-            .env("UNET_LAB_CACHE", &cache)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| run_with_cache(&cache, args);
     let (code, stderr, _) = run(&[
         "run",
         file.to_str().unwrap(),
@@ -329,18 +332,7 @@ fn cross_validated_study_tunes_then_submits_with_the_fold_ensemble() {
         experiment(&data, "folds = 2\ntest_subjects = [4]").replace("val_subjects = [3]\n", "");
     let file = write_experiment(&tmp, "nerve.toml", &text);
     let out = tmp.path().join("out");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_unet-lab"))
-            .args(args)
-            .env("UNET_LAB_CACHE", &cache)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| run_with_cache(&cache, args);
     let (code, stderr, _) = run(&[
         "run",
         file.to_str().unwrap(),

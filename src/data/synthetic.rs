@@ -89,6 +89,27 @@ struct Oval {
 }
 
 impl Oval {
+    /// Bright fascicles inside the oval: (x, y, radius), `count` of them, each radius a
+    /// share `size` of the oval's smaller half-axis.
+    fn fascicles(
+        &self,
+        count: std::ops::Range<i32>,
+        size: std::ops::Range<f32>,
+        rng: &mut StdRng,
+    ) -> Vec<(f32, f32, f32)> {
+        (0..rng.random_range(count))
+            .map(|_| {
+                let t = rng.random_range(0.0..std::f32::consts::TAU);
+                let r = rng.random_range(0.0..0.55);
+                (
+                    self.cx + r * self.rx * t.cos(),
+                    self.cy + r * self.ry * t.sin(),
+                    rng.random_range(size.clone()) * self.rx.min(self.ry),
+                )
+            })
+            .collect()
+    }
+
     /// Normalised radius: < 1 inside.
     fn radius(&self, x: f32, y: f32) -> f32 {
         let (s, c) = self.angle.sin_cos();
@@ -121,17 +142,7 @@ impl Scene {
             angle: rng.random_range(-0.6..0.6),
         };
         let vessel = Self::vessel_clear_of(&nerve, hf, wf, rng);
-        let fascicles = (0..rng.random_range(2..5))
-            .map(|_| {
-                let t = rng.random_range(0.0..std::f32::consts::TAU);
-                let r = rng.random_range(0.0..0.55);
-                (
-                    nerve.cx + r * nerve.rx * t.cos(),
-                    nerve.cy + r * nerve.ry * t.sin(),
-                    rng.random_range(0.12..0.22) * nerve.rx.min(nerve.ry),
-                )
-            })
-            .collect();
+        let fascicles = nerve.fascicles(2..5, 0.12..0.22, rng);
         Self {
             nerve: has_nerve.then_some(nerve),
             fascicles,
@@ -394,17 +405,7 @@ impl Lookalike {
             ry: a.nerve_size.1 * hf * scale * rng.random_range(0.85..1.15),
             angle: rng.random_range(-0.6..0.6),
         };
-        let fascicles = (0..rng.random_range(1..5))
-            .map(|_| {
-                let t = rng.random_range(0.0..std::f32::consts::TAU);
-                let r = rng.random_range(0.0..0.55);
-                (
-                    oval.cx + r * oval.rx * t.cos(),
-                    oval.cy + r * oval.ry * t.sin(),
-                    rng.random_range(0.15..0.25) * oval.rx.min(oval.ry),
-                )
-            })
-            .collect();
+        let fascicles = oval.fascicles(1..5, 0.15..0.25, rng);
         Self {
             oval,
             fascicles,

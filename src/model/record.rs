@@ -18,6 +18,19 @@ pub fn model_to_bytes<B: burn::prelude::Backend, M: burn::module::Module<B>>(
 }
 
 /// Loads parameters saved by [`model_to_bytes`] into `model`.
+/// The network a run's config describes, with the parameters of the checkpoint at `path`.
+pub fn load_checkpoint<B: crate::kernels::KernelBackend>(
+    path: &std::path::Path,
+    config: &crate::config::RunConfig,
+    device: &B::Device,
+) -> Result<super::UNet<B>> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read the checkpoint {}", path.display()))?;
+    let model = super::UNet::<B>::new(&config.model, config.train.loss, device);
+    model_from_bytes(model, bytes, device)
+        .with_context(|| format!("cannot load {}", path.display()))
+}
+
 pub fn model_from_bytes<B: burn::prelude::Backend, M: burn::module::Module<B>>(
     model: M,
     bytes: Vec<u8>,

@@ -17,7 +17,7 @@ use crate::data::files::{self, Grey, image_files, resize_bilinear, stem};
 use crate::data::standardize;
 use crate::model::infer::probabilities_and_presence;
 use crate::model::postprocess::PostProcess;
-use crate::model::record::model_from_bytes;
+use crate::model::record::load_checkpoint;
 use crate::model::tile;
 use crate::model::tta;
 use crate::model::{UNet, output_size};
@@ -80,28 +80,17 @@ impl Predictor {
         which: Which,
         choice: &RunChoice,
     ) -> Result<(Predictor, Vec<RunId>)> {
-        // A study of the single-file layout keeps its checkpoints elsewhere until migrated.
-        if let Some(exp_dir) = variant_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            crate::track::migrate::migrate_if_legacy(exp_dir)?;
-        }
-        let manifest = VariantManifest::load(variant_dir)?.with_context(|| {
-            format!(
-                "{} is not a variant directory written by `unet-lab run` (no manifest.json)",
-                variant_dir.display()
-            )
-        })?;
+        let manifest = crate::track::migrate::load_variant(variant_dir)?;
         let runs = choose_runs(variant_dir, &manifest, which, choice)?;
         let device = Default::default();
         let models = runs
             .iter()
             .map(|&run| {
-                let path = checkpoint_path(variant_dir, which, run);
-                let bytes = std::fs::read(&path)
-                    .with_context(|| format!("cannot read the checkpoint {}", path.display()))?;
-                let model =
-                    UNet::<Flex>::new(&manifest.config.model, manifest.config.train.loss, &device);
-                model_from_bytes(model, bytes, &device)
-                    .with_context(|| format!("cannot load {}", path.display()))
+                load_checkpoint::<Flex>(
+                    &checkpoint_path(variant_dir, which, run),
+                    &manifest.config,
+                    &device,
+                )
             })
             .collect::<Result<Vec<_>>>()?;
         let tuned: Option<Vec<PostProcess>> = runs

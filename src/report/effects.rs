@@ -129,10 +129,11 @@ fn axis_effect(axis: &str, cells: &[Cell]) -> Option<AxisEffect> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn cell(loss: &str, opt: &str, seed: u64, dice: f64) -> Cell {
+    /// A (loss, optimizer) grid cell of one seed.
+    pub(crate) fn cell(loss: &str, opt: &str, seed: u64, dice: f64) -> Cell {
         Cell {
             levels: vec![
                 ("train.loss".into(), loss.into()),

@@ -222,17 +222,7 @@ impl Interaction {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cell(loss: &str, opt: &str, seed: u64, dice: f64) -> Cell {
-        Cell {
-            levels: vec![
-                ("train.loss".into(), loss.into()),
-                ("train.optimizer".into(), opt.into()),
-            ],
-            seed,
-            score: Some(dice),
-        }
-    }
+    use crate::report::effects::tests::cell;
 
     /// The case: the optimizer matters a lot, but only with cross-entropy.
     fn hand_made() -> Vec<Cell> {

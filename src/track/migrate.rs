@@ -13,6 +13,20 @@ use super::layout;
 use super::manifest::{ExperimentManifest, RunManifest, VariantManifest};
 use super::tables::Tracker;
 
+/// The manifest of a trained variant directory (`predict`, `tune`), migrating its study first
+/// if it has the single-file layout (which keeps the checkpoints elsewhere).
+pub fn load_variant(variant_dir: &Path) -> Result<VariantManifest> {
+    if let Some(exp_dir) = variant_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        migrate_if_legacy(exp_dir)?;
+    }
+    VariantManifest::load(variant_dir)?.with_context(|| {
+        format!(
+            "{} is not a variant directory written by `unet-lab run` (no manifest.json)",
+            variant_dir.display()
+        )
+    })
+}
+
 /// Migrates a directory of the single-file layout; returns how many runs were moved (0 for a
 /// directory that needs nothing).
 pub fn migrate_if_legacy(exp_dir: &Path) -> Result<usize> {

@@ -18,8 +18,8 @@ use crate::data::Dataset;
 use crate::kernels::KernelBackend;
 use crate::model::UNet;
 use crate::model::postprocess::{self, PostProcess};
-use crate::model::record::model_from_bytes;
-use crate::track::manifest::{RunManifest, RunStatus, TunedScore, VariantManifest};
+use crate::model::record::load_checkpoint;
+use crate::track::manifest::{RunManifest, RunStatus, TunedScore};
 use crate::track::{Claim, RunId, RunLock, checkpoint, layout};
 use crate::util::fs::write_atomic;
 
@@ -245,15 +245,7 @@ struct Loaded {
 /// every checkpoint it used, with the validation and test scores before and after in the run's
 /// manifest. The test split is scored, never tuned on.
 pub fn tune_variant(variant_dir: &Path, seed: Option<u64>) -> Result<Vec<SeedTuning>> {
-    if let Some(exp_dir) = variant_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        crate::track::migrate::migrate_if_legacy(exp_dir)?;
-    }
-    let manifest = VariantManifest::load(variant_dir)?.with_context(|| {
-        format!(
-            "{} is not a variant directory written by `unet-lab run` (no manifest.json)",
-            variant_dir.display()
-        )
-    })?;
+    let manifest = crate::track::migrate::load_variant(variant_dir)?;
     let mut seeds: Vec<u64> = manifest.runs.iter().map(|r| r.seed).collect();
     seeds.dedup();
     if let Some(s) = seed {
@@ -319,12 +311,7 @@ fn load_run(
         }
     };
     let path = checkpoint::best_path(variant_dir, run);
-    let bytes = std::fs::read(&path)
-        .with_context(|| format!("cannot read the checkpoint {}", path.display()))?;
-    let device = Default::default();
-    let model = UNet::<Flex>::new(&manifest.config.model, manifest.config.train.loss, &device);
-    let model = model_from_bytes(model, bytes, &device)
-        .with_context(|| format!("cannot load {}", path.display()))?;
+    let model = load_checkpoint::<Flex>(&path, &manifest.config, &Default::default())?;
     Ok(Loaded {
         dir,
         manifest,
