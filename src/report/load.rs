@@ -54,6 +54,9 @@ impl RunData {
     /// What the reported score is made of: on the test split when there is one, else at the
     /// best validation epoch.
     pub fn breakdown(&self) -> Option<ScoreBreakdown> {
+        if let Some(tuned) = self.record.tuned.and_then(|t| t.test_breakdown) {
+            return Some(tuned);
+        }
         match self.record.test {
             Some(t) => t.breakdown,
             None => self.record.best_breakdown,

@@ -126,6 +126,9 @@ pub struct TunedScore {
     pub val_after: f64,
     pub test_before: Option<f64>,
     pub test_after: Option<f64>,
+    /// What the tuned test score is made of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_breakdown: Option<ScoreBreakdown>,
 }
 
 impl TunedScore {

@@ -696,13 +696,15 @@ where
         let cases = tune::validation_cases(best, spec.config, self.dataset, device)?;
         let found = tune::search(&cases, PostProcess::untuned(&spec.config.model));
         tune::save(&self.ckpt_dir, &found.post)?;
+        let tested = tune::test_score(best, spec.config, self.dataset, found.post, device)?;
         let tuned = TunedScore {
             post: found.post,
             tuned_on_images: cases.len(),
             val_before: found.before,
             val_after: found.after,
             test_before: self.test.map(|m| m.dice),
-            test_after: tune::test_dice(best, spec.config, self.dataset, found.post, device)?,
+            test_after: tested.map(|t| t.0),
+            test_breakdown: tested.map(|t| t.1),
         };
         progress.finish(&format!("{}: {}", self.name, tuned.describe()));
         Ok(tuned)

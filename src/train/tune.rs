@@ -19,7 +19,7 @@ use crate::kernels::KernelBackend;
 use crate::model::UNet;
 use crate::model::postprocess::{self, PostProcess};
 use crate::model::record::load_checkpoint;
-use crate::track::manifest::{RunManifest, RunStatus, TunedScore};
+use crate::track::manifest::{RunManifest, RunStatus, ScoreBreakdown, TunedScore};
 use crate::track::{Claim, RunId, RunLock, checkpoint, layout};
 use crate::util::fs::write_atomic;
 
@@ -185,14 +185,15 @@ pub fn validation_cases<B: KernelBackend>(
     .cases)
 }
 
-/// The Kaggle score of the test split under `post` (none without a test split).
-pub fn test_dice<B: KernelBackend>(
+/// The Kaggle score of the test split under `post`, and what it is made of (none without a
+/// test split).
+pub fn test_score<B: KernelBackend>(
     model: &UNet<B>,
     cfg: &RunConfig,
     ds: &Dataset,
     post: PostProcess,
     device: &B::Device,
-) -> Result<Option<f64>> {
+) -> Result<Option<(f64, ScoreBreakdown)>> {
     if ds.test.is_empty() {
         return Ok(None);
     }
@@ -210,7 +211,10 @@ pub fn test_dice<B: KernelBackend>(
         device,
         output_shape(cfg)?,
     )?;
-    Ok(Some(scored.metrics.dice))
+    Ok(Some((
+        scored.metrics.dice,
+        super::metrics::breakdown(&scored.per_image),
+    )))
 }
 
 /// Writes the chosen values beside a run's checkpoints, where `predict` finds them.
@@ -261,6 +265,27 @@ pub fn tune_variant(variant_dir: &Path, seed: Option<u64>) -> Result<Vec<SeedTun
             );
         }
         seeds = vec![s];
+    }
+    // Without --seed, a seed with a run that did not complete (a dead ReLU head, say) is left
+    // out, saying so; with it, that is an error (below, naming the run).
+    if seed.is_none() {
+        let complete = |s: &u64| {
+            manifest
+                .runs
+                .iter()
+                .filter(|r| r.seed == *s)
+                .all(|r| r.status == RunStatus::Completed)
+        };
+        for s in seeds.iter().filter(|s| !complete(s)) {
+            eprintln!("note: seed {s} is left out: not all of its runs completed");
+        }
+        seeds.retain(complete);
+        if seeds.is_empty() {
+            bail!(
+                "{}: no seed has completed runs to tune (see `unet-lab status`)",
+                variant_dir.display()
+            );
+        }
     }
     let mut datasets = HashMap::new();
     seeds
@@ -348,13 +373,15 @@ fn tune_seed(
     for l in &mut loaded {
         let cfg = &l.manifest.config;
         save(&l.dir.join("checkpoints"), &found.post)?;
+        let tested = test_score(&l.model, cfg, &l.dataset, found.post, &device)?;
         let score = TunedScore {
             post: found.post,
             tuned_on_images: cases.len(),
             val_before: found.before,
             val_after: found.after,
             test_before: l.manifest.record.test.map(|t| t.dice),
-            test_after: test_dice(&l.model, cfg, &l.dataset, found.post, &device)?,
+            test_after: tested.map(|t| t.0),
+            test_breakdown: tested.map(|t| t.1),
         };
         l.manifest.record.tuned = Some(score);
         l.manifest.save(&l.dir)?;
