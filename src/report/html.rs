@@ -216,7 +216,10 @@ fn score_breakdown(rows: &[VariantRow], test: bool) -> Markup {
             h3 { "What the score is made of" }
             p {
                 "On the " (if test { "test split" } else { "best validation epoch" })
-                " (with the tuned post-processing for tuned variants), mean over seeds. With E empty and P non-empty images, score = (E · empty \
+                @if rows.iter().any(|r| r.tuning.is_some()) {
+                    " (with the tuned post-processing for tuned variants)"
+                }
+                ", mean over seeds. With E empty and P non-empty images, score = (E · empty \
                  predicted empty + P · nerves found · Dice on those found) / (E + P): the first \
                  two columns are presence errors, the third is shape."
             }

@@ -91,11 +91,16 @@ fn score_breakdown(s: &mut String, rows: &[VariantRow], test: bool) {
     let share = |v: Option<f64>| v.map_or_else(|| "—".to_string(), |v| format!("{v:.3}"));
     let _ = writeln!(
         s,
-        "\n### What the score is made of\n\nOn the {} (with the tuned post-processing for tuned variants), mean over seeds: presence errors (first two columns) against shape.\n\n| variant | empty predicted empty | nerves found | Dice on those found |\n|---|---|---|---|",
+        "\n### What the score is made of\n\nOn the {}{}, mean over seeds: presence errors (first two columns) against shape.\n\n| variant | empty predicted empty | nerves found | Dice on those found |\n|---|---|---|---|",
         if test {
             "test split"
         } else {
             "best validation epoch"
+        },
+        if rows.iter().any(|r| r.tuning.is_some()) {
+            " (with the tuned post-processing for tuned variants)"
+        } else {
+            ""
         }
     );
     for r in rows {
