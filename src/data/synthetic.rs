@@ -252,14 +252,26 @@ fn add_speckle(image: &mut [f32], h: usize, w: usize, rng: &mut StdRng) {
 fn draw(a: &Anatomy, h: usize, w: usize, rng: &mut StdRng) -> (Vec<f32>, Vec<u8>) {
     let scene = Scene::draw(a, h, w, rng);
     let (hf, wf) = (h as f32, w as f32);
+    paint(h, w, rng, |xf, yf| {
+        let v = scene.shade_vessel(tissue(a, xf, yf, hf, wf), xf, yf);
+        scene.shade_nerve(v, xf, yf)
+    })
+}
+
+/// An image and its mask from `shade` — the grey value at a pixel centre and whether it is
+/// inside the nerve — with speckle over the whole image.
+fn paint(
+    h: usize,
+    w: usize,
+    rng: &mut StdRng,
+    shade: impl Fn(f32, f32) -> (f32, bool),
+) -> (Vec<f32>, Vec<u8>) {
     let mut image = vec![0f32; h * w];
     let mut mask = vec![0u8; h * w];
     for y in 0..h {
         let yf = y as f32 + 0.5;
         for x in 0..w {
-            let xf = x as f32 + 0.5;
-            let v = scene.shade_vessel(tissue(a, xf, yf, hf, wf), xf, yf);
-            let (v, inside) = scene.shade_nerve(v, xf, yf);
+            let (v, inside) = shade(x as f32 + 0.5, yf);
             image[y * w + x] = v;
             mask[y * w + x] = u8::from(inside);
         }
@@ -518,29 +530,19 @@ impl KaggleScene {
 fn draw_kaggle(a: &KaggleAnatomy, h: usize, w: usize, rng: &mut StdRng) -> (Vec<f32>, Vec<u8>) {
     let scene = KaggleScene::draw(a, h, w, rng);
     let (hf, wf) = (h as f32, w as f32);
-    let mut image = vec![0f32; h * w];
-    let mut mask = vec![0u8; h * w];
-    for y in 0..h {
-        let yf = y as f32 + 0.5;
-        for x in 0..w {
-            let xf = x as f32 + 0.5;
-            let mut v = tissue(&a.base, xf, yf, hf, wf);
-            if let Some(vessel) = &scene.vessel {
-                v = shade_vessel(vessel, v, xf, yf);
-            }
-            for decoy in &scene.decoys {
-                v = decoy.shade(v, xf, yf).0;
-            }
-            if let Some(nerve) = &scene.nerve {
-                let (shaded, inside) = nerve.shade(v, xf, yf);
-                v = shaded;
-                mask[y * w + x] = u8::from(inside);
-            }
-            image[y * w + x] = v;
+    paint(h, w, rng, |xf, yf| {
+        let mut v = tissue(&a.base, xf, yf, hf, wf);
+        if let Some(vessel) = &scene.vessel {
+            v = shade_vessel(vessel, v, xf, yf);
         }
-    }
-    add_speckle(&mut image, h, w, rng);
-    (image, mask)
+        for decoy in &scene.decoys {
+            v = decoy.shade(v, xf, yf).0;
+        }
+        match &scene.nerve {
+            Some(nerve) => nerve.shade(v, xf, yf),
+            None => (v, false),
+        }
+    })
 }
 
 #[cfg(test)]

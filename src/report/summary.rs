@@ -355,14 +355,11 @@ pub fn has_test_split(exp: &ExperimentData) -> bool {
 /// A study of explicit variants (no grid) is compared as one axis, `variant`, whose reference
 /// is the first variant: each variant's difference to it with a 95% interval over seeds.
 pub fn effects(exp: &ExperimentData) -> Vec<AxisEffect> {
-    let (mut cells, score) = ranking_cells(exp);
-    let mut axes = exp.manifest.axes.clone();
-    if axes.is_empty() {
-        for (cell, name) in cells.iter_mut().zip(cell_variants(exp)) {
-            cell.levels = vec![(VARIANT_AXIS.to_string(), name)];
-        }
-        axes.push(VARIANT_AXIS.to_string());
-    }
+    let (cells, score) = ranking_cells(exp);
+    let axes = match exp.manifest.axes.as_slice() {
+        [] => vec![VARIANT_AXIS.to_string()],
+        axes => axes.to_vec(),
+    };
     let mut effects = main_effects(&axes, &cells);
     effects.iter_mut().for_each(|e| e.score = score);
     effects
@@ -371,29 +368,28 @@ pub fn effects(exp: &ExperimentData) -> Vec<AxisEffect> {
 /// The axis of a study without a grid: its variants, against the first.
 pub const VARIANT_AXIS: &str = "variant";
 
-/// The variant of each of [`ranking_cells`]' cells, in the same order.
-fn cell_variants(exp: &ExperimentData) -> Vec<String> {
-    exp.variants
-        .iter()
-        .flat_map(|v| std::iter::repeat_n(v.name.clone(), v.seed_results().len()))
-        .collect()
-}
-
 /// The two-way tables of every pair of grid axes, on the same score as the main effects.
 pub fn interactions(exp: &ExperimentData) -> Vec<Interaction> {
     let (cells, score) = ranking_cells(exp);
     super::interactions::interactions(&exp.manifest.axes, &cells, score)
 }
 
-/// One observation per variant × seed of the score the report ranks by, and its name.
+/// One observation per variant × seed of the score the report ranks by, and its name. Without
+/// a grid, a variant's level is its name on the [`VARIANT_AXIS`].
 fn ranking_cells(exp: &ExperimentData) -> (Vec<Cell>, &'static str) {
     let on_test = has_test_split(exp);
+    let no_grid = exp.manifest.axes.is_empty();
     let cells = exp
         .variants
         .iter()
         .flat_map(|v| {
+            let levels = if no_grid {
+                vec![(VARIANT_AXIS.to_string(), v.name.clone())]
+            } else {
+                v.levels.clone()
+            };
             v.seed_results().into_iter().map(move |s| Cell {
-                levels: v.levels.clone(),
+                levels: levels.clone(),
                 seed: s.seed,
                 score: if on_test { s.test_dice } else { s.best_dice },
             })

@@ -721,19 +721,14 @@ where
         progress: &mut dyn Progress,
     ) -> Result<()> {
         let start = Instant::now();
-        let scored = evaluate::<B::InnerBackend>(
+        let untuned = (PostProcess::untuned(&spec.config.model), false);
+        let scored = score_as_test(
             best,
             spec.config,
             self.dataset,
-            EvalSet {
-                indices: &self.dataset.test,
-                tta: spec.config.train.test_tta,
-                snapshot_idx: &[],
-                post: PostProcess::untuned(&spec.config.model),
-                keep_cases: false,
-            },
+            &self.dataset.test,
+            untuned,
             device,
-            self.out_size,
         )?;
         let seconds = start.elapsed().as_secs_f64();
         tracker.epochs.retain(|r| {
@@ -963,6 +958,33 @@ pub fn output_shape(cfg: &RunConfig) -> Result<(usize, usize)> {
         output_size(h, levels, cfg.model.padding).map_err(anyhow::Error::msg)?,
         output_size(w, levels, cfg.model.padding).map_err(anyhow::Error::msg)?,
     ))
+}
+
+/// Scores `indices` of `ds` as the test score is scored — with `train.test_tta`, whole images,
+/// no snapshots — under `post`; with `keep_cases`, every image's probabilities are returned
+/// too. The test row, tuning and the tuned test score all go through it.
+pub fn score_as_test<B: KernelBackend>(
+    model: &UNet<B>,
+    cfg: &RunConfig,
+    ds: &Dataset,
+    indices: &[usize],
+    (post, keep_cases): (PostProcess, bool),
+    device: &B::Device,
+) -> Result<Validation> {
+    evaluate(
+        model,
+        cfg,
+        ds,
+        EvalSet {
+            indices,
+            tta: cfg.train.test_tta,
+            snapshot_idx: &[],
+            post,
+            keep_cases,
+        },
+        device,
+        output_shape(cfg)?,
+    )
 }
 
 /// Which images of a dataset to score, how, and whose probabilities to keep.

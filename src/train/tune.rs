@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use burn::backend::Flex;
 
-use super::{EvalSet, evaluate, output_shape};
+use super::score_as_test;
 use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::kernels::KernelBackend;
@@ -168,21 +168,8 @@ pub fn validation_cases<B: KernelBackend>(
     ds: &Dataset,
     device: &B::Device,
 ) -> Result<Vec<Case>> {
-    Ok(evaluate(
-        model,
-        cfg,
-        ds,
-        EvalSet {
-            indices: &ds.val,
-            tta: cfg.train.test_tta,
-            snapshot_idx: &[],
-            post: PostProcess::untuned(&cfg.model),
-            keep_cases: true,
-        },
-        device,
-        output_shape(cfg)?,
-    )?
-    .cases)
+    let untuned = (PostProcess::untuned(&cfg.model), true);
+    Ok(score_as_test(model, cfg, ds, &ds.val, untuned, device)?.cases)
 }
 
 /// The Kaggle score of the test split under `post`, and what it is made of (none without a
@@ -197,20 +184,7 @@ pub fn test_score<B: KernelBackend>(
     if ds.test.is_empty() {
         return Ok(None);
     }
-    let scored = evaluate(
-        model,
-        cfg,
-        ds,
-        EvalSet {
-            indices: &ds.test,
-            tta: cfg.train.test_tta,
-            snapshot_idx: &[],
-            post,
-            keep_cases: false,
-        },
-        device,
-        output_shape(cfg)?,
-    )?;
+    let scored = score_as_test(model, cfg, ds, &ds.test, (post, false), device)?;
     Ok(Some((
         scored.metrics.dice,
         super::metrics::breakdown(&scored.per_image),
