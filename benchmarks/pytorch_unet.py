@@ -6,6 +6,10 @@ stride-2 transposed conv (bias, no activation), concat [up, skip], two 3x3 conv 
 Adam lr 1e-3 (or SGD lr 1e-2, momentum 0.99). Prints one JSON object like `bench --json`.
 
     python3 benchmarks/pytorch_unet.py --widths 3,6,12,24,48 --size 128 --batch 8 --threads 2
+    python3 benchmarks/pytorch_unet.py --device cuda --widths 64,128,256,512,1024 --batch 2 [--compile]
+
+On CUDA every timed phase ends with torch.cuda.synchronize(), and the peak is the GPU memory
+PyTorch allocated (peak_gpu_mb); `--compile` times the network after torch.compile.
 """
 import argparse
 import json
@@ -56,39 +60,55 @@ def main():
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network")
     a = p.parse_args()
+    if a.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda: PyTorch sees no CUDA GPU (torch.cuda.is_available() is False)")
+    device = torch.device(a.device)
+    sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     widths = [int(w) for w in a.widths.split(",")]
-    model = UNet(widths, 1 if a.loss == "mse" else 2)
+    model = UNet(widths, 1 if a.loss == "mse" else 2).to(device)
+    net = torch.compile(model) if a.compile else model
     opt = (torch.optim.Adam(model.parameters(), lr=1e-3) if a.optim == "adam"
            else torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.99))
-    x = torch.randn(a.batch, 1, a.size, a.size)
-    y = (torch.rand(a.batch, 1, a.size, a.size) > 0.5).float()
+    x = torch.randn(a.batch, 1, a.size, a.size, device=device)
+    y = (torch.rand(a.batch, 1, a.size, a.size, device=device) > 0.5).float()
 
     def step():
         opt.zero_grad(set_to_none=True)
-        out = model(x)
+        out = net(x)
         loss = F.mse_loss(out, y) if a.loss == "mse" else F.cross_entropy(out, y[:, 0].long())
         loss.backward()
         opt.step()
 
     for _ in range(a.warmup):
         step()
+    sync()
     t = time.perf_counter()
     for _ in range(a.steps):
         step()
+    sync()
     train = a.steps * a.batch / (time.perf_counter() - t)
     model.eval()
     with torch.no_grad():
         for _ in range(a.warmup):
-            model(x)
+            net(x)
+        sync()
         t = time.perf_counter()
         for _ in range(a.steps):
-            model(x)
+            net(x)
+        sync()
         infer = a.steps * a.batch / (time.perf_counter() - t)
+    extra = {}
+    if a.device == "cuda":
+        extra = {"device": torch.cuda.get_device_name(0),
+                 "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20}
     print(json.dumps({
-        "backend": f"pytorch {torch.__version__}", "widths": widths, "size": a.size, "batch": a.batch,
+        **extra,
+        "backend": f"pytorch {torch.__version__} {a.device}" + (" compiled" if a.compile else ""), "widths": widths, "size": a.size, "batch": a.batch,
         "loss": a.loss, "optimizer": a.optim, "parameters": sum(p.numel() for p in model.parameters()),
         "train_img_s": train, "infer_img_s": infer,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "threads": a.threads,

@@ -11,7 +11,9 @@ use burn::tensor::Distribution;
 use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 
-use crate::config::{BackendKind, LossKind, ModelConfig, OptimizerKind, Padding, TrainConfig};
+use crate::config::{
+    BackendKind, LossKind, ModelConfig, OptimizerKind, Padding, Precision, TrainConfig,
+};
 use crate::kernels::ConvPath;
 use crate::model::UNet;
 use crate::train::loss::loss;
@@ -27,6 +29,9 @@ pub struct BenchOptions {
     pub steps: usize,
     pub warmup: usize,
     pub backend: BackendKind,
+    /// The GPU or wgpu adapter (the backend's default without it).
+    pub device: Option<usize>,
+    pub precision: Precision,
     /// Also time forward, backward and optimizer separately.
     pub profile: bool,
     /// Which convolution implementations the model runs on.
@@ -36,6 +41,9 @@ pub struct BenchOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchResult {
     pub backend: String,
+    /// The device as manifests describe it (threads on the CPU, the adapter on wgpu).
+    pub device: String,
+    pub precision: String,
     pub widths: Vec<usize>,
     pub size: usize,
     pub batch: usize,
@@ -441,8 +449,11 @@ where
     };
     let infer_img_s = time_inference(opts, &trainer);
 
+    let (backend, device) = crate::train::backend::describe(opts.backend, opts.device);
     Ok(BenchResult {
-        backend: crate::train::backend::describe(opts.backend, 0).0,
+        backend,
+        device,
+        precision: opts.precision.name().to_string(),
         widths: opts.widths.clone(),
         size: opts.size,
         batch: opts.batch,
@@ -467,27 +478,31 @@ fn l_sync<B: AutodiffBackend>(model: &UNet<B>) -> f32 {
 }
 
 pub fn bench(opts: &BenchOptions) -> Result<BenchResult> {
-    crate::train::backend::check_available(opts.backend)?;
+    use crate::train::backend;
+    backend::check_available(opts.backend, opts.device, opts.precision)?;
     match opts.backend {
-        BackendKind::Cpu => {
-            run_bench::<crate::train::backend::CpuBackend>(opts, &Default::default())
-        }
+        BackendKind::Cpu => run_bench::<backend::CpuBackend>(opts, &Default::default()),
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => {
-            run_bench::<crate::train::backend::CudaBackend>(opts, &Default::default())
+            run_bench::<backend::CudaBackend>(opts, &backend::cuda_device(opts.device))
         }
-        #[cfg(not(feature = "cuda"))]
-        BackendKind::Cuda => unreachable!("checked by check_available"),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => {
+            run_bench::<backend::WgpuBackend>(opts, &backend::wgpu_device(opts.device)?)
+        }
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("checked by check_available"),
     }
 }
 
 impl BenchResult {
     pub fn human(&self) -> String {
         let mut s = format!(
-            "backend {} ({} threads, {} kernels) · widths {:?} · {}×{} · batch {} · {} + {} · {} parameters\n\
+            "backend {} ({}, {}, {} kernels) · widths {:?} · {}×{} · batch {} · {} + {} · {} parameters\n\
              train:     {:8.2} img/s\ninference: {:8.2} img/s\npeak RSS:  {:8.0} MB",
             self.backend,
-            self.threads,
+            self.device,
+            self.precision,
             self.kernels,
             self.widths,
             self.size,

@@ -96,19 +96,20 @@ pub fn check_options(opts: &SlurmOptions, backends: &[BackendKind], tasks: usize
     {
         bail!("--partition \"{p}\": a partition name has no spaces");
     }
-    let cuda = backends.contains(&BackendKind::Cuda);
+    let gpu = backends.iter().find(|b| b.is_gpu());
     if let Some(g) = &opts.gres {
         check_gres(g).map_err(anyhow::Error::msg)?;
-        if gres_has_gpu(g) && !cuda {
+        if gres_has_gpu(g) && gpu.is_none() {
             bail!(
                 "--gres {g} asks SLURM for GPUs, but the study trains on the CPU; add --backend cuda \
                  (or train.backend = \"cuda\") or drop --gres"
             );
         }
-    } else if cuda {
+    } else if let Some(b) = gpu {
         eprintln!(
-            "note: the study trains on CUDA but no --gres was given: SLURM will not hand the tasks a \
-             GPU unless the partition does by default (e.g. --gres gpu:1)"
+            "note: the study trains on {} but no --gres was given: SLURM will not hand the tasks a \
+             GPU unless the partition does by default (e.g. --gres gpu:1)",
+            b.name()
         );
     }
     if tasks == 0 {

@@ -68,3 +68,122 @@ fn bench_rejects_bad_arguments_with_a_clear_error() {
         out.stderr
     );
 }
+
+#[test]
+fn bench_refuses_half_precision_on_the_cpu_and_backends_not_built() {
+    let out = run_cli(&["bench", "--precision", "f16", "--steps", "1"]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "train.precision = \"f16\": the CPU backend trains in f32 only (its kernels are f32)"
+        ),
+        "{}",
+        out.stderr
+    );
+    if !cfg!(feature = "cuda") {
+        let out = run_cli(&["bench", "--backend", "cuda", "--steps", "1"]);
+        assert_eq!(out.code, Some(1), "{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("backend \"cuda\" needs a build with the `cuda` feature"),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+/// `benchmarks/gpu_check.sh` with `env` added, writing to `out`.
+fn gpu_check(out: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benchmarks/gpu_check.sh"
+    ))
+    .arg(out)
+    .env("UNET_LAB_BIN", env!("CARGO_BIN_EXE_unet-lab"))
+    .env("UNET_LAB_CACHE", common::test_cache());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("bash runs")
+}
+
+#[test]
+fn gpu_check_says_so_without_a_gpu() {
+    if std::process::Command::new("nvidia-smi")
+        .arg("-L")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("skipped: this machine has nvidia-smi, so gpu_check.sh would measure");
+        return;
+    }
+    let tmp = common::TempDir::new("gpu-check-none");
+    let out = gpu_check(&tmp.path().join("out"), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("gpu_check: no NVIDIA GPU here (nvidia-smi is missing or lists no GPU); nothing was measured."),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("out/gpu_check.json").exists());
+}
+
+#[test]
+fn gpu_check_rehearsed_on_the_cpu_writes_its_json_and_markdown() {
+    // Every step but the build and PyTorch, on the CPU backend at tiny sizes: the plumbing
+    // from the measurements to the two summaries.
+    let tmp = common::TempDir::new("gpu-check-cpu");
+    let study = common::write_experiment(
+        &tmp,
+        "tiny.toml",
+        "name = \"tiny\"\n[data]\nsize = [32, 32]\ncount = 48\nsubjects = 4\n\
+         [model]\nwidths = [3, 6]\n[train]\nepochs = 2\nbatch_size = 8\n[report]\nsamples = 0\n",
+    );
+    let out = tmp.path().join("out");
+    let result = gpu_check(
+        &out,
+        &[
+            ("GPU_CHECK_BACKEND", "cpu"),
+            ("GPU_CHECK_EXPERIMENT", study.to_str().unwrap()),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(0), "{stderr}");
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("gpu_check.json")).unwrap())
+            .unwrap();
+    let tags: Vec<&str> = json["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tags,
+        [
+            "unet-lab reduced batch 8",
+            "unet-lab paper batch 2",
+            "unet-lab paper batch 4",
+            "run cpu",
+            "run cpu"
+        ]
+    );
+    let runs: Vec<&Value> = json["measurements"].as_array().unwrap()[3..]
+        .iter()
+        .collect();
+    assert_eq!(
+        runs[0]["best_dice"], runs[1]["best_dice"],
+        "the CPU is deterministic"
+    );
+    let md = std::fs::read_to_string(out.join("gpu_check.md")).unwrap();
+    assert!(
+        md.contains("| unet-lab paper batch 4 | 64,128,256,512,1024 | 16 | 4 |"),
+        "{md}"
+    );
+    assert!(md.contains("| run cpu | tiny |"), "{md}");
+    assert!(
+        stderr.contains("paper widths: largest batch that ran at 16x16: 4"),
+        "{stderr}"
+    );
+}

@@ -523,3 +523,48 @@ samples = 0
     assert!(md.contains("| mean test Dice |"), "{md}");
     assert!(md.contains(" test Dice | best epoch |"), "{md}");
 }
+
+#[test]
+fn half_precision_on_the_cpu_is_refused_before_anything_is_written() {
+    let tmp = TempDir::new("precision-cpu");
+    let file = write_experiment(
+        &tmp,
+        "half.toml",
+        "name = \"half\"\n[data]\nsize = [32, 32]\ncount = 16\n[train]\nprecision = \"bf16\"\n",
+    );
+    let out = tmp.path().join("out");
+    let result = run_experiment(&file, &out, &[]);
+    assert_eq!(result.code, Some(1), "{}", result.stderr);
+    assert!(
+        result.stderr.contains(
+            "train.precision = \"bf16\": the CPU backend trains in f32 only (its kernels are f32); \
+             use --backend cuda or wgpu, or precision = \"f32\""
+        ),
+        "{}",
+        result.stderr
+    );
+    assert!(!out.exists(), "nothing is written");
+}
+
+#[test]
+fn two_float_types_on_one_gpu_in_one_process_are_refused() {
+    let tmp = TempDir::new("precision-mixed");
+    let file = write_experiment(
+        &tmp,
+        "mixed.toml",
+        "name = \"mixed\"\n[data]\nsize = [32, 32]\ncount = 16\n[grid]\n\"train.precision\" = [\"f32\", \"f16\"]\n",
+    );
+    let out = tmp.path().join("out");
+    let result = run_experiment(&file, &out, &["--backend", "wgpu"]);
+    assert_eq!(result.code, Some(1), "{}", result.stderr);
+    assert!(
+        result.stderr.contains(
+            "train.precision: variants train on wgpu in both f16 and f32, but Burn fixes a \
+             device's float type once per process; train them separately (--variant NAME) or as \
+             workers (--jobs N)"
+        ),
+        "{}",
+        result.stderr
+    );
+    assert!(!out.exists(), "nothing is written");
+}

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::exit;
-use crate::config::{BackendKind, LossKind, OptimizerKind};
+use crate::config::{BackendKind, LossKind, OptimizerKind, Precision};
 use crate::kernels::ConvPath;
 
 /// Training and inference throughput of the U-Net on random data.
@@ -30,6 +30,12 @@ pub struct BenchArgs {
     pub warmup: usize,
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendKind,
+    /// The GPU (CUDA index) or wgpu adapter (the backend's default without it).
+    #[arg(long, value_name = "N")]
+    pub device: Option<usize>,
+    /// Float type on GPU backends.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: Precision,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -51,6 +57,8 @@ pub fn execute(args: BenchArgs) -> Result<u8> {
         steps,
         warmup,
         backend,
+        device,
+        precision,
         json,
         profile,
         kernels,
@@ -74,6 +82,8 @@ pub fn execute(args: BenchArgs) -> Result<u8> {
         steps,
         warmup,
         backend,
+        device,
+        precision,
         profile,
         kernels,
     })?;

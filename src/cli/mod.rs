@@ -74,6 +74,7 @@ pub enum Command {
 }
 
 pub fn main() -> ExitCode {
+    crate::train::backend::quiet_vulkan_drivers();
     crate::memory::keep_freed_memory();
     use_slurm_cpus();
     let cli = Cli::parse();

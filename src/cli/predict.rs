@@ -49,6 +49,12 @@ pub struct PredictArgs {
     /// horizontal and vertical flips (a labelled input is then scored with and without it).
     #[arg(long, value_enum, default_value = "none")]
     pub tta: crate::config::Tta,
+    /// Where the networks run.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: crate::config::BackendKind,
+    /// The GPU (CUDA index) or wgpu adapter (the backend's default without it).
+    #[arg(long, value_name = "N")]
+    pub device: Option<usize>,
 }
 
 pub fn execute(args: PredictArgs) -> Result<u8> {
@@ -65,6 +71,8 @@ pub fn execute(args: PredictArgs) -> Result<u8> {
         seed,
         fold,
         tta,
+        backend,
+        device,
     } = args;
     let summary = crate::predict::predict(&crate::predict::PredictOptions {
         run,
@@ -80,6 +88,8 @@ pub fn execute(args: PredictArgs) -> Result<u8> {
         },
         choice: crate::predict::RunChoice { seed, fold },
         tta,
+        backend,
+        device,
     })?;
     println!(
         "{} images, {} with a predicted nerve; masks and overlays in {}",

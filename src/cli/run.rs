@@ -40,8 +40,9 @@ pub struct RunArgs {
     /// CUDA: one GPU per worker (--devices 0,1,2,3 starts four workers unless --jobs says).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub devices: Vec<usize>,
-    /// The GPU of this worker (set by --devices for the processes it starts).
-    #[arg(long, hide = true)]
+    /// The GPU (CUDA index) or wgpu adapter to train on, overriding train.device (--devices sets
+    /// it for the workers it starts; a bad number lists the adapters).
+    #[arg(long, value_name = "N")]
     pub device: Option<usize>,
     /// A worker process of an already planned study (set by --jobs).
     #[arg(long, hide = true)]

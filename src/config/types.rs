@@ -101,11 +101,44 @@ pub enum Schedule {
 pub enum BackendKind {
     Cpu,
     Cuda,
+    /// Burn's wgpu backend: Vulkan on Linux and Windows, Metal on macOS.
+    Wgpu,
 }
 
 impl BackendKind {
-    pub const ALL: [(&'static str, BackendKind); 2] =
-        [("cpu", BackendKind::Cpu), ("cuda", BackendKind::Cuda)];
+    pub const ALL: [(&'static str, BackendKind); 3] = [
+        ("cpu", BackendKind::Cpu),
+        ("cuda", BackendKind::Cuda),
+        ("wgpu", BackendKind::Wgpu),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, k)| *k == self).unwrap().0
+    }
+
+    /// Whether the backend runs on a GPU (or a GPU-like adapter) chosen with `--device`.
+    pub fn is_gpu(self) -> bool {
+        self != BackendKind::Cpu
+    }
+}
+
+/// The float type of weights, activations, gradients and optimizer state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum Precision {
+    #[default]
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Precision {
+    pub const ALL: [(&'static str, Precision); 3] = [
+        ("f32", Precision::F32),
+        ("f16", Precision::F16),
+        ("bf16", Precision::Bf16),
+    ];
 
     pub fn name(self) -> &'static str {
         Self::ALL.iter().find(|(_, k)| *k == self).unwrap().0
@@ -297,6 +330,14 @@ pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub backend: BackendKind,
+    /// The float type on GPU backends (left out of the serialised config at `f32`, so older
+    /// studies keep their config hashes).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub precision: Precision,
+    /// The GPU (CUDA index) or wgpu adapter to train on; where a run trains is not what it
+    /// trains, so it is not part of the config hash (the run records the adapter).
+    #[serde(default, skip_serializing)]
+    pub device: Option<usize>,
     pub grad_clip: Option<f64>,
     /// A training loss above this (or not finite) marks the run diverged.
     pub divergence_threshold: f64,
@@ -348,6 +389,8 @@ impl Default for TrainConfig {
             epochs: 20,
             batch_size: 8,
             backend: BackendKind::Cpu,
+            precision: Precision::F32,
+            device: None,
             grad_clip: None,
             divergence_threshold: 1e4,
             border_w0: 10.0,
@@ -697,6 +740,8 @@ fn decode_train(t: &mut SectionReader<'_>) -> Result<TrainConfig, ConfigError> {
     set(&mut c.epochs, usize_in(t.int("epochs", 1, 100_000)?));
     set(&mut c.batch_size, usize_in(t.int("batch_size", 1, 4096)?));
     set(&mut c.backend, t.choice("backend", &BackendKind::ALL)?);
+    set(&mut c.precision, t.choice("precision", &Precision::ALL)?);
+    set(&mut c.device, usize_in(t.int("device", 0, 1023)?).map(Some));
     set(&mut c.grad_clip, t.float("grad_clip", positive)?.map(Some));
     set(
         &mut c.divergence_threshold,
@@ -853,6 +898,7 @@ mod tests {
     fn choice_names_agree_everywhere() {
         same_names(&LossKind::ALL, |k| k.name());
         same_names(&BackendKind::ALL, |k| k.name());
+        same_names(&Precision::ALL, |k| k.name());
         same_names(&OPTIMIZERS, |k| match k {
             OptimizerKind::Adam => "adam",
             OptimizerKind::Sgd => "sgd",

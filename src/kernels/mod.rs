@@ -15,8 +15,8 @@
 //!
 //! The ops form a backend extension, [`KernelBackend`]: [`flex`] implements it for Flex (the
 //! forward ops), [`autodiff`] for `Autodiff<Flex>` (the same forward, plus the custom backward
-//! registered on Burn's autodiff graph). Any other backend (CUDA) takes the trait's defaults,
-//! Burn's own ops in [`generic`]; [`ConvPath::Generic`] runs those on the CPU too, the
+//! registered on Burn's autodiff graph). Every other backend (CUDA, wgpu) takes the trait's
+//! defaults, Burn's own ops in [`generic`], through one blanket fallback ([`BurnOps`]); [`ConvPath::Generic`] runs those on the CPU too, the
 //! reference the tests compare every kernel with.
 //!
 //! The path is an argument of every op, carried by the model (`UNet::with_kernels`), never a
@@ -30,7 +30,6 @@ pub mod generic;
 pub mod policy;
 pub mod winograd;
 
-#[cfg(feature = "cuda")]
 use burn::backend::autodiff::{Autodiff, checkpoint::strategy::CheckpointStrategy};
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
@@ -114,11 +113,20 @@ pub trait KernelBackend: Backend {
     }
 }
 
-#[cfg(feature = "cuda")]
-impl KernelBackend for burn::backend::Cuda {}
+/// A backend that runs the U-Net on Burn's own ops (every backend but Flex): the one generic
+/// fallback, for the backend and its autodiff wrapper alike. A new backend opts in with one
+/// line.
+pub trait BurnOps: Backend {}
+
+impl<B: BurnOps> KernelBackend for B {}
+
+impl<B: BurnOps, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {}
 
 #[cfg(feature = "cuda")]
-impl<C: CheckpointStrategy> KernelBackend for Autodiff<burn::backend::Cuda, C> {}
+impl BurnOps for burn::backend::Cuda {}
+
+#[cfg(feature = "wgpu")]
+impl BurnOps for burn::backend::Wgpu {}
 
 /// The tensor-level 3×3 convolution, with the ReLU fused when `relu` is set.
 pub fn conv3x3<B: KernelBackend>(

@@ -52,11 +52,13 @@ pub fn probabilities_and_presence<B: KernelBackend>(
     let [_, _, oh, ow] = out.dims();
     let prob = foreground_probability(kind, out) // [n, 1, oh, ow]
         .into_data()
+        .convert::<f32>() // f16 or bf16 in half precision
         .to_vec::<f32>()
         .expect("f32 output");
     let presence = presence.map(|logits| {
         sigmoid(logits) // [n, 1]
             .into_data()
+            .convert::<f32>()
             .to_vec::<f32>()
             .expect("f32 output")
     });

@@ -120,6 +120,7 @@ mod tests {
             let out = model.forward(x); // [n, 1, oh, ow]
             let [_, _, oh, ow] = out.dims();
             out.into_data()
+                .convert::<f32>()
                 .to_vec::<f32>()
                 .unwrap()
                 .chunks(oh * ow)

@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::backend::Flex;
+use burn::prelude::Backend;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
-use crate::config::{Padding, RunConfig, Tta};
+use crate::config::{BackendKind, Padding, RunConfig, Tta};
 use crate::data::files::{self, Grey, image_files, resize_bilinear, stem};
 use crate::data::standardize;
 use crate::model::infer::probabilities_and_presence;
@@ -43,6 +44,9 @@ pub struct PredictOptions {
     pub post: PostOptions,
     pub choice: RunChoice,
     pub tta: Tta,
+    /// Where the networks run (the CPU by default) and on which GPU or adapter.
+    pub backend: BackendKind,
+    pub device: Option<usize>,
 }
 
 pub struct PredictSummary {
@@ -55,11 +59,10 @@ pub struct PredictSummary {
 }
 
 /// A trained network (or the fold networks of a cross-validated variant, whose probabilities
-/// are averaged) ready to predict on the CPU.
+/// are averaged) ready to predict, on the CPU or a GPU backend.
 pub struct Predictor {
-    models: Vec<UNet<Flex>>,
+    networks: Networks,
     config: RunConfig,
-    device: burn::backend::flex::FlexDevice,
     /// The runs' tuned post-processing (their mean for an ensemble of folds), if tuned.
     pub tuned: Option<PostProcess>,
 }
@@ -73,26 +76,113 @@ pub struct RunChoice {
     pub fold: Option<usize>,
 }
 
+/// The networks on the backend they run on.
+enum Networks {
+    Cpu(Ensemble<Flex>),
+    #[cfg(feature = "cuda")]
+    Cuda(Ensemble<burn::backend::Cuda>),
+    #[cfg(feature = "wgpu")]
+    Wgpu(Ensemble<burn::backend::Wgpu>),
+}
+
+struct Ensemble<B: Backend> {
+    models: Vec<UNet<B>>,
+    device: B::Device,
+}
+
+impl<B: crate::kernels::KernelBackend> Ensemble<B> {
+    fn load(paths: &[PathBuf], config: &RunConfig, device: B::Device) -> Result<Self> {
+        let models = paths
+            .iter()
+            .map(|path| load_checkpoint::<B>(path, config, &device))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Ensemble { models, device })
+    }
+
+    /// Each network's probability maps and presence probabilities.
+    fn outputs(
+        &self,
+        config: &RunConfig,
+        tiles: &[Vec<f32>],
+        h: usize,
+        w: usize,
+    ) -> Vec<(Vec<Vec<f32>>, Option<Vec<f32>>)> {
+        self.models
+            .iter()
+            .map(|model| {
+                probabilities_and_presence(model, config.train.loss, tiles, h, w, &self.device)
+            })
+            .collect()
+    }
+}
+
+impl Networks {
+    fn load(
+        paths: &[PathBuf],
+        config: &RunConfig,
+        backend: BackendKind,
+        device: Option<usize>,
+    ) -> Result<Networks> {
+        // Checkpoints hold f32 parameters whatever the run trained in; predicting is f32.
+        let f32 = crate::config::Precision::F32;
+        crate::train::backend::check_available(backend, device, f32)?;
+        match backend {
+            BackendKind::Cpu => Ok(Networks::Cpu(Ensemble::load(
+                paths,
+                config,
+                Default::default(),
+            )?)),
+            #[cfg(feature = "cuda")]
+            BackendKind::Cuda => Ok(Networks::Cuda(Ensemble::load(
+                paths,
+                config,
+                crate::train::backend::cuda_device(device),
+            )?)),
+            #[cfg(feature = "wgpu")]
+            BackendKind::Wgpu => Ok(Networks::Wgpu(Ensemble::load(
+                paths,
+                config,
+                crate::train::backend::wgpu_device(device)?,
+            )?)),
+            #[allow(unreachable_patterns)]
+            _ => unreachable!("checked by check_available"),
+        }
+    }
+
+    fn outputs(
+        &self,
+        config: &RunConfig,
+        tiles: &[Vec<f32>],
+        h: usize,
+        w: usize,
+    ) -> Vec<(Vec<Vec<f32>>, Option<Vec<f32>>)> {
+        match self {
+            Networks::Cpu(e) => e.outputs(config, tiles, h, w),
+            #[cfg(feature = "cuda")]
+            Networks::Cuda(e) => e.outputs(config, tiles, h, w),
+            #[cfg(feature = "wgpu")]
+            Networks::Wgpu(e) => e.outputs(config, tiles, h, w),
+        }
+    }
+}
+
 impl Predictor {
-    /// Loads the chosen checkpoint(s) of a variant directory; returns the runs it loaded.
+    /// Loads the chosen checkpoint(s) of a variant directory onto `backend`; returns the runs
+    /// it loaded.
     pub fn load(
         variant_dir: &Path,
         which: Which,
         choice: &RunChoice,
+        backend: BackendKind,
+        device: Option<usize>,
     ) -> Result<(Predictor, Vec<RunId>)> {
         let manifest = crate::track::migrate::load_variant(variant_dir)?;
         let runs = choose_runs(variant_dir, &manifest, which, choice)?;
-        let device = Default::default();
-        let models = runs
+        let paths: Vec<PathBuf> = runs
             .iter()
-            .map(|&run| {
-                load_checkpoint::<Flex>(
-                    &checkpoint_path(variant_dir, which, run),
-                    &manifest.config,
-                    &device,
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
+            .map(|&run| checkpoint_path(variant_dir, which, run))
+            .collect();
+        let networks = Networks::load(&paths, &manifest.config, backend, device)?;
         let tuned: Option<Vec<PostProcess>> = runs
             .iter()
             .map(|&run| PostProcess::load(&checkpoint::dir(variant_dir, run)).transpose())
@@ -100,9 +190,8 @@ impl Predictor {
             .transpose()?;
         Ok((
             Predictor {
-                models,
+                networks,
                 config: manifest.config,
-                device,
                 tuned: tuned.and_then(|all| PostProcess::mean(&all)),
             },
             runs,
@@ -116,9 +205,8 @@ impl Predictor {
     /// The probability maps (and presence probabilities) of `tiles`: with several networks,
     /// the mean of theirs.
     fn forward(&self, tiles: &[Vec<f32>], h: usize, w: usize) -> (Vec<Vec<f32>>, Option<Vec<f32>>) {
-        let mut outputs = self.models.iter().map(|model| {
-            probabilities_and_presence(model, self.config.train.loss, tiles, h, w, &self.device)
-        });
+        let mut outputs = self.networks.outputs(&self.config, tiles, h, w).into_iter();
+        let n = outputs.len() as f32;
         let (mut maps, mut presence) = outputs.next().expect("at least one network");
         for (more_maps, more_presence) in outputs {
             for (sum, more) in maps.iter_mut().zip(more_maps) {
@@ -128,7 +216,6 @@ impl Predictor {
                 sum.iter_mut().zip(more).for_each(|(s, m)| *s += m);
             }
         }
-        let n = self.models.len() as f32;
         if n > 1.0 {
             maps.iter_mut().flatten().for_each(|v| *v /= n);
             presence.iter_mut().flatten().for_each(|v| *v /= n);
@@ -453,7 +540,13 @@ impl PostOptions {
 /// Masks, overlays and (with `--submission`) a Kaggle submission for every input image; the
 /// Kaggle score when the images are labelled.
 pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
-    let (predictor, runs) = Predictor::load(&opts.run, opts.checkpoint, &opts.choice)?;
+    let (predictor, runs) = Predictor::load(
+        &opts.run,
+        opts.checkpoint,
+        &opts.choice,
+        opts.backend,
+        opts.device,
+    )?;
     let images = input_images(&opts.input)?;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;

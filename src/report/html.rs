@@ -114,6 +114,7 @@ fn overview(exp: &ExperimentData) -> Markup {
             code { (m.source_file) } ". Metrics: " code { "metrics.parquet" } ", "
             code { "steps.parquet" } "."
         }
+        @if let Some(place) = super::summary::trained_on(exp) { p { (place) } }
         @if let Some(info) = dataset {
             p {
                 "Data: " (info.source) " — " (info.images) " images of " (info.height) "×"

@@ -231,6 +231,9 @@ fn variant_sections(s: &mut String, variants: &[VariantData]) {
 pub fn render_markdown(exp: &ExperimentData) -> String {
     let mut s = String::new();
     header(&mut s, &exp.manifest);
+    if let Some(place) = summary::trained_on(exp) {
+        let _ = writeln!(s, "{}\n", esc(&place));
+    }
     let test = summary::has_test_split(exp);
     let rows = summary::rows(exp);
     if let Some(floor) = summary::all_empty_score(exp) {

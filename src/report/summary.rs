@@ -308,6 +308,27 @@ pub fn status_counts(v: &VariantData) -> String {
         .join(", ")
 }
 
+/// Where the runs trained: each backend and device (the adapter and driver on wgpu) with its
+/// number of runs, "Trained on cpu (burn-flex), 2 threads (4 runs)."
+pub fn trained_on(exp: &ExperimentData) -> Option<String> {
+    let mut places: Vec<(String, usize)> = Vec::new();
+    for r in exp.variants.iter().flat_map(|v| &v.runs) {
+        let place = format!("{}, {}", r.record.backend, r.record.device);
+        match places.iter_mut().find(|(p, _)| *p == place) {
+            Some((_, n)) => *n += 1,
+            None => places.push((place, 1)),
+        }
+    }
+    if places.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = places
+        .iter()
+        .map(|(p, n)| format!("{p} ({n} run{})", if *n == 1 { "" } else { "s" }))
+        .collect();
+    Some(format!("Trained on {}.", parts.join("; ")))
+}
+
 /// What the Dice columns mean for cross-validated variants, when there are any.
 pub fn cross_validation_note(rows: &[VariantRow]) -> Option<String> {
     let cv: Vec<String> = rows

@@ -919,6 +919,7 @@ fn chunk_probabilities<B: KernelBackend>(
     };
     let to_vec = |t: Tensor<B, 4>| {
         t.into_data()
+            .convert::<f32>()
             .to_vec::<f32>()
             .map_err(|e| anyhow::anyhow!("cannot read predictions: {e:?}"))
     };
@@ -929,6 +930,7 @@ fn chunk_probabilities<B: KernelBackend>(
                 Some(logits) => Some(
                     burn::tensor::activation::sigmoid(logits) // [b, 1]
                         .into_data()
+                        .convert::<f32>()
                         .to_vec::<f32>()
                         .map_err(|e| anyhow::anyhow!("cannot read presence: {e:?}"))?,
                 ),

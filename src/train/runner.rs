@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use super::progress::{LiveEvent, LiveHook, WithHook, make_progress};
-use crate::config::{BackendKind, Experiment, Task};
+use crate::config::{BackendKind, Experiment, Precision, Task};
 use crate::data::{self, Dataset};
 use crate::track::layout::{self, RunId};
 use crate::track::manifest::{git_commit, now_rfc3339};
@@ -221,22 +221,39 @@ pub fn run_experiment(
 
 /// Backends must be usable, and `--devices`/`--device` must fit them, before anything starts.
 pub fn check_backends(experiment: &Experiment, opts: &RunOptions) -> Result<()> {
-    let mut backends: Vec<BackendKind> = experiment
+    let mut placements: Vec<(BackendKind, Option<usize>, Precision)> = experiment
         .variants
         .iter()
-        .map(|v| v.config.train.backend)
+        .map(|v| {
+            let t = &v.config.train;
+            (t.backend, opts.device.or(t.device), t.precision)
+        })
         .collect();
-    backends.sort_by_key(|b| b.name());
-    backends.dedup();
+    placements.sort_by_key(|(b, d, p)| (b.name(), *d, p.name()));
+    placements.dedup();
+    let backends: Vec<BackendKind> = placements.iter().map(|p| p.0).collect();
     check_devices(&backends, &opts.devices, opts.device)?;
-    for b in backends {
-        backend::check_available(b)?;
+    if let Some(w) = placements
+        .windows(2)
+        .find(|w| w[0].0.is_gpu() && (w[0].0, w[0].1) == (w[1].0, w[1].1))
+    {
+        bail!(
+            "train.precision: variants train on {} in both {} and {}, but Burn fixes a device's \
+             float type once per process; train them separately (--variant NAME) or as workers \
+             (--jobs N)",
+            w[0].0.name(),
+            w[0].2.name(),
+            w[1].2.name()
+        );
+    }
+    for (backend, device, precision) in placements {
+        backend::check_available(backend, device, precision)?;
     }
     Ok(())
 }
 
-/// `--devices` names GPUs: only meaningful when every variant trains on CUDA, and each at
-/// most once.
+/// `--devices` names GPUs: only meaningful when every variant trains on a GPU backend, and
+/// each at most once.
 pub fn check_devices(
     backends: &[BackendKind],
     devices: &[usize],
@@ -245,10 +262,11 @@ pub fn check_devices(
     if devices.is_empty() && device.is_none() {
         return Ok(());
     }
-    if backends.iter().any(|b| *b != BackendKind::Cuda) {
+    if backends.iter().any(|b| !b.is_gpu()) {
         bail!(
-            "--devices: GPUs are handed out only to CUDA training, but the study trains on the CPU \
-             (train.backend, or --backend cuda); to run several CPU workers use --jobs N"
+            "--devices: GPUs are handed out only to GPU training (cuda, wgpu), but the study trains \
+             on the CPU (train.backend, or --backend cuda|wgpu); to run several CPU workers use \
+             --jobs N"
         );
     }
     let mut seen = devices.to_vec();
@@ -396,7 +414,8 @@ fn train_task(
             clear_run_dir(&run_dir)?;
         }
     }
-    let record = started_record(variant, run, &hash, ds, opts.device);
+    let device = opts.device.or(variant.config.train.device);
+    let record = started_record(variant, run, &hash, ds, device);
     let mut manifest = RunManifest::new(
         experiment,
         variant,
@@ -417,7 +436,7 @@ fn train_task(
         dataset: ds,
     };
     let mut tracker = Tracker::open(&run_dir)?;
-    let result = train_on_backend(&spec, &mut tracker, opts.device, opts.live.clone());
+    let result = train_on_backend(&spec, &mut tracker, device, opts.live.clone());
     let record = &mut manifest.record;
     record.ended = Some(now_rfc3339());
     match result {
@@ -442,8 +461,11 @@ fn started_record(
     ds: &Dataset,
     device: Option<usize>,
 ) -> RunRecord {
-    let (backend_name, device_name) =
-        backend::describe(variant.config.train.backend, device.unwrap_or(0));
+    let train = &variant.config.train;
+    let (mut backend_name, device_name) = backend::describe(train.backend, device);
+    if train.precision != Precision::F32 {
+        backend_name.push_str(&format!(" · {}", train.precision.name()));
+    }
     RunRecord {
         fold: run.fold,
         dataset: Some(ds.info.clone()),
@@ -472,13 +494,18 @@ fn train_on_backend(
         BackendKind::Cuda => train_run::<backend::CudaBackend>(
             spec,
             tracker,
-            &burn::backend::cuda::CudaDevice {
-                index: device.unwrap_or(0),
-            },
+            &backend::cuda_device(device),
             progress.as_mut(),
         ),
-        #[cfg(not(feature = "cuda"))]
-        BackendKind::Cuda => {
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => train_run::<backend::WgpuBackend>(
+            spec,
+            tracker,
+            &backend::wgpu_device(device)?,
+            progress.as_mut(),
+        ),
+        #[allow(unreachable_patterns)]
+        _ => {
             let _ = device;
             unreachable!("checked by check_available")
         }
