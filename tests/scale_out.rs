@@ -504,7 +504,7 @@ fn validate_checks_the_data_path_and_the_cluster_options() {
     for (args, message) in [
         (
             vec!["--devices", "0"],
-            "--devices: GPUs are handed out only to CUDA training",
+            "--devices: GPUs are handed out only to GPU training (cuda, wgpu), but the study trains on the CPU",
         ),
         (vec!["--gres", "gpu:0"], "--gres \"gpu:0\""),
         (vec!["--gres", "gpu:1"], "asks SLURM for GPUs"),

@@ -26,6 +26,10 @@ mod on_wgpu {
     /// its autotune results there or beside the nearest Cargo.toml above the working
     /// directory): compiling the kernels on lavapipe costs minutes, so later runs reuse them.
     fn cli(sandbox: &Path, args: &[&str]) -> CliResult {
+        cli_with(sandbox, args, &[])
+    }
+
+    fn cli_with(sandbox: &Path, args: &[&str], env: &[(&str, &str)]) -> CliResult {
         let shared = std::env::temp_dir().join("unet-lab-test-wgpu-cache");
         let (cache, runtime) = (shared.join("cache"), sandbox.join("runtime"));
         for dir in [&cache, &runtime] {
@@ -40,6 +44,7 @@ mod on_wgpu {
             .env("HOME", &shared)
             .env("XDG_CACHE_HOME", &cache)
             .env("XDG_RUNTIME_DIR", &runtime)
+            .envs(env.iter().copied())
             .output()
             .expect("the binary runs");
         CliResult {
@@ -128,6 +133,97 @@ mod on_wgpu {
                 assert!(v.is_finite() && v > 0.0, "widths {widths}: {key} = {v}");
             }
         }
+        // Half precision where the adapter has it (lavapipe has f16, not bf16).
+        let r = cli(
+            tmp.path(),
+            &[
+                "bench",
+                "--backend",
+                "wgpu",
+                "--precision",
+                "f16",
+                "--widths",
+                "3,6,12",
+                "--size",
+                "16",
+                "--batch",
+                "2",
+                "--steps",
+                "2",
+                "--warmup",
+                "1",
+                "--json",
+            ],
+        );
+        if r.stderr.contains("the device has no f16 arithmetic") {
+            eprintln!("skipped the f16 bench: {}", r.stderr.trim());
+        } else {
+            assert_eq!(r.code, Some(0), "bench --precision f16: {}", r.stderr);
+            let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+            assert_eq!(v["precision"], "f16");
+            assert!(v["train_img_s"].as_f64().unwrap() > 0.0);
+        }
+        let r = cli(
+            tmp.path(),
+            &[
+                "bench",
+                "--backend",
+                "wgpu",
+                "--precision",
+                "bf16",
+                "--widths",
+                "3,6",
+                "--size",
+                "16",
+                "--steps",
+                "1",
+            ],
+        );
+        if r.code == Some(0) {
+            eprintln!("note: this adapter has bf16");
+        } else {
+            assert!(
+                r.stderr.contains(
+                    "cannot train: the device has no bf16 arithmetic (train.precision = \"bf16\")"
+                ),
+                "{}",
+                r.stderr
+            );
+        }
+    }
+
+    #[test]
+    fn without_a_vulkan_driver_nothing_is_written() {
+        let tmp = TempDir::new("wgpu-no-driver");
+        if adapter(tmp.path()).is_none() {
+            return;
+        }
+        // The Vulkan loader reads only the drivers listed here: none.
+        let none = [("VK_ICD_FILENAMES", "/nonexistent/icd.json")];
+        let file = learning_config(&tmp, "[0]");
+        let out = tmp.path().join("out");
+        let r = cli_with(
+            tmp.path(),
+            &[
+                "run",
+                file.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--backend",
+                "wgpu",
+            ],
+            &none,
+        );
+        assert_eq!(r.code, Some(1), "{}", r.stderr);
+        assert!(
+            r.stderr.contains(
+                "error: no Vulkan adapter: wgpu found no driver or device (on Linux install a \
+                 Vulkan driver, e.g. Debian's mesa-vulkan-drivers and libvulkan1), or use --backend cpu"
+            ),
+            "{}",
+            r.stderr
+        );
+        assert!(!out.exists(), "nothing is written");
     }
 
     /// A problem the CPU learns in 96 steps (best validation Dice 0.81 ± 0.07 over seeds 0–2,

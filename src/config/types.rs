@@ -758,6 +758,23 @@ fn decode_train(t: &mut SectionReader<'_>) -> Result<TrainConfig, ConfigError> {
         t.float("presence_weight", non_negative)?,
     );
     set(&mut c.tune, t.boolean("tune")?);
+    // Below f16's smallest normal number Adam's epsilon is 0 in f16, and the first parameter
+    // whose gradient is 0 divides 0 by 0 (the run diverges at once).
+    const F16_SMALLEST_NORMAL: f64 = 6.103_515_625e-5;
+    if c.precision == Precision::F16
+        && c.optimizer == OptimizerKind::Adam
+        && c.epsilon < F16_SMALLEST_NORMAL
+    {
+        let message = format!(
+            "{:e} is 0 in f16 (its smallest normal number is 6.1e-5), and Adam divides by it; \
+             with precision = \"f16\" use epsilon >= 1e-4",
+            c.epsilon
+        );
+        return Err(match t.peek("epsilon").or(t.peek("precision")) {
+            Some(node) => t.error_at(node, "epsilon", message),
+            None => t.error_here("epsilon", message),
+        });
+    }
     Ok(c)
 }
 

@@ -108,13 +108,12 @@ pub fn check_available(
 ) -> Result<()> {
     check_built(kind)?;
     check_precision(kind, precision)?;
+    let _ = device; // only GPU backends have devices
     match kind {
         BackendKind::Cpu => Ok(()),
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => {
-            let device = burn::backend::cuda::CudaDevice {
-                index: device.unwrap_or(0),
-            };
+            let device = cuda_device(device);
             probe::<burn::backend::Cuda>(&device, precision).map_err(|why| {
                 anyhow::anyhow!(
                     "no usable CUDA GPU {}: {why}. Check `nvidia-smi`, or use --backend cpu",
