@@ -552,7 +552,7 @@ fn two_float_types_on_one_gpu_in_one_process_are_refused() {
     let file = write_experiment(
         &tmp,
         "mixed.toml",
-        "name = \"mixed\"\n[data]\nsize = [32, 32]\ncount = 32\nsubjects = 4\n[grid]\n\"train.precision\" = [\"f32\", \"f16\"]\n",
+        "name = \"mixed\"\n[data]\nsize = [32, 32]\ncount = 32\nsubjects = 4\n[train]\nepsilon = 1e-4\n[grid]\n\"train.precision\" = [\"f32\", \"f16\"]\n",
     );
     let out = tmp.path().join("out");
     let result = run_experiment(&file, &out, &["--backend", "wgpu"]);

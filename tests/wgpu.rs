@@ -15,10 +15,10 @@ fn wgpu_tests_need_the_wgpu_feature() {
 
 #[cfg(feature = "wgpu")]
 mod on_wgpu {
+    use std::ffi::OsStr;
     use std::path::{Path, PathBuf};
-    use std::process::Command;
 
-    use super::common::{CliResult, TempDir, test_cache, write_experiment};
+    use super::common::{CliResult, TempDir, run_cli_in, write_experiment};
     use unet_lab::track::Tracker;
 
     /// Runs the binary in `sandbox`, with the driver's and cubecl's caches under one temp
@@ -37,21 +37,13 @@ mod on_wgpu {
         }
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_unet-lab"))
-            .args(args)
-            .current_dir(sandbox)
-            .env("UNET_LAB_CACHE", test_cache())
-            .env("HOME", &shared)
-            .env("XDG_CACHE_HOME", &cache)
-            .env("XDG_RUNTIME_DIR", &runtime)
-            .envs(env.iter().copied())
-            .output()
-            .expect("the binary runs");
-        CliResult {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        let mut all: Vec<(&str, &OsStr)> = vec![
+            ("HOME", shared.as_os_str()),
+            ("XDG_CACHE_HOME", cache.as_os_str()),
+            ("XDG_RUNTIME_DIR", runtime.as_os_str()),
+        ];
+        all.extend(env.iter().map(|(k, v)| (*k, OsStr::new(v))));
+        run_cli_in(Some(sandbox), args, &all)
     }
 
     /// The adapter, or `None` (and a note) when this machine has no Vulkan driver.

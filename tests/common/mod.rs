@@ -49,9 +49,23 @@ pub fn test_cache() -> PathBuf {
 }
 
 pub fn run_cli(args: &[&str]) -> CliResult {
-    let out = Command::new(env!("CARGO_BIN_EXE_unet-lab"))
+    run_cli_in(None, args, &[])
+}
+
+/// `unet-lab ARGS` in `dir` (else here), with `env` added to the tests' environment.
+pub fn run_cli_in(
+    dir: Option<&Path>,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> CliResult {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_unet-lab"));
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    let out = cmd
         .args(args)
         .env("UNET_LAB_CACHE", test_cache())
+        .envs(env.iter().copied())
         .output()
         .expect("the binary runs");
     CliResult {
