@@ -85,6 +85,9 @@ enum Networks {
     Wgpu(Ensemble<burn::backend::Wgpu>),
 }
 
+/// One network's probability maps, and with a presence head its presence probabilities.
+type NetworkOutput = (Vec<Vec<f32>>, Option<Vec<f32>>);
+
 struct Ensemble<B: Backend> {
     models: Vec<UNet<B>>,
     device: B::Device,
@@ -106,7 +109,7 @@ impl<B: crate::kernels::KernelBackend> Ensemble<B> {
         tiles: &[Vec<f32>],
         h: usize,
         w: usize,
-    ) -> Vec<(Vec<Vec<f32>>, Option<Vec<f32>>)> {
+    ) -> Vec<NetworkOutput> {
         self.models
             .iter()
             .map(|model| {
@@ -155,7 +158,7 @@ impl Networks {
         tiles: &[Vec<f32>],
         h: usize,
         w: usize,
-    ) -> Vec<(Vec<Vec<f32>>, Option<Vec<f32>>)> {
+    ) -> Vec<NetworkOutput> {
         match self {
             Networks::Cpu(e) => e.outputs(config, tiles, h, w),
             #[cfg(feature = "cuda")]
