@@ -275,6 +275,25 @@ impl<B: Backend> UNet<B> {
         }
     }
 
+    /// The initial network of `seed`, drawn on the CPU whatever the backend, then moved to
+    /// `device`: every backend draws other numbers from the same seed (Flex's generator, cubecl's
+    /// on each GPU), so drawing on the CPU is what makes a seed start from the same weights on
+    /// the CPU, CUDA and wgpu, and a study comparable across machines.
+    pub fn seeded(
+        config: &ModelConfig,
+        loss: LossKind,
+        seed: u64,
+        device: &B::Device,
+    ) -> anyhow::Result<Self> {
+        let cpu = Default::default();
+        burn::backend::Flex::seed(&cpu, seed);
+        let drawn: UNet<burn::backend::Flex> = UNet::new(config, loss, &cpu);
+        // Parameters initialise lazily; touching them all fixes the order of the draws.
+        drawn.num_params();
+        let bytes = record::model_to_bytes(&drawn)?;
+        record::model_from_bytes(Self::new(config, loss, device), bytes, device)
+    }
+
     /// The same network with its convolutions on `kernels` (the benchmark compares them).
     pub fn with_kernels(self, kernels: ConvPath) -> Self {
         Self { kernels, ..self }

@@ -17,7 +17,6 @@ pub fn model_to_bytes<B: burn::prelude::Backend, M: burn::module::Module<B>>(
     Ok(recorder().record(model.clone().into_record(), ())?)
 }
 
-/// Loads parameters saved by [`model_to_bytes`] into `model`.
 /// The network a run's config describes, with the parameters of the checkpoint at `path`.
 pub fn load_checkpoint<B: crate::kernels::KernelBackend>(
     path: &std::path::Path,
@@ -31,6 +30,7 @@ pub fn load_checkpoint<B: crate::kernels::KernelBackend>(
         .with_context(|| format!("cannot load {}", path.display()))
 }
 
+/// Loads parameters saved by [`model_to_bytes`] into `model`.
 pub fn model_from_bytes<B: burn::prelude::Backend, M: burn::module::Module<B>>(
     model: M,
     bytes: Vec<u8>,

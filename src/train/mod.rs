@@ -273,8 +273,7 @@ where
         let [h, w] = cfg.data.size;
         let out_size = output_shape(cfg)?;
         B::seed(device, spec.seed);
-        let model: UNet<B> = UNet::new(&cfg.model, cfg.train.loss, device);
-        // Parameters initialise lazily; touching them all now fixes the order of random draws.
+        let model: UNet<B> = UNet::seeded(&cfg.model, cfg.train.loss, spec.seed, device)?;
         let parameters = model.num_params();
         let ds = spec.dataset;
         let snapshot_idx = pick_snapshot_samples(ds, cfg.report.samples, cfg.data.seed);
