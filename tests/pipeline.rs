@@ -18,7 +18,9 @@ size = [32, 32]
 count = 96
 subjects = 6
 [train]
-epochs = 3
+# Two epochs: fewer than the three all-zero epochs after which an MSE run whose ReLU head
+# died is stopped, so no CPU's rounding can end the mse level early.
+epochs = 2
 batch_size = 8
 lr = 3e-3
 [report]
@@ -64,14 +66,14 @@ fn run_tracks_reports_and_rebuilds() {
         );
     }
     let tracker = Tracker::open(&dir).unwrap();
-    assert_eq!(tracker.epochs.len(), 3 * 3 * 2);
+    assert_eq!(tracker.epochs.len(), 3 * 2 * 2);
     let keys: HashSet<_> = tracker
         .epochs
         .iter()
         .map(|r| (r.variant.clone(), r.seed, r.epoch, r.split.clone()))
         .collect();
     assert_eq!(keys.len(), tracker.epochs.len(), "duplicated rows");
-    assert!(tracker.epochs.iter().all(|r| (1..=3).contains(&r.epoch)));
+    assert!(tracker.epochs.iter().all(|r| (1..=2).contains(&r.epoch)));
     assert!(
         tracker
             .epochs
@@ -83,7 +85,7 @@ fn run_tracks_reports_and_rebuilds() {
     assert_eq!(info.train_images + info.val_images, 96);
     assert_eq!(
         tracker.steps.len(),
-        3 * 3 * info.train_images.div_ceil(8),
+        3 * 2 * info.train_images.div_ceil(8),
         "one row per step"
     );
 
@@ -112,7 +114,7 @@ fn run_tracks_reports_and_rebuilds() {
         assert!(dir.join(v).join("seed-0/checkpoints/best.mpk").exists());
         assert!(dir.join(v).join("seed-0/checkpoints/last.mpk").exists());
     }
-    check_gif(&dir.join("mse/progress.gif"), 3);
+    check_gif(&dir.join("mse/progress.gif"), 2);
 
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
     check_html(&dir, &html);
@@ -147,7 +149,7 @@ fn run_tracks_reports_and_rebuilds() {
     let rebuilt = std::fs::read_to_string(dir.join("index.html")).unwrap();
     assert_eq!(rebuilt, html, "the rebuilt page differs");
     check_html(&dir, &rebuilt);
-    check_gif(&dir.join("ce/progress.gif"), 3);
+    check_gif(&dir.join("ce/progress.gif"), 2);
 
     common::render_in_chromium(&dir.join("index.html"));
 
@@ -159,7 +161,7 @@ fn run_tracks_reports_and_rebuilds() {
         "{}",
         again.stderr
     );
-    assert_eq!(Tracker::open(&dir).unwrap().epochs.len(), 18);
+    assert_eq!(Tracker::open(&dir).unwrap().epochs.len(), 12);
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -242,11 +244,13 @@ samples = 0
         train.last().unwrap().loss < 0.5 * train[0].loss,
         "training loss did not fall: {train:?}"
     );
-    let first = val[0].dice.unwrap();
+    // Against predicting nothing, not against epoch 1: a CPU whose rounding learns faster may
+    // already score well after one epoch.
+    let floor = common::empty_mask_share(&out.join("learn"), "base");
     let best = val.iter().filter_map(|r| r.dice).fold(0.0, f64::max);
     assert!(
-        best > first + 0.2 && best > 0.75,
-        "Dice did not rise: first {first}, best {best}"
+        best > floor + 0.2 && best > 0.75,
+        "Dice did not rise above the all-empty {floor}: best {best}"
     );
 }
 
@@ -286,19 +290,22 @@ samples = 0
         .filter(|r| r.split == "val")
         .filter_map(|r| r.dice)
         .collect();
+    let floor = common::empty_mask_share(&out.join("norm"), "base");
     let best = val.iter().copied().fold(0.0, f64::max);
     assert!(
-        best > val[0] + 0.2 && best > 0.75,
-        "Dice did not rise with BatchNorm + ELU: {val:?}"
+        best > floor + 0.2 && best > 0.75,
+        "Dice did not rise above the all-empty {floor} with BatchNorm + ELU: {val:?}"
     );
 }
 
 #[test]
 fn the_presence_head_learns_and_a_confident_no_empties_the_mask() {
-    // Two variants that train identically (the threshold only gates predictions): at 0.5 the
-    // network learns; 0.99999999 lies above every f32 sigmoid short of exactly 1 (a logit past
-    // about 16.6, far from what five epochs reach), so every validation mask is emptied and
-    // each epoch scores exactly like an all-empty prediction.
+    // "learned": the presence head trains with the network and gates at 0.5. "gated": a gate
+    // that no head can pass, by construction rather than by how far training gets: the head
+    // is never trained (presence_weight = 0, so it stays at its initialisation, with logits of
+    // order 1) and the threshold is the largest double below 1, whose logit is about 36.7. So
+    // every validation mask is emptied and each epoch scores exactly like an all-empty
+    // prediction, on any CPU.
     let tmp = TempDir::new("presence");
     let file = write_experiment(
         &tmp,
@@ -318,8 +325,12 @@ batch_size = 8
 lr = 3e-3
 [report]
 samples = 0
-[grid]
-"model.presence_threshold" = [0.5, 0.99999999]
+[[variant]]
+name = "learned"
+[[variant]]
+name = "gated"
+model = { presence_threshold = 0.9999999999999999 }
+train = { presence_weight = 0.0 }
 "#,
     );
     let out = tmp.path().join("out");
@@ -333,7 +344,7 @@ samples = 0
             r.iou.unwrap(),
             r.presence_accuracy.unwrap(),
         );
-        if r.variant.contains("0.99999999") {
+        if r.variant == "gated" {
             gated.push(row)
         } else {
             learned.push(row)
@@ -341,10 +352,8 @@ samples = 0
     }
     assert_eq!((learned.len(), gated.len()), (5, 5), "{:?}", tracker.epochs);
     let best = learned.iter().map(|r| r.0).fold(0.0, f64::max);
-    assert!(
-        best > learned[0].0 + 0.2 && best > 0.75,
-        "did not learn: {learned:?}"
-    );
+    let floor = common::empty_mask_share(&out.join("presence"), "learned");
+    assert!(best > floor + 0.2 && best > 0.75, "did not learn: {learned:?}");
     let empty_share = gated[0].2;
     for &(dice, iou, presence) in &gated {
         // All-empty predictions: Dice = IoU = presence accuracy = the share of empty masks.

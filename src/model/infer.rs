@@ -36,6 +36,10 @@ pub fn probabilities<B: KernelBackend>(
     probabilities_and_presence(model, kind, tiles, h, w, device).0
 }
 
+/// Probability maps, one per image, and with a presence head each image's presence
+/// probability.
+pub type Probabilities = (Vec<Vec<f32>>, Option<Vec<f64>>);
+
 /// [`probabilities`], and with a presence head the presence probability of each tile.
 pub fn probabilities_and_presence<B: KernelBackend>(
     model: &UNet<B>,
@@ -44,7 +48,7 @@ pub fn probabilities_and_presence<B: KernelBackend>(
     h: usize,
     w: usize,
     device: &B::Device,
-) -> (Vec<Vec<f32>>, Option<Vec<f32>>) {
+) -> Probabilities {
     let n = tiles.len();
     let data: Vec<f32> = tiles.iter().flatten().copied().collect();
     let x = Tensor::<B, 4>::from_data(TensorData::new(data, [n, 1, h, w]), device);
@@ -55,23 +59,31 @@ pub fn probabilities_and_presence<B: KernelBackend>(
         .convert::<f32>() // f16 or bf16 in half precision
         .to_vec::<f32>()
         .expect("f32 output");
-    let presence = presence.map(|logits| {
-        sigmoid(logits) // [n, 1]
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .expect("f32 output")
-    });
+    let presence = presence.map(|logits| presence_probabilities(logits).expect("f32 output"));
     (prob.chunks(oh * ow).map(|c| c.to_vec()).collect(), presence)
 }
 
-/// Empties the probability map of each image whose presence probability is below `threshold`
-/// (what `model.presence_head` is for: a confident "no nerve" wins over stray pixels).
-pub fn gate_by_presence(maps: &mut [Vec<f32>], presence: &[f32], threshold: f64) {
-    for (map, &p) in maps.iter_mut().zip(presence) {
-        if f64::from(p) < threshold {
-            map.iter_mut().for_each(|v| *v = 0.0);
-        }
+/// The presence probability of each image from the head's logits (`[n, 1]`), in `f64`.
+///
+/// The sigmoid is taken on the host in `f64`, not on the device: an `f32` sigmoid is exactly
+/// 1.0 for every logit past about 17, so a presence threshold above 1 − 2⁻²⁴ could never empty
+/// a mask. In `f64` every threshold in (0, 1) is honoured for logits up to about 36.
+pub fn presence_probabilities<B: Backend>(logits: Tensor<B, 2>) -> anyhow::Result<Vec<f64>> {
+    let logits = logits
+        .into_data()
+        .convert::<f32>() // f16 or bf16 in half precision
+        .to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("cannot read presence: {e:?}"))?;
+    Ok(logits.into_iter().map(|z| sigmoid_f64(z.into())).collect())
+}
+
+/// The logistic function, stable at both ends.
+pub fn sigmoid_f64(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
     }
 }
 
@@ -79,10 +91,23 @@ pub fn gate_by_presence(maps: &mut [Vec<f32>], presence: &[f32], threshold: f64)
 mod tests {
     use super::*;
 
+    use burn::backend::Flex;
+
     #[test]
-    fn presence_below_the_threshold_empties_the_map() {
-        let mut maps = vec![vec![0.9, 0.2], vec![0.9, 0.2], vec![0.7, 0.6]];
-        gate_by_presence(&mut maps, &[0.49, 0.5, 0.8], 0.5);
-        assert_eq!(maps, [vec![0.0, 0.0], vec![0.9, 0.2], vec![0.7, 0.6]]);
+    fn presence_probabilities_keep_their_distance_from_one() {
+        // logit(0.99999999) ≈ 18.42: an f32 sigmoid rounds both 17 and 20 to exactly 1.0.
+        let logits = Tensor::<Flex, 2>::from_data(
+            TensorData::new(vec![17.0f32, 20.0, 0.0, -40.0], [4, 1]),
+            &Default::default(),
+        );
+        let p = presence_probabilities(logits).unwrap();
+        assert_eq!(sigmoid(Tensor::<Flex, 1>::from_floats([17.0, 20.0], &Default::default()))
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap(), [1.0, 1.0]);
+        assert!((p[0] - (1.0 - 4.139_937_547e-8)).abs() < 1e-15, "{}", p[0]);
+        assert!((p[1] - (1.0 - 2.0611536181902037e-9)).abs() < 1e-15, "{}", p[1]);
+        assert_eq!(p[2], 0.5);
+        assert!((p[3] - 4.248354255291589e-18).abs() < 1e-30, "{}", p[3]);
     }
 }

@@ -36,12 +36,12 @@ impl PostProcess {
     }
 
     /// Whether the presence head empties the mask.
-    pub fn absent(&self, presence: Option<f32>) -> bool {
-        matches!((self.presence_threshold, presence), (Some(t), Some(p)) if f64::from(p) < t)
+    pub fn absent(&self, presence: Option<f64>) -> bool {
+        matches!((self.presence_threshold, presence), (Some(t), Some(p)) if p < t)
     }
 
     /// The mask of one probability map (`presence`: the image's presence probability, if any).
-    pub fn mask(&self, probability: &[f32], presence: Option<f32>) -> Vec<u8> {
+    pub fn mask(&self, probability: &[f32], presence: Option<f64>) -> Vec<u8> {
         if self.absent(presence) {
             return vec![0; probability.len()];
         }
@@ -124,5 +124,29 @@ mod tests {
             post.describe(),
             "threshold 0.40, min area 50.00% of the image, presence threshold 0.50"
         );
+    }
+
+    #[test]
+    fn a_threshold_near_one_is_honoured_for_logits_an_f32_sigmoid_saturates() {
+        use crate::model::infer::sigmoid_f64;
+        // logit(0.99999999) = ln(0.99999999 / 1e-8) ≈ 18.42. In f32 the sigmoid of every logit
+        // here is exactly 1.0, which no threshold below 1 could ever gate.
+        let post = PostProcess {
+            threshold: 0.5,
+            min_area_share: 0.0,
+            presence_threshold: Some(0.99999999),
+        };
+        let gate = |logit: f64| post.mask(&[0.9; 4], Some(sigmoid_f64(logit)));
+        assert_eq!(gate(17.0), vec![0; 4], "σ(17) ≈ 1 − 4.1e-8 is below the threshold");
+        assert_eq!(gate(18.4), vec![0; 4], "σ(18.4) ≈ 1 − 1.02e-8 is below the threshold");
+        assert_eq!(gate(18.5), vec![1; 4], "σ(18.5) ≈ 1 − 9.2e-9 is above it");
+        assert_eq!(gate(20.0), vec![1; 4], "σ(20) ≈ 1 − 2.1e-9 is above it");
+        // The largest threshold below 1 still separates logits 36 and 37.
+        let top = PostProcess {
+            presence_threshold: Some(1.0 - f64::EPSILON / 2.0),
+            ..post
+        };
+        assert!(top.absent(Some(sigmoid_f64(36.0))));
+        assert!(!top.absent(Some(sigmoid_f64(37.0))));
     }
 }

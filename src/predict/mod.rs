@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use crate::config::{BackendKind, Padding, RunConfig, Tta};
 use crate::data::files::{self, Grey, image_files, resize_bilinear, stem};
 use crate::data::standardize;
-use crate::model::infer::probabilities_and_presence;
+use crate::model::infer::{probabilities_and_presence, Probabilities};
 use crate::model::postprocess::PostProcess;
 use crate::model::record::load_checkpoint;
 use crate::model::tile;
@@ -85,9 +85,6 @@ enum Networks {
     Wgpu(Ensemble<burn::backend::Wgpu>),
 }
 
-/// One network's probability maps, and with a presence head its presence probabilities.
-type NetworkOutput = (Vec<Vec<f32>>, Option<Vec<f32>>);
-
 struct Ensemble<B: Backend> {
     models: Vec<UNet<B>>,
     device: B::Device,
@@ -109,7 +106,7 @@ impl<B: crate::kernels::KernelBackend> Ensemble<B> {
         tiles: &[Vec<f32>],
         h: usize,
         w: usize,
-    ) -> Vec<NetworkOutput> {
+    ) -> Vec<Probabilities> {
         self.models
             .iter()
             .map(|model| {
@@ -158,7 +155,7 @@ impl Networks {
         tiles: &[Vec<f32>],
         h: usize,
         w: usize,
-    ) -> Vec<NetworkOutput> {
+    ) -> Vec<Probabilities> {
         match self {
             Networks::Cpu(e) => e.outputs(config, tiles, h, w),
             #[cfg(feature = "cuda")]
@@ -207,7 +204,7 @@ impl Predictor {
 
     /// The probability maps (and presence probabilities) of `tiles`: with several networks,
     /// the mean of theirs.
-    fn forward(&self, tiles: &[Vec<f32>], h: usize, w: usize) -> (Vec<Vec<f32>>, Option<Vec<f32>>) {
+    fn forward(&self, tiles: &[Vec<f32>], h: usize, w: usize) -> Probabilities {
         let mut outputs = self.networks.outputs(&self.config, tiles, h, w).into_iter();
         let n = outputs.len() as f32;
         let (mut maps, mut presence) = outputs.next().expect("at least one network");
@@ -221,14 +218,14 @@ impl Predictor {
         }
         if n > 1.0 {
             maps.iter_mut().flatten().for_each(|v| *v /= n);
-            presence.iter_mut().flatten().for_each(|v| *v /= n);
+            presence.iter_mut().flatten().for_each(|v| *v /= f64::from(n));
         }
         (maps, presence)
     }
 
     /// Probability map (at the training size) of one standardised image, and with a presence
     /// head its presence probability (with overlap-tile, that of its most confident tile).
-    fn whole_image(&self, x: &[f32]) -> (Vec<f32>, Option<f32>) {
+    fn whole_image(&self, x: &[f32]) -> (Vec<f32>, Option<f64>) {
         let [h, w] = self.size();
         match self.config.model.padding {
             Padding::Same => {
@@ -242,7 +239,7 @@ impl Predictor {
                     output_size(w, levels, Padding::Valid).expect("validated size"),
                 ];
                 let align = 1 << (levels - 1);
-                let mut most: Option<f32> = None;
+                let mut most: Option<f64> = None;
                 let map = tile::predict_tiled(x, [h, w], [h, w], out, align, 4, &mut |tiles| {
                     let (maps, presence) = self.forward(tiles, h, w);
                     for p in presence.into_iter().flatten() {
@@ -264,7 +261,7 @@ impl Predictor {
     /// The probability map (at the training size) of one image resized to the training size,
     /// as it is and under `tta` (the same map twice for [`Tta::None`]), and its presence
     /// probability with a presence head (that of the image as it is decides for both maps).
-    pub fn probability_with(&self, resized: &[f32], tta: Tta) -> (Vec<f32>, Vec<f32>, Option<f32>) {
+    pub fn probability_with(&self, resized: &[f32], tta: Tta) -> (Vec<f32>, Vec<f32>, Option<f64>) {
         let x = standardize(resized);
         let (plain, presence) = self.whole_image(&x);
         let mut predict = |images: &[Vec<f32>]| -> Vec<Vec<f32>> {
@@ -409,7 +406,7 @@ fn to_mask(
     prob: Vec<f32>,
     [th, tw]: [usize; 2],
     img: &Grey,
-    presence: Option<f32>,
+    presence: Option<f64>,
     post: &PostProcess,
 ) -> Vec<u8> {
     let back = resize_bilinear(

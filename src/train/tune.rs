@@ -28,7 +28,7 @@ use crate::util::fs::write_atomic;
 #[derive(Debug, Clone)]
 pub struct Case {
     pub probability: Vec<f32>,
-    pub presence: Option<f32>,
+    pub presence: Option<f64>,
     pub truth: Vec<u8>,
 }
 
@@ -374,7 +374,7 @@ mod tests {
 
     /// A 10×10 image: `truth` pixels (the first ones) are the nerve; `probability` gives each
     /// pixel its value by index.
-    fn case(truth: usize, presence: Option<f32>, probability: impl Fn(usize) -> f32) -> Case {
+    fn case(truth: usize, presence: Option<f64>, probability: impl Fn(usize) -> f32) -> Case {
         Case {
             probability: (0..100).map(probability).collect(),
             presence,
@@ -383,7 +383,7 @@ mod tests {
     }
 
     fn hand_made(presence: bool) -> Vec<Case> {
-        let p = |v: f32| presence.then_some(v);
+        let p = |v: f64| presence.then_some(v);
         let mut cases = vec![
             // Empty, with a 3-pixel speck at 0.7: only a minimum area of 4+ pixels clears it.
             case(0, p(0.9), |i| if i < 3 { 0.7 } else { 0.0 }),

@@ -295,3 +295,13 @@ pub fn dataset_info(variant_dir: &Path) -> unet_lab::data::DatasetInfo {
         .clone()
         .unwrap()
 }
+
+/// The validation Dice of predicting every mask empty (the share of empty masks) in the first
+/// run of `variant`: the floor that "learned something" must clear, whatever epoch 1 scored.
+pub fn empty_mask_share(exp_dir: &Path, variant: &str) -> f64 {
+    let m = unet_lab::track::VariantManifest::load(&exp_dir.join(variant))
+        .unwrap()
+        .expect("a trained variant");
+    let b = m.runs[0].best_breakdown.expect("a score breakdown");
+    b.empty_images as f64 / (b.empty_images + b.nonempty_images) as f64
+}
