@@ -353,7 +353,10 @@ train = { presence_weight = 0.0 }
     assert_eq!((learned.len(), gated.len()), (5, 5), "{:?}", tracker.epochs);
     let best = learned.iter().map(|r| r.0).fold(0.0, f64::max);
     let floor = common::empty_mask_share(&out.join("presence"), "learned");
-    assert!(best > floor + 0.2 && best > 0.75, "did not learn: {learned:?}");
+    assert!(
+        best > floor + 0.2 && best > 0.75,
+        "did not learn: {learned:?}"
+    );
     let empty_share = gated[0].2;
     for &(dice, iou, presence) in &gated {
         // All-empty predictions: Dice = IoU = presence accuracy = the share of empty masks.

@@ -1,10 +1,11 @@
 //! The command line: `run`, `validate`, `tasks`, `status`, `slurm`, `report`, `compare`,
-//! `tune`, `predict`, `bench`, `augment-preview`. The study commands have a file each.
+//! `tune`, `predict`, `bench`, `augment-preview`, `prune`. The study commands have a file each.
 
 mod augment_preview;
 mod bench;
 mod compare;
 mod predict;
+mod prune;
 mod report;
 mod run;
 mod slurm;
@@ -53,6 +54,9 @@ pub enum Command {
     /// Where a study stands: each task done, running, failed, diverged, interrupted or missing,
     /// and the command that finishes it. Exit 0 only when it is complete.
     Status(status::StatusArgs),
+    /// Delete the runs a study set aside in <dir>/superseded/ (their config changed, or
+    /// --fresh retrained them): the only command that deletes trained results.
+    Prune(prune::PruneArgs),
     /// Write (and with --submit, queue) a SLURM job array for the study and a report job after it.
     Slurm(slurm::SlurmArgs),
     /// Rebuild every picture and page of an experiment directory from its metrics and stored
@@ -83,6 +87,10 @@ pub fn main() -> ExitCode {
         Err(e) => {
             if let Some(cfg) = e.downcast_ref::<config::ConfigError>() {
                 eprintln!("error: {cfg}");
+                return ExitCode::from(exit::CONFIG);
+            }
+            if let Some(refusal) = e.downcast_ref::<crate::util::Refusal>() {
+                eprintln!("error: {refusal}");
                 return ExitCode::from(exit::CONFIG);
             }
             eprintln!("error: {e:#}");
@@ -126,6 +134,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Validate(args) => validate::execute(args),
         Command::Tasks(args) => tasks::execute(args),
         Command::Status(args) => status::execute(args),
+        Command::Prune(args) => prune::execute(args),
         Command::Slurm(args) => slurm::execute(args),
         Command::Report(args) => report::execute(args),
         Command::Tune(args) => tune::execute(args),

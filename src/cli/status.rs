@@ -60,6 +60,7 @@ pub fn execute(args: StatusArgs) -> Result<u8> {
     let total = status.tasks.len();
     let done = status.count(TaskState::Done);
     let finish = finish_commands(&status);
+    let superseded = crate::track::supersede::list(&status.dir);
     if args.json {
         let counts: serde_json::Map<String, serde_json::Value> = STATES
             .iter()
@@ -74,35 +75,12 @@ pub fn execute(args: StatusArgs) -> Result<u8> {
             "unfinished": status.unfinished(),
             "finish": finish,
             "tasks": status.tasks,
+            "superseded": superseded,
         });
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        println!("{} ({})", status.experiment, status.dir.display());
-        for t in &status.tasks {
-            let mut detail = match t.state {
-                TaskState::Done => format!(
-                    "done, best Dice {}",
-                    t.best_dice.map_or("—".into(), |d| format!("{d:.4}"))
-                ),
-                TaskState::Running => format!(
-                    "running ({}), epoch {}/{}",
-                    t.holder
-                        .as_ref()
-                        .map_or("holder unknown".into(), |h| h.describe()),
-                    t.epochs_done,
-                    t.epochs
-                ),
-                TaskState::Interrupted => {
-                    format!("interrupted after epoch {}/{}", t.epochs_done, t.epochs)
-                }
-                other => other.as_str().to_string(),
-            };
-            if let (Some(m), TaskState::Failed | TaskState::Diverged) = (&t.message, t.state) {
-                detail.push_str(&format!(": {m}"));
-            }
-            let run = crate::track::RunId::new(t.seed, t.fold);
-            println!("  {:>4}  {}  {run}  {detail}", t.index, t.variant);
-        }
+        print_tasks(&status);
+        print_superseded(&status, &superseded);
         let others: Vec<String> = STATES[1..]
             .iter()
             .filter(|s| status.count(**s) > 0)
@@ -132,4 +110,60 @@ pub fn execute(args: StatusArgs) -> Result<u8> {
     } else {
         super::exit::INCOMPLETE
     })
+}
+
+/// One line per task: its state and, for a stopped run, why.
+fn print_tasks(status: &StudyStatus) {
+    println!("{} ({})", status.experiment, status.dir.display());
+    for t in &status.tasks {
+        let mut detail = match t.state {
+            TaskState::Done => format!(
+                "done, best Dice {}",
+                t.best_dice.map_or("—".into(), |d| format!("{d:.4}"))
+            ),
+            TaskState::Running => format!(
+                "running ({}), epoch {}/{}",
+                t.holder
+                    .as_ref()
+                    .map_or("holder unknown".into(), |h| h.describe()),
+                t.epochs_done,
+                t.epochs
+            ),
+            TaskState::Interrupted => {
+                format!("interrupted after epoch {}/{}", t.epochs_done, t.epochs)
+            }
+            other => other.as_str().to_string(),
+        };
+        if let (Some(m), TaskState::Failed | TaskState::Diverged | TaskState::Interrupted) =
+            (&t.message, t.state)
+        {
+            detail.push_str(&format!(": {m}"));
+        }
+        let run = crate::track::RunId::new(t.seed, t.fold);
+        println!("  {:>4}  {}  {run}  {detail}", t.index, t.variant);
+    }
+}
+
+/// The runs set aside in `superseded/`, which no score uses.
+fn print_superseded(status: &StudyStatus, runs: &[crate::track::supersede::SupersededRun]) {
+    if runs.is_empty() {
+        return;
+    }
+    println!(
+        "superseded (kept in {}; not scored; `unet-lab prune {}` deletes them):",
+        status.dir.join(crate::track::supersede::DIR).display(),
+        status.dir.display()
+    );
+    for r in runs {
+        let best = r
+            .best_dice
+            .map_or(String::new(), |d| format!(", best Dice {d:.4}"));
+        println!(
+            "        {}  {}  set aside {}  ({}{best})",
+            r.variant,
+            r.run,
+            r.when,
+            r.status.as_deref().unwrap_or("no record")
+        );
+    }
 }

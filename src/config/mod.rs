@@ -201,7 +201,7 @@ fn read_header<'a>(
         .unwrap_or_else(|| "experiment".into());
     let name_node = top.node("name");
     let name = top.string("name")?.unwrap_or(stem);
-    check_name(source, name_node, "name", &name)?;
+    check_name(source, name_node.map(|n| &n.span), "name", &name)?;
     let description = top.string("description")?.unwrap_or_default();
     let seeds_node = top.node("seeds");
     let seeds: Vec<u64> = top
@@ -254,7 +254,20 @@ fn expand_grid(
     let variants = grid_combinations(source, &levels_per_axis)?
         .iter()
         .map(|combo| grid_variant(source, base, &levels_per_axis, combo))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<Variant>, _>>()?;
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = variants.iter().find(|v| !seen.insert(v.name.as_str())) {
+        let span = levels_per_axis.first().map(|(_, key, _)| &key.span);
+        return Err(source.error(
+            span,
+            Some("grid"),
+            format!(
+                "two combinations of levels are both named \"{}\" (labels are joined with \"-\"); \
+                 label the levels so that every combination is named differently",
+                dup.name
+            ),
+        ));
+    }
     Ok((axes, variants))
 }
 
@@ -276,14 +289,16 @@ fn grid_axis(source: &Source, key: &Key, node: &Node) -> Result<AxisLevels, Conf
             ),
         ));
     }
-    let levels: Vec<(String, Node)> = match &node.value {
-        Value::Array(items) if !items.is_empty() => {
-            items.iter().map(|n| (n.value.label(), n.clone())).collect()
-        }
+    // Each level with the place its label was written: the value itself, or the table key.
+    let labelled: Vec<(String, Node, &std::ops::Range<usize>)> = match &node.value {
+        Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .map(|n| (n.value.label(), n.clone(), &n.span))
+            .collect(),
         Value::Table(t) if !t.entries.is_empty() => t
             .entries
             .iter()
-            .map(|(k, n)| (k.name.clone(), n.clone()))
+            .map(|(k, n)| (k.name.clone(), n.clone(), &k.span))
             .collect(),
         Value::Array(_) | Value::Table(_) => {
             return Err(source.error(
@@ -303,6 +318,22 @@ fn grid_axis(source: &Source, key: &Key, node: &Node) -> Result<AxisLevels, Conf
             ));
         }
     };
+    let key_name = format!("grid.{axis}");
+    let mut levels: Vec<(String, Node)> = Vec::new();
+    for (label, node, span) in labelled {
+        check_name(source, Some(span), &key_name, &label)?;
+        if levels.iter().any(|(l, _)| *l == label) {
+            return Err(source.error(
+                Some(span),
+                Some(&key_name),
+                format!(
+                    "the level \"{label}\" is given twice; each level names a variant, so levels \
+                     must differ"
+                ),
+            ));
+        }
+        levels.push((label, node));
+    }
     Ok((axis, key.clone(), levels))
 }
 
@@ -355,6 +386,9 @@ fn grid_variant(
     }
     let config = RunConfig::decode(source, &tree)?;
     let name = labels.join("-");
+    let grid_span = levels_per_axis.first().map(|(_, key, _)| &key.span);
+    check_name(source, grid_span, "grid", &name)?;
+    check_not_reserved(source, grid_span, "grid", &name)?;
     Ok(Variant {
         slug: slugify(&name),
         name,
@@ -412,7 +446,8 @@ fn explicit_variant(
             "every [[variant]] needs a `name`",
         ));
     };
-    check_name(source, vname_node, "variant.name", &vname)?;
+    check_name(source, vname_node.map(|n| &n.span), "variant.name", &vname)?;
+    check_not_reserved(source, vname_node.map(|n| &n.span), "variant.name", &vname)?;
     reader.finish()?;
     let config = RunConfig::decode(source, &with_overrides(source, base, t)?)?;
     if let Some(dup) = earlier.iter().find(|v| v.name == vname) {
@@ -485,13 +520,14 @@ fn make_slugs_unique(variants: &mut [Variant]) {
     }
 }
 
+/// The one rule for every name a user gives (the experiment, variants, grid labels): not
+/// empty, no control characters, at most [`MAX_NAME_CHARS`] characters.
 fn check_name(
     source: &Source,
-    node: Option<&Node>,
+    span: Option<&std::ops::Range<usize>>,
     key: &str,
     name: &str,
 ) -> Result<(), ConfigError> {
-    let span = node.map(|n| &n.span);
     if name.trim().is_empty() {
         return Err(source.error(span, Some(key), "a name must not be empty"));
     }
@@ -509,6 +545,30 @@ fn check_name(
             format!(
                 "a name must be at most {MAX_NAME_CHARS} characters, this one has {}",
                 name.chars().count()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Directories of an experiment directory that are not variants.
+pub const RESERVED_DIRS: [&str; 2] = ["superseded", "slurm"];
+
+/// A variant's directory must not be one the experiment directory uses for itself.
+fn check_not_reserved(
+    source: &Source,
+    span: Option<&std::ops::Range<usize>>,
+    key: &str,
+    name: &str,
+) -> Result<(), ConfigError> {
+    let slug = slugify(name);
+    if RESERVED_DIRS.contains(&slug.as_str()) {
+        return Err(source.error(
+            span,
+            Some(key),
+            format!(
+                "the variant name \"{name}\" is reserved: <experiment>/{slug}/ holds unet-lab's own \
+                 files; choose another name"
             ),
         ));
     }

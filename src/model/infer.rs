@@ -101,12 +101,22 @@ mod tests {
             &Default::default(),
         );
         let p = presence_probabilities(logits).unwrap();
-        assert_eq!(sigmoid(Tensor::<Flex, 1>::from_floats([17.0, 20.0], &Default::default()))
+        assert_eq!(
+            sigmoid(Tensor::<Flex, 1>::from_floats(
+                [17.0, 20.0],
+                &Default::default()
+            ))
             .into_data()
             .to_vec::<f32>()
-            .unwrap(), [1.0, 1.0]);
+            .unwrap(),
+            [1.0, 1.0]
+        );
         assert!((p[0] - (1.0 - 4.139_937_547e-8)).abs() < 1e-15, "{}", p[0]);
-        assert!((p[1] - (1.0 - 2.0611536181902037e-9)).abs() < 1e-15, "{}", p[1]);
+        assert!(
+            (p[1] - (1.0 - 2.0611536181902037e-9)).abs() < 1e-15,
+            "{}",
+            p[1]
+        );
         assert_eq!(p[2], 0.5);
         assert!((p[3] - 4.248354255291589e-18).abs() < 1e-30, "{}", p[3]);
     }

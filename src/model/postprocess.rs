@@ -137,8 +137,16 @@ mod tests {
             presence_threshold: Some(0.99999999),
         };
         let gate = |logit: f64| post.mask(&[0.9; 4], Some(sigmoid_f64(logit)));
-        assert_eq!(gate(17.0), vec![0; 4], "σ(17) ≈ 1 − 4.1e-8 is below the threshold");
-        assert_eq!(gate(18.4), vec![0; 4], "σ(18.4) ≈ 1 − 1.02e-8 is below the threshold");
+        assert_eq!(
+            gate(17.0),
+            vec![0; 4],
+            "σ(17) ≈ 1 − 4.1e-8 is below the threshold"
+        );
+        assert_eq!(
+            gate(18.4),
+            vec![0; 4],
+            "σ(18.4) ≈ 1 − 1.02e-8 is below the threshold"
+        );
         assert_eq!(gate(18.5), vec![1; 4], "σ(18.5) ≈ 1 − 9.2e-9 is above it");
         assert_eq!(gate(20.0), vec![1; 4], "σ(20) ≈ 1 − 2.1e-9 is above it");
         // The largest threshold below 1 still separates logits 36 and 37.

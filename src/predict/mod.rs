@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use crate::config::{BackendKind, Padding, RunConfig, Tta};
 use crate::data::files::{self, Grey, image_files, resize_bilinear, stem};
 use crate::data::standardize;
-use crate::model::infer::{probabilities_and_presence, Probabilities};
+use crate::model::infer::{Probabilities, probabilities_and_presence};
 use crate::model::postprocess::PostProcess;
 use crate::model::record::load_checkpoint;
 use crate::model::tile;
@@ -218,7 +218,10 @@ impl Predictor {
         }
         if n > 1.0 {
             maps.iter_mut().flatten().for_each(|v| *v /= n);
-            presence.iter_mut().flatten().for_each(|v| *v /= f64::from(n));
+            presence
+                .iter_mut()
+                .flatten()
+                .for_each(|v| *v /= f64::from(n));
         }
         (maps, presence)
     }

@@ -4,6 +4,7 @@
 //! The markup is maud templates, one small function per part of the page; maud escapes every
 //! value it interpolates, so nothing from an experiment file reaches the page as markup.
 
+use crate::track::supersede::SupersededRun;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -427,6 +428,38 @@ fn live_section(live: &Live) -> Markup {
     }
 }
 
+/// Runs set aside because their config changed or `--fresh` retrained them: kept, listed,
+/// deleted only by `unet-lab prune`.
+fn superseded_section(runs: &[SupersededRun]) -> Markup {
+    html! {
+        @if !runs.is_empty() {
+            section.superseded {
+                h2 { "Superseded runs" }
+                p {
+                    (runs.len()) " earlier run(s) were set aside (their config changed, or "
+                    code { "--fresh" } " trained them again). They are not part of any score "
+                    "above; they stay in " code { "superseded/" } " until " code { "unet-lab prune" }
+                    " deletes them, and moving one back restores it."
+                }
+                table {
+                    thead { tr { th { "set aside" } th { "variant" } th { "run" } th { "status" } th { "best val Dice" } } }
+                    tbody {
+                        @for r in runs {
+                            tr {
+                                td { (r.when) }
+                                td { (r.variant) }
+                                td { (r.run) }
+                                td { (r.status.as_deref().unwrap_or("—")) }
+                                td.num { (r.best_dice.map_or("—".to_string(), |d| format!("{d:.4}"))) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub fn render_page(exp: &ExperimentData) -> String {
     let rows = summary::rows(exp);
     let effects = summary::effects(exp);
@@ -440,6 +473,7 @@ pub fn render_page(exp: &ExperimentData) -> String {
         (main_effects(&effects))
         (interactions(&summary::interactions(exp)))
         @for (v, r) in exp.variants.iter().zip(&rows) { (variant_section(v, r)) }
+        (superseded_section(&crate::track::supersede::list(&exp.dir)))
         script { (PreEscaped(SORT_SCRIPT)) }
     };
     page_reloading(
@@ -484,6 +518,7 @@ pub(crate) mod tests {
                 axes: Vec::new(),
                 variants: vec![(name.into(), slug.into())],
                 source_file: "<file>.toml".into(),
+                layout: None,
             },
             variants: vec![VariantData {
                 name: name.into(),
@@ -595,6 +630,7 @@ pub(crate) mod tests {
                     .map(|v| (v.name.clone(), v.slug.clone()))
                     .collect(),
                 source_file: "grid.toml".into(),
+                layout: None,
             },
             variants,
             dir,

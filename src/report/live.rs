@@ -129,8 +129,10 @@ impl LiveReport {
             }
             *last = Some(Instant::now());
         }
+        // Never wait for another merge (a `report`, another worker's refresh): training goes
+        // on and the next refresh catches up.
         let result: Result<_> = if full {
-            super::render_experiment(&self.dir)
+            super::render_experiment_unless_busy(&self.dir, Duration::ZERO)
         } else {
             super::render_tables_and_curves(&self.dir)
         };

@@ -254,7 +254,32 @@ pub fn render_markdown(exp: &ExperimentData) -> String {
     main_effects(&mut s, &summary::effects(exp));
     interactions(&mut s, &summary::interactions(exp));
     variant_sections(&mut s, &exp.variants);
+    superseded(&mut s, &crate::track::supersede::list(&exp.dir));
     s
+}
+
+fn superseded(s: &mut String, runs: &[crate::track::supersede::SupersededRun]) {
+    if runs.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n## Superseded runs\n\n{} earlier run(s) were set aside (config changed, or `--fresh`); \
+         not part of any score above, kept in `superseded/` until `unet-lab prune`.\n\n\
+         | set aside | variant | run | status | best val Dice |\n|---|---|---|---|---|",
+        runs.len()
+    );
+    for r in runs {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            esc(&r.when),
+            esc(&r.variant),
+            esc(&r.run),
+            r.status.as_deref().unwrap_or("—"),
+            r.best_dice.map_or("—".to_string(), |d| format!("{d:.4}"))
+        );
+    }
 }
 
 impl Renderer for MarkdownRenderer {

@@ -19,6 +19,7 @@ pub mod stats;
 pub mod summary;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Result;
 use rayon::prelude::*;
@@ -54,6 +55,23 @@ pub fn page_renderers() -> Vec<Box<dyn Renderer>> {
 /// Merges the runs' files into the study-wide tables, then rebuilds every picture and page.
 pub fn render_experiment(dir: &Path) -> Result<Vec<PathBuf>> {
     let (manifest, runs) = crate::track::merge::merge(dir)?;
+    render_merged(dir, manifest, runs)
+}
+
+/// [`render_experiment`], unless another process is merging the study and does not finish
+/// within `limit`: then `None`, nothing rendered.
+pub fn render_experiment_unless_busy(dir: &Path, limit: Duration) -> Result<Option<Vec<PathBuf>>> {
+    match crate::track::merge::merge_unless_busy(dir, limit)? {
+        Some((manifest, runs)) => render_merged(dir, manifest, runs).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn render_merged(
+    dir: &Path,
+    manifest: crate::track::ExperimentManifest,
+    runs: Vec<crate::track::merge::StoredRun>,
+) -> Result<Vec<PathBuf>> {
     let experiment = ExperimentData::from_stored(dir, manifest, runs);
     let mut written: Vec<PathBuf> = picture_renderers()
         .par_iter()
@@ -69,16 +87,20 @@ pub fn render_experiment(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// The cheap part of [`render_experiment`], for the live page: the tables, curves, heat maps
-/// and pages, without the overlay grids and GIFs (rebuilt when a run ends).
-pub fn render_tables_and_curves(dir: &Path) -> Result<Vec<PathBuf>> {
-    let (manifest, runs) = crate::track::merge::merge(dir)?;
+/// and pages, without the overlay grids and GIFs (rebuilt when a run ends). `None` when
+/// another process is merging the study: the live page never waits for one.
+pub fn render_tables_and_curves(dir: &Path) -> Result<Option<Vec<PathBuf>>> {
+    let Some((manifest, runs)) = crate::track::merge::merge_unless_busy(dir, Duration::ZERO)?
+    else {
+        return Ok(None);
+    };
     let experiment = ExperimentData::from_stored(dir, manifest, runs);
     let mut written = plots::PlotRenderer.render(&experiment)?;
     written.extend(heatmap::HeatmapRenderer.render(&experiment)?);
     for r in page_renderers() {
         written.extend(r.render(&experiment)?);
     }
-    Ok(written)
+    Ok(Some(written))
 }
 
 /// Escapes text for a Markdown table cell.

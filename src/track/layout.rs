@@ -10,6 +10,10 @@
 
 use std::path::{Path, PathBuf};
 
+/// The layout above, recorded in `experiment.json` (`layout`). Directories without it and
+/// without a `plan.json` have the single-file layout of the first builds (`migrate.rs`).
+pub const LAYOUT_VERSION: u32 = 2;
+
 /// Which run of a variant: a seed and, cross-validated, a fold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RunId {

@@ -161,6 +161,50 @@ impl Exclusive {
     }
 }
 
+impl Exclusive {
+    /// The lock if it is free now, `None` if another process holds it.
+    pub fn try_now(path: &Path) -> Result<Option<Exclusive>> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Exclusive(file))),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
+
+    /// Waits at most `limit` for the lock, saying once (after a second) that it waits;
+    /// `None` when it is still held then.
+    pub fn wait_at_most(path: &Path, limit: Duration, what: &str) -> Result<Option<Exclusive>> {
+        let start = std::time::Instant::now();
+        let mut said = false;
+        loop {
+            if let Some(lock) = Exclusive::try_now(path)? {
+                return Ok(Some(lock));
+            }
+            let waited = start.elapsed();
+            if waited >= limit {
+                return Ok(None);
+            }
+            if !said && waited >= Duration::from_secs(1) {
+                eprintln!(
+                    "note: waiting up to {} s for {} ({what} is in progress elsewhere)",
+                    limit.as_secs(),
+                    path.display()
+                );
+                said = true;
+            }
+            std::thread::sleep(Duration::from_millis(100).min(limit - waited));
+        }
+    }
+}
+
 impl Drop for Exclusive {
     fn drop(&mut self) {
         let _ = self.0.unlock();

@@ -246,7 +246,11 @@ impl VariantManifest {
         if !runs.is_empty() {
             return Ok(Some(Self::from_runs(runs)));
         }
-        Self::load_file(variant_dir)
+        // Elsewhere `<variant>/manifest.json` is derived: runs that are gone are gone.
+        match variant_dir.parent() {
+            Some(exp_dir) if super::migrate::is_legacy(exp_dir) => Self::load_file(variant_dir),
+            _ => Ok(None),
+        }
     }
 
     /// Builds a variant manifest from its runs' (the last seed's settings stand for all).
@@ -358,6 +362,10 @@ pub struct ExperimentManifest {
     /// (display name, directory) of each variant, in file order.
     pub variants: Vec<(String, String)>,
     pub source_file: String,
+    /// The directory layout ([`super::layout::LAYOUT_VERSION`]); absent in directories written
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<u32>,
 }
 
 impl ExperimentManifest {
@@ -373,6 +381,7 @@ impl ExperimentManifest {
                 .map(|v| (v.name.clone(), v.slug.clone()))
                 .collect(),
             source_file: source_file.display().to_string(),
+            layout: Some(super::layout::LAYOUT_VERSION),
         }
     }
 
@@ -389,6 +398,13 @@ impl ExperimentManifest {
     }
 
     /// Merges with an existing manifest: variants run earlier (e.g. with `--variant`) stay listed.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        write_atomic(
+            &dir.join("experiment.json"),
+            &serde_json::to_vec_pretty(self)?,
+        )
+    }
+
     pub fn save_merged(mut self, dir: &Path) -> Result<()> {
         if let Ok(old) = Self::load(dir) {
             for v in old.variants {
@@ -402,10 +418,7 @@ impl ExperimentManifest {
                 }
             }
         }
-        write_atomic(
-            &dir.join("experiment.json"),
-            &serde_json::to_vec_pretty(&self)?,
-        )
+        self.save(dir)
     }
 }
 

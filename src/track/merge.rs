@@ -45,10 +45,40 @@ pub fn read(exp_dir: &Path) -> Result<(ExperimentManifest, Vec<StoredRun>)> {
     Ok((manifest, runs))
 }
 
+/// How a merge treats another merge in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeWait {
+    /// Wait for it (`report`, `tune`).
+    Block,
+    /// Do not wait: the live refresh inside training skips a turn rather than stall it.
+    Skip,
+    /// Wait at most this long, saying so (the merge at the end of `run`).
+    AtMost(std::time::Duration),
+}
+
 /// Reads every run and rewrites the derived files from them (atomically, one merge at a time).
 pub fn merge(exp_dir: &Path) -> Result<(ExperimentManifest, Vec<StoredRun>)> {
     super::migrate::migrate_if_legacy(exp_dir)?;
     let _merging = Exclusive::wait(&layout::merge_lock_path(exp_dir))?;
+    merge_holding_the_lock(exp_dir)
+}
+
+/// [`merge`], unless another merge holds the lock: then `None` at once (`limit` zero: the
+/// live refresh inside training skips a turn rather than stall it) or after waiting at most
+/// `limit`, saying so (the merge at the end of `run`).
+pub fn merge_unless_busy(
+    exp_dir: &Path,
+    limit: std::time::Duration,
+) -> Result<Option<(ExperimentManifest, Vec<StoredRun>)>> {
+    super::migrate::migrate_if_legacy(exp_dir)?;
+    let path = layout::merge_lock_path(exp_dir);
+    let Some(_merging) = Exclusive::wait_at_most(&path, limit, "a merge")? else {
+        return Ok(None);
+    };
+    merge_holding_the_lock(exp_dir).map(Some)
+}
+
+fn merge_holding_the_lock(exp_dir: &Path) -> Result<(ExperimentManifest, Vec<StoredRun>)> {
     let manifest = ExperimentManifest::load(exp_dir)?;
     let runs = read_runs(exp_dir, &manifest)?;
     write_derived(exp_dir, &manifest, &runs)?;

@@ -27,29 +27,71 @@ pub fn load_variant(variant_dir: &Path) -> Result<VariantManifest> {
     })
 }
 
-/// Migrates a directory of the single-file layout; returns how many runs were moved (0 for a
-/// directory that needs nothing).
+/// Whether `exp_dir` has the single-file layout: an `experiment.json` without a layout
+/// version, and no `plan.json` (which came with per-run storage). Every later directory has
+/// a derived `<variant>/manifest.json` too, so that file alone says nothing.
+pub fn is_legacy(exp_dir: &Path) -> bool {
+    !layout::plan_path(exp_dir).exists()
+        && ExperimentManifest::load(exp_dir).is_ok_and(|e| e.layout.is_none())
+}
+
+/// Migrates a directory of the single-file layout, then records the current layout version so
+/// that it is never taken for one again; returns how many runs were moved (0 for a directory
+/// that needs nothing). A run whose checkpoints are gone is not migrated: a record alone never
+/// becomes a finished run.
 pub fn migrate_if_legacy(exp_dir: &Path) -> Result<usize> {
-    let Ok(experiment) = ExperimentManifest::load(exp_dir) else {
+    if !is_legacy(exp_dir) {
         return Ok(0);
-    };
+    }
+    let mut experiment = ExperimentManifest::load(exp_dir)?;
     let mut pending = Vec::new();
     for (_, slug) in &experiment.variants {
         let variant_dir = exp_dir.join(slug);
         if let Some(manifest) = VariantManifest::load_file(&variant_dir)? {
             for record in &manifest.runs {
                 let run_dir = layout::run_dir(&variant_dir, record.run_id());
-                if !RunManifest::path(&run_dir).exists() {
+                let checkpoints = variant_dir
+                    .join("checkpoints")
+                    .join(format!("seed-{}", record.seed));
+                if RunManifest::path(&run_dir).exists() {
+                    continue;
+                }
+                if checkpoints.is_dir() {
                     pending.push((variant_dir.clone(), manifest.clone(), record.clone()));
+                } else {
+                    eprintln!(
+                        "note: {} {} is listed in {} but its checkpoints ({}) are gone: not \
+                         migrated, it counts as missing",
+                        manifest.variant,
+                        record.run_id(),
+                        VariantManifest::path(&variant_dir).display(),
+                        checkpoints.display()
+                    );
                 }
             }
         }
     }
+    migrate_runs(exp_dir, &pending)?;
+    experiment.layout = Some(layout::LAYOUT_VERSION);
+    experiment.save(exp_dir)?;
+    Ok(pending.len())
+}
+
+/// Moves each pending run (its variant directory, the variant's manifest, its record) to
+/// per-run storage.
+fn migrate_runs(
+    exp_dir: &Path,
+    pending: &[(
+        std::path::PathBuf,
+        VariantManifest,
+        super::manifest::RunRecord,
+    )],
+) -> Result<()> {
     if pending.is_empty() {
-        return Ok(0);
+        return Ok(());
     }
     let study = Tracker::open(exp_dir)?;
-    for (variant_dir, manifest, record) in &pending {
+    for (variant_dir, manifest, record) in pending {
         let run_dir = layout::run_dir(variant_dir, record.run_id());
         std::fs::create_dir_all(&run_dir)
             .with_context(|| format!("cannot create {}", run_dir.display()))?;
@@ -104,5 +146,5 @@ pub fn migrate_if_legacy(exp_dir: &Path) -> Result<usize> {
         exp_dir.display(),
         pending.len()
     );
-    Ok(pending.len())
+    Ok(())
 }

@@ -11,6 +11,7 @@ pub mod migrate;
 pub mod plan;
 pub mod snapshots;
 pub mod status;
+pub mod supersede;
 pub mod tables;
 
 pub use crate::util::fs::write_atomic;

@@ -46,6 +46,10 @@ pub struct Plan {
     pub source_file: String,
     /// FNV-1a of the file's bytes when planned.
     pub file_hash: String,
+    /// FNV-1a of the expanded study (every task's variant, run and config hash): equal for two
+    /// files that describe the same study in other words.
+    #[serde(default)]
+    pub study_hash: String,
     /// The `--out` directory (parent of the experiment directory), absolute when possible.
     pub out: String,
     pub planned_at: String,
@@ -55,21 +59,32 @@ pub struct Plan {
 }
 
 /// What planning did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Planned {
     /// No plan existed: written now.
     New,
     /// The plan on disk has the same tasks.
     Same,
-    /// The tasks changed and this caller may re-plan: rewritten.
-    Replanned,
+    /// The same file's tasks changed and this caller may re-plan: rewritten (the old plan).
+    Replanned(Box<Plan>),
 }
 
+/// The canonical path when the file exists (symbolic links and `..` resolved), else absolute.
 fn absolute(p: &Path) -> String {
-    std::path::absolute(p)
+    std::fs::canonicalize(p)
+        .or_else(|_| std::path::absolute(p))
         .unwrap_or_else(|_| p.to_path_buf())
         .display()
         .to_string()
+}
+
+/// Whether two recorded source paths name the same file.
+fn same_file(a: &str, b: &str) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
 }
 
 impl Plan {
@@ -88,11 +103,13 @@ impl Plan {
                     fold: t.fold,
                 }
             })
-            .collect();
+            .collect::<Vec<PlannedTask>>();
+        let study = serde_json::to_string(&tasks).unwrap_or_default();
         Plan {
             experiment: experiment.name.clone(),
             source_file: absolute(file),
             file_hash: format!("{:016x}", fnv1a64(source)),
+            study_hash: format!("{:016x}", fnv1a64(study.as_bytes())),
             out: absolute(out),
             planned_at: crate::util::time::now_rfc3339(),
             backend: None,
@@ -155,7 +172,10 @@ impl Plan {
             None => Planned::New,
             Some(old) => match self.difference(&old) {
                 None => Planned::Same,
-                Some(_) if may_replan => Planned::Replanned,
+                Some(diff) if may_replan && !same_file(&old.source_file, &self.source_file) => {
+                    return Err(self.refusal(&old, exp_dir, &diff));
+                }
+                Some(_) if may_replan => Planned::Replanned(Box::new(old)),
                 Some(diff) => bail!(
                     "the experiment file {} no longer matches the plan of {} ({diff}); it was planned \
                      from {} (hash {}, now {}) at {}. Restore that file, or plan the study again with \
@@ -170,7 +190,7 @@ impl Plan {
                 ),
             },
         };
-        if planned != Planned::Same {
+        if !matches!(planned, Planned::Same) {
             write_files()?;
             write_atomic(
                 &layout::plan_path(exp_dir),
@@ -178,5 +198,155 @@ impl Plan {
             )?;
         }
         Ok(planned)
+    }
+}
+
+impl Plan {
+    /// Another file maps to a directory that belongs to a different study: refused before
+    /// anything is written, with the ways out.
+    fn refusal(&self, old: &Plan, exp_dir: &Path, diff: &str) -> anyhow::Error {
+        crate::util::Refusal(format!(
+            "{} belongs to the study planned from {} ({} tasks, planned at {}), but {} is a \
+             different file and expands to a different study ({diff}). Nothing was written and \
+             nothing was deleted. To run it beside the other, give it a directory of its own: \
+             `--out OTHER_DIR`, or a different `name = \"…\"` at the top of {}",
+            exp_dir.display(),
+            old.source_file,
+            old.tasks.len(),
+            old.planned_at,
+            self.source_file,
+            self.source_file
+        ))
+        .into()
+    }
+
+    /// What re-planning the same file changes, run by run, with the keys that differ
+    /// (`experiment`: what this plan was made from).
+    pub fn changes(&self, old: &Plan, exp_dir: &Path, experiment: &Experiment) -> String {
+        let tasks = experiment.tasks();
+        let mut changed = Vec::new();
+        for task in &self.tasks {
+            let before = old
+                .tasks
+                .iter()
+                .find(|t| t.slug == task.slug && t.run_id() == task.run_id());
+            match before {
+                Some(b) if b.config_hash == task.config_hash => {}
+                Some(_) => changed.push(format!(
+                    "  {} {}: {}",
+                    task.variant,
+                    task.run_id(),
+                    tasks.get(task.index).map_or("config changed".into(), |t| {
+                        changed_keys(exp_dir, task, &experiment.task_variant(t).config)
+                    })
+                )),
+                None => changed.push(format!("  {} {}: new", task.variant, task.run_id())),
+            }
+        }
+        let kept: Vec<String> = old
+            .tasks
+            .iter()
+            .filter(|o| {
+                !self
+                    .tasks
+                    .iter()
+                    .any(|t| t.slug == o.slug && t.run_id() == o.run_id())
+            })
+            .map(|o| {
+                format!(
+                    "  {} {}: no longer in the file (kept as it is)",
+                    o.variant,
+                    o.run_id()
+                )
+            })
+            .collect();
+        let mut text = format!(
+            "{} changed since {} was planned ({}): {} of {} runs change; changed runs are trained \
+             again and their earlier results move to {}/\n",
+            self.source_file,
+            exp_dir.display(),
+            old.planned_at,
+            changed.len(),
+            self.tasks.len(),
+            exp_dir.join(super::supersede::DIR).display()
+        );
+        for line in changed.iter().chain(&kept) {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text
+    }
+}
+
+/// "train.lr 0.001 → 0.0001, train.epochs 5 → 8": the keys in which a run's recorded config
+/// differs from the planned one (or why that cannot be told).
+fn changed_keys(exp_dir: &Path, task: &PlannedTask, config: &crate::config::RunConfig) -> String {
+    let Ok(Some(run)) = super::manifest::RunManifest::load(&exp_dir.join(task.dir())) else {
+        return "config changed (the run has no record to compare with)".into();
+    };
+    let now = serde_json::to_value(config).unwrap_or_default();
+    let before = flatten(&serde_json::to_value(&run.config).unwrap_or_default());
+    let diffs: Vec<String> = flatten(&now)
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let old = before
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.clone());
+            (old.as_ref() != Some(&value)).then(|| {
+                format!(
+                    "{key} {} → {value}",
+                    old.map_or("(absent)".to_string(), |v| v.to_string())
+                )
+            })
+        })
+        .collect();
+    if diffs.is_empty() {
+        "config changed".into()
+    } else {
+        diffs.join(", ")
+    }
+}
+
+/// A JSON object as (dotted key, value) pairs, arrays as values.
+fn flatten(value: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            other => out.push((prefix.to_string(), other.clone())),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", value, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flatten_names_nested_keys_with_dots() {
+        let v =
+            serde_json::json!({"train": {"lr": 0.001, "epochs": 5}, "model": {"widths": [3, 6]}});
+        let mut flat = flatten(&v);
+        flat.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            flat,
+            vec![
+                ("model.widths".to_string(), serde_json::json!([3, 6])),
+                ("train.epochs".to_string(), serde_json::json!(5)),
+                ("train.lr".to_string(), serde_json::json!(0.001)),
+            ]
+        );
     }
 }

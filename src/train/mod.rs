@@ -31,7 +31,9 @@ use crate::config::{LossKind, Padding, RunConfig};
 use crate::data::augment;
 use crate::data::{self, Dataset, make_batch, weights};
 use crate::kernels::KernelBackend;
-use crate::model::infer::{probabilities, probabilities_and_presence};
+use crate::model::infer::{
+    Probabilities, presence_probabilities, probabilities, probabilities_and_presence,
+};
 use crate::model::postprocess::PostProcess;
 use crate::model::tile;
 use crate::model::tta::{self, Tta};
@@ -317,20 +319,48 @@ where
 
     /// The model of the last finished epoch, with the optimizer state and counters, when a
     /// resume state of this config exists.
+    /// A resume state that cannot be read or loaded (truncated, corrupt, of another network)
+    /// is set aside with a warning and the run restarts from its first epoch: a damaged
+    /// checkpoint never makes a run fail for good.
     fn resume(&mut self, model: UNet<B>, spec: &RunSpec, device: &B::Device) -> Result<UNet<B>> {
-        let Some((state, model_bytes, optim_bytes)) = ResumeState::load(&self.ckpt_dir)? else {
-            return Ok(model);
+        let load = || {
+            ResumeState::load(&self.ckpt_dir).and_then(|found| match found {
+                Some((state, model_bytes, optim_bytes)) => {
+                    if state.config_hash != spec.config_hash
+                        || state.epoch > spec.config.train.epochs
+                    {
+                        return Ok(None);
+                    }
+                    let resumed = model_from_bytes(model.clone(), model_bytes, device)?;
+                    let optim = AnyOptimizer::<UNet<B>, B>::new(&spec.config.train)
+                        .load_bytes(optim_bytes, device)?;
+                    Ok(Some((state, resumed, optim)))
+                }
+                None => Ok(None),
+            })
         };
-        if state.config_hash != spec.config_hash || state.epoch > spec.config.train.epochs {
-            ResumeState::clear(&self.ckpt_dir);
-            return Ok(model);
-        }
-        let model = model_from_bytes(model, model_bytes, device)?;
-        let optim = std::mem::replace(
-            &mut self.optim,
-            AnyOptimizer::<UNet<B>, B>::new(&spec.config.train),
-        );
-        self.optim = optim.load_bytes(optim_bytes, device)?;
+        // A damaged file can make the decoder panic rather than fail.
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(load))
+            .unwrap_or_else(|panic| Err(anyhow::anyhow!(crate::util::panic_message(&*panic))));
+        let (state, resumed, optim) = match loaded {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                ResumeState::clear(&self.ckpt_dir);
+                return Ok(model);
+            }
+            Err(e) => {
+                eprintln!(
+                    "warning: {}: the resume checkpoint in {} cannot be loaded ({e:#}); training \
+                     this run again from its first epoch",
+                    self.name,
+                    self.ckpt_dir.display()
+                );
+                ResumeState::clear(&self.ckpt_dir);
+                return Ok(model);
+            }
+        };
+        let model = resumed;
+        self.optim = optim;
         self.first_epoch = state.epoch + 1;
         self.epochs_done = state.epoch;
         self.global_step = state.global_step;
@@ -882,10 +912,6 @@ fn with_presence<B: Backend>(
     }
 }
 
-/// Probability maps, one per image, and each image's presence probability (with a presence
-/// head).
-type Probabilities = (Vec<Vec<f32>>, Option<Vec<f32>>);
-
 /// The whole-image probability maps of one chunk of standardised images under `tta`, from the
 /// chunk's network outputs (`heads`), and with a presence head each image's presence
 /// probability. With valid padding the network sees only the centre of each image: the whole
@@ -905,10 +931,10 @@ fn chunk_probabilities<B: KernelBackend>(
     let mut tiled = |images: &[Vec<f32>]| -> Vec<Vec<f32>> {
         let align = 1 << (cfg.model.widths.len() - 1);
         let maps = images.iter().map(|x| {
-            let mut most = 0f32;
+            let mut most = 0f64;
             let map = tile::predict_tiled(x, [h, w], [h, w], [oh, ow], align, 4, &mut |tiles| {
                 let (maps, p) = probabilities_and_presence(model, kind, tiles, h, w, device);
-                most = p.into_iter().flatten().fold(most, f32::max);
+                most = p.into_iter().flatten().fold(most, f64::max);
                 maps
             });
             tile_presence.borrow_mut().push(most);
@@ -922,19 +948,10 @@ fn chunk_probabilities<B: KernelBackend>(
             .to_vec::<f32>()
             .map_err(|e| anyhow::anyhow!("cannot read predictions: {e:?}"))
     };
-    let (plain, presence): (Vec<Vec<f32>>, Option<Vec<f32>>) = match cfg.model.padding {
+    let (plain, presence): Probabilities = match cfg.model.padding {
         Padding::Same => {
             let prob = to_vec(loss::foreground_probability(kind, output))?; // [b, 1, h, w]
-            let presence = match presence {
-                Some(logits) => Some(
-                    burn::tensor::activation::sigmoid(logits) // [b, 1]
-                        .into_data()
-                        .convert::<f32>()
-                        .to_vec::<f32>()
-                        .map_err(|e| anyhow::anyhow!("cannot read presence: {e:?}"))?,
-                ),
-                None => None,
-            };
+            let presence = presence.map(presence_probabilities).transpose()?; // [b]
             (prob.chunks(h * w).map(|c| c.to_vec()).collect(), presence)
         }
         Padding::Valid => {

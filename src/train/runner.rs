@@ -18,12 +18,14 @@ use crate::config::{BackendKind, Experiment, Precision, Task};
 use crate::data::{self, Dataset};
 use crate::track::layout::{self, RunId};
 use crate::track::manifest::{git_commit, now_rfc3339};
+use crate::track::plan::Planned;
 use crate::track::{
     Claim, ExperimentManifest, Plan, RunLock, RunManifest, RunRecord, RunStatus, TestScore, Tracker,
 };
 
 use super::backend::{self, CpuBackend};
 use super::{Ending, RunOutcome, RunSpec, train_run};
+use crate::util::panic_message;
 
 /// Which of the study's tasks this process trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +91,8 @@ pub struct Summary {
     pub diverged: usize,
     pub failed: usize,
     pub interrupted: usize,
+    /// Runs stopped by an error of the environment (left interrupted, resumable).
+    pub errored: usize,
     /// Runs found finished and not trained again.
     pub skipped: usize,
     /// Tasks another live worker was training.
@@ -109,6 +113,12 @@ impl Summary {
             "{} completed ({} already done), {} diverged, {} failed, {} interrupted",
             self.completed, self.skipped, self.diverged, self.failed, self.interrupted
         );
+        if self.errored > 0 {
+            line.push_str(&format!(
+                ", {} stopped by an error (resumable: run the same command again)",
+                self.errored
+            ));
+        }
         if self.busy > 0 {
             line.push_str(&format!(", {} being trained by other workers", self.busy));
         }
@@ -201,15 +211,14 @@ pub fn run_experiment(
             }
             match status {
                 TaskResult::Busy => summary.busy += 1,
+                TaskResult::Errored => summary.errored += 1,
                 TaskResult::AlreadyDone(s) => {
                     count(&mut summary, s);
                     summary.skipped += (s == RunStatus::Completed) as usize;
                 }
                 TaskResult::Trained(s) => count(&mut summary, s),
             }
-            if status == TaskResult::Trained(RunStatus::Interrupted)
-                || super::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
-            {
+            if super::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
                 break;
             }
         }
@@ -314,38 +323,44 @@ pub fn plan_study(
     crate::track::migrate::migrate_if_legacy(exp_dir)?;
     let mut plan = Plan::new(experiment, file, source, &opts.out);
     plan.backend = opts.backend.map(|b| b.name().to_string());
-    plan.establish(exp_dir, !opts.worker, || {
+    let planned = plan.establish(exp_dir, !opts.worker, || {
         ExperimentManifest::new(experiment, file).save_merged(exp_dir)?;
         crate::track::write_atomic(&exp_dir.join("experiment.toml"), source)
     })?;
-    Ok(())
-}
-
-/// Removes what a run wrote (rows, checkpoints, snapshots, manifest) but its lock file.
-fn clear_run_dir(run_dir: &Path) -> Result<()> {
-    for entry in std::fs::read_dir(run_dir).into_iter().flatten().flatten() {
-        if entry.file_name() == ".lock" {
-            continue;
-        }
-        let path = entry.path();
-        let result = if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-        result.with_context(|| format!("cannot remove {}", path.display()))?;
+    if let Planned::Replanned(old) = planned {
+        eprint!("{}", plan.changes(&old, exp_dir, experiment));
     }
     Ok(())
 }
 
-/// `--fresh`: clears each selected run under its lock; a run another worker is training is
-/// an error rather than a file pulled from under it.
+/// Moves a run's earlier results to `superseded/` (the caller holds its lock), saying where.
+fn supersede(exp_dir: &Path, slug: &str, name: &str, run: RunId, why: &str) -> Result<()> {
+    if let Some(dest) = crate::track::supersede::supersede_run(exp_dir, slug, run)? {
+        eprintln!(
+            "{name} {run}: {why}; its earlier results were moved to {} (`unet-lab prune {}` \
+             deletes them)",
+            dest.display(),
+            exp_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// `--fresh`: sets each selected run aside under its lock; a run another worker is training
+/// is an error rather than a file pulled from under it.
 fn clear_tasks(experiment: &Experiment, exp_dir: &Path, tasks: &[Task]) -> Result<()> {
     for task in tasks {
         let variant = &experiment.variants[task.variant];
-        let run_dir = layout::run_dir(&exp_dir.join(&variant.slug), RunId::of(task));
+        let run = RunId::of(task);
+        let run_dir = layout::run_dir(&exp_dir.join(&variant.slug), run);
         match RunLock::claim(&run_dir)? {
-            Claim::Acquired(_lock) => clear_run_dir(&run_dir)?,
+            Claim::Acquired(_lock) => supersede(
+                exp_dir,
+                &variant.slug,
+                &variant.name,
+                run,
+                "--fresh trains it again",
+            )?,
             Claim::Busy(holder) => bail!(
                 "--fresh: task {} ({} {}) is being trained by {}; wait for it, or stop that worker",
                 task.index,
@@ -362,6 +377,8 @@ fn clear_tasks(experiment: &Experiment, exp_dir: &Path, tasks: &[Task]) -> Resul
 enum TaskResult {
     /// Another live worker holds the run's lock.
     Busy,
+    /// Stopped by an error of the environment: left `interrupted`, to be resumed.
+    Errored,
     /// Finished earlier with the same config: not trained again.
     AlreadyDone(RunStatus),
     Trained(RunStatus),
@@ -395,24 +412,8 @@ fn train_task(
         }
     };
     let hash = variant.config_hash(seed);
-    if let Some(prev) = RunManifest::load(&run_dir)? {
-        if prev.record.config_hash == hash
-            && matches!(
-                prev.record.status,
-                RunStatus::Completed | RunStatus::Diverged | RunStatus::Failed
-            )
-        {
-            eprintln!(
-                "{label} {} {run}: already {} (same config), skipped",
-                variant.name,
-                prev.record.status.as_str()
-            );
-            return Ok(TaskResult::AlreadyDone(prev.record.status));
-        }
-        if prev.record.config_hash != hash {
-            // The config changed: earlier results of this run no longer apply.
-            clear_run_dir(&run_dir)?;
-        }
+    if let Some(done) = earlier_result(exp_dir, variant, run, &hash, label)? {
+        return Ok(done);
     }
     let device = opts.device.or(variant.config.train.device);
     let record = started_record(variant, run, &hash, ds, device);
@@ -436,21 +437,78 @@ fn train_task(
         dataset: ds,
     };
     let mut tracker = Tracker::open(&run_dir)?;
-    let result = train_on_backend(&spec, &mut tracker, device, opts.live.clone());
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train_on_backend(&spec, &mut tracker, device, opts.live.clone())
+    }));
     let record = &mut manifest.record;
     record.ended = Some(now_rfc3339());
-    match result {
-        Ok(outcome) => record_outcome(record, outcome),
-        Err(e) => {
-            eprintln!("{} {run}: failed: {e:#}", variant.name);
-            record.status = RunStatus::Failed;
-            record.message = Some(format!("{e:#}"));
+    let errored = match result {
+        Ok(Ok(outcome)) => {
+            record_outcome(record, outcome);
+            false
         }
-    }
+        // What the environment did (an I/O error, a full disk, a panic) is not a result of
+        // the recipe: the run stays unfinished and the next `run` resumes it.
+        Ok(Err(e)) => record_error(record, &variant.name, run, &format!("{e:#}")),
+        Err(panic) => record_error(record, &variant.name, run, &panic_message(&*panic)),
+    };
     // Rows of a stopped run are already flushed up to its last finished epoch.
     tracker.flush()?;
     manifest.save(&run_dir)?;
-    Ok(TaskResult::Trained(manifest.record.status))
+    Ok(if errored {
+        TaskResult::Errored
+    } else {
+        TaskResult::Trained(manifest.record.status)
+    })
+}
+
+/// Marks a run stopped by an error `interrupted`, with the error as its message.
+fn record_error(record: &mut RunRecord, variant: &str, run: RunId, error: &str) -> bool {
+    eprintln!(
+        "{variant} {run}: stopped by an error: {error}\n  not a result of the recipe: the run is \
+         left interrupted, and the next `unet-lab run` resumes it from its last finished epoch"
+    );
+    record.status = RunStatus::Interrupted;
+    record.message = Some(format!("stopped by an error: {error}"));
+    true
+}
+
+/// What an earlier attempt left in the run's directory (the caller holds its lock): a final
+/// result of the same config is kept and skipped; results of another config are set aside.
+fn earlier_result(
+    exp_dir: &Path,
+    variant: &crate::config::Variant,
+    run: RunId,
+    hash: &str,
+    label: &str,
+) -> Result<Option<TaskResult>> {
+    let run_dir = layout::run_dir(&exp_dir.join(&variant.slug), run);
+    let Some(prev) = RunManifest::load(&run_dir)? else {
+        return Ok(None);
+    };
+    if prev.record.config_hash != hash {
+        supersede(
+            exp_dir,
+            &variant.slug,
+            &variant.name,
+            run,
+            "its config changed, so it is trained again",
+        )?;
+        return Ok(None);
+    }
+    let status = prev.record.status;
+    if !matches!(
+        status,
+        RunStatus::Completed | RunStatus::Diverged | RunStatus::Failed
+    ) {
+        return Ok(None);
+    }
+    eprintln!(
+        "{label} {} {run}: already {} (same config), skipped",
+        variant.name,
+        status.as_str()
+    );
+    Ok(Some(TaskResult::AlreadyDone(status)))
 }
 
 /// The record of a run that starts now (status `running`).

@@ -10,11 +10,8 @@ use anyhow::{Context, Result, bail};
 /// disk, then renamed over the target. A crash leaves either the old file or the new one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    if injected_failure() {
-        bail!(
-            "cannot write {}: No space left on device (simulated by UNET_LAB_FAIL_WRITES_AFTER)",
-            path.display()
-        );
+    if let Some(cause) = injected_failure(path) {
+        bail!("cannot write {}: {cause}", path.display());
     }
     fs::create_dir_all(dir)
         .with_context(|| format!("cannot create directory {}", dir.display()))?;
@@ -33,20 +30,34 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Fault injection for tests of a full disk: with `UNET_LAB_FAIL_WRITES_AFTER=N` in the
-/// environment, every atomic write after the first N fails.
-fn injected_failure() -> bool {
+/// Fault injection for tests, from the environment:
+/// - `UNET_LAB_FAIL_WRITES_AFTER=N`: every atomic write after the first N fails (a full disk);
+/// - `UNET_LAB_FAIL_WRITE_ONCE=TEXT`: the first write to a path containing TEXT fails, the
+///   later ones succeed (a flaky network filesystem).
+fn injected_failure(path: &Path) -> Option<&'static str> {
     use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     static LIMIT: OnceLock<Option<usize>> = OnceLock::new();
+    static ONCE: OnceLock<Option<String>> = OnceLock::new();
     static WRITES: AtomicUsize = AtomicUsize::new(0);
-    match LIMIT.get_or_init(|| {
+    static FAILED_ONCE: AtomicBool = AtomicBool::new(false);
+    let limit = LIMIT.get_or_init(|| {
         std::env::var("UNET_LAB_FAIL_WRITES_AFTER")
             .ok()
             .and_then(|v| v.parse().ok())
-    }) {
-        Some(limit) => WRITES.fetch_add(1, Ordering::SeqCst) >= *limit,
-        None => false,
+    });
+    if limit.is_some_and(|limit| WRITES.fetch_add(1, Ordering::SeqCst) >= limit) {
+        return Some("No space left on device (simulated by UNET_LAB_FAIL_WRITES_AFTER)");
+    }
+    let once = ONCE.get_or_init(|| std::env::var("UNET_LAB_FAIL_WRITE_ONCE").ok());
+    match once {
+        Some(text)
+            if path.to_string_lossy().contains(text.as_str())
+                && !FAILED_ONCE.swap(true, Ordering::SeqCst) =>
+        {
+            Some("Input/output error (simulated once by UNET_LAB_FAIL_WRITE_ONCE)")
+        }
+        _ => None,
     }
 }
 

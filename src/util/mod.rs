@@ -7,3 +7,26 @@ pub mod host;
 pub mod noise;
 pub mod png;
 pub mod time;
+
+/// The text of a caught panic (`std::panic::catch_unwind`'s payload).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into());
+    format!("panicked: {text}")
+}
+
+/// A request refused before anything was written, because it would lose or overwrite
+/// something (exit code 2, like a bad config): the message says why and the ways out.
+#[derive(Debug, Clone)]
+pub struct Refusal(pub String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refusal {}
