@@ -1,6 +1,7 @@
 //! No command overwrites an input or another command's output: `predict` into its input
-//! folder or over a file it did not write is refused with exit 2 and writes nothing; a rerun
-//! into its own folder still works.
+//! folder or over a file it did not write, and `compare` into an experiment directory or over
+//! a page it did not write, are refused with exit 2 and write nothing; a rerun into the
+//! command's own folder still works.
 
 mod common;
 
@@ -172,4 +173,58 @@ fn predict_never_overwrites_its_input_or_a_file_it_did_not_write() {
             .collect::<BTreeMap<_, _>>(),
         labels
     );
+}
+
+#[test]
+fn compare_never_writes_into_a_study_or_over_a_page_it_did_not_write() {
+    let tmp = TempDir::new("no-overwrite-compare");
+    let exp = trained(&tmp);
+    let page = std::fs::read(exp.join("index.html")).unwrap();
+    let study = contents(&exp);
+    let compare = |dir: &Path, out: &Path| {
+        run_cli(&[
+            "compare",
+            dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+
+    // Into the study itself: refused, its report untouched.
+    let r = compare(&exp, &exp);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("is an experiment directory (it has experiment.json)"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read(exp.join("index.html")).unwrap(), page);
+    assert_eq!(contents(&exp), study);
+
+    // A directory that is no experiment: an error, and --out is not created.
+    let fresh = tmp.path().join("fresh");
+    let r = compare(&tmp.path().join("nope"), &fresh);
+    assert_ne!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        !fresh.exists(),
+        "compare created --out before reading its directories"
+    );
+
+    // A page compare did not write: refused and kept.
+    let mine = tmp.path().join("mine");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("index.html"), b"my notes").unwrap();
+    let r = compare(&exp, &mine);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("index.html exists"), "{}", r.stderr);
+    assert_eq!(std::fs::read(mine.join("index.html")).unwrap(), b"my notes");
+
+    // Its own folder, twice: the second run replaces the page it wrote.
+    for _ in 0..2 {
+        let r = compare(&exp, &fresh);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+    }
+    assert!(fresh.join("index.html").exists() && fresh.join(".unet-lab-compare.json").exists());
+    assert_eq!(contents(&exp), study, "compare changed the study");
 }
