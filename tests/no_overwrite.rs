@@ -84,7 +84,7 @@ fn predict(variant: &Path, input: &Path, out: &Path, extra: &[&str]) -> common::
 }
 
 #[test]
-fn predict_never_overwrites_its_input_or_a_file_it_did_not_write() {
+fn predict_refuses_its_input_folder_and_a_file_it_did_not_write() {
     let tmp = TempDir::new("no-overwrite-predict");
     let variant = trained(&tmp).join("base");
     let data = tmp.path().join("labelled");
@@ -135,9 +135,18 @@ fn predict_never_overwrites_its_input_or_a_file_it_did_not_write() {
         "predict wrote beside the refused file"
     );
     assert_eq!(std::fs::read(&theirs).unwrap(), b"someone else's mask");
+}
 
-    // Without it, predict writes; run again into its own --out, it replaces its own files.
-    std::fs::remove_file(&theirs).unwrap();
+#[test]
+fn predict_runs_again_into_its_own_out_and_may_write_inside_its_input() {
+    let tmp = TempDir::new("no-overwrite-rerun");
+    let variant = trained(&tmp).join("base");
+    let data = tmp.path().join("labelled");
+    let ids = labelled_folder(&data);
+    let labels = contents(&data);
+
+    // Run twice into one --out: the second run replaces the files the first one wrote.
+    let pred = tmp.path().join("pred");
     let sub = pred.join("submission.csv");
     for _ in 0..2 {
         let r = predict(
