@@ -139,22 +139,82 @@ pub fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
+/// Quotes the value of an `#SBATCH` directive. sbatch splits a directive line on whitespace,
+/// takes an unquoted `#` as the start of a comment, groups characters in double quotes and
+/// drops a backslash before the character it escapes: a space or `#` in a path would otherwise
+/// cut the value short.
+pub fn sbatch_quote(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', r"\\").replace('"', r#"\""#))
+}
+
+/// A name for a control character in an error message.
+fn control_name(c: char) -> String {
+    match c {
+        '\n' => "newline".into(),
+        '\r' => "carriage return".into(),
+        '\t' => "tab".into(),
+        c => format!("U+{:04X}", c as u32),
+    }
+}
+
+/// Refuses a path the scripts cannot hold: a newline would end an `#SBATCH` line or a comment
+/// early (putting a shell line above the directives, after which sbatch ignores the rest), and
+/// no other control character belongs in a path a person has to read and type. `what` names
+/// the flag or argument.
+pub fn check_script_path(what: &str, path: &Path) -> Result<()> {
+    let text = path.to_string_lossy();
+    if let Some(c) = text.chars().find(|c| c.is_control()) {
+        bail!(
+            "{what}: the path contains a control character ({}): {:?}; the SLURM scripts could \
+             not name it safely, so nothing was written: choose a path without one",
+            control_name(c),
+            text
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a log directory sbatch would not expand `%A`/`%a`/`%j` under: SLURM leaves every
+/// replacement symbol of an `--output` path as it is when the path holds a backslash, so each
+/// task would write the same literal `task-%A_%a.log`.
+pub fn check_log_dir(what: &str, logs: &Path) -> Result<()> {
+    let text = logs.to_string_lossy();
+    if text.contains('\\') {
+        bail!(
+            "{what}: the log directory {:?} contains a backslash, and SLURM does not expand %A, %a \
+             or %j in an --output path with one (every task would share one log): choose a path \
+             without a backslash",
+            text
+        );
+    }
+    Ok(())
+}
+
+/// A literal path in an `--output` pattern: `%` doubled, as SLURM reads `%%` as one `%`.
+fn output_pattern_dir(dir: &Path) -> String {
+    dir.display().to_string().replace('%', "%%")
+}
+
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// Writes `<exp>/slurm/array.sbatch` and `<exp>/slurm/report.sbatch` (and the log folder).
+/// Writes `<exp>/slurm/array.sbatch` and `<exp>/slurm/report.sbatch` (and the log folder);
+/// the jobs run in `cwd`. The paths must have passed [`check_script_path`].
 pub fn write_scripts(
     exp_dir: &Path,
     plan: &Plan,
     exe: &Path,
+    cwd: &Path,
     opts: &SlurmOptions,
 ) -> Result<Scripts> {
     let slurm_dir = absolute(&exp_dir.join("slurm"));
     let logs = slurm_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let mut common = vec![format!("#SBATCH --chdir={}", cwd.display())];
+    let mut common = vec![format!(
+        "#SBATCH --chdir={}",
+        sbatch_quote(&cwd.display().to_string())
+    )];
     if let Some(p) = &opts.partition {
         common.push(format!("#SBATCH --partition={p}"));
     }
@@ -196,9 +256,15 @@ struct ScriptParts {
     /// The quoted path of this binary.
     exe: String,
     job_name: String,
+    /// Absolute; `%` in it is doubled where it goes into an `--output` pattern.
     logs: PathBuf,
     /// `#SBATCH` lines of both jobs.
     common: Vec<String>,
+}
+
+/// The study's name inside a comment: a control character would end the comment line.
+fn comment_text(name: &str) -> String {
+    name.replace(|c: char| c.is_control(), " ")
 }
 
 fn array_script(parts: &ScriptParts, plan: &Plan, path: &Path, opts: &SlurmOptions) -> String {
@@ -216,6 +282,7 @@ fn array_script(parts: &ScriptParts, plan: &Plan, path: &Path, opts: &SlurmOptio
     if let Some(b) = opts.backend {
         run.push_str(&format!(" --backend {}", b.name()));
     }
+    let output = format!("{}/task-%A_%a.log", output_pattern_dir(&parts.logs));
     let mut text = format!(
         "#!/bin/bash\n\
          # Written by `unet-lab slurm` for the study \"{}\" ({n} tasks, one per variant x seed).\n\
@@ -223,12 +290,12 @@ fn array_script(parts: &ScriptParts, plan: &Plan, path: &Path, opts: &SlurmOptio
          # from its last epoch. Resubmit part of the study with: sbatch --array=3,7-9 {}\n\
          #SBATCH --job-name=unet-lab-{}\n\
          #SBATCH --array={array_spec}\n\
-         #SBATCH --output={}/task-%A_%a.log\n\
+         #SBATCH --output={}\n\
          #SBATCH --requeue\n",
-        plan.experiment.replace('\n', " "),
-        path.display(),
+        comment_text(&plan.experiment),
+        shell_quote(&path.display().to_string()),
         parts.job_name,
-        parts.logs.display()
+        sbatch_quote(&output)
     );
     for line in &parts.common {
         text.push_str(line);
@@ -253,10 +320,13 @@ fn report_script(parts: &ScriptParts, plan: &Plan, exp_dir: &Path) -> String {
          # Written by `unet-lab slurm`: merges the runs of \"{}\" and renders its report. Submitted\n\
          # with --dependency=afterany:<array job>, so it runs however the tasks ended.\n\
          #SBATCH --job-name=unet-lab-{}-report\n\
-         #SBATCH --output={}/report-%j.log\n",
-        plan.experiment.replace('\n', " "),
+         #SBATCH --output={}\n",
+        comment_text(&plan.experiment),
         parts.job_name,
-        parts.logs.display()
+        sbatch_quote(&format!(
+            "{}/report-%j.log",
+            output_pattern_dir(&parts.logs)
+        ))
     );
     for line in &parts.common {
         text.push_str(line);
@@ -290,7 +360,7 @@ fn sbatch(extra: &[String], script: &Path) -> Result<String> {
             anyhow::anyhow!(
                 "cannot run sbatch ({e}): is this a SLURM login node with sbatch on the PATH? The \
                  scripts are written; submit them by hand with: sbatch {}",
-                script.display()
+                shell_quote(&script.display().to_string())
             )
         })?;
     if !out.status.success() {
@@ -337,5 +407,131 @@ mod tests {
             assert!(check_time(bad).is_err(), "{bad}");
         }
         assert_eq!(shell_quote("a'b"), r"'a'\''b'");
+    }
+
+    /// A directive's value as sbatch reads it (`_get_argument` in sbatch's opt.c): quotes group
+    /// characters, a backslash keeps the next one as it is, and outside quotes whitespace or a
+    /// `#` ends the value.
+    fn sbatch_reads(line: &str) -> String {
+        let (mut value, mut quote, mut escaped) = (String::new(), None, false);
+        for c in line.chars() {
+            match (escaped, quote) {
+                (true, _) => escaped = false,
+                (false, _) if c == '\\' => {
+                    escaped = true;
+                    continue;
+                }
+                (false, Some(q)) if c == q => {
+                    quote = None;
+                    continue;
+                }
+                (false, Some(_)) => {}
+                (false, None) if c == '"' || c == '\'' => {
+                    quote = Some(c);
+                    continue;
+                }
+                (false, None) if c == '#' || c.is_whitespace() => break,
+                (false, None) => {}
+            }
+            value.push(c);
+        }
+        value
+    }
+
+    fn directive<'a>(script: &'a str, key: &str) -> &'a str {
+        let prefix = format!("#SBATCH --{key}=");
+        script
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{script}"))
+    }
+
+    fn task(index: usize) -> crate::track::PlannedTask {
+        crate::track::PlannedTask {
+            index,
+            variant: "base".into(),
+            slug: "base".into(),
+            seed: index as u64,
+            fold: None,
+            config_hash: "0".into(),
+        }
+    }
+
+    #[test]
+    fn paths_with_a_space_a_quote_and_a_hash_survive_sbatch_and_the_shell() {
+        let root = std::env::temp_dir().join(format!(
+            "unet-lab slurm \"q\" #1 50%-{}",
+            std::process::id()
+        ));
+        let (cwd, exp_dir) = (root.join("work dir"), root.join("my out/study"));
+        let plan = Plan {
+            experiment: "study".into(),
+            source_file: root.join("my study.toml").display().to_string(),
+            file_hash: "0".into(),
+            out: root.join("my out").display().to_string(),
+            planned_at: String::new(),
+            backend: None,
+            tasks: vec![task(0), task(1)],
+        };
+        let exe = root.join("bin's dir/unet-lab");
+        let scripts = write_scripts(&exp_dir, &plan, &exe, &cwd, &SlurmOptions::default()).unwrap();
+        let array = std::fs::read_to_string(&scripts.array).unwrap();
+        let report = std::fs::read_to_string(&scripts.report).unwrap();
+        let logs = exp_dir.join("slurm/logs").display().to_string();
+        for script in [&array, &report] {
+            assert_eq!(
+                sbatch_reads(directive(script, "chdir")),
+                cwd.display().to_string()
+            );
+            // Every line above the directives is a comment: sbatch stops at the first command.
+            let first = script
+                .lines()
+                .position(|l| l.starts_with("#SBATCH"))
+                .unwrap();
+            assert!(
+                script.lines().take(first).all(|l| l.starts_with('#')),
+                "{script}"
+            );
+        }
+        // SLURM reads `%%` in an --output path as one `%`.
+        let doubled = logs.replace('%', "%%");
+        assert_eq!(
+            sbatch_reads(directive(&array, "output")),
+            format!("{doubled}/task-%A_%a.log")
+        );
+        assert_eq!(
+            sbatch_reads(directive(&report, "output")),
+            format!("{doubled}/report-%j.log")
+        );
+        let quoted = |p: &str| shell_quote(p);
+        assert!(array.contains(&format!(
+            "sbatch --array=3,7-9 {}",
+            quoted(&scripts.array.display().to_string())
+        )));
+        assert!(array.contains(&format!(
+            "exec {} run {} --out {} --task",
+            quoted(&exe.display().to_string()),
+            quoted(&plan.source_file),
+            quoted(&plan.out)
+        )));
+        let exp_q = quoted(&exp_dir.display().to_string());
+        assert!(report.contains(&format!("report {exp_q}\n")), "{report}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn control_characters_and_backslashed_log_paths_are_refused() {
+        for (path, name) in [("a\nb", "newline"), ("a\tb", "tab"), ("a\u{1b}b", "U+001B")] {
+            let e = check_script_path("--out", Path::new(path)).unwrap_err();
+            assert!(
+                e.to_string().starts_with(&format!(
+                    "--out: the path contains a control character ({name})"
+                )),
+                "{e}"
+            );
+        }
+        assert!(check_script_path("--out", Path::new("a b\"c'#%")).is_ok());
+        assert!(check_log_dir("--out", Path::new(r"a\b")).is_err());
+        assert_eq!(sbatch_quote(r#"a "b" \c"#), r#""a \"b\" \\c""#);
     }
 }

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use common::{
-    TempDir, assert_same_rows, assert_same_steps, run_cli, run_experiment, sequential_rows,
-    write_experiment,
+    TempDir, assert_same_rows, assert_same_steps, run_cli, run_cli_in, run_experiment,
+    sequential_rows, write_experiment,
 };
 use unet_lab::track::{Tracker, merge, tables::read_parquet};
 
@@ -399,6 +399,59 @@ fn a_worker_refuses_a_changed_file_and_the_planner_replans() {
     );
     let r = run_experiment(&file, &out, &["--task", "2", "--no-report"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
+}
+
+/// Every file and folder under `dir`, relative to it, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.strip_prefix(dir).unwrap().display().to_string();
+        if path.is_dir() {
+            all.extend(tree(&path).into_iter().map(|n| format!("{name}/{n}")));
+        }
+        all.push(name);
+    }
+    all.sort();
+    all
+}
+
+#[test]
+fn slurm_refuses_a_path_with_a_control_character_and_writes_nothing() {
+    let tmp = TempDir::new("slurm-control");
+    let file = write_experiment(&tmp, "scale.toml", STUDY);
+    let odd = write_experiment(&tmp, "odd\nname.toml", STUDY);
+    let work = tmp.path().join("tab\there");
+    std::fs::create_dir_all(&work).unwrap();
+    let before = tree(tmp.path());
+    let (f, o) = (file.to_str().unwrap(), odd.to_str().unwrap());
+    let bad_out = tmp.path().join("out\n#SBATCH --wrap=x");
+    let good_out = tmp.path().join("out");
+    for (dir, args, message) in [
+        (
+            None,
+            [f, "--out", bad_out.to_str().unwrap()],
+            "--out: the path contains a control character (newline)",
+        ),
+        (
+            None,
+            [o, "--out", good_out.to_str().unwrap()],
+            "the experiment file: the path contains a control character (newline)",
+        ),
+        (
+            Some(work.as_path()),
+            [f, "--out", "out"],
+            "the working directory: the path contains a control character (tab)",
+        ),
+    ] {
+        let mut all = vec!["slurm"];
+        all.extend(args);
+        let r = run_cli_in(dir, &all, &[]);
+        assert_eq!(r.code, Some(2), "{all:?}: {}", r.stderr);
+        assert!(r.stderr.contains(message), "{all:?}: {}", r.stderr);
+        assert!(r.stderr.contains("nothing was written"), "{}", r.stderr);
+        assert_eq!(tree(tmp.path()), before, "{all:?} wrote something");
+    }
 }
 
 #[test]

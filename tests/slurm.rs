@@ -2,6 +2,8 @@
 //! config and key under a temp directory; nothing under /etc; daemons stopped by PID) runs a
 //! study submitted with `unet-lab slurm --submit`. One task is cancelled mid-epoch and
 //! resubmitted with the command `status` prints; the merged rows must equal a sequential run's.
+//! The study is submitted from, and written into, folders whose names hold a space, a double
+//! quote, a `#` and a `%`, so the real sbatch parses `#SBATCH` paths that need quoting.
 //! Without SLURM's packages (Debian: slurmctld slurmd slurm-client munge) or root, the test
 //! says it was skipped.
 
@@ -270,14 +272,16 @@ fn a_study_on_a_private_slurm_cluster_merges_to_the_sequential_rows() {
             return;
         }
     };
-    let tmp = TempDir::new("slurm-study");
+    let tmp = TempDir::new("slurm \"study\" #1 50%x");
     let file = write_experiment(&tmp, "cluster.toml", STUDY);
     let reference_out = tmp.path().join("reference");
     let reference = sequential_rows(&file, &reference_out, "cluster");
 
-    let out = tmp.path().join("out");
+    // The jobs run in the submitting directory (`--chdir`) and log under --out.
+    let out = tmp.path().join("out dir");
     let submit = cluster
         .command(env!("CARGO_BIN_EXE_unet-lab"))
+        .current_dir(tmp.path())
         .args([
             "slurm",
             file.to_str().unwrap(),
@@ -297,6 +301,20 @@ fn a_study_on_a_private_slurm_cluster_merges_to_the_sequential_rows() {
         .map(String::from)
         .collect();
     let (array, report) = (&ids[0], &ids[1]);
+    // sbatch read the quoted `--chdir` whole: a path cut at its space or `#` would leave the
+    // jobs in a folder that does not exist (slurmd then runs them in /tmp, silently).
+    let dirs = succeeded(
+        cluster
+            .command("squeue")
+            .args(["-h", "-j", &format!("{array},{report}"), "-o", "%Z"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        !dirs.trim().is_empty() && dirs.lines().all(|d| Path::new(d) == tmp.path()),
+        "the jobs' working directories are {dirs:?}, not {}",
+        tmp.path().display()
+    );
     let exp = out.join("cluster");
     let logs = exp.join("slurm/logs");
 

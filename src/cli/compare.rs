@@ -17,6 +17,10 @@ pub struct CompareArgs {
 
 pub fn execute(args: CompareArgs) -> Result<u8> {
     let CompareArgs { dirs, out } = args;
+    if let Err(msg) = crate::report::compare::check_out(&out) {
+        eprintln!("error: {msg}");
+        return Ok(super::exit::CONFIG);
+    }
     let page = crate::report::compare::render_comparison(&dirs, &out)?;
     eprintln!("wrote {}", page.display());
     Ok(0)

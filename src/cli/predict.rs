@@ -74,6 +74,12 @@ pub fn execute(args: PredictArgs) -> Result<u8> {
         backend,
         device,
     } = args;
+    // What predict would overwrite is a usage error, found before a model is loaded.
+    let images = crate::predict::input_images(&input)?;
+    if let Err(msg) = crate::predict::check_out(&input, &out, &images, submission.as_deref()) {
+        eprintln!("error: {msg}");
+        return Ok(super::exit::CONFIG);
+    }
     let summary = crate::predict::predict(&crate::predict::PredictOptions {
         run,
         input,

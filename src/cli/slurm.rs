@@ -1,12 +1,12 @@
 //! `unet-lab slurm`: plan the study and write (optionally submit) its SLURM job array.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::config::{self, BackendKind};
-use crate::slurm::{self, SlurmOptions};
+use crate::slurm::{self, SlurmOptions, shell_quote};
 use crate::track::Plan;
 use crate::train::runner::{RunOptions, check_backends, experiment_dir, plan_study};
 
@@ -40,7 +40,20 @@ pub struct SlurmArgs {
     pub submit: bool,
 }
 
+/// The paths that go into the scripts, checked before anything is read or written.
+fn check_paths(file: &Path, out: &Path, cwd: &Path) -> Result<()> {
+    slurm::check_script_path("the working directory", cwd)?;
+    slurm::check_script_path("the experiment file", file)?;
+    slurm::check_script_path("--out", out)?;
+    slurm::check_log_dir("--out", &cwd.join(out))
+}
+
 pub fn execute(args: SlurmArgs) -> Result<u8> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    if let Err(e) = check_paths(&args.file, &args.out, &cwd) {
+        eprintln!("error: {e:#}");
+        return Ok(super::exit::CONFIG);
+    }
     let mut experiment = config::load(&args.file)?;
     let backend: Option<BackendKind> = args.backend;
     if let Some(b) = backend {
@@ -80,22 +93,24 @@ pub fn execute(args: SlurmArgs) -> Result<u8> {
     plan_study(&args.file, &source, &experiment, &exp_dir, &run_opts)?;
     let plan = Plan::load(&exp_dir)?.context("the plan was just written")?;
     let exe = std::env::current_exe().context("cannot find this program's path")?;
-    let scripts = slurm::write_scripts(&exp_dir, &plan, &exe, &opts)?;
+    let scripts = slurm::write_scripts(&exp_dir, &plan, &exe, &cwd, &opts)?;
     println!(
         "array job ({} tasks): {}",
         scripts.tasks,
         scripts.array.display()
     );
     println!("report job:           {}", scripts.report.display());
+    // The commands below are for pasting into a shell: their paths are quoted.
+    let quoted = |p: &Path| shell_quote(&p.display().to_string());
     if args.submit {
         let (array, report) = slurm::submit(&scripts)?;
         println!("submitted array job {array} and report job {report} (after any end of {array})");
-        println!("follow it with: unet-lab status {}", exp_dir.display());
+        println!("follow it with: unet-lab status {}", quoted(&exp_dir));
     } else {
         println!(
             "submit with: job=$(sbatch --parsable {}) && sbatch --dependency=afterany:$job {}",
-            scripts.array.display(),
-            scripts.report.display()
+            quoted(&scripts.array),
+            quoted(&scripts.report)
         );
     }
     Ok(0)

@@ -25,6 +25,7 @@ use crate::model::{UNet, output_size};
 use crate::report::raster::{Canvas, PRED_RGB};
 use crate::track::{RunId, VariantManifest, checkpoint, write_atomic};
 use crate::train::metrics::{Confusion, MetricAccumulator};
+use crate::util::owned::Claim;
 
 /// Which checkpoint `predict` loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -366,8 +367,9 @@ fn png_grey(mask: &[u8], h: usize, w: usize) -> Result<Vec<u8>> {
     crate::util::png::encode(&pixels, w, h, false)
 }
 
-/// The images of `--input` (not their `_mask` files).
-fn input_images(input: &Path) -> Result<Vec<PathBuf>> {
+/// The images of `--input` (not their `_mask` files). Only the folder itself is listed, not
+/// its subfolders: an `--out` inside `--input` is never read back.
+pub fn input_images(input: &Path) -> Result<Vec<PathBuf>> {
     let images: Vec<PathBuf> = image_files(input)?
         .into_iter()
         .filter(|p| !stem(p).ends_with("_mask"))
@@ -376,6 +378,90 @@ fn input_images(input: &Path) -> Result<Vec<PathBuf>> {
         bail!("no images (PNG or TIFF) found in {}", input.display());
     }
     Ok(images)
+}
+
+/// The record of the files `predict` wrote into an `--out` folder: a rerun replaces those and
+/// nothing else.
+pub const OUT_RECORD: &str = ".unet-lab-predict.json";
+
+/// Whether two paths name one folder (or file): by their canonical paths when both exist.
+fn same_place(a: &Path, b: &Path) -> bool {
+    let dot = |p: &Path| {
+        if p.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            p.to_path_buf()
+        }
+    };
+    let (a, b) = (dot(a), dot(b));
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => std::path::absolute(&a).ok() == std::path::absolute(&b).ok(),
+    }
+}
+
+/// The names `predict` writes into `--out` for `images` (and the submission when it goes
+/// there); two images of one stem would write one mask, and are refused.
+fn planned_outputs(
+    images: &[PathBuf],
+    out: &Path,
+    submission: Option<&Path>,
+) -> Result<Vec<String>, String> {
+    let mut planned: Vec<String> = Vec::with_capacity(2 * images.len() + 1);
+    let mut by_stem = std::collections::HashMap::new();
+    for image in images {
+        let s = stem(image);
+        if let Some(other) = by_stem.insert(s.clone(), image) {
+            return Err(format!(
+                "--input: {} and {} would both be predicted into {s}_mask.png in --out; rename \
+                 one of them",
+                other.display(),
+                image.display()
+            ));
+        }
+        planned.push(format!("{s}_mask.png"));
+        planned.push(format!("{s}_overlay.png"));
+    }
+    if let Some(sub) = submission
+        && let (Some(dir), Some(name)) = (sub.parent(), sub.file_name())
+        && same_place(dir, out)
+    {
+        planned.push(name.to_string_lossy().into_owned());
+    }
+    Ok(planned)
+}
+
+/// Checks `--out` (and `--submission`) before anything is written: `--out` must not be the
+/// input folder (its `<stem>_mask.png` labels would be overwritten, and the next run would
+/// predict on the overlays), no output may replace an input, and no file in `--out` that an
+/// earlier `predict` did not write is overwritten. The error is the message for the person.
+pub fn check_out(
+    input: &Path,
+    out: &Path,
+    images: &[PathBuf],
+    submission: Option<&Path>,
+) -> Result<Claim, String> {
+    if same_place(out, input) {
+        return Err(format!(
+            "--out {} is the input folder (--input): the predicted <stem>_mask.png files would \
+             overwrite its labels; choose another folder",
+            out.display()
+        ));
+    }
+    if let Some(sub) = submission
+        && images
+            .iter()
+            .flat_map(|i| [Some(i.clone()), label_of(i)])
+            .flatten()
+            .any(|p| same_place(sub, &p))
+    {
+        return Err(format!(
+            "--submission {} is one of the input images or labels; choose another file",
+            sub.display()
+        ));
+    }
+    let planned = planned_outputs(images, out, submission)?;
+    crate::util::owned::claim(out, OUT_RECORD, "predict", "--out", &planned)
 }
 
 fn progress_bar(images: usize) -> ProgressBar {
@@ -543,6 +629,9 @@ impl PostOptions {
 /// Masks, overlays and (with `--submission`) a Kaggle submission for every input image; the
 /// Kaggle score when the images are labelled.
 pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
+    let images = input_images(&opts.input)?;
+    let claim = check_out(&opts.input, &opts.out, &images, opts.submission.as_deref())
+        .map_err(anyhow::Error::msg)?;
     let (predictor, runs) = Predictor::load(
         &opts.run,
         opts.checkpoint,
@@ -550,9 +639,9 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictSummary> {
         opts.backend,
         opts.device,
     )?;
-    let images = input_images(&opts.input)?;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    claim.commit()?;
     let post = opts.post.resolve(&predictor);
     eprintln!(
         "predicting {} images with {} ({}, {:?} checkpoint); {}",

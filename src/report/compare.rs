@@ -11,6 +11,33 @@ use super::html::page_shell;
 use super::load::ExperimentData;
 use super::summary;
 use crate::track::write_atomic;
+use crate::util::owned::{Claim, claim};
+
+/// The record of the files `compare` wrote into its `--out` folder: a rerun replaces its own
+/// page and nothing else.
+pub const OUT_RECORD: &str = ".unet-lab-compare.json";
+
+/// Checks `--out` before anything is written: not an experiment directory (whose own
+/// `index.html` the page would replace), and no `index.html` there that an earlier `compare`
+/// did not write. The error is the message for the person.
+pub fn check_out(out: &Path) -> Result<Claim, String> {
+    for marker in ["experiment.json", "plan.json"] {
+        if out.join(marker).exists() {
+            return Err(format!(
+                "--out {} is an experiment directory (it has {marker}): the comparison page \
+                 would replace its report; choose another folder, e.g. reports/compare",
+                out.display()
+            ));
+        }
+    }
+    claim(
+        out,
+        OUT_RECORD,
+        "compare",
+        "--out",
+        &["index.html".to_string()],
+    )
+}
 
 /// A path to `target` relative to the directory `from` (both made absolute first).
 fn relative(target: &Path, from: &Path) -> PathBuf {
@@ -93,12 +120,15 @@ fn experiment_section(e: &ExperimentData, out: &Path) -> Markup {
     }
 }
 
+/// Writes `out/index.html`; `out` is created only once every directory has been read.
 pub fn render_comparison(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let experiments: Vec<ExperimentData> = dirs
         .iter()
         .map(|d| ExperimentData::load(d))
         .collect::<Result<_>>()?;
+    let claim = check_out(out).map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    claim.commit()?;
     let body = html! {
         h1 { "Comparison" }
         (dice_table(&experiments, out))

@@ -5,6 +5,7 @@ pub mod fs;
 pub mod hash;
 pub mod host;
 pub mod noise;
+pub mod owned;
 pub mod png;
 pub mod time;
 
