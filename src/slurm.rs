@@ -468,6 +468,7 @@ mod tests {
             experiment: "study".into(),
             source_file: root.join("my study.toml").display().to_string(),
             file_hash: "0".into(),
+            study_hash: String::new(),
             out: root.join("my out").display().to_string(),
             planned_at: String::new(),
             backend: None,

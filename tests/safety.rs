@@ -51,14 +51,20 @@ fn record(exp: &Path, run: &str) -> RunManifest {
         .expect("a run manifest")
 }
 
-#[test]
-fn a_copied_file_with_other_settings_is_refused_and_deletes_nothing() {
-    let tmp = TempDir::new("copied");
-    let original = write_experiment(&tmp, "t.toml", SMALL);
+/// The small study trained once in a fresh temp dir: (dir, file, --out, experiment dir).
+fn trained_study(tag: &str) -> (TempDir, PathBuf, PathBuf, PathBuf) {
+    let tmp = TempDir::new(tag);
+    let file = write_experiment(&tmp, "t.toml", SMALL);
     let out = tmp.path().join("out");
-    let r = run_experiment(&original, &out, &["--no-report"]);
+    let r = run_experiment(&file, &out, &["--no-report"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let exp = out.join("t");
+    (tmp, file, out, exp)
+}
+
+#[test]
+fn a_copied_file_with_other_settings_is_refused_and_deletes_nothing() {
+    let (tmp, original, out, exp) = trained_study("copied");
     let before = snapshot(&exp);
 
     // The same name (the stem) from another folder, with another learning rate.
@@ -88,11 +94,7 @@ fn a_copied_file_with_other_settings_is_refused_and_deletes_nothing() {
 
 #[test]
 fn a_changed_file_says_what_changed_and_supersedes_instead_of_deleting() {
-    let tmp = TempDir::new("changed");
-    let file = write_experiment(&tmp, "t.toml", SMALL);
-    let out = tmp.path().join("out");
-    assert_eq!(run_experiment(&file, &out, &["--no-report"]).code, Some(0));
-    let exp = out.join("t");
+    let (_tmp, file, out, exp) = trained_study("changed");
     let old_seed1 = record(&exp, "seed-1");
     let old_best = std::fs::read(exp.join("base/seed-1/checkpoints/best.mpk")).unwrap();
 
@@ -171,11 +173,7 @@ fn a_changed_file_says_what_changed_and_supersedes_instead_of_deleting() {
 
 #[test]
 fn fresh_moves_the_old_run_aside() {
-    let tmp = TempDir::new("fresh");
-    let file = write_experiment(&tmp, "t.toml", SMALL);
-    let out = tmp.path().join("out");
-    assert_eq!(run_experiment(&file, &out, &["--no-report"]).code, Some(0));
-    let exp = out.join("t");
+    let (_tmp, file, out, exp) = trained_study("fresh");
     let r = run_experiment(&file, &out, &["--no-report", "--fresh", "--task", "0"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(r.stderr.contains("--fresh trains it again"), "{}", r.stderr);
@@ -185,11 +183,7 @@ fn fresh_moves_the_old_run_aside() {
 
 #[test]
 fn a_deleted_run_is_missing_and_trained_again() {
-    let tmp = TempDir::new("deleted");
-    let file = write_experiment(&tmp, "t.toml", SMALL);
-    let out = tmp.path().join("out");
-    assert_eq!(run_experiment(&file, &out, &["--no-report"]).code, Some(0));
-    let exp = out.join("t");
+    let (_tmp, file, out, exp) = trained_study("deleted");
     // Every merge writes base/manifest.json; it must not bring the run back.
     assert!(exp.join("base/manifest.json").exists());
     std::fs::remove_dir_all(exp.join("base/seed-1")).unwrap();

@@ -98,3 +98,16 @@ pub fn plan_lock_path(exp_dir: &Path) -> PathBuf {
 pub fn merge_lock_path(exp_dir: &Path) -> PathBuf {
     exp_dir.join(".merge.lock")
 }
+
+/// Whether `exp_dir` has the single-file layout: an `experiment.json` without a layout
+/// version, and no `plan.json` (which came with per-run storage). Every later directory has
+/// a derived `<variant>/manifest.json` too, so that file alone says nothing.
+pub fn is_legacy(exp_dir: &Path) -> bool {
+    if plan_path(exp_dir).exists() {
+        return false;
+    }
+    std::fs::read(exp_dir.join("experiment.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v.is_object() && v.get("layout").is_none())
+}

@@ -147,14 +147,20 @@ impl Drop for RunLock {
 #[derive(Debug)]
 pub struct Exclusive(File);
 
+/// The file of a short exclusive section, created when missing (and never truncated: its
+/// lock may be held).
+fn open_section_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
 impl Exclusive {
     pub fn wait(path: &Path) -> Result<Exclusive> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let file = open_section_file(path)?;
         file.lock()
             .with_context(|| format!("cannot lock {}", path.display()))?;
         Ok(Exclusive(file))
@@ -164,12 +170,7 @@ impl Exclusive {
 impl Exclusive {
     /// The lock if it is free now, `None` if another process holds it.
     pub fn try_now(path: &Path) -> Result<Option<Exclusive>> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let file = open_section_file(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Exclusive(file))),
             Err(TryLockError::WouldBlock) => Ok(None),

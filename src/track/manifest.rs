@@ -248,7 +248,7 @@ impl VariantManifest {
         }
         // Elsewhere `<variant>/manifest.json` is derived: runs that are gone are gone.
         match variant_dir.parent() {
-            Some(exp_dir) if super::migrate::is_legacy(exp_dir) => Self::load_file(variant_dir),
+            Some(exp_dir) if super::layout::is_legacy(exp_dir) => Self::load_file(variant_dir),
             _ => Ok(None),
         }
     }

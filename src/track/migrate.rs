@@ -27,20 +27,12 @@ pub fn load_variant(variant_dir: &Path) -> Result<VariantManifest> {
     })
 }
 
-/// Whether `exp_dir` has the single-file layout: an `experiment.json` without a layout
-/// version, and no `plan.json` (which came with per-run storage). Every later directory has
-/// a derived `<variant>/manifest.json` too, so that file alone says nothing.
-pub fn is_legacy(exp_dir: &Path) -> bool {
-    !layout::plan_path(exp_dir).exists()
-        && ExperimentManifest::load(exp_dir).is_ok_and(|e| e.layout.is_none())
-}
-
 /// Migrates a directory of the single-file layout, then records the current layout version so
 /// that it is never taken for one again; returns how many runs were moved (0 for a directory
 /// that needs nothing). A run whose checkpoints are gone is not migrated: a record alone never
 /// becomes a finished run.
 pub fn migrate_if_legacy(exp_dir: &Path) -> Result<usize> {
-    if !is_legacy(exp_dir) {
+    if !layout::is_legacy(exp_dir) {
         return Ok(0);
     }
     let mut experiment = ExperimentManifest::load(exp_dir)?;
