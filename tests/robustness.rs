@@ -403,3 +403,45 @@ fn a_full_disk_gives_a_clear_error_and_keeps_earlier_results() {
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert_eq!(Tracker::open(&exp).unwrap().epochs.len(), 12);
 }
+
+/// A study whose `validate --json` prints far more than a pipe holds (300 variants).
+fn large_study(tmp: &TempDir) -> std::path::PathBuf {
+    let lrs: Vec<String> = (1..=30).map(|i| format!("{}e-4", i)).collect();
+    let text = format!(
+        "[grid]\n\"train.lr\" = [{}]\n\"train.epochs\" = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n",
+        lrs.join(", ")
+    );
+    write_experiment(tmp, "large.toml", &text)
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = TempDir::new("pipe");
+    let file = large_study(&tmp);
+    for args in [vec!["validate", "--json"], vec!["tasks"]] {
+        // `unet-lab … | head -1`: read one line, then close the pipe.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_unet-lab"))
+            .args(&args)
+            .arg(&file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!first.is_empty(), "{args:?}: no output");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {stderr}");
+        // The write after the reader left ends the process by SIGPIPE, as it would `cat`.
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr, "", "{args:?}");
+    }
+}
