@@ -445,3 +445,28 @@ fn a_closed_stdout_ends_quietly() {
         assert_eq!(stderr, "", "{args:?}");
     }
 }
+
+#[test]
+fn more_jobs_than_tasks_start_one_worker_per_task() {
+    let tmp = TempDir::new("jobs-cap");
+    let file = write_experiment(
+        &tmp,
+        "one.toml",
+        "name = \"one\"\n[data]\nsize = [32, 32]\ncount = 16\nsubjects = 4\n[model]\nwidths = [2, 4]\n[train]\nepochs = 1\n",
+    );
+    let out = tmp.path().join("out");
+    let r = run_experiment(&file, &out, &["--no-report", "--jobs", "3"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "note: --jobs 3 for 1 task(s): starting 1 worker process(es), one per task\n"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("1 tasks, 1 worker processes"),
+        "{}",
+        r.stderr
+    );
+}
