@@ -470,3 +470,44 @@ fn more_jobs_than_tasks_start_one_worker_per_task() {
         r.stderr
     );
 }
+
+#[test]
+fn a_checkpoint_of_another_network_is_refused_naming_the_file() {
+    let tmp = TempDir::new("ckpt-shape");
+    let file = write_experiment(
+        &tmp,
+        "two.toml",
+        "name = \"two\"\n[data]\nsize = [32, 32]\ncount = 16\nsubjects = 4\n[train]\nepochs = 1\n\
+         [report]\nsamples = 1\n[grid]\n\"model.widths\" = { small = [2, 4], wide = [3, 6] }\n",
+    );
+    let out = tmp.path().join("out");
+    let r = run_experiment(&file, &out, &["--no-report"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let best = |v: &str| out.join(format!("two/{v}/seed-0/checkpoints/best.mpk"));
+    std::fs::copy(best("wide"), best("small")).unwrap();
+    let input = tmp.path().join("input");
+    std::fs::create_dir_all(&input).unwrap();
+    let png = unet_lab::util::png::encode(&[128; 40 * 30], 40, 30, false).unwrap();
+    std::fs::write(input.join("a.png"), png).unwrap();
+    let want = format!(
+        "error: cannot load {}: parameter `inc.conv1.weight` has shape [3, 1, 3, 3] in the \
+         checkpoint but [2, 1, 3, 3] in the network: it was saved by another network \
+         (model.widths, model.presence_head, model.norm and train.loss decide the shapes)\n",
+        best("small").display()
+    );
+    let run = out.join("two/small");
+    let predict = common::run_cli(&[
+        "predict",
+        "--run",
+        run.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        tmp.path().join("preds").to_str().unwrap(),
+    ]);
+    assert_eq!(predict.code, Some(1), "{}", predict.stderr);
+    assert!(predict.stderr.ends_with(&want), "{}", predict.stderr);
+    let tune = common::run_cli(&["tune", "--run", run.to_str().unwrap()]);
+    assert_eq!(tune.code, Some(1), "{}", tune.stderr);
+    assert!(tune.stderr.ends_with(&want), "{}", tune.stderr);
+}

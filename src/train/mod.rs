@@ -325,7 +325,12 @@ where
             ResumeState::clear(&self.ckpt_dir);
             return Ok(model);
         }
-        let model = model_from_bytes(model, model_bytes, device)?;
+        let model = model_from_bytes(model, model_bytes, device).with_context(|| {
+            format!(
+                "cannot load {}",
+                self.ckpt_dir.join(&state.model_file).display()
+            )
+        })?;
         let optim = std::mem::replace(
             &mut self.optim,
             AnyOptimizer::<UNet<B>, B>::new(&spec.config.train),
@@ -671,9 +676,10 @@ where
         if self.dataset.test.is_empty() && !tune {
             return Ok(());
         }
-        let bytes = std::fs::read(checkpoint::best_path(spec.variant_dir, spec.run_id()))
-            .context("the best checkpoint, to score the test split")?;
-        let best = model_from_bytes::<B::InnerBackend, _>(model.valid(), bytes, device)?;
+        let path = checkpoint::best_path(spec.variant_dir, spec.run_id());
+        let bytes = std::fs::read(&path).context("the best checkpoint, to score the test split")?;
+        let best = model_from_bytes::<B::InnerBackend, _>(model.valid(), bytes, device)
+            .with_context(|| format!("cannot load {}", path.display()))?;
         if !self.dataset.test.is_empty() {
             self.test_row(&best, best_epoch, spec, tracker, device, progress)?;
         }
