@@ -471,6 +471,42 @@ fn more_jobs_than_tasks_start_one_worker_per_task() {
     );
 }
 
+/// Width and height of a GIF (its logical screen).
+fn gif_size(path: &Path) -> (usize, usize) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..3], b"GIF");
+    let le = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]) as usize;
+    (le(6), le(8))
+}
+
+#[test]
+fn pictures_of_tall_images_are_scaled_to_fit_their_format() {
+    // Two validation samples of 8192 × 8, enlarged 4× for legibility, would make a
+    // progress.gif 65588 pixels tall: past GIF's 65535.
+    let tmp = TempDir::new("tall");
+    let file = write_experiment(
+        &tmp,
+        "tall.toml",
+        "name = \"tall\"\n[data]\nsize = [8192, 8]\ncount = 8\nsubjects = 2\n[model]\nwidths = [2]\n\
+         [train]\nepochs = 2\nbatch_size = 4\n[report]\nsamples = 2\n",
+    );
+    let out = tmp.path().join("out");
+    let r = run_experiment(&file, &out, &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let note = "note: progress.gif would be 104×65588 pixels, more than a GIF picture may be here \
+                (65535 a side, 16 megapixels): its panels are drawn at 32×32741 instead of \
+                32×32768 (aspect ratio kept), as are those of any other picture too large\n";
+    assert_eq!(r.stderr.matches(note).count(), 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    let (w, h) = gif_size(&out.join("tall/base/progress.gif"));
+    assert_eq!((w, h), (3 * 32 + 8, 44 + 2 * (32741 + 4)));
+    // `report` draws the same pictures, and says so once too.
+    let r = common::run_cli(&["report", out.join("tall").to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(r.stderr.matches(note).count(), 1, "{}", r.stderr);
+    assert_eq!(gif_size(&out.join("tall/base/progress.gif")), (w, h));
+}
+
 #[test]
 fn a_checkpoint_of_another_network_is_refused_naming_the_file() {
     let tmp = TempDir::new("ckpt-shape");

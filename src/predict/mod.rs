@@ -453,7 +453,7 @@ fn write_mask_and_overlay(out: &Path, s: &str, img: &Grey, mask: &[u8]) -> Resul
         PRED_RGB,
         [img.height, img.width],
         [0, 0],
-        1,
+        [img.height, img.width],
     );
     write_atomic(&out.join(format!("{s}_overlay.png")), &canvas.to_png()?)
 }
