@@ -547,3 +547,118 @@ fn a_checkpoint_of_another_network_is_refused_naming_the_file() {
     assert_eq!(tune.code, Some(1), "{}", tune.stderr);
     assert!(tune.stderr.ends_with(&want), "{}", tune.stderr);
 }
+
+#[test]
+fn edited_or_corrupt_run_files_are_errors_not_panics() {
+    let tmp = TempDir::new("edited");
+    let file = write_experiment(
+        &tmp,
+        "e.toml",
+        "name = \"e\"\n[data]\nsize = [32, 32]\ncount = 16\nsubjects = 4\n[model]\nwidths = [2, 4]\n\
+         [train]\nepochs = 1\n[report]\nsamples = 1\n",
+    );
+    let out = tmp.path().join("out");
+    let r = run_experiment(&file, &out, &["--no-report"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let (exp, variant) = (out.join("e"), out.join("e/base"));
+    let run = variant.join("seed-0");
+
+    // A snapshot strip of another size than the run's images.
+    let strip = run.join("snapshots/epoch-0001.png");
+    let saved = std::fs::read(&strip).unwrap();
+    std::fs::write(
+        &strip,
+        unet_lab::util::png::encode(&[0; 16], 4, 4, false).unwrap(),
+    )
+    .unwrap();
+    // The report is rendered without the run's pictures, and says why.
+    let r = common::run_cli(&["report", exp.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let want = format!(
+        "warning: {} holds panels of 4×4, but images.png of 32×32: the snapshots of this run do \
+         not belong together; the run's pictures are left out\n",
+        strip.display()
+    );
+    assert_eq!(r.stderr.matches(&want).count(), 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    assert!(!variant.join("overlay.png").exists());
+    std::fs::write(&strip, saved).unwrap();
+
+    // A Parquet file with a page header polars' reader unwraps (it panics on it).
+    let metrics = run.join("metrics.parquet");
+    let corrupt =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corrupt-page-header.parquet");
+    std::fs::copy(corrupt, &metrics).unwrap();
+    // polars decodes columns in parallel and reports the first failure: on one thread the
+    // panicking column is always the first.
+    let one_thread = [("POLARS_MAX_THREADS", std::ffi::OsStr::new("1"))];
+    let r = common::run_cli_in(None, &["report", exp.to_str().unwrap()], &one_thread);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    let want = format!(
+        "error: {} is not a readable Parquet file: it is corrupt (the Parquet reader failed on \
+         it)\n",
+        metrics.display()
+    );
+    assert_eq!(r.stderr, want);
+
+    // A manifest whose config no longer describes a network.
+    for manifest in [variant.join("manifest.json"), run.join("manifest.json")] {
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+        m["config"]["model"]["widths"] = serde_json::json!([]);
+        std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+    }
+    let input = tmp.path().join("input");
+    std::fs::create_dir_all(&input).unwrap();
+    let png = unet_lab::util::png::encode(&[128; 40 * 30], 40, 30, false).unwrap();
+    std::fs::write(input.join("a.png"), png).unwrap();
+    let predict = common::run_cli(&[
+        "predict",
+        "--run",
+        variant.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        tmp.path().join("preds").to_str().unwrap(),
+    ]);
+    assert_eq!(predict.code, Some(1), "{}", predict.stderr);
+    let want = format!(
+        "error: {}: the config its manifest.json records does not describe a U-Net: \
+         model.widths []: a U-Net has 1 to 8 levels of 1 to 4096 channels\n",
+        variant.display()
+    );
+    assert!(predict.stderr.ends_with(&want), "{}", predict.stderr);
+}
+
+#[test]
+fn flags_past_their_limits_are_usage_errors() {
+    let widths = vec!["1"; 70].join(",");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["bench", "--widths", &widths],
+            "error: --widths: 1 to 8 levels of 1 to 4096 channels\n",
+        ),
+        (
+            &["bench", "--size", "1048576"],
+            "error: --size 1048576: must be 8 to 8192\n",
+        ),
+        (
+            &["bench", "--batch", "100000"],
+            "error: --batch 100000: must be 1 to 4096\n",
+        ),
+        (
+            &[
+                "augment-preview",
+                "experiments/mse_adam.toml",
+                "--draws",
+                "100000",
+            ],
+            "error: --samples must be 1 to 64 and --draws 0 to 64\n",
+        ),
+    ];
+    for (args, want) in cases {
+        let r = common::run_cli_in(Some(Path::new(env!("CARGO_MANIFEST_DIR"))), args, &[]);
+        assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr, want, "{args:?}");
+    }
+}

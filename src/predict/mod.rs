@@ -180,6 +180,12 @@ impl Predictor {
         device: Option<usize>,
     ) -> Result<(Predictor, Vec<RunId>)> {
         let manifest = crate::track::migrate::load_variant(variant_dir)?;
+        crate::config::geometry::check_network(&manifest.config).map_err(|msg| {
+            anyhow::anyhow!(
+                "{}: the config its manifest.json records does not describe a U-Net: {msg}",
+                variant_dir.display()
+            )
+        })?;
         let runs = choose_runs(variant_dir, &manifest, which, choice)?;
         let paths: Vec<PathBuf> = runs
             .iter()
