@@ -404,11 +404,14 @@ fn a_full_disk_gives_a_clear_error_and_keeps_earlier_results() {
     assert_eq!(Tracker::open(&exp).unwrap().epochs.len(), 12);
 }
 
-/// A study whose `validate --json` prints far more than a pipe holds (300 variants).
+/// A study whose `validate --json` and `tasks` print far more than a pipe holds (300
+/// variants, 6000 tasks), so that the reader always leaves before the writer is done.
 fn large_study(tmp: &TempDir) -> std::path::PathBuf {
     let lrs: Vec<String> = (1..=30).map(|i| format!("{}e-4", i)).collect();
+    let seeds: Vec<String> = (0..20).map(|s| s.to_string()).collect();
     let text = format!(
-        "[grid]\n\"train.lr\" = [{}]\n\"train.epochs\" = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n",
+        "seeds = [{}]\n[grid]\n\"train.lr\" = [{}]\n\"train.epochs\" = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n",
+        seeds.join(", "),
         lrs.join(", ")
     );
     write_experiment(tmp, "large.toml", &text)
