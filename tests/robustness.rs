@@ -403,3 +403,265 @@ fn a_full_disk_gives_a_clear_error_and_keeps_earlier_results() {
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert_eq!(Tracker::open(&exp).unwrap().epochs.len(), 12);
 }
+
+/// A study whose `validate --json` and `tasks` print far more than a pipe holds (300
+/// variants, 6000 tasks), so that the reader always leaves before the writer is done.
+fn large_study(tmp: &TempDir) -> std::path::PathBuf {
+    let lrs: Vec<String> = (1..=30).map(|i| format!("{}e-4", i)).collect();
+    let seeds: Vec<String> = (0..20).map(|s| s.to_string()).collect();
+    let text = format!(
+        "seeds = [{}]\n[grid]\n\"train.lr\" = [{}]\n\"train.epochs\" = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n",
+        seeds.join(", "),
+        lrs.join(", ")
+    );
+    write_experiment(tmp, "large.toml", &text)
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = TempDir::new("pipe");
+    let file = large_study(&tmp);
+    for args in [vec!["validate", "--json"], vec!["tasks"]] {
+        // `unet-lab … | head -1`: read one line, then close the pipe.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_unet-lab"))
+            .args(&args)
+            .arg(&file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!first.is_empty(), "{args:?}: no output");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {stderr}");
+        // The write after the reader left ends the process by SIGPIPE, as it would `cat`.
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr, "", "{args:?}");
+    }
+}
+
+#[test]
+fn more_jobs_than_tasks_start_one_worker_per_task() {
+    let tmp = TempDir::new("jobs-cap");
+    let file = write_experiment(
+        &tmp,
+        "one.toml",
+        "name = \"one\"\n[data]\nsize = [32, 32]\ncount = 16\nsubjects = 4\n[model]\nwidths = [2, 4]\n[train]\nepochs = 1\n",
+    );
+    let out = tmp.path().join("out");
+    let r = run_experiment(&file, &out, &["--no-report", "--jobs", "3"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "note: --jobs 3 for 1 task(s): starting 1 worker process(es), one per task\n"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("1 tasks, 1 worker processes"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// Width and height of a GIF (its logical screen).
+fn gif_size(path: &Path) -> (usize, usize) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..3], b"GIF");
+    let le = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]) as usize;
+    (le(6), le(8))
+}
+
+#[test]
+fn pictures_of_tall_images_are_scaled_to_fit_their_format() {
+    // Two validation samples of 8192 × 8, enlarged 4× for legibility, would make a
+    // progress.gif 65588 pixels tall: past GIF's 65535.
+    let tmp = TempDir::new("tall");
+    let file = write_experiment(
+        &tmp,
+        "tall.toml",
+        "name = \"tall\"\n[data]\nsize = [8192, 8]\ncount = 8\nsubjects = 2\n[model]\nwidths = [2]\n\
+         [train]\nepochs = 2\nbatch_size = 4\n[report]\nsamples = 2\n",
+    );
+    let out = tmp.path().join("out");
+    let r = run_experiment(&file, &out, &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let note = "note: progress.gif would be 104×65588 pixels, more than a GIF picture may be here \
+                (65535 a side, 16 megapixels): its panels are drawn at 32×32741 instead of \
+                32×32768 (aspect ratio kept), as are those of any other picture too large\n";
+    assert_eq!(r.stderr.matches(note).count(), 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    let (w, h) = gif_size(&out.join("tall/base/progress.gif"));
+    assert_eq!((w, h), (3 * 32 + 8, 44 + 2 * (32741 + 4)));
+    // `report` draws the same pictures, and says so once too.
+    let r = common::run_cli(&["report", out.join("tall").to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(r.stderr.matches(note).count(), 1, "{}", r.stderr);
+    assert_eq!(gif_size(&out.join("tall/base/progress.gif")), (w, h));
+}
+
+#[test]
+fn a_checkpoint_of_another_network_is_refused_naming_the_file() {
+    let tmp = TempDir::new("ckpt-shape");
+    let file = write_experiment(
+        &tmp,
+        "two.toml",
+        "name = \"two\"\n[data]\nsize = [32, 32]\ncount = 16\nsubjects = 4\n[train]\nepochs = 1\n\
+         [report]\nsamples = 1\n[grid]\n\"model.widths\" = { small = [2, 4], wide = [3, 6] }\n",
+    );
+    let out = tmp.path().join("out");
+    let r = run_experiment(&file, &out, &["--no-report"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let best = |v: &str| out.join(format!("two/{v}/seed-0/checkpoints/best.mpk"));
+    std::fs::copy(best("wide"), best("small")).unwrap();
+    let input = tmp.path().join("input");
+    std::fs::create_dir_all(&input).unwrap();
+    let png = unet_lab::util::png::encode(&[128; 40 * 30], 40, 30, false).unwrap();
+    std::fs::write(input.join("a.png"), png).unwrap();
+    let want = format!(
+        "error: cannot load {}: parameter `inc.conv1.weight` has shape [3, 1, 3, 3] in the \
+         checkpoint but [2, 1, 3, 3] in the network: it was saved by another network \
+         (model.widths, model.presence_head, model.norm and train.loss decide the shapes)\n",
+        best("small").display()
+    );
+    let run = out.join("two/small");
+    let predict = common::run_cli(&[
+        "predict",
+        "--run",
+        run.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        tmp.path().join("preds").to_str().unwrap(),
+    ]);
+    assert_eq!(predict.code, Some(1), "{}", predict.stderr);
+    assert!(predict.stderr.ends_with(&want), "{}", predict.stderr);
+    let tune = common::run_cli(&["tune", "--run", run.to_str().unwrap()]);
+    assert_eq!(tune.code, Some(1), "{}", tune.stderr);
+    assert!(tune.stderr.ends_with(&want), "{}", tune.stderr);
+}
+
+#[test]
+fn edited_or_corrupt_run_files_are_errors_not_panics() {
+    let tmp = TempDir::new("edited");
+    let file = write_experiment(
+        &tmp,
+        "e.toml",
+        "name = \"e\"\n[data]\nsize = [32, 32]\ncount = 16\nsubjects = 4\n[model]\nwidths = [2, 4]\n\
+         [train]\nepochs = 1\n[report]\nsamples = 1\n",
+    );
+    let out = tmp.path().join("out");
+    let r = run_experiment(&file, &out, &["--no-report"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let (exp, variant) = (out.join("e"), out.join("e/base"));
+    let run = variant.join("seed-0");
+
+    // A snapshot strip of another size than the run's images.
+    let strip = run.join("snapshots/epoch-0001.png");
+    let saved = std::fs::read(&strip).unwrap();
+    std::fs::write(
+        &strip,
+        unet_lab::util::png::encode(&[0; 16], 4, 4, false).unwrap(),
+    )
+    .unwrap();
+    // The report is rendered without the run's pictures, and says why.
+    let r = common::run_cli(&["report", exp.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let want = format!(
+        "warning: {} holds panels of 4×4, but images.png of 32×32: the snapshots of this run do \
+         not belong together; the run's pictures are left out\n",
+        strip.display()
+    );
+    assert_eq!(r.stderr.matches(&want).count(), 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    assert!(!variant.join("overlay.png").exists());
+    std::fs::write(&strip, saved).unwrap();
+
+    // A Parquet file with a page header polars' reader unwraps (it panics on it).
+    let metrics = run.join("metrics.parquet");
+    let corrupt =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corrupt-page-header.parquet");
+    std::fs::copy(corrupt, &metrics).unwrap();
+    // polars decodes columns in parallel and reports the first failure: on one thread the
+    // panicking column is always the first.
+    let one_thread = [("POLARS_MAX_THREADS", std::ffi::OsStr::new("1"))];
+    let r = common::run_cli_in(None, &["report", exp.to_str().unwrap()], &one_thread);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    let want = format!(
+        "error: {} is not a readable Parquet file: it is corrupt (the Parquet reader failed on \
+         it)\n",
+        metrics.display()
+    );
+    assert_eq!(r.stderr, want);
+
+    // A manifest whose config no longer describes a network.
+    for manifest in [variant.join("manifest.json"), run.join("manifest.json")] {
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+        m["config"]["model"]["widths"] = serde_json::json!([]);
+        std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+    }
+    let input = tmp.path().join("input");
+    std::fs::create_dir_all(&input).unwrap();
+    let png = unet_lab::util::png::encode(&[128; 40 * 30], 40, 30, false).unwrap();
+    std::fs::write(input.join("a.png"), png).unwrap();
+    let predict = common::run_cli(&[
+        "predict",
+        "--run",
+        variant.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        tmp.path().join("preds").to_str().unwrap(),
+    ]);
+    assert_eq!(predict.code, Some(1), "{}", predict.stderr);
+    let want = format!(
+        "error: {}: the config its manifest.json records does not describe a U-Net: \
+         model.widths []: a U-Net has 1 to 8 levels of 1 to 4096 channels\n",
+        variant.display()
+    );
+    assert!(predict.stderr.ends_with(&want), "{}", predict.stderr);
+}
+
+#[test]
+fn flags_past_their_limits_are_usage_errors() {
+    let widths = vec!["1"; 70].join(",");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["bench", "--widths", &widths],
+            "error: --widths: 1 to 8 levels of 1 to 4096 channels\n",
+        ),
+        (
+            &["bench", "--size", "1048576"],
+            "error: --size 1048576: must be 8 to 8192\n",
+        ),
+        (
+            &["bench", "--batch", "100000"],
+            "error: --batch 100000: must be 1 to 4096\n",
+        ),
+        (
+            &[
+                "augment-preview",
+                "experiments/mse_adam.toml",
+                "--draws",
+                "100000",
+            ],
+            "error: --samples must be 1 to 64 and --draws 0 to 64\n",
+        ),
+    ];
+    for (args, want) in cases {
+        let r = common::run_cli_in(Some(Path::new(env!("CARGO_MANIFEST_DIR"))), args, &[]);
+        assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr, want, "{args:?}");
+    }
+}

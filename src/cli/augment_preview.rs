@@ -26,6 +26,9 @@ pub struct AugmentPreviewArgs {
     pub draws: usize,
 }
 
+/// The most rows (`--samples`) and augmented columns (`--draws`) of a preview.
+const MAX_GRID: usize = 64;
+
 pub fn execute(args: AugmentPreviewArgs) -> Result<u8> {
     let AugmentPreviewArgs {
         file,
@@ -34,6 +37,11 @@ pub fn execute(args: AugmentPreviewArgs) -> Result<u8> {
         samples,
         draws,
     } = args;
+    // Each row and column is drawn and augmented: more would only shrink the panels.
+    if !(1..=MAX_GRID).contains(&samples) || draws > MAX_GRID {
+        eprintln!("error: --samples must be 1 to {MAX_GRID} and --draws 0 to {MAX_GRID}");
+        return Ok(exit::CONFIG);
+    }
     let mut experiment = config::load(&file)?;
     if let Some(v) = &variant
         && let Err(msg) = experiment.select(std::slice::from_ref(v))
@@ -55,13 +63,13 @@ pub fn execute(args: AugmentPreviewArgs) -> Result<u8> {
         .iter()
         .map(|&i| &ds.samples[i])
         .filter(|s| s.has_object())
-        .take(samples.max(1))
+        .take(samples)
         .collect();
     if picked.is_empty() {
         picked = ds
             .train
             .iter()
-            .take(samples.max(1))
+            .take(samples)
             .map(|&i| &ds.samples[i])
             .collect();
     }

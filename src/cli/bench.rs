@@ -63,8 +63,8 @@ pub fn execute(args: BenchArgs) -> Result<u8> {
         profile,
         kernels,
     } = args;
-    if widths.is_empty() || widths.contains(&0) || batch == 0 || steps == 0 {
-        eprintln!("error: --widths needs positive values; --batch and --steps must be at least 1");
+    if let Err(msg) = check_sizes(&widths, size, batch, steps) {
+        eprintln!("error: {msg}");
         return Ok(exit::CONFIG);
     }
     if let Err(msg) =
@@ -93,4 +93,22 @@ pub fn execute(args: BenchArgs) -> Result<u8> {
         println!("{}", result.human());
     }
     Ok(0)
+}
+
+/// The limits the experiment files have (`model.widths`, `data.size`, `train.batch_size`):
+/// beyond them a network does not fit in memory, or its size arithmetic overflows.
+fn check_sizes(widths: &[usize], size: usize, batch: usize, steps: usize) -> Result<(), String> {
+    if widths.is_empty() || widths.len() > 8 || widths.iter().any(|&w| w == 0 || w > 4096) {
+        return Err("--widths: 1 to 8 levels of 1 to 4096 channels".into());
+    }
+    if !(8..=8192).contains(&size) {
+        return Err(format!("--size {size}: must be 8 to 8192"));
+    }
+    if !(1..=4096).contains(&batch) {
+        return Err(format!("--batch {batch}: must be 1 to 4096"));
+    }
+    if steps == 0 {
+        return Err("--steps: must be at least 1".into());
+    }
+    Ok(())
 }

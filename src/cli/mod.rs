@@ -78,6 +78,7 @@ pub enum Command {
 }
 
 pub fn main() -> ExitCode {
+    end_quietly_on_closed_stdout();
     crate::train::backend::quiet_vulkan_drivers();
     crate::memory::keep_freed_memory();
     use_slurm_cpus();
@@ -96,6 +97,20 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(exit::ERROR)
         }
+    }
+}
+
+/// A closed stdout (`unet-lab validate FILE | head -1`) ends the process quietly, as it does
+/// `cat` or `ls`: Rust ignores SIGPIPE, so a write to a closed pipe fails and `println!`
+/// panics ("failed printing to stdout: Broken pipe"). With the default disposition the kernel
+/// ends the process at that write instead, in every command alike. Runs stay safe: they are
+/// written to survive being killed at any point (their locks are released by the kernel).
+fn end_quietly_on_closed_stdout() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

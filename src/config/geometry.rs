@@ -1,7 +1,7 @@
 //! Which input sizes a U-Net of a given depth and padding accepts, and what it outputs: plain
 //! arithmetic, needed to validate a config before any network exists.
 
-use super::Padding;
+use super::{Padding, RunConfig};
 
 /// The output size for an input size, or why the input size does not work.
 pub fn output_size(input: usize, levels: usize, padding: Padding) -> Result<usize, String> {
@@ -73,4 +73,24 @@ fn nearest_valid(s: usize, levels: usize, padding: Padding) -> Vec<usize> {
         .find(|&c| output_size(c, levels, padding).is_ok());
     let above = (s + 1..s + 4096).find(|&c| output_size(c, levels, padding).is_ok());
     below.into_iter().chain(above).collect()
+}
+
+/// Whether a config read back from a file (a run's manifest, which a person may have edited)
+/// describes a U-Net that can be built and fed its images: the checks the config decoder makes
+/// of the model and the size, as a message naming the key.
+pub fn check_network(config: &RunConfig) -> Result<(), String> {
+    let widths = &config.model.widths;
+    if widths.is_empty() || widths.len() > 8 || widths.iter().any(|&w| w == 0 || w > 4096) {
+        return Err(format!(
+            "model.widths {widths:?}: a U-Net has 1 to 8 levels of 1 to 4096 channels"
+        ));
+    }
+    if config.data.size.iter().any(|&s| !(8..=8192).contains(&s)) {
+        return Err(format!(
+            "data.size {:?}: each side must be 8 to 8192",
+            config.data.size
+        ));
+    }
+    check_input_size(config.data.size, widths, config.model.padding)
+        .map_err(|msg| format!("data.size: {msg}"))
 }

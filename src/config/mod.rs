@@ -153,6 +153,7 @@ pub fn parse_str(path: &Path, text: String) -> Result<Experiment, ConfigError> {
         });
     }
     make_slugs_unique(&mut variants);
+    check_task_count(&source, &header, &variants)?;
     Ok(Experiment {
         slug: slugify(&header.name),
         name: header.name,
@@ -168,6 +169,9 @@ struct Header<'a> {
     name: String,
     description: String,
     seeds: Vec<u64>,
+    /// Where `seeds` and `[grid]` were written (for the task-count error).
+    seeds_node: Option<&'a Node>,
+    grid_key: Option<&'a Key>,
     grid: Option<&'a Table>,
     explicit: Option<&'a Node>,
 }
@@ -215,14 +219,16 @@ fn read_header<'a>(
             return Err(source.error(Some(&node.span), Some("seeds"), "seeds must be distinct"));
         }
     }
-    let grid = top.table("grid")?.map(|(_, t)| t);
+    let grid_entry = top.table("grid")?;
     let explicit = top.node("variant");
     top.finish()?;
     Ok(Header {
         name,
         description,
         seeds,
-        grid,
+        seeds_node,
+        grid_key: grid_entry.map(|(k, _)| k),
+        grid: grid_entry.map(|(_, t)| t),
         explicit,
     })
 }
@@ -337,33 +343,84 @@ fn grid_axis(source: &Source, key: &Key, node: &Node) -> Result<AxisLevels, Conf
     Ok((axis, key.clone(), levels))
 }
 
-/// The cartesian product of the axes' level indices, first axis varying slowest; more than
-/// 10000 combinations is an error.
+/// The most variants a grid may expand to.
+pub const MAX_GRID_VARIANTS: usize = 10_000;
+
+/// The most tasks (variants × seeds × folds) a study may have: each is a training run, a
+/// directory and a row in every table, and `tasks`, `status` and the planner list them all.
+pub const MAX_TASKS: usize = 100_000;
+
+/// The cartesian product of the axes' level indices, first axis varying slowest. Its size is
+/// computed first, so that a grid past [`MAX_GRID_VARIANTS`] is refused before anything is
+/// allocated (10 axes of 10 levels would be 10^10 combinations).
 fn grid_combinations(
     source: &Source,
     levels_per_axis: &[AxisLevels],
 ) -> Result<Vec<Vec<usize>>, ConfigError> {
+    let sizes: Vec<usize> = levels_per_axis.iter().map(|(_, _, l)| l.len()).collect();
+    let total = sizes.iter().try_fold(1usize, |acc, &n| acc.checked_mul(n));
+    if total.is_none_or(|t| t > MAX_GRID_VARIANTS) {
+        let levels: Vec<String> = sizes.iter().map(|n| n.to_string()).collect();
+        let count = total.map_or_else(|| "more than 2^64".to_string(), |t| t.to_string());
+        return Err(source.error(
+            levels_per_axis.first().map(|(_, key, _)| &key.span),
+            Some("grid"),
+            format!(
+                "the grid expands to {count} variants ({} levels), more than the limit of \
+                 {MAX_GRID_VARIANTS}: use fewer axes or levels",
+                levels.join(" × ")
+            ),
+        ));
+    }
     let mut combos: Vec<Vec<usize>> = vec![vec![]];
-    for (_, _, levels) in levels_per_axis {
+    for n in sizes {
         combos = combos
             .into_iter()
             .flat_map(|c| {
-                (0..levels.len()).map(move |i| {
+                (0..n).map(move |i| {
                     let mut c = c.clone();
                     c.push(i);
                     c
                 })
             })
             .collect();
-        if combos.len() > 10_000 {
-            return Err(source.error(
-                None,
-                Some("grid"),
-                "the grid expands to more than 10000 variants",
-            ));
-        }
     }
     Ok(combos)
+}
+
+/// Refuses a study of more than [`MAX_TASKS`] tasks, counted (with checked arithmetic) before
+/// any task list is built. Reported at `seeds` when the file gives them, else at the grid.
+fn check_task_count(
+    source: &Source,
+    header: &Header<'_>,
+    variants: &[Variant],
+) -> Result<(), ConfigError> {
+    let seeds = header.seeds.len();
+    let total = variants.iter().try_fold(0usize, |acc, v| {
+        seeds
+            .checked_mul(v.folds().len())
+            .and_then(|n| acc.checked_add(n))
+    });
+    if total.is_some_and(|t| t <= MAX_TASKS) {
+        return Ok(());
+    }
+    let count = total.map_or_else(|| "more than 2^64".to_string(), |t| t.to_string());
+    let folds = variants.iter().map(|v| v.folds().len()).max().unwrap_or(1);
+    let folds = if folds > 1 {
+        format!(" × up to {folds} folds")
+    } else {
+        String::new()
+    };
+    let message = format!(
+        "the study has {count} tasks ({} variants × {seeds} seeds{folds}), more than the limit \
+         of {MAX_TASKS}: use fewer variants, seeds or folds",
+        variants.len()
+    );
+    Err(match (header.seeds_node, header.grid_key) {
+        (Some(node), _) => source.error(Some(&node.span), Some("seeds"), message),
+        (None, Some(key)) => source.error(Some(&key.span), Some("grid"), message),
+        (None, None) => source.error(None, Some("seeds"), message),
+    })
 }
 
 /// The variant of one combination of grid levels, named by its labels.

@@ -647,7 +647,36 @@ fn decode_data(d: &mut SectionReader<'_>) -> Result<DataConfig, ConfigError> {
         });
     }
     decode_folds(d, &mut c)?;
+    check_fractions(d, &c)?;
     Ok(c)
+}
+
+/// `val_fraction` and `test_fraction` share the subjects: together they must leave some for
+/// training. Only when both are in force — subject lists override them, and cross-validation
+/// does not use `val_fraction`.
+fn check_fractions(d: &SectionReader<'_>, c: &DataConfig) -> Result<(), ConfigError> {
+    let Some(test) = c.test_fraction else {
+        return Ok(());
+    };
+    let val_in_force = c.folds.is_none() && c.val_subjects.is_none();
+    // A tolerance, so that 0.7 + 0.3 (0.999…9 in binary) counts as the 1 it was meant to be.
+    if !val_in_force || c.test_subjects.is_some() || c.val_fraction + test < 1.0 - 1e-9 {
+        return Ok(());
+    }
+    let message = format!(
+        "data.val_fraction ({}) + data.test_fraction ({test}) leaves no subject for training: \
+         their sum must be below 1",
+        c.val_fraction
+    );
+    // Reported at the key given last in the file (the default val_fraction has no line).
+    let at = ["test_fraction", "val_fraction"]
+        .into_iter()
+        .filter_map(|k| d.peek(k).map(|n| (k, n)))
+        .max_by_key(|(_, n)| n.span.start);
+    Err(match at {
+        Some((key, node)) => d.error_at(node, key, message),
+        None => d.error_here("test_fraction", message),
+    })
 }
 
 /// `folds` and `fold`: a fold needs `folds`, and cross-validation chooses the validation

@@ -178,6 +178,12 @@ impl Predictor {
         device: Option<usize>,
     ) -> Result<(Predictor, Vec<RunId>)> {
         let manifest = crate::track::migrate::load_variant(variant_dir)?;
+        crate::config::geometry::check_network(&manifest.config).map_err(|msg| {
+            anyhow::anyhow!(
+                "{}: the config its manifest.json records does not describe a U-Net: {msg}",
+                variant_dir.display()
+            )
+        })?;
         let runs = choose_runs(variant_dir, &manifest, which, choice)?;
         let paths: Vec<PathBuf> = runs
             .iter()
@@ -539,7 +545,7 @@ fn write_mask_and_overlay(out: &Path, s: &str, img: &Grey, mask: &[u8]) -> Resul
         PRED_RGB,
         [img.height, img.width],
         [0, 0],
-        1,
+        [img.height, img.width],
     );
     write_atomic(&out.join(format!("{s}_overlay.png")), &canvas.to_png()?)
 }

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use super::Renderer;
 use super::load::{ExperimentData, RunData};
 use super::overlay::{FivePanels, GAP, HEADER, draw_titles};
-use super::raster::{Canvas, Palette, panel_scale};
+use super::raster::{Canvas, GIF, Palette, fit_panels, panel_scale};
 use crate::track::write_atomic;
 
 pub struct GifRenderer;
@@ -27,14 +27,19 @@ fn encode(
     frames: &[(Vec<u8>, u16)],
     palette: &Palette,
 ) -> Result<Vec<u8>> {
+    // Callers size their frames with `fit_panels(…, GIF, …)`; a frame past GIF's sides is a bug
+    // here, but an error rather than the encoder's panic.
+    let side = |v: usize| {
+        u16::try_from(v).with_context(|| format!("a {width}×{height} frame is too large for GIF"))
+    };
+    let (w16, h16) = (side(width)?, side(height)?);
     let mut out = Vec::new();
     {
-        let mut enc = gif::Encoder::new(&mut out, width as u16, height as u16, &palette.rgb)
-            .context("cannot start GIF")?;
+        let mut enc =
+            gif::Encoder::new(&mut out, w16, h16, &palette.rgb).context("cannot start GIF")?;
         enc.set_repeat(gif::Repeat::Infinite)?;
         for (indices, delay) in frames {
-            let mut frame =
-                gif::Frame::from_indexed_pixels(width as u16, height as u16, indices.clone(), None);
+            let mut frame = gif::Frame::from_indexed_pixels(w16, h16, indices.clone(), None);
             frame.delay = *delay;
             enc.write_frame(&frame)?;
         }
@@ -48,10 +53,16 @@ pub fn render_progress(run: &RunData, palette: &Palette) -> Result<Option<Vec<u8
         return Ok(None);
     };
     let (h, w, n) = (snaps.images.h, snaps.images.w, snaps.images.n);
-    let scale = panel_scale(w);
-    let (panel_w, panel_h) = (w * scale, h * scale);
-    let width = 3 * panel_w + 2 * GAP;
-    let height = 2 * HEADER + n * (panel_h + GAP);
+    let frame = |[ph, pw]: [usize; 2]| {
+        [
+            pw.saturating_mul(3).saturating_add(2 * GAP),
+            n.saturating_mul(ph.saturating_add(GAP))
+                .saturating_add(2 * HEADER),
+        ]
+    };
+    let panel = fit_panels("progress.gif", [h, w], panel_scale(w), GIF, frame)?;
+    let [panel_h, panel_w] = panel;
+    let [width, height] = frame(panel);
     let last_epoch = snaps.epochs.last().map(|(e, _)| *e).unwrap_or(0);
     let frames: Vec<(Vec<u8>, u16)> = snaps
         .epochs
@@ -82,9 +93,10 @@ pub fn render_progress(run: &RunData, palette: &Palette) -> Result<Option<Vec<u8
             }
             for k in 0..n {
                 let top = 2 * HEADER + k * (panel_h + GAP);
-                canvas.grey(&snaps.images.panel(k), h, w, top, 0, scale);
-                canvas.grey(&snaps.truth.panel(k), h, w, top, panel_w + GAP, scale);
-                canvas.grey(&strip.panel(k), h, w, top, 2 * (panel_w + GAP), scale);
+                let step = panel_w + GAP;
+                canvas.grey(&snaps.images.panel(k), [h, w], [top, 0], panel);
+                canvas.grey(&snaps.truth.panel(k), [h, w], [top, step], panel);
+                canvas.grey(&strip.panel(k), [h, w], [top, 2 * step], panel);
             }
             let delay = if *epoch == last_epoch {
                 LAST_FRAME_DELAY
@@ -99,7 +111,7 @@ pub fn render_progress(run: &RunData, palette: &Palette) -> Result<Option<Vec<u8
 
 /// `results.gif`: one frame per sample with its five panels at the best epoch.
 pub fn render_results(run: &RunData, palette: &Palette) -> Result<Option<Vec<u8>>> {
-    let Some(layout) = FivePanels::of(run) else {
+    let Some(layout) = FivePanels::of(run, "results.gif", 1, GIF)? else {
         return Ok(None);
     };
     let (n, width) = (layout.snaps.images.n, layout.width);

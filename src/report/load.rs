@@ -250,9 +250,13 @@ impl ExperimentData {
                     } else {
                         record.snapshot_samples.len()
                     };
-                    // Missing or unreadable snapshots leave the run without pictures, not the report.
-                    let snaps =
-                        Snapshots::load(&snapshots::dir(&vdir, record.run_id()), n).unwrap_or(None);
+                    // Missing or unreadable snapshots leave the run without pictures, not the
+                    // report; unreadable ones are said.
+                    let snaps = Snapshots::load(&snapshots::dir(&vdir, record.run_id()), n)
+                        .unwrap_or_else(|e| {
+                            eprintln!("warning: {e:#}; the run's pictures are left out");
+                            None
+                        });
                     RunData {
                         seed: record.seed,
                         fold: record.fold,

@@ -8,7 +8,7 @@ use plotters::style::{BLACK, RGBColor};
 
 use super::Renderer;
 use super::load::{ExperimentData, RunData};
-use super::raster::{Canvas, PRED_RGB, TRUTH_RGB, panel_scale};
+use super::raster::{Canvas, Format, PNG, PRED_RGB, TRUTH_RGB, fit_panels, panel_scale};
 use crate::track::snapshots::{Snapshots, Strip};
 use crate::track::write_atomic;
 
@@ -36,16 +36,16 @@ pub fn best_strip(run: &RunData) -> Option<(usize, &Strip)> {
         .map(|(e, s)| (*e, s))
 }
 
-/// Draws sample `k`'s five panels in a row at (top, 0).
+/// Draws sample `k`'s five panels in a row at (top, 0), each `panel` = `[ph, pw]` pixels.
 pub fn draw_five(
     canvas: &mut Canvas,
     snaps: &Snapshots,
     pred: &Strip,
     k: usize,
     top: usize,
-    scale: usize,
+    panel: [usize; 2],
 ) {
-    let (h, w) = (snaps.images.h, snaps.images.w);
+    let hw = [snaps.images.h, snaps.images.w];
     let image = snaps.images.panel(k);
     let truth = snaps.truth.panel(k);
     let prob = pred.panel(k);
@@ -53,12 +53,12 @@ pub fn draw_five(
         .iter()
         .map(|&p| if p > 0.5 { 1.0 } else { 0.0 })
         .collect();
-    let step = w * scale + GAP;
-    canvas.grey(&image, h, w, top, 0, scale);
-    canvas.grey(&truth, h, w, top, step, scale);
-    canvas.grey(&mask, h, w, top, 2 * step, scale);
-    canvas.overlay(&image, &truth, TRUTH_RGB, [h, w], [top, 3 * step], scale);
-    canvas.overlay(&image, &mask, PRED_RGB, [h, w], [top, 4 * step], scale);
+    let step = panel[1] + GAP;
+    canvas.grey(&image, hw, [top, 0], panel);
+    canvas.grey(&truth, hw, [top, step], panel);
+    canvas.grey(&mask, hw, [top, 2 * step], panel);
+    canvas.overlay(&image, &truth, TRUTH_RGB, hw, [top, 3 * step], panel);
+    canvas.overlay(&image, &mask, PRED_RGB, hw, [top, 4 * step], panel);
 }
 
 /// Column titles over five panels.
@@ -75,7 +75,6 @@ pub struct FivePanels<'a> {
     pub snaps: &'a Snapshots,
     pub pred: &'a Strip,
     pub epoch: usize,
-    pub scale: usize,
     pub panel_w: usize,
     pub panel_h: usize,
     /// Width of a row of five panels with their gaps.
@@ -83,31 +82,45 @@ pub struct FivePanels<'a> {
 }
 
 impl<'a> FivePanels<'a> {
-    /// `None` when the run stored no predictions.
-    pub fn of(run: &'a RunData) -> Option<FivePanels<'a>> {
-        let snaps = run.snapshots.as_ref()?;
-        let (epoch, pred) = best_strip(run)?;
-        let scale = panel_scale(snaps.images.w);
-        let panel_w = snaps.images.w * scale;
-        Some(FivePanels {
+    /// `None` when the run stored no predictions. The panels are sized so that a picture of
+    /// `rows` rows under a two-line header fits `format` (`what` names it in the note).
+    pub fn of(
+        run: &'a RunData,
+        what: &str,
+        rows: usize,
+        format: Format,
+    ) -> Result<Option<FivePanels<'a>>> {
+        let (Some(snaps), Some((epoch, pred))) = (run.snapshots.as_ref(), best_strip(run)) else {
+            return Ok(None);
+        };
+        let (h, w) = (snaps.images.h, snaps.images.w);
+        let [panel_h, panel_w] = fit_panels(what, [h, w], panel_scale(w), format, |[ph, pw]| {
+            [
+                pw.saturating_mul(5).saturating_add(4 * GAP),
+                rows.saturating_mul(ph.saturating_add(GAP))
+                    .saturating_add(2 * HEADER),
+            ]
+        })?;
+        Ok(Some(FivePanels {
             snaps,
             pred,
             epoch,
-            scale,
             panel_w,
-            panel_h: snaps.images.h * scale,
+            panel_h,
             width: 5 * panel_w + 4 * GAP,
-        })
+        }))
     }
 
     /// Draws sample `k`'s row at `top`.
     pub fn draw_row(&self, canvas: &mut Canvas, k: usize, top: usize) {
-        draw_five(canvas, self.snaps, self.pred, k, top, self.scale);
+        let panel = [self.panel_h, self.panel_w];
+        draw_five(canvas, self.snaps, self.pred, k, top, panel);
     }
 }
 
 pub fn render_overlay(run: &RunData) -> Result<Option<Vec<u8>>> {
-    let Some(layout) = FivePanels::of(run) else {
+    let rows = run.snapshots.as_ref().map_or(0, |s| s.images.n);
+    let Some(layout) = FivePanels::of(run, "overlay.png", rows, PNG)? else {
         return Ok(None);
     };
     let (n, epoch, width) = (layout.snaps.images.n, layout.epoch, layout.width);

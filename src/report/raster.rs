@@ -43,24 +43,23 @@ impl Canvas {
         }
     }
 
-    /// Copies an `h × w` grey panel (values in [0, 1]) to (top, left), scaled by `scale`.
+    /// Copies an `h × w` grey panel (values in [0, 1]) to (top, left), drawn `ph × pw` (nearest
+    /// pixel: enlarged by whole factors, or shrunk to fit a picture's limits).
     pub fn grey(
         &mut self,
         panel: &[f32],
-        h: usize,
-        w: usize,
-        top: usize,
-        left: usize,
-        scale: usize,
+        [h, w]: [usize; 2],
+        [top, left]: [usize; 2],
+        drawn: [usize; 2],
     ) {
-        self.blit(h, w, top, left, scale, |i| {
+        self.blit([h, w], [top, left], drawn, |i| {
             let v = (panel[i].clamp(0.0, 1.0) * 255.0).round() as u8;
             [v, v, v]
         });
     }
 
     /// The grey `[h, w]` image with `mask > 0.5` tinted in `color`, its top-left corner at
-    /// `[top, left]`, each pixel drawn `scale` × `scale`.
+    /// `[top, left]`, drawn `drawn` = `[ph, pw]` pixels.
     pub fn overlay(
         &mut self,
         image: &[f32],
@@ -68,9 +67,9 @@ impl Canvas {
         color: [u8; 3],
         [h, w]: [usize; 2],
         [top, left]: [usize; 2],
-        scale: usize,
+        drawn: [usize; 2],
     ) {
-        self.blit(h, w, top, left, scale, |i| {
+        self.blit([h, w], [top, left], drawn, |i| {
             let v = (image[i].clamp(0.0, 1.0) * 255.0).round() as u8;
             if mask[i] > 0.5 {
                 blend(v, color)
@@ -82,24 +81,23 @@ impl Canvas {
 
     fn blit(
         &mut self,
-        h: usize,
-        w: usize,
-        top: usize,
-        left: usize,
-        scale: usize,
+        [h, w]: [usize; 2],
+        [top, left]: [usize; 2],
+        [ph, pw]: [usize; 2],
         px: impl Fn(usize) -> [u8; 3],
     ) {
-        for y in 0..h * scale {
+        for y in 0..ph {
             let cy = top + y;
             if cy >= self.height {
                 break;
             }
-            for x in 0..w * scale {
+            let sy = y * h / ph;
+            for x in 0..pw {
                 let cx = left + x;
                 if cx >= self.width {
                     break;
                 }
-                let c = px((y / scale) * w + x / scale);
+                let c = px(sy * w + x * w / pw);
                 let o = (cy * self.width + cx) * 3;
                 self.rgb[o..o + 3].copy_from_slice(&c);
             }
@@ -147,6 +145,99 @@ pub fn blend(v: u8, color: [u8; 3]) -> [u8; 3] {
 /// Integer upscaling so small training images stay legible (panels at least ~128 px wide).
 pub fn panel_scale(w: usize) -> usize {
     128usize.div_ceil(w.max(1)).clamp(1, 4)
+}
+
+/// What a picture format allows, and how large we let its pictures be in memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Format {
+    pub name: &'static str,
+    /// The largest width or height.
+    pub max_side: usize,
+    /// The most pixels of one picture (or frame): it is composed in memory as RGB.
+    pub max_pixels: usize,
+}
+
+/// GIF stores a picture's width and height as 16-bit numbers; a GIF's frames are all held at
+/// once, so a frame gets 16 megapixels.
+pub const GIF: Format = Format {
+    name: "GIF",
+    max_side: u16::MAX as usize,
+    max_pixels: 1 << 24,
+};
+
+/// PNG allows 2^31 − 1 pixels a side; 64 megapixels is 192 MB of RGB.
+pub const PNG: Format = Format {
+    name: "PNG",
+    max_side: i32::MAX as usize,
+    max_pixels: 1 << 26,
+};
+
+/// The size `[ph, pw]` to draw the panels of `h × w` images at in a picture whose `[width,
+/// height]` for a panel size is `frame(panel)`: `scale` times the images, or — when that picture
+/// would exceed `format`'s sides or pixels — smaller, keeping the aspect ratio, with a
+/// note on stderr (once per process). Titles and gaps keep their size.
+pub fn fit_panels(
+    what: &str,
+    [h, w]: [usize; 2],
+    scale: usize,
+    format: Format,
+    frame: impl Fn([usize; 2]) -> [usize; 2],
+) -> Result<[usize; 2]> {
+    let fits = |[fw, fh]: [usize; 2]| {
+        fw <= format.max_side
+            && fh <= format.max_side
+            && fw.checked_mul(fh).is_some_and(|px| px <= format.max_pixels)
+    };
+    let natural = [h.saturating_mul(scale), w.saturating_mul(scale)];
+    let [fw, fh] = frame(natural);
+    if fits([fw, fh]) {
+        return Ok(natural);
+    }
+    // Shrink by the ratio the picture is over its limits, then a pixel of the longer side at a
+    // time (the titles and gaps do not shrink) until it fits.
+    let (fw, fh) = (fw as f64, fh as f64);
+    let factor = (format.max_side as f64 / fw.max(fh))
+        .min((format.max_pixels as f64 / (fw * fh)).sqrt())
+        .min(1.0);
+    let long = natural[0].max(natural[1]).max(1);
+    let start = ((long as f64 * factor).floor() as usize).max(1);
+    for side in (1..=start).rev() {
+        let share = side as f64 / long as f64;
+        let panel = natural.map(|n| ((n as f64 * share).round() as usize).max(1));
+        if fits(frame(panel)) {
+            note_scaled_down(what, [fw as usize, fh as usize], format, natural, panel);
+            return Ok(panel);
+        }
+    }
+    anyhow::bail!(
+        "{what} cannot be drawn: even with 1-pixel panels it exceeds {} pixels a side or {} \
+         pixels ({})",
+        format.max_side,
+        format.max_pixels,
+        format.name
+    )
+}
+
+/// Says once per process that report pictures were drawn smaller than their images.
+fn note_scaled_down(
+    what: &str,
+    [fw, fh]: [usize; 2],
+    format: Format,
+    [nh, nw]: [usize; 2],
+    [ph, pw]: [usize; 2],
+) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    eprintln!(
+        "note: {what} would be {fw}×{fh} pixels, more than a {} picture may be here ({} a \
+         side, {} megapixels): its panels are drawn at {pw}×{ph} instead of {nw}×{nh} (aspect \
+         ratio kept), as are those of any other picture too large",
+        format.name,
+        format.max_side,
+        format.max_pixels >> 20
+    );
 }
 
 /// The fixed GIF palette: 128 greys, then 64 levels of the truth tint and 64 of the
@@ -209,6 +300,27 @@ impl Default for Palette {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn panels_shrink_to_fit_a_format_keeping_their_aspect_ratio() {
+        let frame = |n: usize| move |[ph, pw]: [usize; 2]| [3 * pw + 8, 44 + n * (ph + 4)];
+        // Small pictures keep their enlarged panels.
+        assert_eq!(
+            fit_panels("t", [96, 128], 1, GIF, frame(4)).unwrap(),
+            [96, 128]
+        );
+        // 32 panels of 8192 × 8192: past both GIF's side and its pixels.
+        let [ph, pw] = fit_panels("t", [8192, 8192], 1, GIF, frame(32)).unwrap();
+        let [fw, fh] = frame(32)([ph, pw]);
+        assert!(fw <= GIF.max_side && fh <= GIF.max_side && fw * fh <= GIF.max_pixels);
+        assert_eq!(ph, pw);
+        // Tall panels stay tall.
+        let [ph, pw] = fit_panels("t", [8192, 8], 4, GIF, frame(2)).unwrap();
+        assert_eq!([ph, pw], [32741, 32]);
+        // A picture that cannot fit is an error, not a panic.
+        let never = |_: [usize; 2]| [usize::MAX, 1];
+        assert!(fit_panels("t", [8, 8], 1, PNG, never).is_err());
+    }
 
     #[test]
     fn palette_maps_greys_and_tints_exactly_enough() {

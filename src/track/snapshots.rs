@@ -134,6 +134,22 @@ impl Snapshots {
             }
         }
         epochs.sort_by_key(|(e, _)| *e);
+        // The pictures index every strip by the images' panel size.
+        let strips = std::iter::once(("truth.png".to_string(), &truth))
+            .chain(epochs.iter().map(|(e, s)| (format!("epoch-{e:04}.png"), s)));
+        for (name, strip) in strips {
+            if (strip.h, strip.w) != (images.h, images.w) {
+                bail!(
+                    "{} holds panels of {}×{}, but images.png of {}×{}: the snapshots of this run \
+                     do not belong together",
+                    dir.join(name).display(),
+                    strip.w,
+                    strip.h,
+                    images.w,
+                    images.h
+                );
+            }
+        }
         Ok(Some(Snapshots {
             images,
             truth,

@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 use polars::prelude::*;
@@ -233,11 +234,45 @@ pub fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<()> {
     write_atomic(path, &bytes)
 }
 
+/// Reads a Parquet file. polars panics on some corrupt files (an `unwrap` in its page
+/// decoder) instead of returning an error: that panic is caught here and reported as the file
+/// being unreadable, and its message is kept off stderr.
 pub fn read_parquet(path: &Path) -> Result<DataFrame> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    ParquetReader::new(file)
-        .finish()
-        .map_err(|e| anyhow::anyhow!("{} is not a readable Parquet file: {e}", path.display()))
+    quiet_polars_panics();
+    READS_IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ParquetReader::new(file).finish()
+    }));
+    READS_IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    match read {
+        Ok(frame) => frame
+            .map_err(|e| anyhow::anyhow!("{} is not a readable Parquet file: {e}", path.display())),
+        Err(_) => anyhow::bail!(
+            "{} is not a readable Parquet file: it is corrupt (the Parquet reader failed on it)",
+            path.display()
+        ),
+    }
+}
+
+/// Parquet reads under way, during which a panic inside polars is an unreadable file.
+static READS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Wraps the panic hook (once) so that a panic in polars' code during a read is not printed:
+/// [`read_parquet`] reports it as an error. Every other panic is printed as before.
+fn quiet_polars_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let in_polars = info
+                .location()
+                .is_some_and(|l| l.file().contains("/polars-"));
+            if !(in_polars && READS_IN_FLIGHT.load(Ordering::SeqCst) > 0) {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// The rows of one directory (a run's, or a merged study's), kept in memory and flushed to

@@ -318,8 +318,7 @@ where
     }
 
     /// The model of the last finished epoch, with the optimizer state and counters, when a
-    /// resume state of this config exists.
-    /// A resume state that cannot be read or loaded (truncated, corrupt, of another network)
+    /// resume state of this config exists. A resume state that cannot be read or loaded (truncated, corrupt, of another network)
     /// is set aside with a warning and the run restarts from its first epoch: a damaged
     /// checkpoint never makes a run fail for good.
     fn resume(&mut self, model: UNet<B>, spec: &RunSpec, device: &B::Device) -> Result<UNet<B>> {
@@ -331,7 +330,13 @@ where
                     {
                         return Ok(None);
                     }
-                    let resumed = model_from_bytes(model.clone(), model_bytes, device)?;
+                    let resumed = model_from_bytes(model.clone(), model_bytes, device)
+                        .with_context(|| {
+                            format!(
+                                "cannot load {}",
+                                self.ckpt_dir.join(&state.model_file).display()
+                            )
+                        })?;
                     let optim = AnyOptimizer::<UNet<B>, B>::new(&spec.config.train)
                         .load_bytes(optim_bytes, device)?;
                     Ok(Some((state, resumed, optim)))
@@ -701,9 +706,10 @@ where
         if self.dataset.test.is_empty() && !tune {
             return Ok(());
         }
-        let bytes = std::fs::read(checkpoint::best_path(spec.variant_dir, spec.run_id()))
-            .context("the best checkpoint, to score the test split")?;
-        let best = model_from_bytes::<B::InnerBackend, _>(model.valid(), bytes, device)?;
+        let path = checkpoint::best_path(spec.variant_dir, spec.run_id());
+        let bytes = std::fs::read(&path).context("the best checkpoint, to score the test split")?;
+        let best = model_from_bytes::<B::InnerBackend, _>(model.valid(), bytes, device)
+            .with_context(|| format!("cannot load {}", path.display()))?;
         if !self.dataset.test.is_empty() {
             self.test_row(&best, best_epoch, spec, tracker, device, progress)?;
         }

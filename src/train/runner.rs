@@ -198,7 +198,8 @@ pub fn run_experiment(
     }
 
     let summary = if opts.jobs > 1 {
-        run_worker_processes(file, &experiment, &exp_dir, &tasks, opts)?
+        let workers = worker_processes(opts.jobs, tasks.len());
+        run_worker_processes(file, &experiment, &exp_dir, &tasks, workers, opts)?
     } else {
         let commit = git_commit(file);
         let mut summary = Summary::default();
@@ -642,6 +643,19 @@ pub fn available_threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// Worker processes for `--jobs N` and `tasks` tasks: a worker trains one task at a time, so
+/// more workers than tasks would only start, find nothing to claim and stop.
+fn worker_processes(jobs: usize, tasks: usize) -> usize {
+    let workers = jobs.min(tasks).max(1);
+    if workers < jobs {
+        eprintln!(
+            "note: --jobs {jobs} for {tasks} task(s): starting {workers} worker process(es), one \
+             per task"
+        );
+    }
+    workers
+}
+
 /// `--jobs N`: N worker processes of this binary on the planned study, each with its share of
 /// the CPU threads (and its own GPU with `--devices`). Workers claim tasks through the run
 /// locks, so a long task does not hold up the others' queue.
@@ -650,25 +664,24 @@ fn run_worker_processes(
     experiment: &Experiment,
     exp_dir: &Path,
     tasks: &[Task],
+    workers: usize,
     opts: &RunOptions,
 ) -> Result<Summary> {
     let threads = available_threads();
-    let per_worker = (threads / opts.jobs).max(1);
-    if opts.jobs > threads {
+    let per_worker = (threads / workers).max(1);
+    if workers > threads {
         eprintln!(
-            "note: --jobs {} on {threads} CPU thread(s): each worker gets 1 thread; more workers \
-             than threads only adds contention",
-            opts.jobs
+            "note: --jobs {workers} on {threads} CPU thread(s): each worker gets 1 thread; more \
+             workers than threads only adds contention"
         );
     }
     eprintln!(
-        "{} tasks, {} worker processes, {per_worker} thread(s) each",
-        tasks.len(),
-        opts.jobs
+        "{} tasks, {workers} worker processes, {per_worker} thread(s) each",
+        tasks.len()
     );
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let mut children = Vec::new();
-    for k in 0..opts.jobs {
+    for k in 0..workers {
         let mut cmd = std::process::Command::new(&exe);
         cmd.arg("run")
             .arg(file)

@@ -293,6 +293,12 @@ fn load_run(
     };
     let manifest = RunManifest::load(&dir)?
         .with_context(|| format!("{} has no manifest.json", dir.display()))?;
+    crate::config::geometry::check_network(&manifest.config).map_err(|msg| {
+        anyhow::anyhow!(
+            "{}: the config its manifest.json records does not describe a U-Net: {msg}",
+            dir.display()
+        )
+    })?;
     if manifest.record.status != RunStatus::Completed {
         bail!(
             "{run} of {} is {}, not completed: only a finished run's best checkpoint is tuned",
