@@ -481,6 +481,12 @@ fn the_single_file_layout_is_migrated_and_duplicate_rows_are_refused() {
     }
     std::fs::remove_file(exp.join("plan.json")).unwrap();
     std::fs::remove_file(exp.join("runs.parquet")).unwrap();
+    // Those builds recorded no layout version either.
+    let manifest = exp.join("experiment.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    json.as_object_mut().unwrap().remove("layout");
+    std::fs::write(&manifest, serde_json::to_vec(&json).unwrap()).unwrap();
 
     let r = run_cli(&["report", exp.to_str().unwrap()]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -495,6 +501,12 @@ fn the_single_file_layout_is_migrated_and_duplicate_rows_are_refused() {
         assert!(!exp.join(v).join("checkpoints").exists());
     }
     assert_same_rows(&merged_rows(&exp).epochs, &reference.epochs, "migrated");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    assert_eq!(
+        json["layout"], 2,
+        "the migrated directory records its layout"
+    );
     assert!(exp.join("index.html").exists() && exp.join("runs.parquet").exists());
     // A second report has nothing to migrate.
     let r = run_cli(&["report", exp.to_str().unwrap()]);
