@@ -9,12 +9,36 @@ validate FILE *ARGS:
     cargo run --release -- validate {{FILE}} {{ARGS}}
 
 # Rebuild an experiment's plots, GIFs and pages without retraining.
-report DIR:
-    cargo run --release -- report {{DIR}}
+report DIR *ARGS:
+    cargo run --release -- report {{DIR}} {{ARGS}}
+
+# The study's tasks (one per variant × seed × fold).
+tasks FILE *ARGS:
+    cargo run --release -- tasks {{FILE}} {{ARGS}}
+
+# Where a study stands, and the command that finishes it.
+status DIR *ARGS:
+    cargo run --release -- status {{DIR}} {{ARGS}}
+
+# Delete the runs a study set aside in DIR/superseded/ (--dry-run lists them).
+prune DIR *ARGS:
+    cargo run --release -- prune {{DIR}} {{ARGS}}
+
+# Write (and with --submit, queue) the SLURM scripts of a study.
+slurm FILE *ARGS:
+    cargo run --release -- slurm {{FILE}} {{ARGS}}
+
+# Tune the threshold, minimum area and presence threshold of a trained variant.
+tune RUN *ARGS:
+    cargo run --release -- tune --run {{RUN}} {{ARGS}}
+
+# A grid of augmented training samples, to check an [augment] table by eye.
+augment-preview FILE *ARGS:
+    cargo run --release -- augment-preview {{FILE}} {{ARGS}}
 
 # One comparison page across several experiment directories.
-compare +DIRS:
-    cargo run --release -- compare {{DIRS}}
+compare +ARGS:
+    cargo run --release -- compare {{ARGS}}
 
 # Predict masks for a folder of images with a trained variant.
 predict RUN INPUT OUT *ARGS:
