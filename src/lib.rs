@@ -13,6 +13,7 @@ pub mod config;
 pub mod data;
 pub mod kernels;
 pub mod memory;
+pub mod metrics;
 pub mod model;
 pub mod predict;
 pub mod report;

@@ -80,6 +80,7 @@ pub fn execute(args: PredictArgs) -> Result<u8> {
         eprintln!("error: {msg}");
         return Ok(super::exit::CONFIG);
     }
+    crate::track::migrate::migrate_study_of(&run)?;
     let summary = crate::predict::predict(&crate::predict::PredictOptions {
         run,
         input,

@@ -19,6 +19,7 @@ pub struct TuneArgs {
 }
 
 pub fn execute(args: TuneArgs) -> Result<u8> {
+    crate::track::migrate::migrate_study_of(&args.run)?;
     let tuned = crate::train::tune::tune_variant(&args.run, args.seed)?;
     for seed in &tuned {
         let first = &seed.tuned[0];

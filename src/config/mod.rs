@@ -5,6 +5,7 @@
 //! `[[variant]]` entries, each a name plus overrides of the base. Every variant is decoded from
 //! the base tree with its overrides applied, so an error in an override points at the override.
 
+mod decode;
 pub mod geometry;
 pub mod schema;
 pub mod tree;

@@ -7,21 +7,8 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 
 use crate::config::AugmentConfig;
+use crate::util::crop::mirror;
 use crate::util::noise::standard_normal;
-
-/// Mirror an index into `0..n` (…, 1, 0, 0, 1, …, n−1, n−1, n−2, …).
-pub fn mirror(i: isize, n: usize) -> usize {
-    let n = n as isize;
-    if n == 1 {
-        return 0;
-    }
-    let period = 2 * n;
-    let mut m = i.rem_euclid(period);
-    if m >= n {
-        m = period - 1 - m;
-    }
-    m as usize
-}
 
 /// Catmull-Rom weights for a fractional offset `t` in [0, 1).
 fn cubic_weights(t: f32) -> [f32; 4] {

@@ -3,7 +3,7 @@
 //! Tile offsets are multiples of the network's pooling factor, which makes every tile's output
 //! identical to the same region of a prediction of the whole padded image.
 
-use crate::data::augment::mirror;
+use crate::util::crop::mirror;
 use crate::util::crop::window;
 
 /// Mirror-pads an `h × w` image.

@@ -16,16 +16,16 @@ use rayon::prelude::*;
 use crate::config::{BackendKind, Padding, RunConfig, Tta};
 use crate::data::files::{self, Grey, image_files, resize_bilinear, stem};
 use crate::data::standardize;
+use crate::metrics::{Confusion, MetricAccumulator};
 use crate::model::infer::{Probabilities, probabilities_and_presence};
 use crate::model::postprocess::PostProcess;
 use crate::model::record::load_checkpoint;
 use crate::model::tile;
 use crate::model::tta;
 use crate::model::{UNet, output_size};
-use crate::report::raster::{Canvas, PRED_RGB};
 use crate::track::{RunId, VariantManifest, checkpoint, write_atomic};
-use crate::train::metrics::{Confusion, MetricAccumulator};
 use crate::util::owned::Claim;
+use crate::util::raster::{Canvas, PRED_RGB};
 
 /// Which checkpoint `predict` loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -177,7 +177,7 @@ impl Predictor {
         backend: BackendKind,
         device: Option<usize>,
     ) -> Result<(Predictor, Vec<RunId>)> {
-        let manifest = crate::track::migrate::load_variant(variant_dir)?;
+        let manifest = crate::track::open_variant(variant_dir)?;
         crate::config::geometry::check_network(&manifest.config).map_err(|msg| {
             anyhow::anyhow!(
                 "{}: the config its manifest.json records does not describe a U-Net: {msg}",

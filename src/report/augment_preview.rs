@@ -4,9 +4,9 @@
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::raster::{Canvas, PNG, TRUTH_RGB, fit_panels, panel_scale};
 use crate::config::AugmentConfig;
 use crate::data::{Sample, augment};
+use crate::util::raster::{Canvas, PNG, TRUTH_RGB, fit_panels, panel_scale};
 
 /// A grid for a visual check of an augmentation config: one row per sample, the original then
 /// `per_sample` augmented draws, each as the image with its mask tinted on top.

@@ -11,8 +11,8 @@ use rayon::prelude::*;
 use super::Renderer;
 use super::load::{ExperimentData, RunData};
 use super::overlay::{FivePanels, GAP, HEADER, draw_titles};
-use super::raster::{Canvas, GIF, Palette, fit_panels, panel_scale};
 use crate::track::write_atomic;
+use crate::util::raster::{Canvas, GIF, Palette, fit_panels, panel_scale};
 
 pub struct GifRenderer;
 

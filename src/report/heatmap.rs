@@ -10,8 +10,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::Renderer;
 use super::interactions::Interaction;
 use super::load::ExperimentData;
-use super::raster::{Canvas, FONT_FAMILY, ensure_font};
 use crate::track::write_atomic;
+use crate::util::raster::{Canvas, FONT_FAMILY, ensure_font};
 
 pub struct HeatmapRenderer;
 

@@ -14,7 +14,6 @@ pub mod load;
 pub mod markdown;
 pub mod overlay;
 pub mod plots;
-pub mod raster;
 pub mod stats;
 pub mod summary;
 

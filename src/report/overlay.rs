@@ -8,9 +8,9 @@ use plotters::style::{BLACK, RGBColor};
 
 use super::Renderer;
 use super::load::{ExperimentData, RunData};
-use super::raster::{Canvas, Format, PNG, PRED_RGB, TRUTH_RGB, fit_panels, panel_scale};
 use crate::track::snapshots::{Snapshots, Strip};
 use crate::track::write_atomic;
+use crate::util::raster::{Canvas, Format, PNG, PRED_RGB, TRUTH_RGB, fit_panels, panel_scale};
 
 pub struct OverlayRenderer;
 

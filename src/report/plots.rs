@@ -10,9 +10,9 @@ use plotters::prelude::*;
 
 use super::Renderer;
 use super::load::{ExperimentData, RunData, VariantData};
-use super::raster::{Canvas, FONT_FAMILY, ensure_font};
 use super::stats::{mean, sd};
 use crate::track::write_atomic;
+use crate::util::raster::{Canvas, FONT_FAMILY, ensure_font};
 
 pub struct PlotRenderer;
 

@@ -13,18 +13,13 @@ use super::layout;
 use super::manifest::{ExperimentManifest, RunManifest, VariantManifest};
 use super::tables::Tracker;
 
-/// The manifest of a trained variant directory (`predict`, `tune`), migrating its study first
-/// if it has the single-file layout (which keeps the checkpoints elsewhere).
-pub fn load_variant(variant_dir: &Path) -> Result<VariantManifest> {
-    if let Some(exp_dir) = variant_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        migrate_if_legacy(exp_dir)?;
+/// Migrates the study of a trained variant directory (`predict`, `tune`) when it has the
+/// single-file layout, which keeps the checkpoints elsewhere.
+pub fn migrate_study_of(variant_dir: &Path) -> Result<usize> {
+    match variant_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(exp_dir) => migrate_if_legacy(exp_dir),
+        None => Ok(0),
     }
-    VariantManifest::load(variant_dir)?.with_context(|| {
-        format!(
-            "{} is not a variant directory written by `unet-lab run` (no manifest.json)",
-            variant_dir.display()
-        )
-    })
 }
 
 /// Migrates a directory of the single-file layout, then records the current layout version so

@@ -22,3 +22,15 @@ pub use manifest::{
 };
 pub use plan::{Plan, PlannedTask};
 pub use tables::{EpochRow, StepRow, Tracker};
+
+/// The manifest of a trained variant directory (`predict`, `tune`): only a read. A study of
+/// the single-file layout is migrated first by [`migrate::migrate_study_of`].
+pub fn open_variant(variant_dir: &std::path::Path) -> anyhow::Result<VariantManifest> {
+    use anyhow::Context;
+    VariantManifest::load(variant_dir)?.with_context(|| {
+        format!(
+            "{} is not a variant directory written by `unet-lab run` (no manifest.json)",
+            variant_dir.display()
+        )
+    })
+}

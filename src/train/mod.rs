@@ -7,7 +7,6 @@
 
 pub mod backend;
 pub mod loss;
-pub mod metrics;
 pub mod optim;
 pub mod progress;
 pub mod runner;
@@ -43,7 +42,7 @@ use crate::track::manifest::{Divergence, TunedScore};
 use crate::track::snapshots::{self, Snapshots};
 use crate::track::{EpochRow, RunId, StepRow, Tracker, write_atomic};
 
-use metrics::{Confusion, MetricAccumulator, ScoreBreakdown, SegMetrics};
+use crate::metrics::{self, Confusion, MetricAccumulator, ScoreBreakdown, SegMetrics};
 use optim::{AnyOptimizer, learning_rate, model_from_bytes, model_to_bytes};
 
 /// Set by the Ctrl-C handler; the loop stops after the current step.

@@ -187,7 +187,7 @@ pub fn test_score<B: KernelBackend>(
     let scored = score_as_test(model, cfg, ds, &ds.test, (post, false), device)?;
     Ok(Some((
         scored.metrics.dice,
-        super::metrics::breakdown(&scored.per_image),
+        crate::metrics::breakdown(&scored.per_image),
     )))
 }
 
@@ -223,7 +223,7 @@ struct Loaded {
 /// every checkpoint it used, with the validation and test scores before and after in the run's
 /// manifest. The test split is scored, never tuned on.
 pub fn tune_variant(variant_dir: &Path, seed: Option<u64>) -> Result<Vec<SeedTuning>> {
-    let manifest = crate::track::migrate::load_variant(variant_dir)?;
+    let manifest = crate::track::open_variant(variant_dir)?;
     let mut seeds: Vec<u64> = manifest.runs.iter().map(|r| r.seed).collect();
     seeds.dedup();
     if let Some(s) = seed {

@@ -1,4 +1,4 @@
-//! The one crop of row-major buffers.
+//! The one crop of row-major buffers, and the mirror that pads them.
 
 /// The `ch × cw` window at `[top, left]` of a row-major buffer `w` wide.
 pub fn window<T: Copy>(v: &[T], w: usize, [top, left]: [usize; 2], [ch, cw]: [usize; 2]) -> Vec<T> {
@@ -16,6 +16,20 @@ pub fn centre<T: Copy>(v: &[T], [h, w]: [usize; 2], [oh, ow]: [usize; 2]) -> Vec
         return v.to_vec();
     }
     window(v, w, [(h - oh) / 2, (w - ow) / 2], [oh, ow])
+}
+
+/// Mirror an index into `0..n` (…, 1, 0, 0, 1, …, n−1, n−1, n−2, …).
+pub fn mirror(i: isize, n: usize) -> usize {
+    let n = n as isize;
+    if n == 1 {
+        return 0;
+    }
+    let period = 2 * n;
+    let mut m = i.rem_euclid(period);
+    if m >= n {
+        m = period - 1 - m;
+    }
+    m as usize
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod host;
 pub mod noise;
 pub mod owned;
 pub mod png;
+pub mod raster;
 pub mod time;
 
 /// The text of a caught panic (`std::panic::catch_unwind`'s payload).

@@ -1,7 +1,47 @@
 //! Segmentation metrics on binary masks, scored as Kaggle's Ultrasound Nerve Segmentation did:
 //! the mean over images of Dice, where an empty prediction of an empty mask scores 1.
 
-pub use crate::track::manifest::ScoreBreakdown;
+use serde::{Deserialize, Serialize};
+
+/// What the Kaggle score (mean per-image Dice, empty/empty = 1) is made of: with E empty and
+/// P non-empty images, score = (E · `empty_correct` + P · `found` · `dice_found`) / (E + P).
+/// It tells presence errors (the first two) from shape errors (the third). `None` where a
+/// share has no images to be taken of.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScoreBreakdown {
+    pub empty_images: usize,
+    pub nonempty_images: usize,
+    /// Share of the empty images predicted empty (each scores 1; the others 0).
+    pub empty_correct: Option<f64>,
+    /// Share of the non-empty images with a non-empty prediction (the others score 0).
+    pub found: Option<f64>,
+    /// Mean Dice over the non-empty images found.
+    pub dice_found: Option<f64>,
+}
+
+impl ScoreBreakdown {
+    /// The breakdown of the images of several breakdowns taken together (the folds of a
+    /// cross-validation): each share weighted by the images it was taken of.
+    pub fn pooled(parts: &[ScoreBreakdown]) -> ScoreBreakdown {
+        let weighted = |get: &dyn Fn(&ScoreBreakdown) -> Option<(f64, f64)>| {
+            let (sum, n) = parts
+                .iter()
+                .filter_map(get)
+                .fold((0.0, 0.0), |(s, n), (v, w)| (s + v * w, n + w));
+            (n > 0.0).then(|| sum / n)
+        };
+        ScoreBreakdown {
+            empty_images: parts.iter().map(|p| p.empty_images).sum(),
+            nonempty_images: parts.iter().map(|p| p.nonempty_images).sum(),
+            empty_correct: weighted(&|p| p.empty_correct.map(|v| (v, p.empty_images as f64))),
+            found: weighted(&|p| p.found.map(|v| (v, p.nonempty_images as f64))),
+            dice_found: weighted(&|p| {
+                let found = p.found? * p.nonempty_images as f64;
+                p.dice_found.map(|v| (v, found))
+            }),
+        }
+    }
+}
 
 /// Pixel counts of one image.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
