@@ -449,7 +449,7 @@ where
     };
     let infer_img_s = time_inference(opts, &trainer);
 
-    let (backend, device) = crate::train::backend::describe(opts.backend, opts.device);
+    let (backend, device) = crate::device::describe(opts.backend, opts.device);
     Ok(BenchResult {
         backend,
         device,
@@ -478,20 +478,22 @@ fn l_sync<B: AutodiffBackend>(model: &UNet<B>) -> f32 {
 }
 
 pub fn bench(opts: &BenchOptions) -> Result<BenchResult> {
-    use crate::train::backend;
-    backend::check_available(opts.backend, opts.device, opts.precision)?;
-    match opts.backend {
-        BackendKind::Cpu => run_bench::<backend::CpuBackend>(opts, &Default::default()),
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => {
-            run_bench::<backend::CudaBackend>(opts, &backend::cuda_device(opts.device))
-        }
-        #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => {
-            run_bench::<backend::WgpuBackend>(opts, &backend::wgpu_device(opts.device)?)
-        }
-        #[allow(unreachable_patterns)]
-        _ => unreachable!("checked by check_available"),
+    crate::device::check_available(opts.backend, opts.device, opts.precision)?;
+    crate::device::dispatch(opts.backend, opts.device, BenchOn(opts))
+}
+
+/// The benchmark, on whichever backend it was asked for.
+struct BenchOn<'a>(&'a BenchOptions);
+
+impl crate::device::OnDevice for BenchOn<'_> {
+    type Output = BenchResult;
+
+    fn run<B>(self, device: &B::Device) -> Result<BenchResult>
+    where
+        B: AutodiffBackend + crate::kernels::KernelBackend,
+        B::InnerBackend: crate::kernels::KernelBackend,
+    {
+        run_bench::<B>(self.0, device)
     }
 }
 

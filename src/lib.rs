@@ -11,6 +11,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod device;
 pub mod kernels;
 pub mod memory;
 pub mod metrics;

@@ -79,7 +79,7 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     end_quietly_on_closed_stdout();
-    crate::train::backend::quiet_vulkan_drivers();
+    crate::device::quiet_vulkan_drivers();
     crate::memory::keep_freed_memory();
     use_slurm_cpus();
     let cli = Cli::parse();

@@ -74,7 +74,7 @@ fn cluster_problems(experiment: &Experiment, args: &ValidateArgs) -> Vec<String>
     distinct.sort_by_key(|b| b.name());
     distinct.dedup();
     for b in distinct {
-        if let Err(e) = crate::train::backend::check_built(b) {
+        if let Err(e) = crate::device::check_built(b) {
             problems.push(format!("{e:#}"));
         }
     }

@@ -8,7 +8,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use burn::backend::Flex;
 use burn::prelude::Backend;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -62,7 +61,7 @@ pub struct PredictSummary {
 /// A trained network (or the fold networks of a cross-validated variant, whose probabilities
 /// are averaged) ready to predict, on the CPU or a GPU backend.
 pub struct Predictor {
-    networks: Networks,
+    networks: Box<dyn Networks>,
     config: RunConfig,
     /// The runs' tuned post-processing (their mean for an ensemble of folds), if tuned.
     pub tuned: Option<PostProcess>,
@@ -77,13 +76,16 @@ pub struct RunChoice {
     pub fold: Option<usize>,
 }
 
-/// The networks on the backend they run on.
-enum Networks {
-    Cpu(Ensemble<Flex>),
-    #[cfg(feature = "cuda")]
-    Cuda(Ensemble<burn::backend::Cuda>),
-    #[cfg(feature = "wgpu")]
-    Wgpu(Ensemble<burn::backend::Wgpu>),
+/// The networks, on the backend they run on.
+trait Networks {
+    /// Each network's probability maps and presence probabilities.
+    fn outputs(
+        &self,
+        config: &RunConfig,
+        tiles: &[Vec<f32>],
+        h: usize,
+        w: usize,
+    ) -> Vec<Probabilities>;
 }
 
 struct Ensemble<B: Backend> {
@@ -91,16 +93,7 @@ struct Ensemble<B: Backend> {
     device: B::Device,
 }
 
-impl<B: crate::kernels::KernelBackend> Ensemble<B> {
-    fn load(paths: &[PathBuf], config: &RunConfig, device: B::Device) -> Result<Self> {
-        let models = paths
-            .iter()
-            .map(|path| load_checkpoint::<B>(path, config, &device))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Ensemble { models, device })
-    }
-
-    /// Each network's probability maps and presence probabilities.
+impl<B: crate::kernels::KernelBackend> Networks for Ensemble<B> {
     fn outputs(
         &self,
         config: &RunConfig,
@@ -117,54 +110,42 @@ impl<B: crate::kernels::KernelBackend> Ensemble<B> {
     }
 }
 
-impl Networks {
-    fn load(
-        paths: &[PathBuf],
-        config: &RunConfig,
-        backend: BackendKind,
-        device: Option<usize>,
-    ) -> Result<Networks> {
-        // Checkpoints hold f32 parameters whatever the run trained in; predicting is f32.
-        let f32 = crate::config::Precision::F32;
-        crate::train::backend::check_available(backend, device, f32)?;
-        match backend {
-            BackendKind::Cpu => Ok(Networks::Cpu(Ensemble::load(
-                paths,
-                config,
-                Default::default(),
-            )?)),
-            #[cfg(feature = "cuda")]
-            BackendKind::Cuda => Ok(Networks::Cuda(Ensemble::load(
-                paths,
-                config,
-                crate::train::backend::cuda_device(device),
-            )?)),
-            #[cfg(feature = "wgpu")]
-            BackendKind::Wgpu => Ok(Networks::Wgpu(Ensemble::load(
-                paths,
-                config,
-                crate::train::backend::wgpu_device(device)?,
-            )?)),
-            #[allow(unreachable_patterns)]
-            _ => unreachable!("checked by check_available"),
-        }
-    }
+/// Loads the checkpoints `paths` onto the inference side of the backend `dispatch` picks.
+struct LoadNetworks<'a> {
+    paths: &'a [PathBuf],
+    config: &'a RunConfig,
+}
 
-    fn outputs(
-        &self,
-        config: &RunConfig,
-        tiles: &[Vec<f32>],
-        h: usize,
-        w: usize,
-    ) -> Vec<Probabilities> {
-        match self {
-            Networks::Cpu(e) => e.outputs(config, tiles, h, w),
-            #[cfg(feature = "cuda")]
-            Networks::Cuda(e) => e.outputs(config, tiles, h, w),
-            #[cfg(feature = "wgpu")]
-            Networks::Wgpu(e) => e.outputs(config, tiles, h, w),
-        }
+impl crate::device::OnDevice for LoadNetworks<'_> {
+    type Output = Box<dyn Networks>;
+
+    fn run<B>(self, device: &B::Device) -> Result<Box<dyn Networks>>
+    where
+        B: burn::tensor::backend::AutodiffBackend + crate::kernels::KernelBackend,
+        B::InnerBackend: crate::kernels::KernelBackend,
+    {
+        let models = self
+            .paths
+            .iter()
+            .map(|path| load_checkpoint::<B::InnerBackend>(path, self.config, device))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Box::new(Ensemble::<B::InnerBackend> {
+            models,
+            device: device.clone(),
+        }))
     }
+}
+
+/// The networks of `paths` on `backend`. Checkpoints hold f32 parameters whatever the run
+/// trained in; predicting is f32.
+fn load_networks(
+    paths: &[PathBuf],
+    config: &RunConfig,
+    backend: BackendKind,
+    device: Option<usize>,
+) -> Result<Box<dyn Networks>> {
+    crate::device::check_available(backend, device, crate::config::Precision::F32)?;
+    crate::device::dispatch(backend, device, LoadNetworks { paths, config })
 }
 
 impl Predictor {
@@ -189,7 +170,7 @@ impl Predictor {
             .iter()
             .map(|&run| checkpoint_path(variant_dir, which, run))
             .collect();
-        let networks = Networks::load(&paths, &manifest.config, backend, device)?;
+        let networks = load_networks(&paths, &manifest.config, backend, device)?;
         let tuned: Option<Vec<PostProcess>> = runs
             .iter()
             .map(|&run| PostProcess::load(&checkpoint::dir(variant_dir, run)).transpose())

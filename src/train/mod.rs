@@ -5,7 +5,6 @@
 //! checkpoint (model + optimizer + counters) and react to divergence and Ctrl-C, all in a fixed
 //! order that keeps a `kill -9` at any instant recoverable. See the README's design notes.
 
-pub mod backend;
 pub mod loss;
 pub mod optim;
 pub mod progress;
@@ -149,6 +148,40 @@ pub fn pick_snapshot_samples(dataset: &Dataset, n: usize, seed: u64) -> Vec<usiz
     }
     picked.sort();
     picked
+}
+
+/// Trains one run on the backend its config names (on GPU or adapter `device`), resuming from
+/// its checkpoint when one exists.
+pub fn train(
+    spec: &RunSpec,
+    tracker: &mut Tracker,
+    device: Option<usize>,
+    progress: &mut dyn Progress,
+) -> Result<RunOutcome> {
+    let work = TrainOn {
+        spec,
+        tracker,
+        progress,
+    };
+    crate::device::dispatch(spec.config.train.backend, device, work)
+}
+
+struct TrainOn<'a, 'b> {
+    spec: &'a RunSpec<'b>,
+    tracker: &'a mut Tracker,
+    progress: &'a mut dyn Progress,
+}
+
+impl crate::device::OnDevice for TrainOn<'_, '_> {
+    type Output = RunOutcome;
+
+    fn run<B>(self, device: &B::Device) -> Result<RunOutcome>
+    where
+        B: AutodiffBackend + KernelBackend,
+        B::InnerBackend: KernelBackend,
+    {
+        train_run::<B>(self.spec, self.tracker, device, self.progress)
+    }
 }
 
 /// Trains one run on the autodiff backend `B`, resuming from its checkpoint when one exists.

@@ -23,8 +23,8 @@ use crate::track::{
     Claim, ExperimentManifest, Plan, RunLock, RunManifest, RunRecord, RunStatus, TestScore, Tracker,
 };
 
-use super::backend::{self, CpuBackend};
-use super::{Ending, RunOutcome, RunSpec, train_run};
+use super::{Ending, RunOutcome, RunSpec};
+use crate::device as backend;
 use crate::util::panic_message;
 
 /// Which of the study's tasks this process trains.
@@ -545,30 +545,7 @@ fn train_on_backend(
         }),
         None => make_progress(),
     };
-    match spec.config.train.backend {
-        BackendKind::Cpu => {
-            train_run::<CpuBackend>(spec, tracker, &Default::default(), progress.as_mut())
-        }
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => train_run::<backend::CudaBackend>(
-            spec,
-            tracker,
-            &backend::cuda_device(device),
-            progress.as_mut(),
-        ),
-        #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => train_run::<backend::WgpuBackend>(
-            spec,
-            tracker,
-            &backend::wgpu_device(device)?,
-            progress.as_mut(),
-        ),
-        #[allow(unreachable_patterns)]
-        _ => {
-            let _ = device;
-            unreachable!("checked by check_available")
-        }
-    }
+    super::train(spec, tracker, device, progress.as_mut())
 }
 
 fn record_outcome(record: &mut RunRecord, outcome: RunOutcome) {

@@ -6,11 +6,9 @@
 //! three counts (predicted, overlapping and true pixels), so the grid costs
 //! thresholds × pixels + grid size × images, not grid size × pixels.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use burn::backend::Flex;
 
 use super::score_as_test;
 use crate::config::RunConfig;
@@ -209,11 +207,11 @@ pub struct SeedTuning {
 }
 
 /// One completed run, loaded to tune: its manifest, data and best network.
-struct Loaded {
+struct Loaded<B: KernelBackend> {
     dir: std::path::PathBuf,
     manifest: RunManifest,
     dataset: std::rc::Rc<Dataset>,
-    model: UNet<Flex>,
+    model: UNet<B>,
     _lock: RunLock,
 }
 
@@ -261,27 +259,63 @@ pub fn tune_variant(variant_dir: &Path, seed: Option<u64>) -> Result<Vec<SeedTun
             );
         }
     }
-    let mut datasets = HashMap::new();
-    seeds
+    let seeds = seeds
         .into_iter()
         .map(|s| {
-            let runs: Vec<RunId> = manifest
-                .runs
-                .iter()
-                .filter(|r| r.seed == s)
-                .map(|r| r.run_id())
-                .collect();
-            tune_seed(variant_dir, s, &runs, &mut datasets)
+            let runs = manifest.runs.iter().filter(|r| r.seed == s);
+            (s, runs.map(|r| r.run_id()).collect())
         })
-        .collect()
+        .collect();
+    let work = TuneSeeds { variant_dir, seeds };
+    crate::device::dispatch(crate::config::BackendKind::Cpu, None, work)
+}
+
+/// The seeds to tune, each with its runs (its folds).
+struct TuneSeeds<'a> {
+    variant_dir: &'a Path,
+    seeds: Vec<(u64, Vec<RunId>)>,
+}
+
+impl crate::device::OnDevice for TuneSeeds<'_> {
+    type Output = Vec<SeedTuning>;
+
+    fn run<B>(self, device: &B::Device) -> Result<Vec<SeedTuning>>
+    where
+        B: burn::tensor::backend::AutodiffBackend + KernelBackend,
+        B::InnerBackend: KernelBackend,
+    {
+        let mut datasets = Datasets::default();
+        self.seeds
+            .iter()
+            .map(|(seed, runs)| {
+                tune_seed::<B::InnerBackend>(self.variant_dir, *seed, runs, &mut datasets, device)
+            })
+            .collect()
+    }
+}
+
+/// Datasets loaded once for all the runs that share a data config.
+#[derive(Default)]
+struct Datasets(Vec<(crate::config::DataConfig, std::rc::Rc<Dataset>)>);
+
+impl Datasets {
+    fn get(&mut self, config: &crate::config::DataConfig) -> Result<std::rc::Rc<Dataset>> {
+        if let Some((_, ds)) = self.0.iter().find(|(c, _)| c == config) {
+            return Ok(ds.clone());
+        }
+        let ds = std::rc::Rc::new(crate::data::load(config)?);
+        self.0.push((config.clone(), ds.clone()));
+        Ok(ds)
+    }
 }
 
 /// Loads a completed run under its lock (a run being trained is not touched).
-fn load_run(
+fn load_run<B: KernelBackend>(
     variant_dir: &Path,
     run: RunId,
-    datasets: &mut HashMap<String, std::rc::Rc<Dataset>>,
-) -> Result<Loaded> {
+    datasets: &mut Datasets,
+    device: &B::Device,
+) -> Result<Loaded<B>> {
     let dir = layout::run_dir(variant_dir, run);
     let lock = match RunLock::claim(&dir)? {
         Claim::Acquired(lock) => lock,
@@ -306,17 +340,9 @@ fn load_run(
             manifest.record.status.as_str()
         );
     }
-    let key = serde_json::to_string(&manifest.config.data)?;
-    let dataset = match datasets.get(&key) {
-        Some(ds) => ds.clone(),
-        None => {
-            let ds = std::rc::Rc::new(crate::data::load(&manifest.config.data)?);
-            datasets.insert(key, ds.clone());
-            ds
-        }
-    };
+    let dataset = datasets.get(&manifest.config.data)?;
     let path = checkpoint::best_path(variant_dir, run);
-    let model = load_checkpoint::<Flex>(&path, &manifest.config, &Default::default())?;
+    let model = load_checkpoint::<B>(&path, &manifest.config, device)?;
     Ok(Loaded {
         dir,
         manifest,
@@ -328,22 +354,22 @@ fn load_run(
 
 /// Tunes one seed on the validation images of all its runs together and records the result
 /// in each.
-fn tune_seed(
+fn tune_seed<B: KernelBackend>(
     variant_dir: &Path,
     seed: u64,
     runs: &[RunId],
-    datasets: &mut HashMap<String, std::rc::Rc<Dataset>>,
+    datasets: &mut Datasets,
+    device: &B::Device,
 ) -> Result<SeedTuning> {
-    let device = Default::default();
     let mut loaded = Vec::new();
     let mut cases = Vec::new();
     for &run in runs {
-        let l = load_run(variant_dir, run, datasets)?;
+        let l = load_run::<B>(variant_dir, run, datasets, device)?;
         cases.extend(validation_cases(
             &l.model,
             &l.manifest.config,
             &l.dataset,
-            &device,
+            device,
         )?);
         loaded.push(l);
     }
@@ -353,7 +379,7 @@ fn tune_seed(
     for l in &mut loaded {
         let cfg = &l.manifest.config;
         save(&l.dir.join("checkpoints"), &found.post)?;
-        let tested = test_score(&l.model, cfg, &l.dataset, found.post, &device)?;
+        let tested = test_score(&l.model, cfg, &l.dataset, found.post, device)?;
         let score = TunedScore {
             post: found.post,
             tuned_on_images: cases.len(),

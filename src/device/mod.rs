@@ -1,10 +1,46 @@
 //! Backend selection: Flex on the CPU (default); burn-cuda and burn-wgpu (Vulkan, Metal)
 //! behind the `cuda` and `wgpu` features. A GPU backend is probed with a tiny computation, on
 //! the chosen device and in the chosen float type, before anything is written.
+//!
+//! [`dispatch`] is the one place a [`BackendKind`] becomes a Burn type: training, `predict`,
+//! `tune` and `bench` each describe their work as an [`OnDevice`] and hand it over.
 
 use anyhow::{Result, bail};
+use burn::tensor::backend::AutodiffBackend;
 
 use crate::config::{BackendKind, Precision};
+use crate::kernels::KernelBackend;
+
+/// Work generic over the training backend `B` (its inner backend, `B::InnerBackend`, runs
+/// inference on the same device).
+pub trait OnDevice {
+    type Output;
+
+    fn run<B>(self, device: &B::Device) -> Result<Self::Output>
+    where
+        B: AutodiffBackend + KernelBackend,
+        B::InnerBackend: KernelBackend;
+}
+
+/// Runs `work` on the backend `kind` (on GPU `device`, or the default one). The backend must
+/// have passed [`check_available`] in this process: that probe is what fixes a GPU's float
+/// type, once, before anything is written.
+pub fn dispatch<W: OnDevice>(
+    kind: BackendKind,
+    device: Option<usize>,
+    work: W,
+) -> Result<W::Output> {
+    let _ = device; // only GPU backends have devices
+    match kind {
+        BackendKind::Cpu => work.run::<CpuBackend>(&Default::default()),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => work.run::<CudaBackend>(&cuda_device(device)),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => work.run::<WgpuBackend>(&wgpu_device(device)?),
+        #[allow(unreachable_patterns)]
+        _ => check_built(kind).and_then(|()| bail!("backend \"{}\" has no dispatch", kind.name())),
+    }
+}
 
 /// The CPU training backend.
 pub type CpuBackend = burn::backend::Autodiff<burn::backend::Flex>;
@@ -132,13 +168,13 @@ pub fn check_available(
             })
         }
         #[allow(unreachable_patterns)]
-        _ => unreachable!("check_built refuses backends this build lacks"),
+        _ => bail!("backend \"{}\" has no probe", kind.name()),
     }
 }
 
 /// The device a GPU backend trains on, checked by [`check_available`].
 #[cfg(feature = "cuda")]
-pub fn cuda_device(device: Option<usize>) -> burn::backend::cuda::CudaDevice {
+fn cuda_device(device: Option<usize>) -> burn::backend::cuda::CudaDevice {
     burn::backend::cuda::CudaDevice {
         index: device.unwrap_or(0),
     }
@@ -146,7 +182,7 @@ pub fn cuda_device(device: Option<usize>) -> burn::backend::cuda::CudaDevice {
 
 /// The device a GPU backend trains on, checked by [`check_available`].
 #[cfg(feature = "wgpu")]
-pub fn wgpu_device(device: Option<usize>) -> Result<burn::backend::wgpu::WgpuDevice> {
+fn wgpu_device(device: Option<usize>) -> Result<burn::backend::wgpu::WgpuDevice> {
     Ok(wgpu_adapters::choose(device)?.device)
 }
 
