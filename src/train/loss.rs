@@ -87,6 +87,20 @@ fn soft_dice<B: Backend>(prob: Tensor<B, 4>, target: Tensor<B, 4>) -> Tensor<B, 
         .add_scalar(1.0)
 }
 
+/// The segmentation loss plus, with a presence head, its weighted BCE against whether each
+/// whole mask (`[b, 1, h, w]`, before any centre crop) is non-empty.
+pub fn with_presence<B: Backend>(
+    seg: Tensor<B, 1>,
+    presence: Option<Tensor<B, 2>>,
+    masks: Tensor<B, 4>,
+    weight: f64,
+) -> Tensor<B, 1> {
+    match presence {
+        Some(logits) => seg + presence_loss(logits, mask_present(masks)).mul_scalar(weight),
+        None => seg,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,25 +10,15 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use super::score_as_test;
-use crate::config::RunConfig;
+use super::evaluate::{Case, test_score, validation_cases};
 use crate::data::Dataset;
 use crate::kernels::KernelBackend;
 use crate::model::UNet;
 use crate::model::postprocess::{self, PostProcess};
 use crate::model::record::load_checkpoint;
-use crate::track::manifest::{RunManifest, RunStatus, ScoreBreakdown, TunedScore};
+use crate::track::manifest::{RunManifest, RunStatus, TunedScore};
 use crate::track::{Claim, RunId, RunLock, checkpoint, layout};
 use crate::util::fs::write_atomic;
-
-/// One validation image: the network's probability map, its presence probability (with a
-/// presence head) and the true mask, at the same size.
-#[derive(Debug, Clone)]
-pub struct Case {
-    pub probability: Vec<f32>,
-    pub presence: Option<f64>,
-    pub truth: Vec<u8>,
-}
 
 /// Candidate probability thresholds: 0.10, 0.15, …, 0.90.
 pub fn thresholds() -> Vec<f32> {
@@ -156,37 +146,6 @@ pub fn search(cases: &[Case], start: PostProcess) -> Tuning {
         before,
         after: best.0,
     }
-}
-
-/// The validation images' probabilities under `model`, with the test split's augmentation
-/// (`train.test_tta`): tuned as it will be scored.
-pub fn validation_cases<B: KernelBackend>(
-    model: &UNet<B>,
-    cfg: &RunConfig,
-    ds: &Dataset,
-    device: &B::Device,
-) -> Result<Vec<Case>> {
-    let untuned = (PostProcess::untuned(&cfg.model), true);
-    Ok(score_as_test(model, cfg, ds, &ds.val, untuned, device)?.cases)
-}
-
-/// The Kaggle score of the test split under `post`, and what it is made of (none without a
-/// test split).
-pub fn test_score<B: KernelBackend>(
-    model: &UNet<B>,
-    cfg: &RunConfig,
-    ds: &Dataset,
-    post: PostProcess,
-    device: &B::Device,
-) -> Result<Option<(f64, ScoreBreakdown)>> {
-    if ds.test.is_empty() {
-        return Ok(None);
-    }
-    let scored = score_as_test(model, cfg, ds, &ds.test, (post, false), device)?;
-    Ok(Some((
-        scored.metrics.dice,
-        crate::metrics::breakdown(&scored.per_image),
-    )))
 }
 
 /// Writes the chosen values beside a run's checkpoints, where `predict` finds them.
