@@ -480,7 +480,7 @@ samples = 0
         let score = record
             .test
             .expect("a completed run with a test split has a test score");
-        assert_eq!(Some(score.epoch), record.best_epoch);
+        assert_eq!(Some(score.epoch), record.best.epoch);
         let tests: Vec<_> = run.epochs.iter().filter(|r| r.split == "test").collect();
         assert_eq!(tests.len(), 1, "one test row per run");
         assert_eq!(tests[0].epoch, score.epoch);
@@ -497,7 +497,7 @@ samples = 0
             score.dice
         );
         assert_eq!(b.empty_images + b.nonempty_images, info_test_images(run));
-        assert!(record.best_breakdown.is_some());
+        assert!(record.best.breakdown.is_some());
         let info = record.dataset.as_ref().unwrap();
         assert_eq!(info.test_subjects.len(), 2);
         assert!(

@@ -69,7 +69,7 @@ fn checkpointed_epochs(exp_dir: &Path, variant: &str) -> usize {
     std::fs::read(dir.join("seed-0/checkpoints/resume.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["epoch"].as_u64())
+        .and_then(|v| v["epochs_done"].as_u64())
         .unwrap_or(0) as usize
 }
 
@@ -157,7 +157,7 @@ fn ctrl_c_marks_interrupted_and_a_later_run_resumes() {
         .unwrap()
         .unwrap();
     assert_eq!(m.runs[0].status, RunStatus::Interrupted);
-    assert!(m.runs[0].epochs_done >= 1);
+    assert!(m.runs[0].best.epochs_done >= 1);
 
     let rerun = run_experiment(&file, &out, &["--no-report"]);
     assert_eq!(rerun.code, Some(0), "{}", rerun.stderr);

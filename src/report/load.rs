@@ -59,7 +59,7 @@ impl RunData {
         }
         match self.record.test {
             Some(t) => t.breakdown,
-            None => self.record.best_breakdown,
+            None => self.record.best.breakdown,
         }
     }
 

@@ -499,8 +499,11 @@ mod tests {
         let record = RunRecord {
             status,
             message: message.map(String::from),
-            epochs_done: best_epoch,
-            best_epoch: Some(best_epoch),
+            best: crate::track::BestSoFar {
+                epochs_done: best_epoch,
+                epoch: Some(best_epoch),
+                ..Default::default()
+            },
             ..RunRecord::new(seed, "", "cpu".into(), "cpu".into())
         };
         let row = |epoch: usize, dice: f64| crate::track::EpochRow {

@@ -11,20 +11,16 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::layout::RunId;
-use super::manifest::ScoreBreakdown;
+use super::manifest::BestSoFar;
 use crate::util::fs::write_atomic;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ResumeState {
     pub config_hash: String,
-    /// Last completed epoch.
-    pub epoch: usize,
     pub global_step: usize,
-    pub best_epoch: Option<usize>,
-    pub best_dice: Option<f64>,
-    /// The score breakdown of the best epoch (absent in resume states of older builds).
-    #[serde(default)]
-    pub best_breakdown: Option<ScoreBreakdown>,
+    /// The last completed epoch (`epochs_done`) and the best so far.
+    #[serde(flatten)]
+    pub best: BestSoFar,
     /// Consecutive epochs whose output was all zero (dead ReLU head detection).
     pub dead_epochs: usize,
     pub model_file: String,
@@ -66,8 +62,8 @@ impl ResumeState {
 
     /// Writes the epoch's files, then the state naming them, then removes older epochs.
     pub fn save(mut self, dir: &Path, model: &[u8], optim: &[u8]) -> Result<()> {
-        self.model_file = format!("epoch-{:04}.model.mpk", self.epoch);
-        self.optim_file = format!("epoch-{:04}.optim.mpk", self.epoch);
+        self.model_file = format!("epoch-{:04}.model.mpk", self.best.epochs_done);
+        self.optim_file = format!("epoch-{:04}.optim.mpk", self.best.epochs_done);
         write_atomic(&dir.join(&self.model_file), model)?;
         write_atomic(&dir.join(&self.optim_file), optim)?;
         write_atomic(&dir.join("resume.json"), &serde_json::to_vec_pretty(&self)?)?;

@@ -61,17 +61,14 @@ pub struct RunRecord {
     pub ended: Option<String>,
     pub backend: String,
     pub device: String,
-    pub epochs_done: usize,
-    pub best_epoch: Option<usize>,
-    pub best_dice: Option<f64>,
+    /// Epochs done and the best validation epoch.
+    #[serde(flatten)]
+    pub best: BestSoFar,
     pub final_dice: Option<f64>,
     /// The test split's scores of the checkpoint chosen on validation (`data.test_fraction` or
     /// `data.test_subjects`); absent without a test split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test: Option<TestScore>,
-    /// The score breakdown at the best validation epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub best_breakdown: Option<ScoreBreakdown>,
     /// Post-processing tuned on validation (`train.tune` or `unet-lab tune`), with the
     /// scores before and after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,12 +98,9 @@ impl RunRecord {
             ended: None,
             backend,
             device,
-            epochs_done: 0,
-            best_epoch: None,
-            best_dice: None,
+            best: BestSoFar::default(),
             final_dice: None,
             test: None,
-            best_breakdown: None,
             tuned: None,
             divergence: None,
             message: None,
@@ -160,6 +154,49 @@ pub struct TestScore {
     pub presence_accuracy: f64,
     #[serde(default)]
     pub breakdown: Option<ScoreBreakdown>,
+}
+
+/// How far a run got and its best validation epoch so far: what the training loop keeps, the
+/// resume state saves, the outcome returns and the run's record reports — one struct, so none
+/// of them copies the others field by field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct BestSoFar {
+    /// Epochs finished (the last one checkpointed).
+    #[serde(alias = "epoch")]
+    pub epochs_done: usize,
+    #[serde(rename = "best_epoch")]
+    pub epoch: Option<usize>,
+    #[serde(rename = "best_dice")]
+    pub dice: Option<f64>,
+    /// The score breakdown at the best epoch.
+    #[serde(
+        rename = "best_breakdown",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub breakdown: Option<ScoreBreakdown>,
+}
+
+impl BestSoFar {
+    /// Takes a finished epoch's validation Dice; true when it is the best so far (ties keep
+    /// the earlier epoch). The breakdown is computed only for a new best.
+    pub fn improve(
+        &mut self,
+        epoch: usize,
+        dice: f64,
+        breakdown: impl FnOnce() -> ScoreBreakdown,
+    ) -> bool {
+        let better = self.dice.is_none_or(|b| dice > b);
+        if better {
+            *self = BestSoFar {
+                epochs_done: self.epochs_done,
+                epoch: Some(epoch),
+                dice: Some(dice),
+                breakdown: Some(breakdown()),
+            };
+        }
+        better
+    }
 }
 
 /// `<variant>/manifest.json`.

@@ -216,7 +216,7 @@ pub fn runs_frame(axes: &[String], runs: &[StoredRun]) -> Result<DataFrame> {
             "status".into(),
             text(&|r| record(r).status.as_str().to_string()),
         ),
-        float("best_dice", &|r| r.best_dice),
+        float("best_dice", &|r| r.best.dice),
         float("final_dice", &|r| r.final_dice),
         float("test_dice", &|r| r.test.map(|t| t.dice)),
         float("test_iou", &|r| r.test.map(|t| t.iou)),
@@ -225,11 +225,11 @@ pub fn runs_frame(axes: &[String], runs: &[StoredRun]) -> Result<DataFrame> {
         }),
         float("tuned_val_dice", &|r| r.tuned.map(|t| t.val_after)),
         float("tuned_test_dice", &|r| r.tuned.and_then(|t| t.test_after)),
-        count("best_epoch", &|r| r.best_epoch),
+        count("best_epoch", &|r| r.best.epoch),
         Column::new(
             "epochs_done".into(),
             runs.iter()
-                .map(|r| r.manifest.record.epochs_done as i64)
+                .map(|r| r.manifest.record.best.epochs_done as i64)
                 .collect::<Vec<_>>(),
         ),
         Column::new(

@@ -18,7 +18,7 @@ pub use crate::util::fs::write_atomic;
 pub use layout::RunId;
 pub use lock::{Claim, Holder, RunLock};
 pub use manifest::{
-    ExperimentManifest, RunManifest, RunRecord, RunStatus, TestScore, VariantManifest,
+    BestSoFar, ExperimentManifest, RunManifest, RunRecord, RunStatus, TestScore, VariantManifest,
 };
 pub use plan::{Plan, PlannedTask};
 pub use tables::{EpochRow, StepRow, Tracker};

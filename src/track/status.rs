@@ -137,7 +137,7 @@ fn task_status(exp_dir: &Path, task: &PlannedTask) -> Result<TaskStatus> {
     let resumed_epoch = std::fs::read(dir.join("checkpoints").join("resume.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<ResumeState>(&b).ok())
-        .map(|s| s.epoch);
+        .map(|s| s.best.epochs_done);
     Ok(TaskStatus {
         index: task.index,
         variant: task.variant.clone(),
@@ -146,11 +146,11 @@ fn task_status(exp_dir: &Path, task: &PlannedTask) -> Result<TaskStatus> {
         state,
         holder: holder.flatten(),
         epochs_done: current
-            .map(|m| m.record.epochs_done)
+            .map(|m| m.record.best.epochs_done)
             .unwrap_or(0)
             .max(resumed_epoch.unwrap_or(0)),
         epochs: manifest.as_ref().map_or(0, |m| m.config.train.epochs),
-        best_dice: current.and_then(|m| m.record.best_dice),
+        best_dice: current.and_then(|m| m.record.best.dice),
         message: current.and_then(|m| m.record.message.clone()),
         dir,
     })

@@ -94,7 +94,7 @@ pub fn list(exp_dir: &Path) -> Vec<SupersededRun> {
                     status: manifest
                         .as_ref()
                         .map(|m| m.record.status.as_str().to_string()),
-                    best_dice: manifest.as_ref().and_then(|m| m.record.best_dice),
+                    best_dice: manifest.as_ref().and_then(|m| m.record.best.dice),
                     config_hash: manifest.as_ref().map(|m| m.record.config_hash.clone()),
                     dir: run_dir,
                 });

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::{Context, Result};
 use polars::prelude::*;
 
+use crate::metrics::SegMetrics;
 use crate::util::fs::{temp_path, write_atomic};
 
 /// One row of `metrics.parquet`. Validation-only metrics are null on training rows.
@@ -36,6 +37,56 @@ pub struct EpochRow {
     /// Time spent preparing batches (data pipeline) and in the model steps.
     pub load_seconds: f64,
     pub step_seconds: f64,
+}
+
+/// The run and epoch a row belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct RowOf<'a> {
+    pub variant: &'a str,
+    pub seed: u64,
+    pub fold: Option<usize>,
+    pub epoch: usize,
+}
+
+/// How long one pass over a split took, and over how many images.
+#[derive(Debug, Clone, Copy)]
+pub struct PassTime {
+    pub seconds: f64,
+    pub images: usize,
+    /// Preparing batches (the data pipeline); the rest of `seconds` is the model's.
+    pub load_seconds: f64,
+}
+
+impl EpochRow {
+    /// The row of one pass over `split`: `metrics` is absent on training rows.
+    pub fn from_metrics(
+        of: RowOf,
+        split: &str,
+        loss: f64,
+        metrics: Option<SegMetrics>,
+        lr: f64,
+        time: PassTime,
+    ) -> EpochRow {
+        EpochRow {
+            variant: of.variant.to_string(),
+            seed: of.seed,
+            fold: of.fold,
+            epoch: of.epoch,
+            split: split.to_string(),
+            loss,
+            dice: metrics.map(|m| m.dice),
+            iou: metrics.map(|m| m.iou),
+            pixel_accuracy: metrics.map(|m| m.pixel_accuracy),
+            precision: metrics.map(|m| m.precision),
+            recall: metrics.map(|m| m.recall),
+            presence_accuracy: metrics.map(|m| m.presence_accuracy),
+            lr,
+            seconds: time.seconds,
+            images_per_sec: time.images as f64 / time.seconds.max(1e-9),
+            load_seconds: time.load_seconds,
+            step_seconds: time.seconds - time.load_seconds,
+        }
+    }
 }
 
 /// One row of `steps.parquet`.

@@ -36,7 +36,8 @@ use crate::model::{UNet, center_crop};
 use crate::track::checkpoint::{self, ResumeState};
 use crate::track::manifest::{Divergence, TunedScore};
 use crate::track::snapshots::{self, Snapshots};
-use crate::track::{EpochRow, RunId, StepRow, Tracker, write_atomic};
+use crate::track::tables::{PassTime, RowOf};
+use crate::track::{BestSoFar, EpochRow, RunId, StepRow, Tracker, write_atomic};
 
 use evaluate::{EvalSet, Validation, WeightMaps, evaluate, output_shape, score_as_test};
 use loss::with_presence;
@@ -79,12 +80,8 @@ pub enum Ending {
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
     pub ending: Ending,
-    pub epochs_done: usize,
-    pub best_epoch: Option<usize>,
-    pub best_dice: Option<f64>,
+    pub best: BestSoFar,
     pub final_dice: Option<f64>,
-    /// What the best validation epoch's score is made of.
-    pub best_breakdown: Option<ScoreBreakdown>,
     /// The test split's scores of the checkpoint chosen on validation (a completed run with a
     /// test split only).
     pub test: Option<SegMetrics>,
@@ -271,14 +268,11 @@ struct Training<'a, B: AutodiffBackend + KernelBackend> {
     first_epoch: usize,
     global_step: usize,
     steps_per_epoch: usize,
-    best_epoch: Option<usize>,
-    best_dice: Option<f64>,
+    best: BestSoFar,
     final_dice: Option<f64>,
-    best_breakdown: Option<ScoreBreakdown>,
     test: Option<SegMetrics>,
     test_breakdown: Option<ScoreBreakdown>,
     tuned: Option<TunedScore>,
-    epochs_done: usize,
     dead_epochs: usize,
     parameters: usize,
     snapshot_idx: Vec<usize>,
@@ -315,14 +309,11 @@ where
             first_epoch: 1,
             global_step: 0,
             steps_per_epoch: ds.train.len().div_ceil(cfg.train.batch_size),
-            best_epoch: None,
-            best_dice: None,
+            best: BestSoFar::default(),
             final_dice: None,
-            best_breakdown: None,
             test: None,
             test_breakdown: None,
             tuned: None,
-            epochs_done: 0,
             dead_epochs: 0,
             parameters,
             snapshot_ids: snapshot_idx
@@ -356,7 +347,7 @@ where
             ResumeState::load(&self.ckpt_dir).and_then(|found| match found {
                 Some((state, model_bytes, optim_bytes)) => {
                     if state.config_hash != spec.config_hash
-                        || state.epoch > spec.config.train.epochs
+                        || state.best.epochs_done > spec.config.train.epochs
                     {
                         return Ok(None);
                     }
@@ -396,12 +387,9 @@ where
         };
         let model = resumed;
         self.optim = optim;
-        self.first_epoch = state.epoch + 1;
-        self.epochs_done = state.epoch;
+        self.first_epoch = state.best.epochs_done + 1;
         self.global_step = state.global_step;
-        self.best_epoch = state.best_epoch;
-        self.best_dice = state.best_dice;
-        self.best_breakdown = state.best_breakdown;
+        self.best = state.best;
         self.dead_epochs = state.dead_epochs;
         Ok(model)
     }
@@ -427,11 +415,8 @@ where
     fn outcome(&self, ending: Ending) -> RunOutcome {
         RunOutcome {
             ending,
-            epochs_done: self.epochs_done,
-            best_epoch: self.best_epoch,
-            best_dice: self.best_dice,
+            best: self.best,
             final_dice: self.final_dice,
-            best_breakdown: self.best_breakdown,
             test: self.test,
             test_breakdown: self.test_breakdown,
             tuned: self.tuned,
@@ -598,42 +583,30 @@ where
             self.global_step.saturating_sub(1),
             total_steps,
         );
-        let row =
-            |split: &str, loss: f64, m: Option<SegMetrics>, seconds: f64, images: usize| EpochRow {
-                variant: spec.variant_name.to_string(),
-                seed: spec.seed,
-                fold: spec.fold,
-                epoch,
-                split: split.to_string(),
-                loss,
-                dice: m.map(|m| m.dice),
-                iou: m.map(|m| m.iou),
-                pixel_accuracy: m.map(|m| m.pixel_accuracy),
-                precision: m.map(|m| m.precision),
-                recall: m.map(|m| m.recall),
-                presence_accuracy: m.map(|m| m.presence_accuracy),
-                lr,
-                seconds,
-                images_per_sec: images as f64 / seconds.max(1e-9),
-                load_seconds: 0.0,
-                step_seconds: 0.0,
-            };
-        tracker.epochs.push(EpochRow {
+        let of = RowOf {
+            variant: spec.variant_name,
+            seed: spec.seed,
+            fold: spec.fold,
+            epoch,
+        };
+        let train_time = PassTime {
+            seconds: trained.seconds,
+            images: trained.images,
             load_seconds: trained.load_seconds,
-            step_seconds: trained.step_seconds,
-            ..row("train", trained.loss, None, trained.seconds, trained.images)
-        });
+        };
         tracker.epochs.push(EpochRow {
-            load_seconds: validation.load_seconds,
-            step_seconds: val_seconds - validation.load_seconds,
-            ..row(
-                "val",
-                validation.loss,
-                Some(validation.metrics),
-                val_seconds,
-                self.dataset.val.len(),
-            )
+            // The training pass's step time is measured (the rest of it is bookkeeping).
+            step_seconds: trained.step_seconds,
+            ..EpochRow::from_metrics(of, "train", trained.loss, None, lr, train_time)
         });
+        let val_time = PassTime {
+            seconds: val_seconds,
+            images: self.dataset.val.len(),
+            load_seconds: validation.load_seconds,
+        };
+        let val = Some(validation.metrics);
+        let val_row = EpochRow::from_metrics(of, "val", validation.loss, val, lr, val_time);
+        tracker.epochs.push(val_row);
         tracker.steps.extend(trained.steps.iter().cloned());
         if !self.snapshot_idx.is_empty() {
             let [h, w] = cfg.data.size;
@@ -661,10 +634,7 @@ where
         let dice = validation.metrics.dice;
         self.final_dice = Some(dice);
         let model_bytes = model_to_bytes::<B, _>(model)?;
-        if self.best_dice.is_none_or(|b| dice > b) {
-            self.best_dice = Some(dice);
-            self.best_epoch = Some(epoch);
-            self.best_breakdown = Some(metrics::breakdown(&validation.per_image));
+        if (self.best).improve(epoch, dice, || metrics::breakdown(&validation.per_image)) {
             write_atomic(
                 &checkpoint::best_path(spec.variant_dir, spec.run_id()),
                 &model_bytes,
@@ -679,17 +649,17 @@ where
         tracker.flush()?;
         ResumeState {
             config_hash: spec.config_hash.to_string(),
-            epoch,
             global_step: self.global_step,
-            best_epoch: self.best_epoch,
-            best_dice: self.best_dice,
-            best_breakdown: self.best_breakdown,
+            best: BestSoFar {
+                epochs_done: epoch,
+                ..self.best
+            },
             dead_epochs: self.dead_epochs,
             model_file: String::new(),
             optim_file: String::new(),
         }
         .save(&self.ckpt_dir, &model_bytes, &self.optim.to_bytes()?)?;
-        self.epochs_done = epoch;
+        self.best.epochs_done = epoch;
         Ok(model_bytes)
     }
 
@@ -729,7 +699,7 @@ where
         device: &B::Device,
         progress: &mut dyn Progress,
     ) -> Result<()> {
-        let Some(best_epoch) = self.best_epoch else {
+        let Some(best_epoch) = self.best.epoch else {
             return Ok(());
         };
         let tune = spec.config.train.tune;
@@ -800,25 +770,19 @@ where
             !(r.variant == spec.variant_name && r.seed == spec.seed && r.split == "test")
         });
         let m = scored.metrics;
-        tracker.epochs.push(EpochRow {
-            variant: spec.variant_name.to_string(),
+        let of = RowOf {
+            variant: spec.variant_name,
             seed: spec.seed,
             fold: spec.fold,
             epoch: best_epoch,
-            split: "test".to_string(),
-            loss: scored.loss,
-            dice: Some(m.dice),
-            iou: Some(m.iou),
-            pixel_accuracy: Some(m.pixel_accuracy),
-            precision: Some(m.precision),
-            recall: Some(m.recall),
-            presence_accuracy: Some(m.presence_accuracy),
-            lr: 0.0,
+        };
+        let time = PassTime {
             seconds,
-            images_per_sec: self.dataset.test.len() as f64 / seconds.max(1e-9),
+            images: self.dataset.test.len(),
             load_seconds: scored.load_seconds,
-            step_seconds: seconds - scored.load_seconds,
-        });
+        };
+        let row = EpochRow::from_metrics(of, "test", scored.loss, Some(m), 0.0, time);
+        tracker.epochs.push(row);
         tracker.flush()?;
         progress.finish(&format!(
             "{}: test Dice {:.4} (IoU {:.4}, presence {:.3}) on {} images, checkpoint of epoch {best_epoch}",
@@ -862,8 +826,8 @@ where
         progress.finish(&format!(
             "{}: done, best validation Dice {:.4} at epoch {}",
             self.name,
-            self.best_dice.unwrap_or(f64::NAN),
-            self.best_epoch.unwrap_or(0)
+            self.best.dice.unwrap_or(f64::NAN),
+            self.best.epoch.unwrap_or(0)
         ));
         Ok(self.outcome(Ending::Completed))
     }

@@ -549,14 +549,11 @@ fn train_on_backend(
 }
 
 fn record_outcome(record: &mut RunRecord, outcome: RunOutcome) {
-    record.epochs_done = outcome.epochs_done;
-    record.best_epoch = outcome.best_epoch;
-    record.best_dice = outcome.best_dice;
+    record.best = outcome.best;
     record.final_dice = outcome.final_dice;
-    record.best_breakdown = outcome.best_breakdown;
     record.test = outcome
         .test
-        .zip(outcome.best_epoch)
+        .zip(outcome.best.epoch)
         .map(|(m, epoch)| TestScore {
             epoch,
             dice: m.dice,

@@ -302,6 +302,6 @@ pub fn empty_mask_share(exp_dir: &Path, variant: &str) -> f64 {
     let m = unet_lab::track::VariantManifest::load(&exp_dir.join(variant))
         .unwrap()
         .expect("a trained variant");
-    let b = m.runs[0].best_breakdown.expect("a score breakdown");
+    let b = m.runs[0].best.breakdown.expect("a score breakdown");
     b.empty_images as f64 / (b.empty_images + b.nonempty_images) as f64
 }
