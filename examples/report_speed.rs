@@ -11,8 +11,7 @@
 
 use std::time::Instant;
 
-use unet_lab::config;
-use unet_lab::train::runner::{RunOptions, experiment_dir, run_experiment};
+use unet_lab::study::{Overrides, RunOptions, Study};
 
 const STUDY: &str = r#"
 name = "report_speed"
@@ -49,15 +48,15 @@ fn main() {
     std::fs::create_dir_all(&root).unwrap();
     let file = root.join("study.toml");
     std::fs::write(&file, STUDY).unwrap();
-    let experiment = config::load(&file).unwrap();
-    let runs = experiment.tasks().len();
+    let study = Study::load(&file, Overrides::default()).unwrap();
+    let runs = study.tasks.len();
     let opts = RunOptions {
         out: root.join("out"),
         ..RunOptions::default()
     };
-    let exp_dir = experiment_dir(&opts.out, &experiment);
+    let exp_dir = study.dir(&opts.out);
     let t0 = Instant::now();
-    let summary = run_experiment(&file, experiment, &opts).unwrap();
+    let summary = study.run(&opts).unwrap();
     eprintln!(
         "trained {runs} runs × 50 epochs in {:.0} s ({})",
         t0.elapsed().as_secs_f64(),

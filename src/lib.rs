@@ -18,7 +18,7 @@ pub mod metrics;
 pub mod model;
 pub mod predict;
 pub mod report;
-pub mod slurm;
+pub mod study;
 pub mod track;
 pub mod train;
 pub mod util;

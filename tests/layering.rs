@@ -7,16 +7,17 @@ use std::path::Path;
 
 /// Bottom to top; a module may use its own layer and those below it.
 const LAYERS: &[&[&str]] = &[
-    &["util", "memory"],
+    &["util", "memory", "metrics"],
     &["kernels"],
     &["config"],
     &["data"],
+    &["device"],
     &["model"],
     &["track"],
     &["train"],
     &["report"],
-    &["predict"],
-    &["bench", "slurm"],
+    &["predict", "bench"],
+    &["study"],
     &["cli"],
 ];
 

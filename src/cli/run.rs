@@ -6,8 +6,8 @@ use anyhow::Result;
 use clap::Args;
 
 use super::exit;
-use crate::config::{self, BackendKind};
-use crate::train::runner::{RunOptions, Selection, experiment_dir, run_experiment};
+use crate::config::BackendKind;
+use crate::study::{self, Overrides, RunOptions, Selection, Study};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -64,12 +64,15 @@ pub fn parse_shard(text: &str) -> Result<(usize, usize), String> {
 }
 
 pub fn execute(args: RunArgs) -> Result<u8> {
-    let experiment = config::load(&args.file)?;
-    if let Err(msg) = experiment.variant_indices(&args.variants) {
+    let overrides = Overrides {
+        backend: args.backend,
+    };
+    let study = Study::load(&args.file, overrides)?;
+    if let Err(msg) = study.experiment.variant_indices(&args.variants) {
         eprintln!("error: {msg}");
         return Ok(exit::CONFIG);
     }
-    let tasks = experiment.tasks().len();
+    let tasks = study.tasks.len();
     if let Some(i) = args.task.filter(|&i| i >= tasks) {
         eprintln!(
             "error: --task {i}: the study has {tasks} task(s), numbered 0 to {} (see `unet-lab tasks {}`)",
@@ -91,10 +94,9 @@ pub fn execute(args: RunArgs) -> Result<u8> {
         _ => Selection::All,
     };
     super::install_ctrlc();
-    let exp_dir = experiment_dir(&args.out, &experiment);
+    let exp_dir = study.dir(&args.out);
     let opts = RunOptions {
         out: args.out,
-        backend: args.backend,
         fresh: args.fresh,
         variants: args.variants,
         selection,
@@ -104,9 +106,9 @@ pub fn execute(args: RunArgs) -> Result<u8> {
         device,
         live: (!args.no_report).then(|| live_hook(&exp_dir)),
     };
-    let summary = run_experiment(&args.file, experiment, &opts)?;
+    let summary = study.run(&opts)?;
     if opts.whole_study() {
-        finish_study(&exp_dir, !args.no_report, summary.busy)?;
+        study::finish(&exp_dir, !args.no_report, summary.busy)?;
     }
     eprintln!("summary: {}", summary.line());
     Ok(if summary.errored > 0 {
@@ -133,55 +135,6 @@ fn live_hook(exp_dir: &Path) -> crate::train::progress::LiveHook {
     std::sync::Arc::new(move |event| {
         live.refresh(event == crate::train::progress::LiveEvent::RunEnded)
     })
-}
-
-/// How long the end of `run` waits for a merge that another process is doing (a `report`, a
-/// worker's live refresh); `UNET_LAB_MERGE_WAIT` (seconds) overrides it.
-const MERGE_WAIT_SECONDS: u64 = 300;
-
-fn merge_wait() -> std::time::Duration {
-    let seconds = std::env::var("UNET_LAB_MERGE_WAIT")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(MERGE_WAIT_SECONDS);
-    std::time::Duration::from_secs(seconds)
-}
-
-/// Merges the runs into the study-wide tables and renders the report (or only merges). The
-/// wait for another merge is bounded: the runs are safe in their own directories whatever
-/// happens here, and `unet-lab report` merges them later.
-fn finish_study(exp_dir: &Path, report: bool, busy: usize) -> Result<()> {
-    let limit = merge_wait();
-    let merged = if report {
-        crate::report::render_experiment_unless_busy(exp_dir, limit)
-            .map(|w| w.is_some())
-            .unwrap_or_else(|e| {
-                eprintln!("warning: the report could not be rendered: {e:#}");
-                true
-            })
-    } else {
-        crate::track::merge::merge_unless_busy(exp_dir, limit)?.is_some()
-    };
-    if !merged {
-        eprintln!(
-            "warning: another process held {} for {} s, so the study-wide tables{} were not \
-             updated; every run is safe in its own directory — `unet-lab report {}` merges them",
-            crate::track::layout::merge_lock_path(exp_dir).display(),
-            limit.as_secs(),
-            if report { " and the report" } else { "" },
-            exp_dir.display()
-        );
-    }
-    if busy > 0 {
-        eprintln!(
-            "note: {busy} task(s) were being trained by other workers; their results join the \
-             study-wide tables and the report when they finish (`unet-lab status {}`, then \
-             `unet-lab report {}`)",
-            exp_dir.display(),
-            exp_dir.display()
-        );
-    }
-    Ok(())
 }
 
 /// Worker processes to start, and this process's GPU, from --jobs, --devices and --device.

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::config::{self, BackendKind};
-use crate::slurm::{self, SlurmOptions, shell_quote};
+use crate::config::BackendKind;
+use crate::study::slurm::{self, SlurmOptions};
+use crate::study::{Overrides, Study};
 use crate::track::Plan;
-use crate::train::runner::{RunOptions, check_backends, experiment_dir, plan_study};
+use crate::util::shell_quote;
 
 #[derive(Args, Debug)]
 pub struct SlurmArgs {
@@ -54,13 +55,8 @@ pub fn execute(args: SlurmArgs) -> Result<u8> {
         eprintln!("error: {e:#}");
         return Ok(super::exit::CONFIG);
     }
-    let mut experiment = config::load(&args.file)?;
-    let backend: Option<BackendKind> = args.backend;
-    if let Some(b) = backend {
-        for v in &mut experiment.variants {
-            v.config.train.backend = b;
-        }
-    }
+    let backend = args.backend;
+    let study = Study::load(&args.file, Overrides { backend })?;
     let opts = SlurmOptions {
         partition: args.partition,
         time: args.time,
@@ -69,28 +65,19 @@ pub fn execute(args: SlurmArgs) -> Result<u8> {
         max_parallel: args.max_parallel,
         backend,
     };
-    let backends: Vec<BackendKind> = experiment
+    let backends: Vec<BackendKind> = study
+        .experiment
         .variants
         .iter()
         .map(|v| v.config.train.backend)
         .collect();
-    if let Err(e) = slurm::check_options(&opts, &backends, experiment.tasks().len()) {
+    if let Err(e) = slurm::check_options(&opts, &backends, study.tasks.len()) {
         eprintln!("error: {e:#}");
         return Ok(super::exit::CONFIG);
     }
-    let run_opts = RunOptions {
-        out: args.out.clone(),
-        backend,
-        ..RunOptions::default()
-    };
-    check_backends(&experiment, &run_opts)?;
-    for v in &experiment.variants {
-        crate::data::survey(&v.config.data)?;
-    }
-    let exp_dir = experiment_dir(&args.out, &experiment);
-    let source = std::fs::read(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    plan_study(&args.file, &source, &experiment, &exp_dir, &run_opts)?;
+    study.check_backends(&[], None)?;
+    study.survey_data()?;
+    let exp_dir = study.plan(&args.out, true)?;
     let plan = Plan::load(&exp_dir)?.context("the plan was just written")?;
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let scripts = slurm::write_scripts(&exp_dir, &plan, &exe, &cwd, &opts)?;

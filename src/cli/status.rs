@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::slurm::shell_quote;
+use crate::study::{Program, Share, WorkerCommand};
 use crate::track::status::{StudyStatus, TaskState, index_ranges};
+use crate::util::shell_quote;
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
@@ -41,17 +42,21 @@ fn finish_commands(status: &StudyStatus) -> Vec<String> {
             shell_quote(&array.display().to_string())
         ));
     }
-    let run = format!(
-        "unet-lab run {} --out {}",
-        shell_quote(&status.source_file),
-        shell_quote(&status.out)
-    );
-    if unfinished.len() == 1 {
-        commands.push(format!("{run} --task {}", unfinished[0]));
-    } else {
+    // The backend the study was planned with is part of every task's config hash.
+    let backend = status
+        .backend
+        .as_deref()
+        .and_then(|b| <crate::config::BackendKind as clap::ValueEnum>::from_str(b, false).ok());
+    let run = WorkerCommand {
+        backend,
         // A plain run trains every task that is not finished (and skips the others).
-        commands.push(run);
-    }
+        share: match unfinished.as_slice() {
+            [only] => Share::Task(*only),
+            _ => Share::Whole,
+        },
+        ..WorkerCommand::new(Program::OnPath, &status.source_file, &status.out)
+    };
+    commands.push(run.shell());
     commands
 }
 

@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::config;
-use crate::track::layout::{self, RunId};
-use crate::train::runner::experiment_dir;
+use crate::study::{Overrides, Study};
 
 #[derive(Args, Debug)]
 pub struct TasksArgs {
@@ -22,21 +20,20 @@ pub struct TasksArgs {
 }
 
 pub fn execute(args: TasksArgs) -> Result<u8> {
-    let experiment = config::load(&args.file)?;
-    let exp_dir = experiment_dir(&args.out, &experiment);
-    let rows: Vec<serde_json::Value> = experiment
-        .tasks()
+    let study = Study::load(&args.file, Overrides::default())?;
+    let exp_dir = study.dir(&args.out);
+    let rows: Vec<serde_json::Value> = study
+        .tasks
         .iter()
         .map(|t| {
-            let v = experiment.task_variant(t);
             serde_json::json!({
-                "index": t.index,
-                "variant": v.name,
-                "slug": v.slug,
-                "seed": t.seed,
-                "fold": t.fold,
-                "config_hash": v.config_hash(t.seed),
-                "dir": layout::run_dir(&exp_dir.join(&v.slug), RunId::of(t)).display().to_string(),
+                "index": t.task.index,
+                "variant": t.variant.name,
+                "slug": t.variant.slug,
+                "seed": t.task.seed,
+                "fold": t.task.fold,
+                "config_hash": t.config_hash,
+                "dir": t.run_dir(&exp_dir).display().to_string(),
             })
         })
         .collect();
@@ -44,6 +41,7 @@ pub fn execute(args: TasksArgs) -> Result<u8> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(0);
     }
+    let experiment = &study.experiment;
     let folds = experiment
         .variants
         .iter()

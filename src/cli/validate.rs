@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::exit;
 use crate::config::{self, BackendKind, Experiment};
-use crate::train::runner::check_devices;
+use crate::study::check_devices;
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
@@ -61,12 +61,14 @@ fn cluster_problems(experiment: &Experiment, args: &ValidateArgs) -> Vec<String>
         problems.push(format!("{e:#}"));
     }
     if let Some(g) = &args.gres {
-        let opts = crate::slurm::SlurmOptions {
+        let opts = crate::study::slurm::SlurmOptions {
             gres: Some(g.clone()),
             cpus_per_task: 1,
             ..Default::default()
         };
-        if let Err(e) = crate::slurm::check_options(&opts, &backends, experiment.tasks().len()) {
+        if let Err(e) =
+            crate::study::slurm::check_options(&opts, &backends, experiment.tasks().len())
+        {
             problems.push(format!("{e:#}"));
         }
     }

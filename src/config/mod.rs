@@ -122,6 +122,11 @@ pub fn slugify(name: &str) -> String {
 
 /// Reads, validates and expands an experiment file.
 pub fn load(path: &Path) -> Result<Experiment, ConfigError> {
+    load_with_source(path).map(|(experiment, _)| experiment)
+}
+
+/// [`load`], returning the file's bytes too: a study plans with the very bytes it parsed.
+pub fn load_with_source(path: &Path) -> Result<(Experiment, Vec<u8>), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.to_path_buf(),
         position: None,
@@ -129,7 +134,8 @@ pub fn load(path: &Path) -> Result<Experiment, ConfigError> {
         message: format!("cannot read the file: {e}"),
         source_line: None,
     })?;
-    parse_str(path, text)
+    let experiment = parse_str(path, text.clone())?;
+    Ok((experiment, text.into_bytes()))
 }
 
 /// Validates and expands experiment text; `path` names the file in errors.

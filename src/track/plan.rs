@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Experiment;
+use crate::config::RunConfig;
 use crate::util::hash::fnv1a64;
 
 use super::layout::{self, RunId};
@@ -88,25 +88,18 @@ fn same_file(a: &str, b: &str) -> bool {
 }
 
 impl Plan {
-    pub fn new(experiment: &Experiment, file: &Path, source: &[u8], out: &Path) -> Plan {
-        let tasks = experiment
-            .tasks()
-            .into_iter()
-            .map(|t| {
-                let v = experiment.task_variant(&t);
-                PlannedTask {
-                    index: t.index,
-                    config_hash: v.config_hash(t.seed),
-                    variant: v.name,
-                    slug: v.slug,
-                    seed: t.seed,
-                    fold: t.fold,
-                }
-            })
-            .collect::<Vec<PlannedTask>>();
+    /// The plan of the study `experiment` (its name) whose tasks are `tasks`, from `file`
+    /// (its bytes: `source`), written under `out`.
+    pub fn new(
+        experiment: &str,
+        tasks: Vec<PlannedTask>,
+        file: &Path,
+        source: &[u8],
+        out: &Path,
+    ) -> Plan {
         let study = serde_json::to_string(&tasks).unwrap_or_default();
         Plan {
-            experiment: experiment.name.clone(),
+            experiment: experiment.to_string(),
             source_file: absolute(file),
             file_hash: format!("{:016x}", fnv1a64(source)),
             study_hash: format!("{:016x}", fnv1a64(study.as_bytes())),
@@ -221,9 +214,8 @@ impl Plan {
     }
 
     /// What re-planning the same file changes, run by run, with the keys that differ
-    /// (`experiment`: what this plan was made from).
-    pub fn changes(&self, old: &Plan, exp_dir: &Path, experiment: &Experiment) -> String {
-        let tasks = experiment.tasks();
+    /// (`configs`: each task's config, by task index).
+    pub fn changes(&self, old: &Plan, exp_dir: &Path, configs: &[&RunConfig]) -> String {
         let mut changed = Vec::new();
         for task in &self.tasks {
             let before = old
@@ -236,9 +228,11 @@ impl Plan {
                     "  {} {}: {}",
                     task.variant,
                     task.run_id(),
-                    tasks.get(task.index).map_or("config changed".into(), |t| {
-                        changed_keys(exp_dir, task, &experiment.task_variant(t).config)
-                    })
+                    configs
+                        .get(task.index)
+                        .map_or("config changed".into(), |c| {
+                            changed_keys(exp_dir, task, c)
+                        })
                 )),
                 None => changed.push(format!("  {} {}: new", task.variant, task.run_id())),
             }
@@ -280,7 +274,7 @@ impl Plan {
 
 /// "train.lr 0.001 → 0.0001, train.epochs 5 → 8": the keys in which a run's recorded config
 /// differs from the planned one (or why that cannot be told).
-fn changed_keys(exp_dir: &Path, task: &PlannedTask, config: &crate::config::RunConfig) -> String {
+fn changed_keys(exp_dir: &Path, task: &PlannedTask, config: &RunConfig) -> String {
     let Ok(Some(run)) = super::manifest::RunManifest::load(&exp_dir.join(task.dir())) else {
         return "config changed (the run has no record to compare with)".into();
     };

@@ -65,6 +65,8 @@ pub struct StudyStatus {
     pub dir: PathBuf,
     pub source_file: String,
     pub out: String,
+    /// The `--backend` the study was planned with, if any.
+    pub backend: Option<String>,
     pub tasks: Vec<TaskStatus>,
 }
 
@@ -93,6 +95,7 @@ impl StudyStatus {
             dir: exp_dir.to_path_buf(),
             source_file: plan.source_file,
             out: plan.out,
+            backend: plan.backend,
             tasks,
         })
     }

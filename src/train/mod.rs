@@ -9,7 +9,6 @@ pub mod evaluate;
 pub mod loss;
 pub mod optim;
 pub mod progress;
-pub mod runner;
 pub mod tune;
 
 use std::path::Path;

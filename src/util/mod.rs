@@ -10,6 +10,11 @@ pub mod png;
 pub mod raster;
 pub mod time;
 
+/// Quotes a word for a POSIX shell.
+pub fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
 /// The text of a caught panic (`std::panic::catch_unwind`'s payload).
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     let text = panic

@@ -8,8 +8,10 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use super::command::{Program, Share, WorkerCommand};
 use crate::config::BackendKind;
 use crate::track::{Plan, write_atomic};
+use crate::util::shell_quote;
 
 /// Everything `unet-lab slurm` puts into the scripts.
 #[derive(Debug, Clone, Default)]
@@ -134,11 +136,6 @@ pub struct Scripts {
     pub tasks: usize,
 }
 
-/// Quotes a word for a POSIX shell.
-pub fn shell_quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
-
 /// Quotes the value of an `#SBATCH` directive. sbatch splits a directive line on whitespace,
 /// takes an unquoted `#` as the start of a comment, groups characters in double quotes and
 /// drops a backslash before the character it escapes: a space or `#` in a path would otherwise
@@ -234,7 +231,7 @@ pub fn write_scripts(
         })
         .collect();
     let parts = ScriptParts {
-        exe: shell_quote(&exe.display().to_string()),
+        exe: exe.to_path_buf(),
         job_name,
         logs,
         common,
@@ -253,8 +250,8 @@ pub fn write_scripts(
 
 /// What both scripts share.
 struct ScriptParts {
-    /// The quoted path of this binary.
-    exe: String,
+    /// This binary.
+    exe: PathBuf,
     job_name: String,
     /// Absolute; `%` in it is doubled where it goes into an `--output` pattern.
     logs: PathBuf,
@@ -273,15 +270,17 @@ fn array_script(parts: &ScriptParts, plan: &Plan, path: &Path, opts: &SlurmOptio
         Some(k) => format!("0-{}%{k}", n - 1),
         None => format!("0-{}", n - 1),
     };
-    let mut run = format!(
-        "{} run {} --out {} --task \"$SLURM_ARRAY_TASK_ID\" --no-report",
-        parts.exe,
-        shell_quote(&plan.source_file),
-        shell_quote(&plan.out)
-    );
-    if let Some(b) = opts.backend {
-        run.push_str(&format!(" --backend {}", b.name()));
+    let run = WorkerCommand {
+        backend: opts.backend,
+        share: Share::ArrayTask,
+        no_report: true,
+        ..WorkerCommand::new(
+            Program::Exe(parts.exe.clone()),
+            &plan.source_file,
+            &plan.out,
+        )
     }
+    .shell();
     let output = format!("{}/task-%A_%a.log", output_pattern_dir(&parts.logs));
     let mut text = format!(
         "#!/bin/bash\n\
@@ -338,7 +337,7 @@ fn report_script(parts: &ScriptParts, plan: &Plan, exp_dir: &Path) -> String {
          export RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\n\
          {exe} status {exp_q} || true\n\
          exec {exe} report {exp_q}\n",
-        exe = parts.exe
+        exe = shell_quote(&parts.exe.display().to_string())
     ));
     text
 }
