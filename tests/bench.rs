@@ -100,7 +100,7 @@ fn gpu_check(out: &std::path::Path, env: &[(&str, &str)]) -> std::process::Outpu
         "/benchmarks/gpu_check.sh"
     ))
     .arg(out)
-    .env("UNET_LAB_BIN", env!("CARGO_BIN_EXE_unet-lab"))
+    .env("UNET_LAB_BIN", common::BIN)
     .env("UNET_LAB_CACHE", common::test_cache());
     for (k, v) in env {
         cmd.env(k, v);
@@ -134,12 +134,13 @@ fn gpu_check_rehearsed_on_the_cpu_writes_its_json_and_markdown() {
     // Every step but the build and PyTorch, on the CPU backend at tiny sizes: the plumbing
     // from the measurements to the two summaries.
     let tmp = common::TempDir::new("gpu-check-cpu");
-    let study = common::write_experiment(
-        &tmp,
-        "tiny.toml",
-        "name = \"tiny\"\n[data]\nsize = [32, 32]\ncount = 48\nsubjects = 4\n\
-         [model]\nwidths = [3, 6]\n[train]\nepochs = 2\nbatch_size = 8\n[report]\nsamples = 0\n",
-    );
+    let study = common::Study::bare("tiny")
+        .count(48)
+        .widths(&[3, 6])
+        .epochs(2)
+        .batch_size(8)
+        .samples(0)
+        .write(&tmp, "tiny.toml");
     let out = tmp.path().join("out");
     let result = gpu_check(
         &out,

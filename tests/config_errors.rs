@@ -1,8 +1,11 @@
 //! Every malformed file in tests/configs/bad must fail with its expected message, a position,
 //! exit code 2 and no panic, and write nothing.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use common::Cli;
 
 fn bad_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs/bad");
@@ -67,19 +70,13 @@ fn cli_exits_2_without_panicking_or_writing() {
     let out = std::env::temp_dir().join(format!("unet-lab-bad-{}", std::process::id()));
     for path in bad_files() {
         for verb in ["validate", "run"] {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_unet-lab"));
-            cmd.arg(verb).arg(&path);
+            let mut cli = Cli::new().arg(verb).arg(&path);
             if verb == "run" {
-                cmd.arg("--out").arg(&out);
+                cli = cli.arg("--out").arg(&out);
             }
-            let result = cmd.output().unwrap();
-            let stderr = String::from_utf8_lossy(&result.stderr);
-            assert_eq!(
-                result.status.code(),
-                Some(2),
-                "{verb} {}: {stderr}",
-                path.display()
-            );
+            let result = cli.output();
+            let stderr = &result.stderr;
+            assert_eq!(result.code, Some(2), "{verb} {}: {stderr}", path.display());
             assert!(!stderr.contains("panicked"), "{stderr}");
             assert!(
                 stderr.contains(&expected(&path)),
@@ -94,13 +91,12 @@ fn cli_exits_2_without_panicking_or_writing() {
 #[test]
 fn unknown_variant_selection_is_a_usage_error() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/mse_adam.toml");
-    let result = Command::new(env!("CARGO_BIN_EXE_unet-lab"))
+    let result = Cli::new()
         .args(["run", "--variant", "nope", "--out", "/nonexistent/never"])
         .arg(&file)
-        .output()
-        .unwrap();
-    assert_eq!(result.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&result.stderr).contains("no variant named \"nope\""));
+        .output();
+    assert_eq!(result.code, Some(2));
+    assert!(result.stderr.contains("no variant named \"nope\""));
 }
 
 #[test]
@@ -127,13 +123,12 @@ fn shipped_experiments_validate() {
     assert!(cfg.augment.elastic && cfg.model.dropout == 0.5 && cfg.train.batch_size == 1);
 
     // `validate --json` lists the expanded variants with their resolved settings.
-    let out = Command::new(env!("CARGO_BIN_EXE_unet-lab"))
+    let out = Cli::new()
         .args(["validate", "--json"])
         .arg(dir.join("ablation.toml"))
-        .output()
-        .unwrap();
+        .output();
     assert!(out.status.success());
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let variants = json.as_array().unwrap();
     assert!(variants.len() >= 8);
     assert_eq!(variants[0]["name"], "reduced-mse-adam");

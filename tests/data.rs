@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{TempDir, run_experiment, write_experiment};
+use common::{Cli, TempDir, run_experiment, write_experiment};
 use image::{GrayImage, ImageBuffer, Luma};
 use unet_lab::data::files::{LoadStats, load_pairs};
 use unet_lab::data::synthetic;
@@ -35,16 +35,8 @@ fn kaggle_folder(dir: &Path, subjects: usize, per: usize) {
 
 /// Runs the binary with its decode cache in `cache`: (exit code, stderr, stdout).
 fn run_with_cache(cache: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_unet-lab"))
-        .args(args)
-        .env("UNET_LAB_CACHE", cache)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let out = Cli::new().args(args).env("UNET_LAB_CACHE", cache).output();
+    (out.code, out.stderr, out.stdout)
 }
 
 fn experiment(path: &Path, extra: &str) -> String {

@@ -4,43 +4,25 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{TempDir, chromium, chromium_dom, write_experiment};
+use common::{Cli, Study, TempDir, chromium, chromium_dom};
 
 /// One run of enough small epochs (~0.2 s each) to be caught running.
-const STUDY: &str = r#"
-name = "live"
-seeds = [0]
-[data]
-size = [32, 32]
-count = 64
-subjects = 4
-[train]
-loss = "dice_ce"
-epochs = 30
-lr = 3e-3
-[report]
-samples = 2
-"#;
+fn study() -> Study {
+    Study::new("live").one_variant().seeds(&[0]).epochs(30)
+}
 
 #[test]
 fn the_page_shows_running_runs_then_becomes_static() {
     let tmp = TempDir::new("live");
-    let file = write_experiment(&tmp, "live.toml", STUDY);
+    let file = study().write(&tmp, "live.toml");
     let out = tmp.path().join("out");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_unet-lab"))
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
+    let mut child = Cli::run(&file, &out)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .spawn();
     let page = out.join("live/index.html");
     // A copy of the page as it was while the run trained, beside it so its links resolve.
     let snapshot = out.join("live/while-running.html");

@@ -8,27 +8,21 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{TempDir, run_cli, run_experiment, write_experiment};
+use common::{Study, TempDir, run_cli, run_experiment};
 
 /// One tiny variant, one epoch: a checkpoint to predict with and a report to compare.
-const STUDY: &str = r#"
-name = "tiny"
-[data]
-size = [32, 32]
-count = 16
-subjects = 4
-[model]
-widths = [4, 8]
-[train]
-loss = "dice_ce"
-epochs = 1
-[report]
-samples = 1
-"#;
+fn study() -> Study {
+    Study::bare("tiny")
+        .count(16)
+        .widths(&[4, 8])
+        .loss("dice_ce")
+        .epochs(1)
+        .samples(1)
+}
 
 /// Trains the study (with its report); its experiment directory.
 fn trained(tmp: &TempDir) -> PathBuf {
-    let file = write_experiment(tmp, "tiny.toml", STUDY);
+    let file = study().write(tmp, "tiny.toml");
     let out = tmp.path().join("reports");
     let r = run_experiment(&file, &out, &[]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);

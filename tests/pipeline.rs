@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::path::Path;
 
-use common::{TempDir, html_local_refs, run_cli, run_experiment, write_experiment};
+use common::{Study, TempDir, html_local_refs, run_cli, run_experiment, write_experiment};
 use unet_lab::track::Tracker;
 
 const TWO_LOSSES: &str = r#"
@@ -447,27 +447,13 @@ fn info_test_images(run: &unet_lab::track::merge::StoredRun) -> usize {
 #[test]
 fn a_test_split_is_scored_once_with_the_checkpoint_chosen_on_validation() {
     let tmp = TempDir::new("test-split");
-    let file = write_experiment(
-        &tmp,
-        "held_out.toml",
-        r#"
-name = "held_out"
-[data]
-size = [32, 32]
-count = 96
-subjects = 8
-test_fraction = 0.25
-[train]
-loss = "dice_ce"
-epochs = 3
-test_tta = "flips"
-lr = 3e-3
-[report]
-samples = 0
-[grid]
-"train.optimizer" = ["adam", "sgd"]
-"#,
-    );
+    let file = Study::new("held_out")
+        .count(96)
+        .subjects(8)
+        .set("data.test_fraction", "0.25")
+        .set("train.test_tta", r#""flips""#)
+        .samples(0)
+        .write(&tmp, "held_out.toml");
     let out = tmp.path().join("out");
     let result = run_experiment(&file, &out, &[]);
     assert_eq!(result.code, Some(0), "{}", result.stderr);

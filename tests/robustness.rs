@@ -7,38 +7,22 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{TempDir, assert_same_rows, run_experiment, sequential_rows, write_experiment};
+use common::{
+    Cli, Study, TempDir, assert_same_rows, run_experiment, sequential_rows, write_experiment,
+};
 use unet_lab::track::{RunLock, RunStatus, Tracker, VariantManifest};
 
-const TWO_VARIANTS: &str = r#"
-name = "crash"
-[data]
-size = [32, 32]
-count = 96
-subjects = 6
-[train]
-loss = "dice_ce"
-epochs = 3
-lr = 3e-3
-[report]
-samples = 2
-[grid]
-"train.optimizer" = ["adam", "sgd"]
-"#;
+/// Two variants (adam, sgd), seed 0, three epochs on 96 images of 6 subjects.
+fn two_variants() -> Study {
+    Study::new("crash").count(96).subjects(6)
+}
 
 fn spawn_run(file: &Path, out: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_unet-lab"))
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--no-report",
-        ])
+    Cli::run(file, out)
+        .arg("--no-report")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
-        .unwrap()
 }
 
 /// Waits until the child has printed `epoch_lines` epoch lines (0: returns at once).
@@ -76,7 +60,7 @@ fn checkpointed_epochs(exp_dir: &Path, variant: &str) -> usize {
 #[test]
 fn sigkill_at_any_point_then_rerun_gives_the_uninterrupted_rows() {
     let tmp = TempDir::new("kill");
-    let file = write_experiment(&tmp, "crash.toml", TWO_VARIANTS);
+    let file = two_variants().write(&tmp, "crash.toml");
     let reference_out = tmp.path().join("reference");
     let reference = sequential_rows(&file, &reference_out, "crash");
     assert_eq!(reference.epochs.len(), 2 * 3 * 2);
@@ -139,7 +123,7 @@ fn sigkill_at_any_point_then_rerun_gives_the_uninterrupted_rows() {
 #[test]
 fn ctrl_c_marks_interrupted_and_a_later_run_resumes() {
     let tmp = TempDir::new("sigint");
-    let file = write_experiment(&tmp, "crash.toml", TWO_VARIANTS);
+    let file = two_variants().write(&tmp, "crash.toml");
     let out = tmp.path().join("out");
     let mut child = spawn_run(&file, &out);
     let mut reader = wait_for_epochs(&mut child, 1);
@@ -279,7 +263,7 @@ name = "/abs/olute"
 #[test]
 fn a_second_concurrent_run_takes_the_other_task_and_nothing_is_trained_twice() {
     let tmp = TempDir::new("lock");
-    let file = write_experiment(&tmp, "crash.toml", TWO_VARIANTS);
+    let file = two_variants().write(&tmp, "crash.toml");
     let out = tmp.path().join("out");
     let mut first = spawn_run(&file, &out);
     // Once the first has finished an epoch of task 0 (adam), it holds that task's lock.
@@ -319,7 +303,7 @@ fn a_second_concurrent_run_takes_the_other_task_and_nothing_is_trained_twice() {
 #[test]
 fn same_seed_same_metrics_and_unwritable_output_is_a_clear_error() {
     let tmp = TempDir::new("determinism");
-    let file = write_experiment(&tmp, "crash.toml", TWO_VARIANTS);
+    let file = two_variants().write(&tmp, "crash.toml");
     let runs: Vec<Tracker> = ["one", "two"]
         .iter()
         .map(|name| {
@@ -347,7 +331,7 @@ fn same_seed_same_metrics_and_unwritable_output_is_a_clear_error() {
 #[test]
 fn a_full_disk_gives_a_clear_error_and_keeps_earlier_results() {
     let tmp = TempDir::new("full");
-    let file = write_experiment(&tmp, "crash.toml", TWO_VARIANTS);
+    let file = two_variants().write(&tmp, "crash.toml");
     let out = tmp.path().join("out");
     let r = run_experiment(&file, &out, &["--no-report", "--variant", "adam"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -356,19 +340,12 @@ fn a_full_disk_gives_a_clear_error_and_keeps_earlier_results() {
     let metrics_before = std::fs::read(exp.join("metrics.parquet")).unwrap();
 
     // The second variant runs on a "disk" that fills after a few writes.
-    let result = Command::new(env!("CARGO_BIN_EXE_unet-lab"))
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--no-report",
-        ])
+    let result = Cli::run(&file, &out)
+        .arg("--no-report")
         .env("UNET_LAB_FAIL_WRITES_AFTER", "4")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert_ne!(result.status.code(), Some(0), "{stderr}");
+        .output();
+    let stderr = &result.stderr;
+    assert_ne!(result.code, Some(0), "{stderr}");
     assert!(stderr.contains("No space left on device"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     // Earlier results are intact and readable; no temporary files are left behind.
@@ -424,13 +401,12 @@ fn a_closed_stdout_ends_quietly() {
     let file = large_study(&tmp);
     for args in [vec!["validate", "--json"], vec!["tasks"]] {
         // `unet-lab … | head -1`: read one line, then close the pipe.
-        let mut child = Command::new(env!("CARGO_BIN_EXE_unet-lab"))
+        let mut child = Cli::new()
             .args(&args)
             .arg(&file)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .spawn();
         let mut first = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut first)
@@ -452,11 +428,11 @@ fn a_closed_stdout_ends_quietly() {
 #[test]
 fn more_jobs_than_tasks_start_one_worker_per_task() {
     let tmp = TempDir::new("jobs-cap");
-    let file = write_experiment(
-        &tmp,
-        "one.toml",
-        "name = \"one\"\n[data]\nsize = [32, 32]\ncount = 16\nsubjects = 4\n[model]\nwidths = [2, 4]\n[train]\nepochs = 1\n",
-    );
+    let file = Study::bare("one")
+        .count(16)
+        .widths(&[2, 4])
+        .epochs(1)
+        .write(&tmp, "one.toml");
     let out = tmp.path().join("out");
     let r = run_experiment(&file, &out, &["--no-report", "--jobs", "3"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -513,12 +489,12 @@ fn pictures_of_tall_images_are_scaled_to_fit_their_format() {
 #[test]
 fn a_checkpoint_of_another_network_is_refused_naming_the_file() {
     let tmp = TempDir::new("ckpt-shape");
-    let file = write_experiment(
-        &tmp,
-        "two.toml",
-        "name = \"two\"\n[data]\nsize = [32, 32]\ncount = 16\nsubjects = 4\n[train]\nepochs = 1\n\
-         [report]\nsamples = 1\n[grid]\n\"model.widths\" = { small = [2, 4], wide = [3, 6] }\n",
-    );
+    let file = Study::bare("two")
+        .count(16)
+        .epochs(1)
+        .samples(1)
+        .grid("model.widths", "{ small = [2, 4], wide = [3, 6] }")
+        .write(&tmp, "two.toml");
     let out = tmp.path().join("out");
     let r = run_experiment(&file, &out, &["--no-report"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -554,12 +530,12 @@ fn a_checkpoint_of_another_network_is_refused_naming_the_file() {
 #[test]
 fn edited_or_corrupt_run_files_are_errors_not_panics() {
     let tmp = TempDir::new("edited");
-    let file = write_experiment(
-        &tmp,
-        "e.toml",
-        "name = \"e\"\n[data]\nsize = [32, 32]\ncount = 16\nsubjects = 4\n[model]\nwidths = [2, 4]\n\
-         [train]\nepochs = 1\n[report]\nsamples = 1\n",
-    );
+    let file = Study::bare("e")
+        .count(16)
+        .widths(&[2, 4])
+        .epochs(1)
+        .samples(1)
+        .write(&tmp, "e.toml");
     let out = tmp.path().join("out");
     let r = run_experiment(&file, &out, &["--no-report"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);

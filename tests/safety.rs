@@ -8,23 +8,18 @@ mod common;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
-use common::{CliResult, TempDir, run_cli, run_cli_in, run_experiment, write_experiment};
+use common::{Cli, CliResult, Study, TempDir, run_cli, run_experiment, write_experiment};
 use unet_lab::track::{RunManifest, RunStatus, Tracker};
 
-const SMALL: &str = r#"
-name = "t"
-seeds = [0, 1]
-[data]
-size = [32, 32]
-count = 48
-subjects = 4
-[train]
-loss = "dice_ce"
-epochs = 2
-lr = 3e-3
-[report]
-samples = 0
-"#;
+/// One variant, two seeds of two epochs on 48 images; no pictures.
+fn small() -> Study {
+    Study::new("t")
+        .one_variant()
+        .seeds(&[0, 1])
+        .count(48)
+        .epochs(2)
+        .samples(0)
+}
 
 fn status(exp: &Path) -> CliResult {
     run_cli(&["status", exp.to_str().unwrap()])
@@ -54,7 +49,7 @@ fn record(exp: &Path, run: &str) -> RunManifest {
 /// The small study trained once in a fresh temp dir: (dir, file, --out, experiment dir).
 fn trained_study(tag: &str) -> (TempDir, PathBuf, PathBuf, PathBuf) {
     let tmp = TempDir::new(tag);
-    let file = write_experiment(&tmp, "t.toml", SMALL);
+    let file = small().write(&tmp, "t.toml");
     let out = tmp.path().join("out");
     let r = run_experiment(&file, &out, &["--no-report"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -69,7 +64,7 @@ fn a_copied_file_with_other_settings_is_refused_and_deletes_nothing() {
 
     // The same name (the stem) from another folder, with another learning rate.
     std::fs::create_dir_all(tmp.path().join("mine")).unwrap();
-    let copy = write_experiment(&tmp, "mine/t.toml", &SMALL.replace("3e-3", "1e-3"));
+    let copy = small().lr(1e-3).write(&tmp, "mine/t.toml");
     let r = run_experiment(&copy, &out, &["--no-report"]);
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     for part in [
@@ -86,7 +81,11 @@ fn a_copied_file_with_other_settings_is_refused_and_deletes_nothing() {
     assert_eq!(snapshot(&exp), before, "the study was touched");
 
     // An identical copy describes the same study: accepted, nothing retrained.
-    let same = write_experiment(&tmp, "mine/same.toml", &format!("{SMALL}\n# a comment\n"));
+    let same = write_experiment(
+        &tmp,
+        "mine/same.toml",
+        &format!("{}\n# a comment\n", small().text()),
+    );
     let r = run_experiment(&same, &out, &["--no-report"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(r.stderr.contains("already completed"), "{}", r.stderr);
@@ -98,7 +97,7 @@ fn a_changed_file_says_what_changed_and_supersedes_instead_of_deleting() {
     let old_seed1 = record(&exp, "seed-1");
     let old_best = std::fs::read(exp.join("base/seed-1/checkpoints/best.mpk")).unwrap();
 
-    std::fs::write(&file, SMALL.replace("3e-3", "1e-3")).unwrap();
+    std::fs::write(&file, small().lr(1e-3).text()).unwrap();
     let r = run_experiment(&file, &out, &["--no-report"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(r.stderr.contains("2 of 2 runs change"), "{}", r.stderr);
@@ -143,7 +142,7 @@ fn a_changed_file_says_what_changed_and_supersedes_instead_of_deleting() {
     assert!(page.contains("Superseded runs"), "no superseded section");
 
     // Moving a run back (with the old file) restores it as it was.
-    std::fs::write(&file, SMALL).unwrap();
+    std::fs::write(&file, small().text()).unwrap();
     std::fs::remove_dir_all(exp.join("base/seed-1")).unwrap();
     std::fs::rename(kept, exp.join("base/seed-1")).unwrap();
     let r = run_experiment(&file, &out, &["--no-report"]);
@@ -211,24 +210,13 @@ fn a_deleted_run_is_missing_and_trained_again() {
 #[test]
 fn a_transient_write_error_leaves_the_run_interrupted_and_the_next_run_resumes_it() {
     let tmp = TempDir::new("transient");
-    let file = write_experiment(
-        &tmp,
-        "t.toml",
-        &SMALL
-            .replace("seeds = [0, 1]", "seeds = [0]")
-            .replace("epochs = 2", "epochs = 3"),
-    );
+    let file = small().seeds(&[0]).epochs(3).write(&tmp, "t.toml");
     let out = tmp.path().join("out");
     // The checkpoint of epoch 2 fails to write once, as on a flaky network filesystem.
-    let flaky = [("UNET_LAB_FAIL_WRITE_ONCE", "epoch-0002.model.mpk".as_ref())];
-    let args = [
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--no-report",
-    ];
-    let r = run_cli_in(None, &args, &flaky);
+    let r = Cli::run(&file, &out)
+        .arg("--no-report")
+        .env("UNET_LAB_FAIL_WRITE_ONCE", "epoch-0002.model.mpk")
+        .output();
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(r.stderr.contains("stopped by an error"), "{}", r.stderr);
     assert!(r.stderr.contains("simulated once"), "{}", r.stderr);
@@ -260,24 +248,13 @@ fn a_transient_write_error_leaves_the_run_interrupted_and_the_next_run_resumes_i
 #[test]
 fn a_damaged_resume_checkpoint_restarts_the_run_with_a_warning() {
     let tmp = TempDir::new("damaged");
-    let file = write_experiment(
-        &tmp,
-        "t.toml",
-        &SMALL.replace("seeds = [0, 1]", "seeds = [0]"),
-    );
+    let file = small().seeds(&[0]).write(&tmp, "t.toml");
     let out = tmp.path().join("out");
     // Fail the manifest's last write so the run stays resumable with its epoch-2 state.
-    let r = run_cli_in(
-        None,
-        &[
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--no-report",
-        ],
-        &[("UNET_LAB_FAIL_WRITE_ONCE", "epoch-0002.optim.mpk".as_ref())],
-    );
+    let r = Cli::run(&file, &out)
+        .arg("--no-report")
+        .env("UNET_LAB_FAIL_WRITE_ONCE", "epoch-0002.optim.mpk")
+        .output();
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     let ckpt = out.join("t/base/seed-0/checkpoints");
     let state: serde_json::Value =
@@ -302,7 +279,7 @@ fn a_damaged_resume_checkpoint_restarts_the_run_with_a_warning() {
 #[test]
 fn training_goes_on_while_another_process_holds_the_merge_lock() {
     let tmp = TempDir::new("merge-lock");
-    let file = write_experiment(&tmp, "t.toml", SMALL);
+    let file = small().write(&tmp, "t.toml");
     let out = tmp.path().join("out");
     let exp = out.join("t");
     std::fs::create_dir_all(&exp).unwrap();
@@ -315,16 +292,9 @@ fn training_goes_on_while_another_process_holds_the_merge_lock() {
         .unwrap();
     lock.lock().unwrap();
     let started = std::time::Instant::now();
-    let r = run_cli_in(
-        None,
-        &[
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &[("UNET_LAB_MERGE_WAIT", "2".as_ref())],
-    );
+    let r = Cli::run(&file, &out)
+        .env("UNET_LAB_MERGE_WAIT", "2")
+        .output();
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     // Both runs trained every epoch; only the final merge waited, boundedly, and said so.
     for run in ["seed-0", "seed-1"] {

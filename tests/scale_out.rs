@@ -6,49 +6,25 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use common::{
-    TempDir, assert_same_rows, assert_same_steps, run_cli, run_cli_in, run_experiment,
+    Cli, Study, TempDir, assert_same_rows, assert_same_steps, run_cli, run_cli_in, run_experiment,
     sequential_rows, write_experiment,
 };
 use unet_lab::track::{Tracker, merge, tables::read_parquet};
 
 /// Two variants × two seeds: four tasks of a few seconds each.
-const STUDY: &str = r#"
-name = "scale"
-seeds = [1, 2]
-[data]
-size = [32, 32]
-count = 64
-subjects = 4
-[train]
-loss = "dice_ce"
-epochs = 3
-lr = 3e-3
-[report]
-samples = 2
-[grid]
-"train.optimizer" = ["adam", "sgd"]
-"#;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_unet-lab"))
+fn study() -> Study {
+    Study::new("scale").seeds(&[1, 2])
 }
 
 fn spawn_task(file: &Path, out: &Path, task: usize) -> Child {
-    bin()
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
+    Cli::run(file, out)
         .args(["--task", &task.to_string(), "--no-report"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
 }
 
 /// Reads stderr until a line containing `needle`; returns the reader for the rest.
@@ -101,7 +77,7 @@ fn status_json(exp_dir: &Path) -> (Option<i32>, serde_json::Value) {
 #[test]
 fn tasks_are_numbered_in_file_order() {
     let tmp = TempDir::new("tasks");
-    let file = write_experiment(&tmp, "scale.toml", STUDY);
+    let file = study().write(&tmp, "scale.toml");
     let out = tmp.path().join("out");
     let r = run_cli(&[
         "tasks",
@@ -171,7 +147,7 @@ fn tasks_are_numbered_in_file_order() {
 #[test]
 fn four_task_workers_one_killed_and_jobs_two_end_with_the_sequential_rows() {
     let tmp = TempDir::new("workers");
-    let file = write_experiment(&tmp, "scale.toml", STUDY);
+    let file = study().write(&tmp, "scale.toml");
 
     let reference_out = tmp.path().join("reference");
     let reference = sequential_rows(&file, &reference_out, "scale");
@@ -284,11 +260,7 @@ fn four_task_workers_one_killed_and_jobs_two_end_with_the_sequential_rows() {
 fn two_workers_racing_for_one_task_one_trains_one_moves_on() {
     let tmp = TempDir::new("race");
     // Long enough that the loser's retries end while the winner still trains.
-    let file = write_experiment(
-        &tmp,
-        "scale.toml",
-        &STUDY.replace("epochs = 3", "epochs = 12"),
-    );
+    let file = study().epochs(12).write(&tmp, "scale.toml");
     let out = tmp.path().join("out");
     let a = spawn_task(&file, &out, 0);
     let b = spawn_task(&file, &out, 0);
@@ -308,7 +280,7 @@ fn two_workers_racing_for_one_task_one_trains_one_moves_on() {
 #[test]
 fn a_worker_refuses_a_changed_file_and_the_planner_replans() {
     let tmp = TempDir::new("plan");
-    let file = write_experiment(&tmp, "scale.toml", STUDY);
+    let file = study().write(&tmp, "scale.toml");
     let out = tmp.path().join("out");
     // `slurm` plans the study and writes the scripts (without --submit, no SLURM is needed).
     let r = run_cli(&[
@@ -374,7 +346,7 @@ fn a_worker_refuses_a_changed_file_and_the_planner_replans() {
     }
 
     // The file changes: a worker refuses, naming the difference; nothing is trained.
-    std::fs::write(&file, STUDY.replace("lr = 3e-3", "lr = 1e-2")).unwrap();
+    std::fs::write(&file, study().lr(1e-2).text()).unwrap();
     let r = run_experiment(&file, &out, &["--task", "0", "--no-report"]);
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(
@@ -419,8 +391,8 @@ fn tree(dir: &Path) -> Vec<String> {
 #[test]
 fn slurm_refuses_a_path_with_a_control_character_and_writes_nothing() {
     let tmp = TempDir::new("slurm-control");
-    let file = write_experiment(&tmp, "scale.toml", STUDY);
-    let odd = write_experiment(&tmp, "odd\nname.toml", STUDY);
+    let file = study().write(&tmp, "scale.toml");
+    let odd = study().write(&tmp, "odd\nname.toml");
     let work = tmp.path().join("tab\there");
     std::fs::create_dir_all(&work).unwrap();
     let before = tree(tmp.path());
@@ -457,11 +429,7 @@ fn slurm_refuses_a_path_with_a_control_character_and_writes_nothing() {
 #[test]
 fn the_single_file_layout_is_migrated_and_duplicate_rows_are_refused() {
     let tmp = TempDir::new("legacy");
-    let file = write_experiment(
-        &tmp,
-        "scale.toml",
-        &STUDY.replace("seeds = [1, 2]", "seeds = [1]"),
-    );
+    let file = study().seeds(&[1]).write(&tmp, "scale.toml");
     let out = tmp.path().join("out");
     let r = run_experiment(&file, &out, &["--no-report"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -556,7 +524,7 @@ fn validate_checks_the_data_path_and_the_cluster_options() {
     assert_ne!(r.code, Some(0));
     assert!(!out.exists());
 
-    let ok = write_experiment(&tmp, "s.toml", STUDY);
+    let ok = study().write(&tmp, "s.toml");
     let r = run_cli(&["validate", ok.to_str().unwrap()]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(

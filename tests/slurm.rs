@@ -14,25 +14,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{TempDir, assert_same_rows, assert_same_steps, sequential_rows, write_experiment};
+use common::{
+    Cli, CliResult, Study, TempDir, assert_same_rows, assert_same_steps, sequential_rows,
+};
 use unet_lab::track::merge;
 
-const STUDY: &str = r#"
-name = "cluster"
-seeds = [1, 2]
-[data]
-size = [32, 32]
-count = 64
-subjects = 4
-[train]
-loss = "dice_ce"
-epochs = 6
-lr = 3e-3
-[report]
-samples = 2
-[grid]
-"train.optimizer" = ["adam", "sgd"]
-"#;
+/// Two variants × two seeds of six epochs: four tasks, long enough to be cancelled mid-run.
+fn study() -> Study {
+    Study::new("cluster").seeds(&[1, 2]).epochs(6)
+}
 
 fn find(program: &str) -> Option<PathBuf> {
     ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
@@ -175,6 +165,11 @@ impl Cluster {
         c
     }
 
+    /// `unet-lab` on this cluster.
+    fn unet_lab(&self) -> Cli {
+        Cli::new().env("SLURM_CONF", &self.conf)
+    }
+
     fn in_queue(&self, jobs: &str) -> bool {
         let out = self
             .command("squeue")
@@ -250,15 +245,15 @@ fn wait_for_file_line(
 }
 
 /// The stdout of a command that must have succeeded (its output in the failure message).
-fn succeeded(out: std::process::Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+fn succeeded(out: CliResult) -> String {
     assert!(
         out.status.success(),
-        "{} failed:\n{stdout}{}",
+        "{} failed:\n{}{}",
         out.status,
-        String::from_utf8_lossy(&out.stderr)
+        out.stdout,
+        out.stderr
     );
-    stdout
+    out.stdout
 }
 
 #[test]
@@ -273,14 +268,14 @@ fn a_study_on_a_private_slurm_cluster_merges_to_the_sequential_rows() {
         }
     };
     let tmp = TempDir::new("slurm \"study\" #1 50%x");
-    let file = write_experiment(&tmp, "cluster.toml", STUDY);
+    let file = study().write(&tmp, "cluster.toml");
     let reference_out = tmp.path().join("reference");
     let reference = sequential_rows(&file, &reference_out, "cluster");
 
     // The jobs run in the submitting directory (`--chdir`) and log under --out.
     let out = tmp.path().join("out dir");
     let submit = cluster
-        .command(env!("CARGO_BIN_EXE_unet-lab"))
+        .unet_lab()
         .current_dir(tmp.path())
         .args([
             "slurm",
@@ -289,8 +284,7 @@ fn a_study_on_a_private_slurm_cluster_merges_to_the_sequential_rows() {
             out.to_str().unwrap(),
         ])
         .args(["--cpus-per-task", "1", "--max-parallel", "2", "--submit"])
-        .output()
-        .unwrap();
+        .output();
     let stdout = succeeded(submit);
     let ids: Vec<String> = stdout
         .split("submitted array job ")
@@ -308,7 +302,8 @@ fn a_study_on_a_private_slurm_cluster_merges_to_the_sequential_rows() {
             .command("squeue")
             .args(["-h", "-j", &format!("{array},{report}"), "-o", "%Z"])
             .output()
-            .unwrap(),
+            .unwrap()
+            .into(),
     );
     assert!(
         !dirs.trim().is_empty() && dirs.lines().all(|d| Path::new(d) == tmp.path()),
@@ -334,12 +329,11 @@ fn a_study_on_a_private_slurm_cluster_merges_to_the_sequential_rows() {
     cluster.wait_until_gone(&format!("{array},{report}"), Duration::from_secs(240));
 
     let status = cluster
-        .command(env!("CARGO_BIN_EXE_unet-lab"))
+        .unet_lab()
         .args(["status", exp.to_str().unwrap(), "--json"])
-        .output()
-        .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(status.status.code(), Some(4), "{json}");
+        .output();
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status.code, Some(4), "{json}");
     assert_eq!(json["unfinished"], serde_json::json!([0]), "{json}");
     assert_eq!(json["counts"]["done"], 3, "{json}");
     let resubmit = json["finish"][0].as_str().unwrap().to_string();
@@ -351,7 +345,8 @@ fn a_study_on_a_private_slurm_cluster_merges_to_the_sequential_rows() {
             .command("sh")
             .args(["-c", &resubmit])
             .output()
-            .unwrap(),
+            .unwrap()
+            .into(),
     );
     let job = printed
         .trim()
@@ -368,10 +363,9 @@ fn a_study_on_a_private_slurm_cluster_merges_to_the_sequential_rows() {
 
     let status = succeeded(
         cluster
-            .command(env!("CARGO_BIN_EXE_unet-lab"))
+            .unet_lab()
             .args(["status", exp.to_str().unwrap()])
-            .output()
-            .unwrap(),
+            .output(),
     );
     assert!(status.contains("4/4 complete"), "{status}");
     let (_, runs) = merge::merge(&exp).unwrap();

@@ -1,8 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 
 /// A temporary directory removed on drop.
 pub struct TempDir(PathBuf);
@@ -36,10 +37,149 @@ pub fn write_experiment(dir: &TempDir, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// The tests' small study on synthetic data, rendered as an experiment file. [`Study::new`] is
+/// the two-variant study most tests train: a grid over `train.optimizer` (adam, sgd) of Dice +
+/// CE runs of 3 epochs at lr 3e-3 on 64 images of 32×32 from 4 subjects, seed 0 (unet-lab's
+/// default), reporting 2 samples. [`Study::bare`] holds only the name and that data, every other
+/// setting being unet-lab's default. The methods change what a test varies; a setting is
+/// written once, where it was first set, in the order name, top-level keys, `[data]`,
+/// `[model]`, `[train]`, `[augment]`, `[report]`, `[grid]`.
+pub struct Study {
+    /// (table, key, TOML value); the table is "" for top-level keys.
+    entries: Vec<(&'static str, String, String)>,
+}
+
+const STUDY_TABLES: [&str; 7] = ["", "data", "model", "train", "augment", "report", "grid"];
+
+impl Study {
+    /// `name` and the synthetic data (64 images of 32×32, 4 subjects); all else by default.
+    pub fn bare(name: &str) -> Study {
+        Study {
+            entries: Vec::new(),
+        }
+        .set("name", format!("{name:?}"))
+        .set("data.size", "[32, 32]")
+        .count(64)
+        .subjects(4)
+    }
+
+    /// The small two-variant study (see [`Study`]).
+    pub fn new(name: &str) -> Study {
+        Study::bare(name)
+            .loss("dice_ce")
+            .epochs(3)
+            .lr(3e-3)
+            .samples(2)
+            .grid("train.optimizer", r#"["adam", "sgd"]"#)
+    }
+
+    /// Sets `key` (`table.key`, or a top-level key) to the TOML `value`, in place if it is set.
+    pub fn set(mut self, key: &str, value: impl Into<String>) -> Study {
+        let (table, key) = match key.split_once('.') {
+            Some((table, key)) => (table, key.to_string()),
+            None => ("", key.to_string()),
+        };
+        let table = *STUDY_TABLES
+            .iter()
+            .find(|t| **t == table)
+            .unwrap_or_else(|| panic!("no table [{table}] in a study"));
+        let value = value.into();
+        match self.entries.iter_mut().find(|e| e.0 == table && e.1 == key) {
+            Some(entry) => entry.2 = value,
+            None => self.entries.push((table, key, value)),
+        }
+        self
+    }
+
+    pub fn seeds(self, seeds: &[u64]) -> Study {
+        let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
+        self.set("seeds", format!("[{}]", list.join(", ")))
+    }
+
+    pub fn count(self, images: usize) -> Study {
+        self.set("data.count", images.to_string())
+    }
+
+    pub fn subjects(self, subjects: usize) -> Study {
+        self.set("data.subjects", subjects.to_string())
+    }
+
+    pub fn widths(self, widths: &[usize]) -> Study {
+        let list: Vec<String> = widths.iter().map(usize::to_string).collect();
+        self.set("model.widths", format!("[{}]", list.join(", ")))
+    }
+
+    pub fn loss(self, loss: &str) -> Study {
+        self.set("train.loss", format!("{loss:?}"))
+    }
+
+    pub fn epochs(self, epochs: usize) -> Study {
+        self.set("train.epochs", epochs.to_string())
+    }
+
+    /// The learning rate, written as `3e-3`.
+    pub fn lr(self, lr: f64) -> Study {
+        self.set("train.lr", format!("{lr:e}"))
+    }
+
+    pub fn batch_size(self, batch: usize) -> Study {
+        self.set("train.batch_size", batch.to_string())
+    }
+
+    /// Validation samples drawn in the report's pictures.
+    pub fn samples(self, samples: usize) -> Study {
+        self.set("report.samples", samples.to_string())
+    }
+
+    /// A grid axis: `axis` (e.g. `train.optimizer`) over the TOML `levels` (a list or a table).
+    pub fn grid(self, axis: &str, levels: &str) -> Study {
+        self.set(&format!("grid.\"{axis}\""), levels)
+    }
+
+    /// No grid: the one variant `base`.
+    pub fn one_variant(mut self) -> Study {
+        self.entries.retain(|e| e.0 != "grid");
+        self
+    }
+
+    /// The experiment file's text.
+    pub fn text(&self) -> String {
+        let mut text = String::new();
+        for table in STUDY_TABLES {
+            let mut entries = self.entries.iter().filter(|e| e.0 == table).peekable();
+            if entries.peek().is_some() && !table.is_empty() {
+                text.push_str(&format!("[{table}]\n"));
+            }
+            for (_, key, value) in entries {
+                text.push_str(&format!("{key} = {value}\n"));
+            }
+        }
+        text
+    }
+
+    /// Writes the file `name` in `dir`; its path.
+    pub fn write(&self, dir: &TempDir, name: &str) -> PathBuf {
+        write_experiment(dir, name, &self.text())
+    }
+}
+
+/// What a finished run of the binary left: its exit, stdout and stderr.
 pub struct CliResult {
+    pub status: ExitStatus,
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl From<Output> for CliResult {
+    fn from(out: Output) -> CliResult {
+        CliResult {
+            status: out.status,
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
 }
 
 /// The decode cache of the tests' runs: under the temp directory, never the user's
@@ -48,43 +188,96 @@ pub fn test_cache() -> PathBuf {
     std::env::temp_dir().join("unet-lab-test-decode-cache")
 }
 
+/// The binary under test (for scripts that start it themselves; tests start it with [`Cli`]).
+pub const BIN: &str = env!("CARGO_BIN_EXE_unet-lab");
+
+/// One start of the unet-lab binary, the one way the tests start it: arguments, working
+/// directory (else the tests'), environment (the tests', with `UNET_LAB_CACHE` set to
+/// [`test_cache`] unless the test sets its own) and standard streams; then either
+/// [`output`](Cli::output) waits for it to end, or [`spawn`](Cli::spawn) hands over the running
+/// process (to read its stderr as it goes, signal or kill it, or race it against another).
+pub struct Cli(Command);
+
+impl Cli {
+    /// `unet-lab` with no arguments yet.
+    pub fn new() -> Cli {
+        let mut cmd = Command::new(BIN);
+        cmd.env("UNET_LAB_CACHE", test_cache());
+        Cli(cmd)
+    }
+
+    /// `unet-lab run FILE --out OUT`; further arguments follow.
+    pub fn run(file: &Path, out: &Path) -> Cli {
+        Cli::new().arg("run").arg(file).arg("--out").arg(out)
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Cli {
+        self.0.arg(arg);
+        self
+    }
+
+    pub fn args<S: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Cli {
+        self.0.args(args);
+        self
+    }
+
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Cli {
+        self.0.current_dir(dir);
+        self
+    }
+
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Cli {
+        self.0.env(key, value);
+        self
+    }
+
+    pub fn envs<K: AsRef<OsStr>, V: AsRef<OsStr>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Cli {
+        self.0.envs(vars);
+        self
+    }
+
+    /// Where its stdout goes when spawned (captured by `output` unless set).
+    pub fn stdout(mut self, to: Stdio) -> Cli {
+        self.0.stdout(to);
+        self
+    }
+
+    /// Where its stderr goes when spawned (captured by `output` unless set).
+    pub fn stderr(mut self, to: Stdio) -> Cli {
+        self.0.stderr(to);
+        self
+    }
+
+    /// Runs it to the end: its exit, stdout and stderr.
+    pub fn output(mut self) -> CliResult {
+        self.0.output().expect("the binary runs").into()
+    }
+
+    /// Starts it and returns the running process; its streams are as set (else inherited).
+    pub fn spawn(mut self) -> Child {
+        self.0.spawn().expect("the binary starts")
+    }
+}
+
 pub fn run_cli(args: &[&str]) -> CliResult {
-    run_cli_in(None, args, &[])
+    Cli::new().args(args).output()
 }
 
 /// `unet-lab ARGS` in `dir` (else here), with `env` added to the tests' environment.
-pub fn run_cli_in(
-    dir: Option<&Path>,
-    args: &[&str],
-    env: &[(&str, &std::ffi::OsStr)],
-) -> CliResult {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_unet-lab"));
+pub fn run_cli_in(dir: Option<&Path>, args: &[&str], env: &[(&str, &OsStr)]) -> CliResult {
+    let mut cli = Cli::new().args(args).envs(env.iter().copied());
     if let Some(dir) = dir {
-        cmd.current_dir(dir);
+        cli = cli.current_dir(dir);
     }
-    let out = cmd
-        .args(args)
-        .env("UNET_LAB_CACHE", test_cache())
-        .envs(env.iter().copied())
-        .output()
-        .expect("the binary runs");
-    CliResult {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    cli.output()
 }
 
 /// `unet-lab run FILE --out OUT` plus `extra` arguments.
 pub fn run_experiment(file: &Path, out: &Path, extra: &[&str]) -> CliResult {
-    let mut args = vec![
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    run_cli(&args)
+    Cli::run(file, out).args(extra).output()
 }
 
 /// Local `src` and `href` targets of a page (not anchors, not URLs with a scheme).
