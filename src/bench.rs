@@ -239,7 +239,7 @@ impl<B: AutodiffBackend + crate::kernels::KernelBackend> LayerBench<'_, B> {
 }
 
 /// Forward/backward time per batch of every layer type of the U-Net, at its shapes.
-pub fn layer_profile<B: AutodiffBackend + crate::kernels::KernelBackend>(
+fn layer_profile<B: AutodiffBackend + crate::kernels::KernelBackend>(
     widths: &[usize],
     size: usize,
     batch: usize,
@@ -427,7 +427,7 @@ fn profile_steps<B: AutodiffBackend + crate::kernels::KernelBackend>(
     (trainer, profile)
 }
 
-pub fn run_bench<B: AutodiffBackend + crate::kernels::KernelBackend>(
+fn run_bench<B: AutodiffBackend + crate::kernels::KernelBackend>(
     opts: &BenchOptions,
     device: &B::Device,
 ) -> Result<BenchResult>
@@ -498,7 +498,7 @@ impl crate::device::OnDevice for BenchOn<'_> {
 }
 
 impl BenchResult {
-    pub fn human(&self) -> String {
+    pub(crate) fn human(&self) -> String {
         let mut s = format!(
             "backend {} ({}, {}, {} kernels) · widths {:?} · {}×{} · batch {} · {} + {} · {} parameters\n\
              train:     {:8.2} img/s\ninference: {:8.2} img/s\npeak RSS:  {:8.0} MB",

@@ -106,11 +106,11 @@ impl Confusion {
         }
     }
 
-    pub fn predicted_present(&self) -> bool {
+    fn predicted_present(&self) -> bool {
         self.tp + self.fp > 0
     }
 
-    pub fn truly_present(&self) -> bool {
+    fn truly_present(&self) -> bool {
         self.tp + self.fn_ > 0
     }
 
@@ -140,7 +140,7 @@ pub struct SegMetrics {
 
 /// Accumulates per-image confusions.
 #[derive(Debug, Default, Clone)]
-pub struct MetricAccumulator {
+pub(crate) struct MetricAccumulator {
     per_image: Vec<Confusion>,
 }
 
@@ -149,7 +149,7 @@ impl MetricAccumulator {
         self.per_image.push(c);
     }
 
-    pub fn per_image(&self) -> &[Confusion] {
+    pub(crate) fn per_image(&self) -> &[Confusion] {
         &self.per_image
     }
 

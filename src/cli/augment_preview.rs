@@ -29,7 +29,7 @@ pub struct AugmentPreviewArgs {
 /// The most rows (`--samples`) and augmented columns (`--draws`) of a preview.
 const MAX_GRID: usize = 64;
 
-pub fn execute(args: AugmentPreviewArgs) -> Result<u8> {
+pub(crate) fn execute(args: AugmentPreviewArgs) -> Result<u8> {
     let AugmentPreviewArgs {
         file,
         variant,

@@ -47,7 +47,7 @@ pub struct BenchArgs {
     pub kernels: ConvPath,
 }
 
-pub fn execute(args: BenchArgs) -> Result<u8> {
+pub(crate) fn execute(args: BenchArgs) -> Result<u8> {
     let BenchArgs {
         widths,
         size,

@@ -15,7 +15,7 @@ pub struct CompareArgs {
     pub out: PathBuf,
 }
 
-pub fn execute(args: CompareArgs) -> Result<u8> {
+pub(crate) fn execute(args: CompareArgs) -> Result<u8> {
     let CompareArgs { dirs, out } = args;
     if let Err(msg) = crate::report::compare::check_out(&out) {
         eprintln!("error: {msg}");

@@ -23,11 +23,11 @@ use crate::config;
 /// Exit codes: 0 success; 1 runtime error; 2 bad config or usage; 3 some runs diverged or
 /// failed; 4 (`status`) the study is not complete yet; 130 interrupted.
 pub mod exit {
-    pub const ERROR: u8 = 1;
-    pub const CONFIG: u8 = 2;
-    pub const RUNS_NOT_COMPLETED: u8 = 3;
-    pub const INCOMPLETE: u8 = 4;
-    pub const INTERRUPTED: u8 = 130;
+    pub(crate) const ERROR: u8 = 1;
+    pub(crate) const CONFIG: u8 = 2;
+    pub(crate) const RUNS_NOT_COMPLETED: u8 = 3;
+    pub(crate) const INCOMPLETE: u8 = 4;
+    pub(crate) const INTERRUPTED: u8 = 130;
 }
 
 #[derive(Parser, Debug)]

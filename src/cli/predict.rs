@@ -57,7 +57,7 @@ pub struct PredictArgs {
     pub device: Option<usize>,
 }
 
-pub fn execute(args: PredictArgs) -> Result<u8> {
+pub(crate) fn execute(args: PredictArgs) -> Result<u8> {
     let PredictArgs {
         run,
         input,

@@ -17,7 +17,7 @@ pub struct PruneArgs {
     pub dry_run: bool,
 }
 
-pub fn execute(args: PruneArgs) -> Result<u8> {
+pub(crate) fn execute(args: PruneArgs) -> Result<u8> {
     if !args.dir.join("experiment.json").is_file() {
         return Err(crate::util::Refusal(format!(
             "{} is not an experiment directory written by `unet-lab run` (no experiment.json); \

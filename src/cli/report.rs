@@ -25,7 +25,7 @@ pub struct ReportArgs {
     pub format: Format,
 }
 
-pub fn execute(args: ReportArgs) -> Result<u8> {
+pub(crate) fn execute(args: ReportArgs) -> Result<u8> {
     let ReportArgs { dir, format } = args;
     let started = std::time::Instant::now();
     let written = crate::report::render_experiment(&dir)?;

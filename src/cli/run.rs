@@ -50,7 +50,7 @@ pub struct RunArgs {
 }
 
 /// `I/N` → (I, N).
-pub fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+fn parse_shard(text: &str) -> Result<(usize, usize), String> {
     let bad = || format!("expected I/N with 0 ≤ I < N (e.g. 0/4), got \"{text}\"");
     let (i, n) = text.split_once('/').ok_or_else(bad)?;
     let (i, n): (usize, usize) = (
@@ -63,7 +63,7 @@ pub fn parse_shard(text: &str) -> Result<(usize, usize), String> {
     Ok((i, n))
 }
 
-pub fn execute(args: RunArgs) -> Result<u8> {
+pub(crate) fn execute(args: RunArgs) -> Result<u8> {
     let overrides = Overrides {
         backend: args.backend,
     };

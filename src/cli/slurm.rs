@@ -49,7 +49,7 @@ fn check_paths(file: &Path, out: &Path, cwd: &Path) -> Result<()> {
     slurm::check_log_dir("--out", &cwd.join(out))
 }
 
-pub fn execute(args: SlurmArgs) -> Result<u8> {
+pub(crate) fn execute(args: SlurmArgs) -> Result<u8> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     if let Err(e) = check_paths(&args.file, &args.out, &cwd) {
         eprintln!("error: {e:#}");

@@ -60,7 +60,7 @@ fn finish_commands(status: &StudyStatus) -> Vec<String> {
     commands
 }
 
-pub fn execute(args: StatusArgs) -> Result<u8> {
+pub(crate) fn execute(args: StatusArgs) -> Result<u8> {
     let status = StudyStatus::read(&args.dir)?;
     let total = status.tasks.len();
     let done = status.count(TaskState::Done);

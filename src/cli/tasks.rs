@@ -19,7 +19,7 @@ pub struct TasksArgs {
     pub json: bool,
 }
 
-pub fn execute(args: TasksArgs) -> Result<u8> {
+pub(crate) fn execute(args: TasksArgs) -> Result<u8> {
     let study = Study::load(&args.file, Overrides::default())?;
     let exp_dir = study.dir(&args.out);
     let rows: Vec<serde_json::Value> = study

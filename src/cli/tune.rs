@@ -18,7 +18,7 @@ pub struct TuneArgs {
     pub seed: Option<u64>,
 }
 
-pub fn execute(args: TuneArgs) -> Result<u8> {
+pub(crate) fn execute(args: TuneArgs) -> Result<u8> {
     crate::track::migrate::migrate_study_of(&args.run)?;
     let tuned = crate::train::tune::tune_variant(&args.run, args.seed)?;
     for seed in &tuned {

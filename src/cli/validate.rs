@@ -26,7 +26,7 @@ pub struct ValidateArgs {
     pub gres: Option<String>,
 }
 
-pub fn execute(args: ValidateArgs) -> Result<u8> {
+pub(crate) fn execute(args: ValidateArgs) -> Result<u8> {
     let mut experiment = config::load(&args.file)?;
     if let Some(b) = args.backend {
         for v in &mut experiment.variants {

@@ -258,7 +258,7 @@ fn decode_folds(d: &mut SectionReader<'_>, c: &mut DataConfig) -> Result<(), Con
 }
 
 /// The most folds a cross-validation may have.
-pub const MAX_FOLDS: usize = 100;
+const MAX_FOLDS: usize = 100;
 
 /// A size that does not fit the network is reported where it was given: at `data.size`, else
 /// at `model.widths`, else at the `[data]` section.

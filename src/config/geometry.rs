@@ -4,7 +4,7 @@
 use super::{Padding, RunConfig};
 
 /// The output size for an input size, or why the input size does not work.
-pub fn output_size(input: usize, levels: usize, padding: Padding) -> Result<usize, String> {
+pub(crate) fn output_size(input: usize, levels: usize, padding: Padding) -> Result<usize, String> {
     match padding {
         Padding::Same => {
             let factor = 1usize << (levels - 1);
@@ -41,7 +41,7 @@ pub fn output_size(input: usize, levels: usize, padding: Padding) -> Result<usiz
 }
 
 /// Checks `[height, width]` against the network; the error suggests the nearest valid sizes.
-pub fn check_input_size(
+pub(crate) fn check_input_size(
     size: [usize; 2],
     widths: &[usize],
     padding: Padding,
@@ -78,7 +78,7 @@ fn nearest_valid(s: usize, levels: usize, padding: Padding) -> Vec<usize> {
 /// Whether a config read back from a file (a run's manifest, which a person may have edited)
 /// describes a U-Net that can be built and fed its images: the checks the config decoder makes
 /// of the model and the size, as a message naming the key.
-pub fn check_network(config: &RunConfig) -> Result<(), String> {
+pub(crate) fn check_network(config: &RunConfig) -> Result<(), String> {
     let widths = &config.model.widths;
     if widths.is_empty() || widths.len() > 8 || widths.iter().any(|&w| w == 0 || w > 4096) {
         return Err(format!(

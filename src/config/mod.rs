@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::util::hash::fnv1a64;
 
-pub use tree::ConfigError;
+pub(crate) use tree::ConfigError;
 pub use types::*;
 
 use schema::SectionReader;
@@ -76,7 +76,7 @@ impl Variant {
 
     /// This variant as one of its fold tasks trains it (`data.fold` set); a plain variant is
     /// returned unchanged, so its config hash is the one it always had.
-    pub fn for_fold(&self, fold: Option<usize>) -> Variant {
+    fn for_fold(&self, fold: Option<usize>) -> Variant {
         let mut v = self.clone();
         if fold.is_some() {
             v.config.data.fold = fold;
@@ -96,7 +96,7 @@ impl Variant {
 type AxisLevels = (String, Key, Vec<(String, Node)>);
 
 /// Longest accepted name (experiment or variant), in characters.
-pub const MAX_NAME_CHARS: usize = 100;
+const MAX_NAME_CHARS: usize = 100;
 
 /// Turns a name into a directory name that cannot leave its parent: only ASCII letters, digits,
 /// `-`, `_` and `.`; no leading dot; never empty.
@@ -126,7 +126,7 @@ pub fn load(path: &Path) -> Result<Experiment, ConfigError> {
 }
 
 /// [`load`], returning the file's bytes too: a study plans with the very bytes it parsed.
-pub fn load_with_source(path: &Path) -> Result<(Experiment, Vec<u8>), ConfigError> {
+pub(crate) fn load_with_source(path: &Path) -> Result<(Experiment, Vec<u8>), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.to_path_buf(),
         position: None,
@@ -351,11 +351,11 @@ fn grid_axis(source: &Source, key: &Key, node: &Node) -> Result<AxisLevels, Conf
 }
 
 /// The most variants a grid may expand to.
-pub const MAX_GRID_VARIANTS: usize = 10_000;
+const MAX_GRID_VARIANTS: usize = 10_000;
 
 /// The most tasks (variants × seeds × folds) a study may have: each is a training run, a
 /// directory and a row in every table, and `tasks`, `status` and the planner list them all.
-pub const MAX_TASKS: usize = 100_000;
+const MAX_TASKS: usize = 100_000;
 
 /// The cartesian product of the axes' level indices, first axis varying slowest. Its size is
 /// computed first, so that a grid past [`MAX_GRID_VARIANTS`] is refused before anything is
@@ -616,7 +616,7 @@ fn check_name(
 }
 
 /// Directories of an experiment directory that are not variants.
-pub const RESERVED_DIRS: [&str; 2] = ["superseded", "slurm"];
+const RESERVED_DIRS: [&str; 2] = ["superseded", "slurm"];
 
 /// A variant's directory must not be one the experiment directory uses for itself.
 fn check_not_reserved(
@@ -641,7 +641,7 @@ fn check_not_reserved(
 
 impl Experiment {
     /// The variants as JSON objects (`validate --json`).
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         serde_json::Value::Array(
             self.variants
                 .iter()
@@ -684,13 +684,13 @@ impl Experiment {
     }
 
     /// The variant as `task` trains it (its fold set).
-    pub fn task_variant(&self, task: &Task) -> Variant {
+    pub(crate) fn task_variant(&self, task: &Task) -> Variant {
         self.variants[task.variant].for_fold(task.fold)
     }
 
     /// Indices of the named variants (by name or directory name); unknown names are an error
     /// that lists the known ones. No names select every variant.
-    pub fn variant_indices(&self, names: &[String]) -> Result<Vec<usize>, String> {
+    pub(crate) fn variant_indices(&self, names: &[String]) -> Result<Vec<usize>, String> {
         if names.is_empty() {
             return Ok((0..self.variants.len()).collect());
         }

@@ -6,7 +6,7 @@ use std::ops::Range;
 use super::tree::{ConfigError, Key, Node, Source, Table, Value};
 
 /// Reads the keys of one table; every key read is marked as known.
-pub struct SectionReader<'a> {
+pub(crate) struct SectionReader<'a> {
     source: &'a Source,
     /// Dotted prefix for error messages (`train`), empty for the top level.
     prefix: String,
@@ -32,7 +32,7 @@ impl<'a> SectionReader<'a> {
         }
     }
 
-    pub fn full_key(&self, key: &str) -> String {
+    pub(crate) fn full_key(&self, key: &str) -> String {
         if self.prefix.is_empty() {
             key.to_string()
         } else {
@@ -44,12 +44,17 @@ impl<'a> SectionReader<'a> {
         self.source
     }
 
-    pub fn error_at(&self, node: &Node, key: &str, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn error_at(
+        &self,
+        node: &Node,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
         self.source
             .error(Some(&node.span), Some(&self.full_key(key)), message)
     }
 
-    pub fn error_here(&self, key: &str, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn error_here(&self, key: &str, message: impl Into<String>) -> ConfigError {
         self.source
             .error(self.span.as_ref(), Some(&self.full_key(key)), message)
     }
@@ -78,7 +83,7 @@ impl<'a> SectionReader<'a> {
         )
     }
 
-    pub fn string(&mut self, key: &'static str) -> Result<Option<String>, ConfigError> {
+    pub(crate) fn string(&mut self, key: &'static str) -> Result<Option<String>, ConfigError> {
         match self.node(key) {
             None => Ok(None),
             Some(node) => match &node.value {
@@ -89,7 +94,7 @@ impl<'a> SectionReader<'a> {
     }
 
     /// A string that must be one of `allowed`.
-    pub fn choice<T: Copy>(
+    pub(crate) fn choice<T: Copy>(
         &mut self,
         key: &'static str,
         allowed: &[(&str, T)],
@@ -117,7 +122,7 @@ impl<'a> SectionReader<'a> {
         }
     }
 
-    pub fn boolean(&mut self, key: &'static str) -> Result<Option<bool>, ConfigError> {
+    pub(crate) fn boolean(&mut self, key: &'static str) -> Result<Option<bool>, ConfigError> {
         match self.node(key) {
             None => Ok(None),
             Some(node) => match &node.value {
@@ -128,7 +133,7 @@ impl<'a> SectionReader<'a> {
     }
 
     /// An integer within `[min, max]`.
-    pub fn int(
+    pub(crate) fn int(
         &mut self,
         key: &'static str,
         min: i64,
@@ -140,13 +145,7 @@ impl<'a> SectionReader<'a> {
         }
     }
 
-    pub fn int_value(
-        &self,
-        node: &Node,
-        key: &str,
-        min: i64,
-        max: i64,
-    ) -> Result<i64, ConfigError> {
+    fn int_value(&self, node: &Node, key: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
         match &node.value {
             Value::Int(i) if (*i < min || *i > max) => Err(self.error_at(
                 node,
@@ -183,7 +182,7 @@ impl<'a> SectionReader<'a> {
     }
 
     /// An array of integers, each within `[min, max]`, with a length in `len`.
-    pub fn int_list(
+    pub(crate) fn int_list(
         &mut self,
         key: &'static str,
         min: i64,
@@ -261,7 +260,7 @@ impl<'a> SectionReader<'a> {
     }
 }
 
-pub fn quote_list(names: &[&str]) -> String {
+pub(crate) fn quote_list(names: &[&str]) -> String {
     names
         .iter()
         .map(|n| format!("\"{n}\""))
@@ -270,7 +269,7 @@ pub fn quote_list(names: &[&str]) -> String {
 }
 
 /// The closest known name, if it is close enough to be a likely typo.
-pub fn did_you_mean<'n>(given: &str, known: &[&'n str]) -> Option<&'n str> {
+pub(crate) fn did_you_mean<'n>(given: &str, known: &[&'n str]) -> Option<&'n str> {
     known
         .iter()
         .map(|k| (strsim::jaro_winkler(given, k), *k))

@@ -137,7 +137,7 @@ impl Table {
             .map(|(_, v)| v)
     }
 
-    pub fn get_entry(&self, name: &str) -> Option<&(Key, Node)> {
+    pub(crate) fn get_entry(&self, name: &str) -> Option<&(Key, Node)> {
         self.entries.iter().find(|(k, _)| k.name == name)
     }
 
@@ -152,7 +152,7 @@ impl Table {
 
     /// Sets a dotted path (`train.lr`), creating intermediate tables. Fails (returning the
     /// prefix) when an intermediate key holds a non-table value.
-    pub fn set_path(&mut self, path: &[&str], key: Key, node: Node) -> Result<(), String> {
+    pub(crate) fn set_path(&mut self, path: &[&str], key: Key, node: Node) -> Result<(), String> {
         match path {
             [] => Ok(()),
             [last] => {
@@ -194,7 +194,7 @@ impl Table {
 }
 
 impl Value {
-    pub fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match self {
             Value::Str(_) => "a string",
             Value::Int(_) => "an integer",
@@ -220,23 +220,6 @@ impl Value {
                 .collect::<Vec<_>>()
                 .join("_"),
             Value::Table(_) => "table".to_string(),
-        }
-    }
-
-    /// The value as JSON, for manifests and `validate --json`.
-    pub fn to_json(&self) -> serde_json::Value {
-        match self {
-            Value::Str(s) | Value::Datetime(s) => serde_json::Value::String(s.clone()),
-            Value::Int(i) => serde_json::Value::from(*i),
-            Value::Float(f) => serde_json::Value::from(*f),
-            Value::Bool(b) => serde_json::Value::Bool(*b),
-            Value::Array(items) => items.iter().map(|n| n.value.to_json()).collect(),
-            Value::Table(t) => serde_json::Value::Object(
-                t.entries
-                    .iter()
-                    .map(|(k, v)| (k.name.clone(), v.value.to_json()))
-                    .collect(),
-            ),
         }
     }
 }

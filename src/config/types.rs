@@ -60,7 +60,7 @@ impl LossKind {
     ];
 
     /// Number of output channels of the head this loss needs.
-    pub fn out_channels(self) -> usize {
+    pub(crate) fn out_channels(self) -> usize {
         match self {
             LossKind::Ce | LossKind::DiceCe | LossKind::WeightedCe => 2,
             LossKind::Mse | LossKind::Bce | LossKind::Dice => 1,
@@ -114,7 +114,7 @@ impl BackendKind {
     }
 
     /// Whether the backend runs on a GPU (or a GPU-like adapter) chosen with `--device`.
-    pub fn is_gpu(self) -> bool {
+    pub(crate) fn is_gpu(self) -> bool {
         self != BackendKind::Cpu
     }
 }
@@ -197,7 +197,7 @@ pub enum Difficulty {
 impl DataConfig {
     /// The data's source as the manifest and the report name it (`synthetic`, `synthetic,
     /// kaggle preset`, `kaggle`, `folder`).
-    pub fn source_label(&self) -> String {
+    pub(crate) fn source_label(&self) -> String {
         match (self.source, self.difficulty) {
             (DataSource::Synthetic, Difficulty::Kaggle) => "synthetic, kaggle preset".into(),
             (source, _) => source.name().into(),

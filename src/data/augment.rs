@@ -23,7 +23,7 @@ fn cubic_weights(t: f32) -> [f32; 4] {
 }
 
 /// Bicubic sample of an `h × w` image at (y, x), mirrored borders.
-pub fn sample_bicubic(img: &[f32], h: usize, w: usize, y: f32, x: f32) -> f32 {
+fn sample_bicubic(img: &[f32], h: usize, w: usize, y: f32, x: f32) -> f32 {
     let (y0, x0) = (y.floor(), x.floor());
     let (wy, wx) = (cubic_weights(y - y0), cubic_weights(x - x0));
     let mut acc = 0.0;
@@ -79,7 +79,7 @@ fn elastic_field(
 }
 
 /// Applies a random augmentation drawn from `rng` to an image (values in [0, 1]) and its mask.
-pub fn apply(
+pub(crate) fn apply(
     cfg: &AugmentConfig,
     image: &[f32],
     mask: &[u8],

@@ -77,7 +77,7 @@ fn to_grey(img: DynamicImage) -> Grey {
 }
 
 /// Bilinear resize of grey values.
-pub fn resize_bilinear(g: &Grey, height: usize, width: usize) -> Vec<f32> {
+pub(crate) fn resize_bilinear(g: &Grey, height: usize, width: usize) -> Vec<f32> {
     if g.height == height && g.width == width {
         return g.pixels.clone();
     }
@@ -88,7 +88,7 @@ pub fn resize_bilinear(g: &Grey, height: usize, width: usize) -> Vec<f32> {
 }
 
 /// Nearest-neighbour resize of a 0/1 mask.
-pub fn resize_nearest(mask: &[u8], h: usize, w: usize, height: usize, width: usize) -> Vec<u8> {
+fn resize_nearest(mask: &[u8], h: usize, w: usize, height: usize, width: usize) -> Vec<u8> {
     if h == height && w == width {
         return mask.to_vec();
     }
@@ -106,7 +106,7 @@ pub struct LoadStats {
 
 /// Where decoded, resized samples are kept: `$UNET_LAB_CACHE`, else `$XDG_CACHE_HOME/unet-lab`,
 /// else `~/.cache/unet-lab`.
-pub fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("UNET_LAB_CACHE") {
         return PathBuf::from(dir);
     }
@@ -226,7 +226,7 @@ fn load_pair(
 }
 
 /// Image files (PNG or TIFF) directly in `dir`, sorted.
-pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if !dir.is_dir() {
         bail!(
             "the data directory {} does not exist (or is not a directory)",
@@ -242,7 +242,7 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-pub fn is_image(p: &Path) -> bool {
+fn is_image(p: &Path) -> bool {
     p.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "tif" | "tiff"))

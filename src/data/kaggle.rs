@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use super::files::{Pair, image_files, stem};
 
 /// `3_17` → (3, 17).
-pub fn parse_stem(stem: &str) -> Option<(u32, u32)> {
+fn parse_stem(stem: &str) -> Option<(u32, u32)> {
     let (subject, n) = stem.split_once('_')?;
     Some((subject.parse().ok()?, n.parse().ok()?))
 }

@@ -33,7 +33,7 @@ pub struct Sample {
 }
 
 impl Sample {
-    pub fn has_object(&self) -> bool {
+    pub(crate) fn has_object(&self) -> bool {
         self.mask.contains(&1)
     }
 }
@@ -69,7 +69,7 @@ pub struct DatasetInfo {
 
 /// What a dataset holds, found without decoding any image.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Survey {
+pub(crate) struct Survey {
     pub images: usize,
     pub subjects: usize,
 }
@@ -77,7 +77,7 @@ pub struct Survey {
 /// Lists the dataset a run config describes — the checks `load` makes before decoding (the
 /// path exists and holds the layout, every image has its mask, the validation subjects exist)
 /// at the cost of a directory listing. `validate` and the planner use it.
-pub fn survey(config: &DataConfig) -> anyhow::Result<Survey> {
+pub(crate) fn survey(config: &DataConfig) -> anyhow::Result<Survey> {
     let (images, subjects): (usize, BTreeSet<u32>) = match config.source {
         DataSource::Synthetic => {
             let count = config.limit.map_or(config.count, |l| l.min(config.count));
@@ -201,7 +201,7 @@ pub fn load(config: &DataConfig) -> anyhow::Result<Dataset> {
 }
 
 /// Sort key that orders `2_10` after `2_9`.
-pub fn natural_key(id: &str) -> Vec<(u64, String)> {
+fn natural_key(id: &str) -> Vec<(u64, String)> {
     id.split('_')
         .map(|part| match part.parse::<u64>() {
             Ok(n) => (n, String::new()),
@@ -324,7 +324,7 @@ fn choose_test_subjects(subjects: &[u32], config: &DataConfig) -> anyhow::Result
 /// outside the test split, shuffled with the data seed (so every training seed sees the same
 /// folds) and dealt out in turn — every subject lands in exactly one fold, and fold sizes
 /// differ by at most one subject.
-pub fn fold_subjects(
+fn fold_subjects(
     subjects: &[u32],
     test: &[u32],
     folds: usize,
@@ -425,7 +425,7 @@ fn summarize_ids(ids: &[u32]) -> String {
 
 /// Per-image standardisation (zero mean, unit variance): needs no dataset statistics, so a
 /// checkpoint predicts on new images without them.
-pub fn standardize(image: &[f32]) -> Vec<f32> {
+pub(crate) fn standardize(image: &[f32]) -> Vec<f32> {
     let n = image.len().max(1) as f32;
     let mean = image.iter().sum::<f32>() / n;
     let var = image.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n;
@@ -434,13 +434,13 @@ pub fn standardize(image: &[f32]) -> Vec<f32> {
 }
 
 /// A batch on the device.
-pub struct Batch<B: Backend> {
+pub(crate) struct Batch<B: Backend> {
     pub images: Tensor<B, 4>, // [b, 1, h, w], standardized
     pub masks: Tensor<B, 4>,  // [b, 1, h, w], 0/1
 }
 
 /// Builds a batch from `(image, mask)` pairs of equal size.
-pub fn make_batch<B: Backend>(
+pub(crate) fn make_batch<B: Backend>(
     items: &[(Vec<f32>, Vec<u8>)],
     height: usize,
     width: usize,

@@ -282,7 +282,7 @@ fn paint(
 
 /// Draws `count` images of a preset (`data.difficulty`): [`generate`] for easy, the kaggle
 /// preset otherwise. Deterministic from `seed`.
-pub fn generate_preset(
+pub(crate) fn generate_preset(
     difficulty: Difficulty,
     count: usize,
     subjects: usize,
@@ -303,25 +303,25 @@ mod knobs {
     use std::ops::Range;
 
     /// The nerve's contrast (darkening inside, rim, fascicles) as a share of easy's, per image.
-    pub const CONTRAST: Range<f32> = 0.75..1.0;
+    pub(crate) const CONTRAST: Range<f32> = 0.75..1.0;
     /// The nerve's size as a share of easy's subject's nerve, and its spread from image to image.
-    pub const SIZE: f32 = 0.85;
-    pub const SIZE_SPREAD: Range<f32> = 0.7..1.3;
+    pub(crate) const SIZE: f32 = 0.85;
+    pub(crate) const SIZE_SPREAD: Range<f32> = 0.7..1.3;
     /// Unannotated nerve-like ovals per image: `0..DECOYS`. They have no fascicles and their
     /// rim is `DECOY_RIM` of a nerve's at the same contrast: a faint nerve and a strong decoy
     /// look alike, and the vessel beside the nerve tells them apart.
-    pub const DECOYS: usize = 2;
-    pub const DECOY_RIM: f32 = 0.5;
+    pub(crate) const DECOYS: usize = 2;
+    pub(crate) const DECOY_RIM: f32 = 0.5;
     /// The chance that an image is a near-duplicate of its subject's previous image, labelled
     /// empty whether or not the nerve shows (never two in a row).
-    pub const TWIN: f64 = 0.2;
+    pub(crate) const TWIN: f64 = 0.2;
     /// The standard deviation of the noise that tells a near-duplicate from its original.
-    pub const TWIN_NOISE: f32 = 0.02;
+    pub(crate) const TWIN_NOISE: f32 = 0.02;
     /// The chance of a nerve in an image that is not a near-duplicate: about half of all the
     /// masks end up empty.
-    pub const NERVE: f64 = 0.6;
+    pub(crate) const NERVE: f64 = 0.6;
     /// The chance of the vessel in an image without a nerve (beside a nerve it is always there).
-    pub const VESSEL: f64 = 0.8;
+    pub(crate) const VESSEL: f64 = 0.8;
 }
 
 /// Seeds of the kaggle preset's streams, apart from easy's.

@@ -6,13 +6,13 @@
 
 /// Class-balancing weights `[background, foreground]` from the foreground share of the
 /// training masks: each class gets weight ½ / share, so both classes carry equal total weight.
-pub fn class_weights(foreground_share: f64) -> [f32; 2] {
+pub(crate) fn class_weights(foreground_share: f64) -> [f32; 2] {
     let fg = foreground_share.clamp(1e-6, 1.0 - 1e-6);
     [(0.5 / (1.0 - fg)) as f32, (0.5 / fg) as f32]
 }
 
 /// Labels 8-connected components of a 0/1 mask: 0 for background, 1.. for objects.
-pub fn connected_components(mask: &[u8], h: usize, w: usize) -> (Vec<u32>, u32) {
+fn connected_components(mask: &[u8], h: usize, w: usize) -> (Vec<u32>, u32) {
     let mut labels = vec![0u32; h * w];
     let mut next = 0;
     let mut stack = Vec::new();
@@ -91,7 +91,7 @@ fn dt_1d(f: &[f32], out: &mut [f32]) {
 }
 
 /// Exact Euclidean distance from every pixel to the nearest pixel where `inside` is true.
-pub fn distance_to(inside: &[bool], h: usize, w: usize) -> Vec<f32> {
+fn distance_to(inside: &[bool], h: usize, w: usize) -> Vec<f32> {
     let mut grid: Vec<f32> = inside
         .iter()
         .map(|&b| if b { 0.0 } else { f32::INFINITY })
@@ -116,7 +116,7 @@ pub fn distance_to(inside: &[bool], h: usize, w: usize) -> Vec<f32> {
 }
 
 /// The weight map of one mask.
-pub fn border_weight_map(
+pub(crate) fn border_weight_map(
     mask: &[u8],
     h: usize,
     w: usize,

@@ -13,7 +13,7 @@ use crate::kernels::KernelBackend;
 
 /// Work generic over the training backend `B` (its inner backend, `B::InnerBackend`, runs
 /// inference on the same device).
-pub trait OnDevice {
+pub(crate) trait OnDevice {
     type Output;
 
     fn run<B>(self, device: &B::Device) -> Result<Self::Output>
@@ -25,7 +25,7 @@ pub trait OnDevice {
 /// Runs `work` on the backend `kind` (on GPU `device`, or the default one). The backend must
 /// have passed [`check_available`] in this process: that probe is what fixes a GPU's float
 /// type, once, before anything is written.
-pub fn dispatch<W: OnDevice>(
+pub(crate) fn dispatch<W: OnDevice>(
     kind: BackendKind,
     device: Option<usize>,
     work: W,
@@ -43,13 +43,13 @@ pub fn dispatch<W: OnDevice>(
 }
 
 /// The CPU training backend.
-pub type CpuBackend = burn::backend::Autodiff<burn::backend::Flex>;
+type CpuBackend = burn::backend::Autodiff<burn::backend::Flex>;
 
 #[cfg(feature = "cuda")]
-pub type CudaBackend = burn::backend::Autodiff<burn::backend::Cuda>;
+type CudaBackend = burn::backend::Autodiff<burn::backend::Cuda>;
 
 #[cfg(feature = "wgpu")]
-pub type WgpuBackend = burn::backend::Autodiff<burn::backend::Wgpu>;
+type WgpuBackend = burn::backend::Autodiff<burn::backend::Wgpu>;
 
 /// A human description of the backend and device (`device`: the GPU or adapter index), for
 /// manifests: the adapter's name, type and driver on wgpu.
@@ -85,7 +85,7 @@ fn describe_wgpu(_device: Option<usize>) -> (String, String) {
 /// query when the variable is unset (a login without a session: SSH, SLURM, containers). The
 /// message is harmless; pointing the variable at a private directory silences it. Called
 /// first thing in `main`, before any thread exists: only then is setting a variable sound.
-pub fn quiet_vulkan_drivers() {
+pub(crate) fn quiet_vulkan_drivers() {
     #[cfg(feature = "wgpu")]
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -105,7 +105,7 @@ pub fn quiet_vulkan_drivers() {
 
 /// Whether this build has the backend at all (no device is probed: `validate` runs on login
 /// nodes without GPUs).
-pub fn check_built(kind: BackendKind) -> Result<()> {
+pub(crate) fn check_built(kind: BackendKind) -> Result<()> {
     let built = match kind {
         BackendKind::Cpu => true,
         BackendKind::Cuda => cfg!(feature = "cuda"),
@@ -123,7 +123,7 @@ pub fn check_built(kind: BackendKind) -> Result<()> {
 
 /// The float types a backend trains in: f32 everywhere; f16 and bf16 on GPU backends whose
 /// device has them (checked by [`check_available`]).
-pub fn check_precision(kind: BackendKind, precision: Precision) -> Result<()> {
+fn check_precision(kind: BackendKind, precision: Precision) -> Result<()> {
     if kind == BackendKind::Cpu && precision != Precision::F32 {
         bail!(
             "train.precision = \"{}\": the CPU backend trains in f32 only (its kernels are f32); \
@@ -137,7 +137,7 @@ pub fn check_precision(kind: BackendKind, precision: Precision) -> Result<()> {
 /// Fails early, with a clear message, when the backend cannot be used: not built, no driver or
 /// adapter, no such device, or a float type the device lacks. On a GPU backend this also fixes
 /// the device's float type for the process (Burn allows it once, before the first tensor).
-pub fn check_available(
+pub(crate) fn check_available(
     kind: BackendKind,
     device: Option<usize>,
     precision: Precision,
@@ -249,7 +249,7 @@ mod wgpu_adapters {
     use burn::backend::wgpu::WgpuDevice;
     use burn::backend::wgpu::graphics::{AutoGraphicsApi, GraphicsApi};
 
-    pub struct Adapter {
+    pub(super) struct Adapter {
         pub info: wgpu::AdapterInfo,
         pub device: WgpuDevice,
     }
@@ -270,7 +270,7 @@ mod wgpu_adapters {
         }
     }
 
-    pub fn graphics_api() -> String {
+    pub(super) fn graphics_api() -> String {
         format!("{:?}", AutoGraphicsApi::backend())
     }
 
@@ -293,7 +293,7 @@ mod wgpu_adapters {
     }
 
     /// Adapter `index`, or the one Burn picks by default (the high-performance one) without it.
-    pub fn choose(index: Option<usize>) -> Result<Adapter> {
+    pub(super) fn choose(index: Option<usize>) -> Result<Adapter> {
         let adapters = list();
         if adapters.is_empty() {
             bail!(

@@ -200,7 +200,7 @@ fn weight_grad_taps_body(
 }
 
 /// Bias gradient: `db[co] = Σ dy[b, co, ·, ·]`.
-pub fn bias_grad(dy: &[f32], [n, _, h, wd]: [usize; 4], cout: usize) -> Vec<f32> {
+pub(crate) fn bias_grad(dy: &[f32], [n, _, h, wd]: [usize; 4], cout: usize) -> Vec<f32> {
     let plane = h * wd;
     (0..cout)
         .map(|co| {
@@ -217,7 +217,7 @@ pub fn bias_grad(dy: &[f32], [n, _, h, wd]: [usize; 4], cout: usize) -> Vec<f32>
 }
 
 /// Up-convolution forward: `y[b, co, 2i+a, 2j+c] = bias[co] + Σ_ci x[b, ci, i, j] · w[ci, co, a, c]`.
-pub fn up_forward(
+pub(crate) fn up_forward(
     x: &[f32],
     w: &[f32],
     bias: &[f32],
@@ -251,7 +251,12 @@ pub fn up_forward(
 }
 
 /// Up-convolution input gradient: `dx[b, ci, i, j] = Σ_co Σ_ac w[ci, co, a, c] · dy[b, co, 2i+a, 2j+c]`.
-pub fn up_input_grad(dy: &[f32], w: &[f32], [n, cin, h, wd]: [usize; 4], cout: usize) -> Vec<f32> {
+pub(crate) fn up_input_grad(
+    dy: &[f32],
+    w: &[f32],
+    [n, cin, h, wd]: [usize; 4],
+    cout: usize,
+) -> Vec<f32> {
     let (plane, out_w) = (h * wd, 2 * wd);
     let mut dx = vec![0f32; n * cin * plane];
     dx.par_chunks_mut(plane).enumerate().for_each(|(idx, d)| {
@@ -275,7 +280,12 @@ pub fn up_input_grad(dy: &[f32], w: &[f32], [n, cin, h, wd]: [usize; 4], cout: u
 }
 
 /// Up-convolution weight gradient: `dw[ci, co, a, c] = Σ_b Σ_ij x[b, ci, i, j] · dy[b, co, 2i+a, 2j+c]`.
-pub fn up_weight_grad(dy: &[f32], x: &[f32], [n, cin, h, wd]: [usize; 4], cout: usize) -> Vec<f32> {
+pub(crate) fn up_weight_grad(
+    dy: &[f32],
+    x: &[f32],
+    [n, cin, h, wd]: [usize; 4],
+    cout: usize,
+) -> Vec<f32> {
     let (plane, out_w) = (h * wd, 2 * wd);
     let mut dw = vec![0f32; cin * cout * 4];
     dw.par_chunks_mut(4).enumerate().for_each(|(idx, k)| {
@@ -307,7 +317,7 @@ pub fn up_weight_grad(dy: &[f32], x: &[f32], [n, cin, h, wd]: [usize; 4], cout: 
 
 /// 2×2 max-pool, stride 2 (a trailing odd row or column is dropped, as Burn's pool does):
 /// `y[b, c, i, j] = max of x[b, c, 2i..2i+2, 2j..2j+2]`.
-pub fn max_pool_forward(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
+pub(crate) fn max_pool_forward(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
     let (oh, ow) = (h / 2, w / 2);
     let mut out = vec![0f32; n * c * oh * ow];
     if oh * ow == 0 {
@@ -332,7 +342,7 @@ pub fn max_pool_forward(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
 
 /// 2×2 max-pool backward: each output's gradient goes to the first of its four inputs (in
 /// row order) that holds the maximum, the rule Burn's and PyTorch's pools follow.
-pub fn max_pool_input_grad(dy: &[f32], x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
+pub(crate) fn max_pool_input_grad(dy: &[f32], x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
     let (oh, ow) = (h / 2, w / 2);
     let mut dx = vec![0f32; n * c * h * w];
     if oh * ow == 0 {
@@ -364,7 +374,7 @@ pub fn max_pool_input_grad(dy: &[f32], x: &[f32], [n, c, h, w]: [usize; 4]) -> V
 }
 
 /// Channel concatenation of `a` `[n, ca, plane]` and `b` `[n, cb, plane]` → `[n, ca + cb, plane]`.
-pub fn interleave(a: &[f32], b: &[f32], [n, ca, cb, plane]: [usize; 4]) -> Vec<f32> {
+pub(crate) fn interleave(a: &[f32], b: &[f32], [n, ca, cb, plane]: [usize; 4]) -> Vec<f32> {
     let mut out = vec![0f32; n * (ca + cb) * plane];
     out.par_chunks_mut((ca + cb) * plane)
         .zip(a.par_chunks(ca * plane).zip(b.par_chunks(cb * plane)))
@@ -376,7 +386,7 @@ pub fn interleave(a: &[f32], b: &[f32], [n, ca, cb, plane]: [usize; 4]) -> Vec<f
 }
 
 /// The inverse of [`interleave`]: `[n, ca + cb, plane]` → (`[n, ca, plane]`, `[n, cb, plane]`).
-pub fn deinterleave(y: &[f32], [n, ca, cb, plane]: [usize; 4]) -> (Vec<f32>, Vec<f32>) {
+pub(crate) fn deinterleave(y: &[f32], [n, ca, cb, plane]: [usize; 4]) -> (Vec<f32>, Vec<f32>) {
     let (mut a, mut b) = (vec![0f32; n * ca * plane], vec![0f32; n * cb * plane]);
     a.par_chunks_mut(ca * plane)
         .zip(b.par_chunks_mut(cb * plane))

@@ -424,7 +424,7 @@ pub fn weight_grad(dy: &[f32], x: &[f32], [n, cin, h, wd]: [usize; 4], cout: usi
 /// Up-convolution forward: per image `Z[cout·4, h·w] = Wᵀ · x[b]` with `W` read as
 /// `[cin, cout·4]`, then each of the four rows of an output channel goes to its sub-pixel
 /// position: `y[b, co, 2i+a, 2j+c] = bias[co] + Z[co·4 + 2a + c, i·w + j]`.
-pub fn up_forward(
+pub(crate) fn up_forward(
     x: &[f32],
     w: &[f32],
     bias: &[f32],
@@ -487,7 +487,12 @@ fn unshuffle(dyb: &[f32], dz: &mut [f32], [h, wd]: [usize; 2]) {
 }
 
 /// Up-convolution input gradient: `dx[b] = W[cin, cout·4] · unshuffle(dy[b])`.
-pub fn up_input_grad(dy: &[f32], w: &[f32], [n, cin, h, wd]: [usize; 4], cout: usize) -> Vec<f32> {
+pub(crate) fn up_input_grad(
+    dy: &[f32],
+    w: &[f32],
+    [n, cin, h, wd]: [usize; 4],
+    cout: usize,
+) -> Vec<f32> {
     let plane = h * wd;
     let mut dx = vec![0f32; n * cin * plane];
     let mut dz = vec![0f32; cout * 4 * plane];
@@ -508,7 +513,12 @@ pub fn up_input_grad(dy: &[f32], w: &[f32], [n, cin, h, wd]: [usize; 4], cout: u
 }
 
 /// Up-convolution weight gradient: `dW[cin, cout·4] = Σ_b x[b] · unshuffle(dy[b])ᵀ`.
-pub fn up_weight_grad(dy: &[f32], x: &[f32], [_, cin, h, wd]: [usize; 4], cout: usize) -> Vec<f32> {
+pub(crate) fn up_weight_grad(
+    dy: &[f32],
+    x: &[f32],
+    [_, cin, h, wd]: [usize; 4],
+    cout: usize,
+) -> Vec<f32> {
     let plane = h * wd;
     let mut dw = vec![0f32; cin * cout * 4];
     let mut dz = vec![0f32; cout * 4 * plane];
@@ -530,7 +540,7 @@ pub fn up_weight_grad(dy: &[f32], x: &[f32], [_, cin, h, wd]: [usize; 4], cout: 
 }
 
 /// 1×1 convolution (the U-Net's head): per image `y[b] = bias + W[cout, cin] · x[b]`.
-pub fn pointwise_forward(
+pub(crate) fn pointwise_forward(
     x: &[f32],
     w: &[f32],
     bias: &[f32],
@@ -558,7 +568,7 @@ pub fn pointwise_forward(
 }
 
 /// 1×1 convolution input gradient: `dx[b] = Wᵀ · dy[b]`.
-pub fn pointwise_input_grad(
+pub(crate) fn pointwise_input_grad(
     dy: &[f32],
     w: &[f32],
     [n, cin, h, wd]: [usize; 4],
@@ -582,7 +592,7 @@ pub fn pointwise_input_grad(
 }
 
 /// 1×1 convolution weight gradient: `dW[cout, cin] = Σ_b dy[b] · x[b]ᵀ`.
-pub fn pointwise_weight_grad(
+pub(crate) fn pointwise_weight_grad(
     dy: &[f32],
     x: &[f32],
     [_, cin, h, wd]: [usize; 4],

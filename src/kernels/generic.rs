@@ -20,7 +20,7 @@ fn up_options() -> ConvTransposeOptions<2> {
 }
 
 /// 3×3, stride 1, zero padding 1, then the ReLU when `relu` is set.
-pub fn conv3x3<B: Backend>(
+pub(crate) fn conv3x3<B: Backend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
     bias: FloatTensor<B>,
@@ -31,7 +31,7 @@ pub fn conv3x3<B: Backend>(
 }
 
 /// 2×2 transposed convolution, stride 2.
-pub fn up2x2<B: Backend>(
+pub(crate) fn up2x2<B: Backend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
     bias: FloatTensor<B>,
@@ -40,7 +40,7 @@ pub fn up2x2<B: Backend>(
 }
 
 /// 1×1 convolution.
-pub fn conv1x1<B: Backend>(
+pub(crate) fn conv1x1<B: Backend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
     bias: FloatTensor<B>,
@@ -49,11 +49,11 @@ pub fn conv1x1<B: Backend>(
 }
 
 /// 2×2 max-pool, stride 2, no padding.
-pub fn max_pool2x2<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+pub(crate) fn max_pool2x2<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     B::max_pool2d(x, [2, 2], [2, 2], [0, 0], [1, 1], false)
 }
 
 /// Concatenation along channels.
-pub fn cat_channels<B: Backend>(a: FloatTensor<B>, b: FloatTensor<B>) -> FloatTensor<B> {
+pub(crate) fn cat_channels<B: Backend>(a: FloatTensor<B>, b: FloatTensor<B>) -> FloatTensor<B> {
     B::float_cat(vec![a, b], 1)
 }

@@ -35,11 +35,6 @@ use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 use burn::tensor::ops::FloatTensor;
 
-pub use policy::{
-    DIRECT_MAX_CHANNEL_PAIRS, DIRECT_MIN_OUTPUT_PIXELS, WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_TILES,
-    WINOGRAD4_MIN_TILES,
-};
-
 /// Which implementation runs a convolution.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum ConvPath {
@@ -63,7 +58,7 @@ pub enum ConvPath {
 
 /// A backend that can run the U-Net's ops. The defaults are Burn's own ops ([`generic`]),
 /// whatever the path: what a GPU backend uses.
-pub trait KernelBackend: Backend {
+pub(crate) trait KernelBackend: Backend {
     /// `x` `[b, cin, h, w]`, `weight` `[cout, cin, 3, 3]`, `bias` `[cout]` → `[b, cout, h, w]`,
     /// followed by a ReLU when `relu` is set.
     fn conv3x3(
@@ -116,7 +111,7 @@ pub trait KernelBackend: Backend {
 /// A backend that runs the U-Net on Burn's own ops (every backend but Flex): the one generic
 /// fallback, for the backend and its autodiff wrapper alike. A new backend opts in with one
 /// line.
-pub trait BurnOps: Backend {}
+trait BurnOps: Backend {}
 
 impl<B: BurnOps> KernelBackend for B {}
 
@@ -129,7 +124,7 @@ impl BurnOps for burn::backend::Cuda {}
 impl BurnOps for burn::backend::Wgpu {}
 
 /// The tensor-level 3×3 convolution, with the ReLU fused when `relu` is set.
-pub fn conv3x3<B: KernelBackend>(
+pub(crate) fn conv3x3<B: KernelBackend>(
     x: Tensor<B, 4>,
     weight: Tensor<B, 4>,
     bias: Tensor<B, 1>,
@@ -140,7 +135,7 @@ pub fn conv3x3<B: KernelBackend>(
 }
 
 /// The tensor-level 2×2 stride-2 transposed convolution.
-pub fn up2x2<B: KernelBackend>(
+pub(crate) fn up2x2<B: KernelBackend>(
     x: Tensor<B, 4>,
     weight: Tensor<B, 4>,
     bias: Tensor<B, 1>,
@@ -150,7 +145,7 @@ pub fn up2x2<B: KernelBackend>(
 }
 
 /// The tensor-level 1×1 convolution (the head).
-pub fn conv1x1<B: KernelBackend>(
+pub(crate) fn conv1x1<B: KernelBackend>(
     x: Tensor<B, 4>,
     weight: Tensor<B, 4>,
     bias: Tensor<B, 1>,
@@ -160,13 +155,13 @@ pub fn conv1x1<B: KernelBackend>(
 }
 
 /// The tensor-level 2×2 max-pool (stride 2).
-pub fn max_pool2x2<B: KernelBackend>(x: Tensor<B, 4>, path: ConvPath) -> Tensor<B, 4> {
+pub(crate) fn max_pool2x2<B: KernelBackend>(x: Tensor<B, 4>, path: ConvPath) -> Tensor<B, 4> {
     let x = x.into_primitive().tensor();
     Tensor::from_primitive(TensorPrimitive::Float(B::max_pool2x2(x, path)))
 }
 
 /// The tensor-level channel concatenation `[a, b]` (the skip connection).
-pub fn cat_channels<B: KernelBackend>(
+pub(crate) fn cat_channels<B: KernelBackend>(
     a: Tensor<B, 4>,
     b: Tensor<B, 4>,
     path: ConvPath,

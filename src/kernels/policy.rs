@@ -8,11 +8,11 @@ use super::{direct, gemm, winograd};
 /// Row-wise kernels need long rows: on output planes under 32×32 pixels GEMM wins (limiting
 /// the direct path to planes of at least this size took reduced-width inference from 381 to
 /// 434 img/s; BENCHMARKS.md, "crossover rule").
-pub const DIRECT_MIN_OUTPUT_PIXELS: usize = 32 * 32;
+pub(crate) const DIRECT_MIN_OUTPUT_PIXELS: usize = 32 * 32;
 /// Beyond this many channel pairs (`cin · cout`; 32→32 is the widest direct layer) the GEMM's
 /// arithmetic efficiency wins: at 4 096 the paper widths' 64→64 layers ran direct and lost to
 /// GEMM (BENCHMARKS.md, "direct path limited to cin·cout ≤ 1024").
-pub const DIRECT_MAX_CHANNEL_PAIRS: usize = 1024;
+pub(crate) const DIRECT_MAX_CHANNEL_PAIRS: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -53,13 +53,13 @@ impl Plan {
 /// Winograd's forward products have one row per 2×2 tile: below this many rows they are too
 /// short to beat im2col's (measured at the paper widths, batch 2: 8×8 planes lose, 16×16 win).
 /// Its gradients win on the 8×8 planes too.
-pub const WINOGRAD_MIN_TILES: usize = 128;
+pub(crate) const WINOGRAD_MIN_TILES: usize = 128;
 /// F(4×4, 3×3) has one product row per 4×4 tile: it beats F(2×2, 3×3) from this many
 /// (measured at the paper widths, batch 2: the planes from 32×32 up win, 16×16 loses).
-pub const WINOGRAD4_MIN_TILES: usize = 128;
+pub(crate) const WINOGRAD4_MIN_TILES: usize = 128;
 /// Winograd needs at least this many channels on both sides: its transforms cost O(channels)
 /// per tile against O(channels²) for the products.
-pub const WINOGRAD_MIN_CHANNELS: usize = 64;
+pub(crate) const WINOGRAD_MIN_CHANNELS: usize = 64;
 
 /// The plan a path resolves to for input `[b, cin, h, w]` and `cout` outputs; `None` for
 /// Burn's generic one. The direct kernels pay off on long rows (for the up-convolution, its

@@ -28,7 +28,7 @@ use rayon::prelude::*;
 use std::ops::Range;
 
 /// Transformed positions per tile (a 4×4 input tile).
-const XI: usize = 16;
+pub(crate) const XI: usize = 16;
 
 /// About 4 MB of transformed tiles at a time, so that they are still in cache when the
 /// products read them (measured: 16 MB chunks made the 64-channel layers 1.5–2× slower)...
@@ -603,7 +603,7 @@ mod f4 {
     /// Input transform `Bᵀ` (Lavin & Gray, 2016); [`super::input_1d_f4`] applies it with the
     /// common terms shared, and a test checks it against this matrix.
     #[cfg(test)]
-    pub const BT: [[f32; 6]; 6] = [
+    pub(crate) const BT: [[f32; 6]; 6] = [
         [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
         [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
         [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
@@ -612,7 +612,7 @@ mod f4 {
         [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
     ];
     /// Kernel transform `G`.
-    pub const G: [[f32; 3]; 6] = [
+    pub(crate) const G: [[f32; 3]; 6] = [
         [1.0 / 4.0, 0.0, 0.0],
         [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
         [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
@@ -622,14 +622,14 @@ mod f4 {
     ];
     /// Output transform `Aᵀ`, applied by [`super::output_1d_f4`].
     #[cfg(test)]
-    pub const AT: [[f32; 6]; 4] = [
+    pub(crate) const AT: [[f32; 6]; 4] = [
         [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
         [0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
         [0.0, 1.0, 1.0, 4.0, 4.0, 0.0],
         [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
     ];
     /// Transformed positions per tile (a 6×6 input tile).
-    pub const XI: usize = 36;
+    pub(crate) const XI: usize = 36;
 }
 
 /// `out = Σ_k coef[k] · inputs[k]` over channel vectors, zero terms skipped.

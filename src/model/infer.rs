@@ -10,7 +10,10 @@ use crate::kernels::KernelBackend;
 
 /// The foreground probability in [0, 1] (`[b, 1, h, w]`); a pixel is predicted foreground
 /// when it is above 0.5. For `ce` that is the argmax, for `mse` the blog's `output > 0.5`.
-pub fn foreground_probability<B: Backend>(kind: LossKind, output: Tensor<B, 4>) -> Tensor<B, 4> {
+pub(crate) fn foreground_probability<B: Backend>(
+    kind: LossKind,
+    output: Tensor<B, 4>,
+) -> Tensor<B, 4> {
     let [b, _, h, w] = output.dims();
     match kind {
         LossKind::Ce | LossKind::DiceCe | LossKind::WeightedCe => {
@@ -25,7 +28,7 @@ pub fn foreground_probability<B: Backend>(kind: LossKind, output: Tensor<B, 4>) 
 
 /// Foreground probabilities of standardised `tiles` (each `h × w`), one map per tile at the
 /// network's output size.
-pub fn probabilities<B: KernelBackend>(
+pub(crate) fn probabilities<B: KernelBackend>(
     model: &UNet<B>,
     kind: LossKind,
     tiles: &[Vec<f32>],
@@ -38,10 +41,10 @@ pub fn probabilities<B: KernelBackend>(
 
 /// Probability maps, one per image, and with a presence head each image's presence
 /// probability.
-pub type Probabilities = (Vec<Vec<f32>>, Option<Vec<f64>>);
+pub(crate) type Probabilities = (Vec<Vec<f32>>, Option<Vec<f64>>);
 
 /// [`probabilities`], and with a presence head the presence probability of each tile.
-pub fn probabilities_and_presence<B: KernelBackend>(
+pub(crate) fn probabilities_and_presence<B: KernelBackend>(
     model: &UNet<B>,
     kind: LossKind,
     tiles: &[Vec<f32>],
@@ -68,7 +71,7 @@ pub fn probabilities_and_presence<B: KernelBackend>(
 /// The sigmoid is taken on the host in `f64`, not on the device: an `f32` sigmoid is exactly
 /// 1.0 for every logit past about 17, so a presence threshold above 1 − 2⁻²⁴ could never empty
 /// a mask. In `f64` every threshold in (0, 1) is honoured for logits up to about 36.
-pub fn presence_probabilities<B: Backend>(logits: Tensor<B, 2>) -> anyhow::Result<Vec<f64>> {
+pub(crate) fn presence_probabilities<B: Backend>(logits: Tensor<B, 2>) -> anyhow::Result<Vec<f64>> {
     let logits = logits
         .into_data()
         .convert::<f32>() // f16 or bf16 in half precision
@@ -78,7 +81,7 @@ pub fn presence_probabilities<B: Backend>(logits: Tensor<B, 2>) -> anyhow::Resul
 }
 
 /// The logistic function, stable at both ends.
-pub fn sigmoid_f64(z: f64) -> f64 {
+pub(crate) fn sigmoid_f64(z: f64) -> f64 {
     if z >= 0.0 {
         1.0 / (1.0 + (-z).exp())
     } else {

@@ -16,7 +16,7 @@ use burn::nn::{
 };
 use burn::prelude::*;
 
-pub use crate::config::geometry::{check_input_size, output_size};
+pub(crate) use crate::config::geometry::{check_input_size, output_size};
 use crate::config::{Activation, LossKind, ModelConfig, Norm, Padding};
 use crate::kernels::{ConvPath, KernelBackend, cat_channels, conv1x1, conv3x3, max_pool2x2, up2x2};
 
@@ -46,7 +46,7 @@ fn conv3x3_layer<B: Backend>(
 
 /// The normalisation after a 3×3 convolution (`model.norm`).
 #[derive(Module, Debug)]
-pub enum NormLayer<B: Backend> {
+enum NormLayer<B: Backend> {
     Batch(BatchNorm<B>),
     Instance(InstanceNorm<B>),
 }
@@ -72,7 +72,7 @@ impl<B: Backend> NormLayer<B> {
 
 /// Two 3×3 convolutions, each followed by its normalisation (if any) and the activation.
 #[derive(Module, Debug)]
-pub struct DoubleConv<B: Backend> {
+struct DoubleConv<B: Backend> {
     conv1: Conv2d<B>,
     norm1: Option<NormLayer<B>>,
     conv2: Conv2d<B>,
@@ -137,7 +137,7 @@ impl<B: KernelBackend> DoubleConv<B> {
 
 /// 2×2 max-pool, then a `DoubleConv`.
 #[derive(Module, Debug)]
-pub struct Down<B: Backend> {
+struct Down<B: Backend> {
     conv: DoubleConv<B>,
 }
 
@@ -158,7 +158,7 @@ impl<B: KernelBackend> Down<B> {
 
 /// 2×2 stride-2 transposed convolution, concatenation with the (cropped) skip, `DoubleConv`.
 #[derive(Module, Debug)]
-pub struct Up<B: Backend> {
+struct Up<B: Backend> {
     up: ConvTranspose2d<B>,
     conv: DoubleConv<B>,
 }
@@ -198,7 +198,7 @@ impl<B: KernelBackend> Up<B> {
 
 /// The 1×1 head.
 #[derive(Module, Debug)]
-pub struct OutConv<B: Backend> {
+struct OutConv<B: Backend> {
     conv: Conv2d<B>,
 }
 
@@ -222,7 +222,7 @@ impl<B: KernelBackend> OutConv<B> {
 }
 
 /// Crops the centre `h × w` of a `[b, c, H, W]` tensor (the paper's skip crop).
-pub fn center_crop<B: Backend>(x: Tensor<B, 4>, h: usize, w: usize) -> Tensor<B, 4> {
+pub(crate) fn center_crop<B: Backend>(x: Tensor<B, 4>, h: usize, w: usize) -> Tensor<B, 4> {
     let [b, c, hh, ww] = x.dims();
     if hh == h && ww == w {
         return x;
@@ -235,7 +235,7 @@ pub fn center_crop<B: Backend>(x: Tensor<B, 4>, h: usize, w: usize) -> Tensor<B,
 /// The U-Net. `widths[i]` channels at level `i`; the head has one channel per class
 /// (2 for softmax losses, 1 for MSE / sigmoid losses).
 #[derive(Module, Debug)]
-pub struct UNet<B: Backend> {
+pub(crate) struct UNet<B: Backend> {
     inc: DoubleConv<B>,
     downs: Vec<Down<B>>,
     ups: Vec<Up<B>>,
@@ -279,7 +279,7 @@ impl<B: Backend> UNet<B> {
     /// `device`: every backend draws other numbers from the same seed (Flex's generator, cubecl's
     /// on each GPU), so drawing on the CPU is what makes a seed start from the same weights on
     /// the CPU, CUDA and wgpu, and a study comparable across machines.
-    pub fn seeded(
+    pub(crate) fn seeded(
         config: &ModelConfig,
         loss: LossKind,
         seed: u64,
@@ -295,7 +295,7 @@ impl<B: Backend> UNet<B> {
     }
 
     /// The same network with its convolutions on `kernels` (the benchmark compares them).
-    pub fn with_kernels(self, kernels: ConvPath) -> Self {
+    pub(crate) fn with_kernels(self, kernels: ConvPath) -> Self {
         Self { kernels, ..self }
     }
 }
@@ -307,7 +307,7 @@ impl<B: KernelBackend> UNet<B> {
     }
 
     /// The segmentation output and, with a presence head, its logit per image (`[b, 1]`).
-    pub fn forward_heads(&self, x: Tensor<B, 4>) -> (Tensor<B, 4>, Option<Tensor<B, 2>>) {
+    pub(crate) fn forward_heads(&self, x: Tensor<B, 4>) -> (Tensor<B, 4>, Option<Tensor<B, 2>>) {
         let mut skips = Vec::with_capacity(self.downs.len());
         let path = self.kernels;
         let mut x = self.inc.forward(x, path); // [b, w0, h, w]
@@ -340,7 +340,7 @@ impl<B: Backend> UNet<B> {
     /// One parameter value read back from the device: forces pending work to finish on
     /// asynchronous backends (used by the benchmark to time whole steps).
     #[allow(clippy::single_range_in_vec_init)] // Burn's slice takes one range per dimension
-    pub fn probe_value(&self) -> f32 {
+    pub(crate) fn probe_value(&self) -> f32 {
         let w = self.outc.conv.weight.val(); // [classes, w0, 1, 1]
         w.flatten::<1>(0, 3)
             .slice([0..1])

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::ModelConfig;
 
 /// Where `tune` writes a run's chosen values: beside its checkpoints.
-pub const FILE_NAME: &str = "postprocess.json";
+pub(crate) const FILE_NAME: &str = "postprocess.json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PostProcess {
@@ -31,12 +31,12 @@ impl PostProcess {
     }
 
     /// The smallest kept mask of an image of `pixels` pixels.
-    pub fn min_area(&self, pixels: usize) -> usize {
+    pub(crate) fn min_area(&self, pixels: usize) -> usize {
         (self.min_area_share * pixels as f64).ceil() as usize
     }
 
     /// Whether the presence head empties the mask.
-    pub fn absent(&self, presence: Option<f64>) -> bool {
+    pub(crate) fn absent(&self, presence: Option<f64>) -> bool {
         matches!((self.presence_threshold, presence), (Some(t), Some(p)) if p < t)
     }
 
@@ -62,7 +62,7 @@ impl PostProcess {
     }
 
     /// [`describe`](Self::describe) with the minimum area given in other words.
-    pub fn describe_with_area(&self, area: &str) -> String {
+    pub(crate) fn describe_with_area(&self, area: &str) -> String {
         let mut s = format!("threshold {:.2}, min area {area}", self.threshold);
         if let Some(t) = self.presence_threshold {
             s.push_str(&format!(", presence threshold {t:.2}"));

@@ -8,19 +8,19 @@ use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 
 /// The one recorder of checkpoints (model and optimizer state); it reports corrupt bytes as
 /// errors rather than panicking.
-pub fn recorder() -> NamedMpkBytesRecorder<FullPrecisionSettings> {
+pub(crate) fn recorder() -> NamedMpkBytesRecorder<FullPrecisionSettings> {
     NamedMpkBytesRecorder::<FullPrecisionSettings>::default()
 }
 
 /// The model's parameters as bytes.
-pub fn model_to_bytes<B: burn::prelude::Backend, M: burn::module::Module<B>>(
+pub(crate) fn model_to_bytes<B: burn::prelude::Backend, M: burn::module::Module<B>>(
     model: &M,
 ) -> Result<Vec<u8>> {
     Ok(recorder().record(model.clone().into_record(), ())?)
 }
 
 /// The network a run's config describes, with the parameters of the checkpoint at `path`.
-pub fn load_checkpoint<B: crate::kernels::KernelBackend>(
+pub(crate) fn load_checkpoint<B: crate::kernels::KernelBackend>(
     path: &std::path::Path,
     config: &crate::config::RunConfig,
     device: &B::Device,
@@ -35,7 +35,7 @@ pub fn load_checkpoint<B: crate::kernels::KernelBackend>(
 /// Loads parameters saved by [`model_to_bytes`] into `model`, once every tensor of the bytes
 /// has the shape of the parameter it replaces: Burn loads a record of another network without
 /// looking (or panics on a list of another length), and the kernels then fail on the shapes.
-pub fn model_from_bytes<B: burn::prelude::Backend, M: burn::module::Module<B>>(
+pub(crate) fn model_from_bytes<B: burn::prelude::Backend, M: burn::module::Module<B>>(
     model: M,
     mut bytes: Vec<u8>,
     device: &B::Device,

@@ -7,7 +7,7 @@ use crate::util::crop::mirror;
 use crate::util::crop::window;
 
 /// Mirror-pads an `h × w` image.
-pub fn mirror_pad(
+fn mirror_pad(
     img: &[f32],
     h: usize,
     w: usize,
@@ -40,11 +40,11 @@ fn layout(size: usize, out: usize, align: usize) -> (usize, usize) {
 }
 
 /// A network on a batch of input tiles: one output tile per input tile.
-pub type TileForward<'a> = dyn FnMut(&[Vec<f32>]) -> Vec<Vec<f32>> + 'a;
+type TileForward<'a> = dyn FnMut(&[Vec<f32>]) -> Vec<Vec<f32>> + 'a;
 
 /// Predicts an `h × w` image (already standardised) with a network taking `tile_in` inputs and
 /// giving `tile_out` outputs. `forward` maps a batch of input tiles to output tiles.
-pub fn predict_tiled(
+pub(crate) fn predict_tiled(
     image: &[f32],
     [h, w]: [usize; 2],
     tile_in: [usize; 2],

@@ -2,7 +2,7 @@
 //! horizontal and vertical mirror images (each flipped back), as the strong Kaggle entries did.
 //! Flips only, so no pixel is resampled and the mean is exact.
 
-pub use crate::config::Tta;
+pub(crate) use crate::config::Tta;
 
 /// A mirror axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,11 +31,11 @@ pub fn flip(map: &[f32], [h, w]: [usize; 2], axis: Flip) -> Vec<f32> {
 }
 
 /// A predictor of whole probability maps from whole standardised images.
-pub type Predict<'a> = dyn FnMut(&[Vec<f32>]) -> Vec<Vec<f32>> + 'a;
+pub(crate) type Predict<'a> = dyn FnMut(&[Vec<f32>]) -> Vec<Vec<f32>> + 'a;
 
 /// The probabilities of `images` (each `h × w`) under `tta`, given those of the images as they
 /// are (`plain`) and the predictor that produced them (whole images in, whole maps out).
-pub fn apply(
+pub(crate) fn apply(
     tta: Tta,
     plain: Vec<Vec<f32>>,
     images: &[Vec<f32>],

@@ -252,7 +252,7 @@ impl Predictor {
     /// The probability map (at the training size) of one image resized to the training size,
     /// as it is and under `tta` (the same map twice for [`Tta::None`]), and its presence
     /// probability with a presence head (that of the image as it is decides for both maps).
-    pub fn probability_with(&self, resized: &[f32], tta: Tta) -> (Vec<f32>, Vec<f32>, Option<f64>) {
+    fn probability_with(&self, resized: &[f32], tta: Tta) -> (Vec<f32>, Vec<f32>, Option<f64>) {
         let x = standardize(resized);
         let (plain, presence) = self.whole_image(&x);
         let mut predict = |images: &[Vec<f32>]| -> Vec<Vec<f32>> {
@@ -343,7 +343,7 @@ fn label_of(image: &Path) -> Option<PathBuf> {
 }
 
 /// Zeroes a mask with fewer than `min_area` pixels.
-pub fn apply_min_area(mask: &mut [u8], min_area: usize) {
+fn apply_min_area(mask: &mut [u8], min_area: usize) {
     if min_area > 0 && mask.iter().filter(|&&m| m != 0).count() < min_area {
         mask.iter_mut().for_each(|m| *m = 0);
     }
@@ -356,7 +356,7 @@ fn png_grey(mask: &[u8], h: usize, w: usize) -> Result<Vec<u8>> {
 
 /// The images of `--input` (not their `_mask` files). Only the folder itself is listed, not
 /// its subfolders: an `--out` inside `--input` is never read back.
-pub fn input_images(input: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn input_images(input: &Path) -> Result<Vec<PathBuf>> {
     let images: Vec<PathBuf> = image_files(input)?
         .into_iter()
         .filter(|p| !stem(p).ends_with("_mask"))
@@ -369,7 +369,7 @@ pub fn input_images(input: &Path) -> Result<Vec<PathBuf>> {
 
 /// The record of the files `predict` wrote into an `--out` folder: a rerun replaces those and
 /// nothing else.
-pub const OUT_RECORD: &str = ".unet-lab-predict.json";
+pub(crate) const OUT_RECORD: &str = ".unet-lab-predict.json";
 
 /// Whether two paths name one folder (or file): by their canonical paths when both exist.
 fn same_place(a: &Path, b: &Path) -> bool {
@@ -422,7 +422,7 @@ fn planned_outputs(
 /// input folder (its `<stem>_mask.png` labels would be overwritten, and the next run would
 /// predict on the overlays), no output may replace an input, and no file in `--out` that an
 /// earlier `predict` did not write is overwritten. The error is the message for the person.
-pub fn check_out(
+pub(crate) fn check_out(
     input: &Path,
     out: &Path,
     images: &[PathBuf],
@@ -580,7 +580,7 @@ pub struct PostOptions {
 
 impl PostOptions {
     /// The rule to apply and where it came from, for the log.
-    pub fn resolve(&self, predictor: &Predictor) -> (PostProcess, String) {
+    pub(crate) fn resolve(&self, predictor: &Predictor) -> (PostProcess, String) {
         let (mut post, mut origin) = match (predictor.tuned, self.untuned) {
             (Some(tuned), false) => (tuned, "tuned on validation".to_string()),
             (Some(_), true) => (predictor.untuned(), "untuned (--untuned)".to_string()),

@@ -10,7 +10,7 @@ use crate::util::raster::{Canvas, PNG, TRUTH_RGB, fit_panels, panel_scale};
 
 /// A grid for a visual check of an augmentation config: one row per sample, the original then
 /// `per_sample` augmented draws, each as the image with its mask tinted on top.
-pub fn preview_png(
+pub(crate) fn preview_png(
     cfg: &AugmentConfig,
     samples: &[&Sample],
     per_sample: usize,

@@ -15,12 +15,12 @@ use crate::util::owned::{Claim, claim};
 
 /// The record of the files `compare` wrote into its `--out` folder: a rerun replaces its own
 /// page and nothing else.
-pub const OUT_RECORD: &str = ".unet-lab-compare.json";
+pub(crate) const OUT_RECORD: &str = ".unet-lab-compare.json";
 
 /// Checks `--out` before anything is written: not an experiment directory (whose own
 /// `index.html` the page would replace), and no `index.html` there that an earlier `compare`
 /// did not write. The error is the message for the person.
-pub fn check_out(out: &Path) -> Result<Claim, String> {
+pub(crate) fn check_out(out: &Path) -> Result<Claim, String> {
     for marker in ["experiment.json", "plan.json"] {
         if out.join(marker).exists() {
             return Err(format!(
@@ -121,7 +121,7 @@ fn experiment_section(e: &ExperimentData, out: &Path) -> Markup {
 }
 
 /// Writes `out/index.html`; `out` is created only once every directory has been read.
-pub fn render_comparison(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
+pub(crate) fn render_comparison(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
     let experiments: Vec<ExperimentData> = dirs
         .iter()
         .map(|d| ExperimentData::load(d))

@@ -11,7 +11,7 @@ use super::stats::{mean, mean_ci95};
 
 /// One (variant, seed) observation.
 #[derive(Debug, Clone)]
-pub struct Cell {
+pub(crate) struct Cell {
     pub levels: Vec<(String, String)>,
     pub seed: u64,
     /// The score the tables compare (best validation Dice, or test Dice).
@@ -39,7 +39,7 @@ pub struct AxisEffect {
 }
 
 /// Computes the table of every axis in `axes`.
-pub fn main_effects(axes: &[String], cells: &[Cell]) -> Vec<AxisEffect> {
+pub(crate) fn main_effects(axes: &[String], cells: &[Cell]) -> Vec<AxisEffect> {
     axes.iter()
         .filter_map(|axis| axis_effect(axis, cells))
         .collect()

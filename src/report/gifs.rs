@@ -14,7 +14,7 @@ use super::overlay::{FivePanels, GAP, HEADER, draw_titles};
 use crate::track::write_atomic;
 use crate::util::raster::{Canvas, GIF, Palette, fit_panels, panel_scale};
 
-pub struct GifRenderer;
+pub(crate) struct GifRenderer;
 
 /// Frame delays in hundredths of a second.
 const PROGRESS_DELAY: u16 = 35;
@@ -48,7 +48,7 @@ fn encode(
 }
 
 /// `progress.gif` of a run, or `None` without snapshots.
-pub fn render_progress(run: &RunData, palette: &Palette) -> Result<Option<Vec<u8>>> {
+fn render_progress(run: &RunData, palette: &Palette) -> Result<Option<Vec<u8>>> {
     let Some(snaps) = run.snapshots.as_ref().filter(|s| !s.epochs.is_empty()) else {
         return Ok(None);
     };
@@ -110,7 +110,7 @@ pub fn render_progress(run: &RunData, palette: &Palette) -> Result<Option<Vec<u8
 }
 
 /// `results.gif`: one frame per sample with its five panels at the best epoch.
-pub fn render_results(run: &RunData, palette: &Palette) -> Result<Option<Vec<u8>>> {
+fn render_results(run: &RunData, palette: &Palette) -> Result<Option<Vec<u8>>> {
     let Some(layout) = FivePanels::of(run, "results.gif", 1, GIF)? else {
         return Ok(None);
     };
@@ -129,10 +129,6 @@ pub fn render_results(run: &RunData, palette: &Palette) -> Result<Option<Vec<u8>
 }
 
 impl Renderer for GifRenderer {
-    fn name(&self) -> &'static str {
-        "gifs"
-    }
-
     fn render(&self, exp: &ExperimentData) -> Result<Vec<PathBuf>> {
         let palette = Palette::new();
         let per_variant: Vec<Vec<PathBuf>> = exp

@@ -13,7 +13,7 @@ use super::load::ExperimentData;
 use crate::track::write_atomic;
 use crate::util::raster::{Canvas, FONT_FAMILY, ensure_font};
 
-pub struct HeatmapRenderer;
+pub(crate) struct HeatmapRenderer;
 
 /// The file of the `k`-th interaction (in [`super::summary::interactions`] order).
 pub fn file_name(k: usize) -> String {
@@ -26,10 +26,6 @@ const LEFT: u32 = 130;
 const TOP: u32 = 64;
 
 impl Renderer for HeatmapRenderer {
-    fn name(&self) -> &'static str {
-        "heat maps"
-    }
-
     fn render(&self, exp: &ExperimentData) -> Result<Vec<PathBuf>> {
         let mut written = Vec::new();
         for (k, table) in super::summary::interactions(exp).iter().enumerate() {
@@ -56,7 +52,7 @@ fn draw_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> a
     anyhow!("cannot draw heat map: {e}")
 }
 
-pub fn render_png(t: &Interaction) -> Result<Vec<u8>> {
+pub(crate) fn render_png(t: &Interaction) -> Result<Vec<u8>> {
     ensure_font();
     let (rows, cols) = (t.first_levels.len() as u32, t.second_levels.len() as u32);
     let (w, h) = (LEFT + cols * CELL_W + 16, TOP + rows * CELL_H + 16);

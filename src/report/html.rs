@@ -18,11 +18,11 @@ use super::load::{ExperimentData, VariantData};
 use super::summary::{self, VariantRow, fmt_effect, verdict};
 use crate::track::write_atomic;
 
-pub struct HtmlRenderer;
+pub(crate) struct HtmlRenderer;
 
 /// The one stylesheet of the report pages (this one and the comparison), inlined into each so
 /// that a page stays a single self-contained file.
-pub const STYLE: &str = include_str!("style.css");
+const STYLE: &str = include_str!("style.css");
 
 const SORT_SCRIPT: &str = r#"
 document.querySelectorAll("table.sortable").forEach(function(t){
@@ -68,7 +68,7 @@ const FIGURES: [(&str, &str); 3] = [
 ];
 
 /// A whole page: the doctype, a head with `title` and the stylesheet, and `body`.
-pub fn page_shell(title: &str, body: Markup) -> String {
+pub(crate) fn page_shell(title: &str, body: Markup) -> String {
     page_reloading(title, None, body)
 }
 
@@ -460,7 +460,7 @@ fn superseded_section(runs: &[SupersededRun]) -> Markup {
     }
 }
 
-pub fn render_page(exp: &ExperimentData) -> String {
+fn render_page(exp: &ExperimentData) -> String {
     let rows = summary::rows(exp);
     let effects = summary::effects(exp);
     let test = summary::has_test_split(exp);
@@ -484,10 +484,6 @@ pub fn render_page(exp: &ExperimentData) -> String {
 }
 
 impl Renderer for HtmlRenderer {
-    fn name(&self) -> &'static str {
-        "html"
-    }
-
     fn render(&self, exp: &ExperimentData) -> Result<Vec<PathBuf>> {
         let path = exp.dir.join("index.html");
         write_atomic(&path, render_page(exp).as_bytes())?;

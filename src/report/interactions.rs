@@ -14,7 +14,7 @@ use super::stats::{fmt_effect, mean, mean_ci95};
 
 /// One cell of a two-way table.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PairCell {
+pub(crate) struct PairCell {
     pub mean: f64,
     pub ci95: Option<(f64, f64)>,
     pub seeds: usize,
@@ -22,7 +22,7 @@ pub struct PairCell {
 
 /// One difference of differences, against the reference levels.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Contrast {
+pub(crate) struct Contrast {
     /// The non-reference levels of the first and second axis.
     pub first: String,
     pub second: String,
@@ -32,7 +32,7 @@ pub struct Contrast {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Interaction {
+pub(crate) struct Interaction {
     pub first: String,
     pub second: String,
     pub first_levels: Vec<String>,
@@ -45,7 +45,11 @@ pub struct Interaction {
 }
 
 /// The two-way table of every pair of axes (in file order).
-pub fn interactions(axes: &[String], cells: &[Cell], score: &'static str) -> Vec<Interaction> {
+pub(crate) fn interactions(
+    axes: &[String],
+    cells: &[Cell],
+    score: &'static str,
+) -> Vec<Interaction> {
     let mut out = Vec::new();
     for (i, a) in axes.iter().enumerate() {
         for b in &axes[i + 1..] {
@@ -155,7 +159,7 @@ impl Contrast {
 }
 
 /// What the two-way tables show, in words (the page and report.md).
-pub const NOTE: &str = "For each pair of grid axes: the mean score of each pair of levels \
+pub(crate) const NOTE: &str = "For each pair of grid axes: the mean score of each pair of levels \
      (averaged over the other axes) with its 95% interval across seeds, and the interaction \
      contrasts — (change from the first level of the row axis at this column) − (the same change \
      at the first column): how much the effect of one axis depends on the level of the other.";

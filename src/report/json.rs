@@ -14,13 +14,9 @@ use super::stats::{mean, sd};
 use super::summary::{self, VariantRow};
 use crate::track::write_atomic;
 
-pub struct JsonRenderer;
+pub(crate) struct JsonRenderer;
 
 impl Renderer for JsonRenderer {
-    fn name(&self) -> &'static str {
-        "summary.json"
-    }
-
     fn render(&self, exp: &ExperimentData) -> Result<Vec<PathBuf>> {
         let path = exp.dir.join("summary.json");
         write_atomic(&path, &serde_json::to_vec_pretty(&summary_json(exp))?)?;
@@ -114,7 +110,7 @@ fn interaction(t: &Interaction) -> Value {
     })
 }
 
-pub fn summary_json(exp: &ExperimentData) -> Value {
+fn summary_json(exp: &ExperimentData) -> Value {
     let effects = summary::effects(exp);
     json!({
         "experiment": exp.manifest.name,

@@ -16,11 +16,11 @@ use crate::track::RunId;
 use crate::track::status::{StudyStatus, TaskState};
 
 /// Seconds between the page's own reloads while the study runs.
-pub const RELOAD_SECONDS: u32 = 5;
+pub(crate) const RELOAD_SECONDS: u32 = 5;
 
 /// One run being trained.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunningRun {
+pub(crate) struct RunningRun {
     pub variant: String,
     pub run: RunId,
     pub epoch: usize,
@@ -33,7 +33,7 @@ pub struct RunningRun {
 
 /// Where a study in progress stands.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Live {
+pub(crate) struct Live {
     pub done: usize,
     pub total: usize,
     pub running: Vec<RunningRun>,
@@ -41,7 +41,7 @@ pub struct Live {
 
 /// The study's progress, when some run of it is being trained (none otherwise, and for a
 /// directory without a plan).
-pub fn live_status(exp: &ExperimentData) -> Option<Live> {
+pub(crate) fn live_status(exp: &ExperimentData) -> Option<Live> {
     let status = StudyStatus::read(&exp.dir).ok()?;
     let running: Vec<RunningRun> = status
         .tasks
@@ -93,7 +93,7 @@ fn eta(exp: &ExperimentData, variant: &str, run: RunId, done: usize, epochs: usi
 }
 
 /// "1:05" or "2:03:10".
-pub fn fmt_duration(seconds: f64) -> String {
+pub(crate) fn fmt_duration(seconds: f64) -> String {
     let s = seconds.max(0.0).round() as u64;
     match s / 3600 {
         0 => format!("{}:{:02}", s / 60, s % 60),
@@ -104,7 +104,7 @@ pub fn fmt_duration(seconds: f64) -> String {
 /// Refreshes the report of a study in progress at most every `interval`: after an epoch the
 /// tables, curves and pages (cheap); after a run everything, GIFs too. Errors are reported once
 /// and never stop the training.
-pub struct LiveReport {
+pub(crate) struct LiveReport {
     dir: std::path::PathBuf,
     interval: Duration,
     last: Mutex<Option<Instant>>,

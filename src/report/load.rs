@@ -102,7 +102,7 @@ impl RunData {
             .map_or(1.0, |d| d.val_images.max(1) as f64)
     }
 
-    pub fn val_dice_at(&self, epoch: usize) -> Option<f64> {
+    pub(crate) fn val_dice_at(&self, epoch: usize) -> Option<f64> {
         self.val
             .iter()
             .find(|r| r.epoch == epoch)
@@ -115,7 +115,7 @@ impl RunData {
 /// the mean per-image Dice over every non-test image, each scored by the fold that did not
 /// train on it. The test score and the breakdown are means over the folds.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SeedResult {
+pub(crate) struct SeedResult {
     pub seed: u64,
     /// Runs behind it (its folds; 1 without cross-validation).
     pub folds: usize,
@@ -165,12 +165,12 @@ impl SeedResult {
 
 impl VariantData {
     /// Whether the variant's runs are folds of a cross-validation.
-    pub fn cross_validated(&self) -> bool {
+    pub(crate) fn cross_validated(&self) -> bool {
         self.runs.iter().any(|r| r.fold.is_some())
     }
 
     /// One result per seed, its folds combined (see [`SeedResult`]).
-    pub fn seed_results(&self) -> Vec<SeedResult> {
+    pub(crate) fn seed_results(&self) -> Vec<SeedResult> {
         let mut seeds: Vec<u64> = self.runs.iter().map(|r| r.seed).collect();
         seeds.dedup();
         seeds
@@ -199,7 +199,7 @@ impl VariantData {
     }
 
     /// The run whose pictures stand for the variant: the first seed with snapshots.
-    pub fn representative(&self) -> Option<&RunData> {
+    pub(crate) fn representative(&self) -> Option<&RunData> {
         self.runs
             .iter()
             .find(|r| r.snapshots.as_ref().is_some_and(|s| !s.epochs.is_empty()))
@@ -216,7 +216,7 @@ impl ExperimentData {
 
     /// Groups stored runs by variant, in the manifest's order; variants with no run yet (not
     /// selected, or not started) are left out.
-    pub fn from_stored(
+    pub(crate) fn from_stored(
         dir: &Path,
         manifest: ExperimentManifest,
         runs: Vec<StoredRun>,

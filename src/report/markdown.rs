@@ -13,7 +13,7 @@ use super::summary::{self, VariantRow, fmt_effect, verdict};
 use crate::track::manifest::ExperimentManifest;
 use crate::track::write_atomic;
 
-pub struct MarkdownRenderer;
+pub(crate) struct MarkdownRenderer;
 
 /// A variant's pictures, in page order: (file, alt text).
 const PICTURES: [(&str, &str); 5] = [
@@ -228,7 +228,7 @@ fn variant_sections(s: &mut String, variants: &[VariantData]) {
     }
 }
 
-pub fn render_markdown(exp: &ExperimentData) -> String {
+fn render_markdown(exp: &ExperimentData) -> String {
     let mut s = String::new();
     header(&mut s, &exp.manifest);
     if let Some(place) = summary::trained_on(exp) {
@@ -283,10 +283,6 @@ fn superseded(s: &mut String, runs: &[crate::track::supersede::SupersededRun]) {
 }
 
 impl Renderer for MarkdownRenderer {
-    fn name(&self) -> &'static str {
-        "markdown"
-    }
-
     fn render(&self, exp: &ExperimentData) -> Result<Vec<PathBuf>> {
         let path = exp.dir.join("report.md");
         write_atomic(&path, render_markdown(exp).as_bytes())?;

@@ -23,17 +23,16 @@ use std::time::Duration;
 use anyhow::Result;
 use rayon::prelude::*;
 
-pub use load::{ExperimentData, RunData, VariantData};
+pub(crate) use load::ExperimentData;
 
 /// One output format.
-pub trait Renderer: Sync {
-    fn name(&self) -> &'static str;
+pub(crate) trait Renderer: Sync {
     /// Writes this renderer's files for the experiment; returns their paths.
     fn render(&self, experiment: &ExperimentData) -> Result<Vec<PathBuf>>;
 }
 
 /// The picture renderers: independent of each other, so they run in parallel.
-pub fn picture_renderers() -> Vec<Box<dyn Renderer>> {
+fn picture_renderers() -> Vec<Box<dyn Renderer>> {
     vec![
         Box::new(plots::PlotRenderer),
         Box::new(overlay::OverlayRenderer),
@@ -43,7 +42,7 @@ pub fn picture_renderers() -> Vec<Box<dyn Renderer>> {
 }
 
 /// The page renderers: they run after the pictures, whose files they link to.
-pub fn page_renderers() -> Vec<Box<dyn Renderer>> {
+fn page_renderers() -> Vec<Box<dyn Renderer>> {
     vec![
         Box::new(html::HtmlRenderer),
         Box::new(markdown::MarkdownRenderer),
@@ -59,7 +58,10 @@ pub fn render_experiment(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// [`render_experiment`], unless another process is merging the study and does not finish
 /// within `limit`: then `None`, nothing rendered.
-pub fn render_experiment_unless_busy(dir: &Path, limit: Duration) -> Result<Option<Vec<PathBuf>>> {
+pub(crate) fn render_experiment_unless_busy(
+    dir: &Path,
+    limit: Duration,
+) -> Result<Option<Vec<PathBuf>>> {
     match crate::track::merge::merge_unless_busy(dir, limit)? {
         Some((manifest, runs)) => render_merged(dir, manifest, runs).map(Some),
         None => Ok(None),
@@ -103,7 +105,7 @@ pub fn render_tables_and_curves(dir: &Path) -> Result<Option<Vec<PathBuf>>> {
 }
 
 /// Escapes text for a Markdown table cell.
-pub fn markdown_escape(s: &str) -> String {
+pub(crate) fn markdown_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

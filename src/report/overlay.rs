@@ -12,11 +12,11 @@ use crate::track::snapshots::{Snapshots, Strip};
 use crate::track::write_atomic;
 use crate::util::raster::{Canvas, Format, PNG, PRED_RGB, TRUTH_RGB, fit_panels, panel_scale};
 
-pub struct OverlayRenderer;
+pub(crate) struct OverlayRenderer;
 
-pub const GAP: usize = 4;
-pub const HEADER: usize = 22;
-pub const PANEL_TITLES: [&str; 5] = [
+pub(crate) const GAP: usize = 4;
+pub(crate) const HEADER: usize = 22;
+const PANEL_TITLES: [&str; 5] = [
     "image",
     "ground truth",
     "prediction",
@@ -25,7 +25,7 @@ pub const PANEL_TITLES: [&str; 5] = [
 ];
 
 /// The prediction strip of the run's best epoch (or its last stored one).
-pub fn best_strip(run: &RunData) -> Option<(usize, &Strip)> {
+fn best_strip(run: &RunData) -> Option<(usize, &Strip)> {
     let snaps = run.snapshots.as_ref()?;
     let best = run.best_epoch();
     snaps
@@ -37,7 +37,7 @@ pub fn best_strip(run: &RunData) -> Option<(usize, &Strip)> {
 }
 
 /// Draws sample `k`'s five panels in a row at (top, 0), each `panel` = `[ph, pw]` pixels.
-pub fn draw_five(
+fn draw_five(
     canvas: &mut Canvas,
     snaps: &Snapshots,
     pred: &Strip,
@@ -62,7 +62,12 @@ pub fn draw_five(
 }
 
 /// Column titles over five panels.
-pub fn draw_titles(canvas: &mut Canvas, top: usize, panel_w: usize, color: RGBColor) -> Result<()> {
+pub(crate) fn draw_titles(
+    canvas: &mut Canvas,
+    top: usize,
+    panel_w: usize,
+    color: RGBColor,
+) -> Result<()> {
     for (i, title) in PANEL_TITLES.iter().enumerate() {
         let x = (i * (panel_w + GAP) + panel_w / 2) as i32;
         canvas.text(title, x, top as i32 + 4, 13.0, color, true)?;
@@ -71,7 +76,7 @@ pub fn draw_titles(canvas: &mut Canvas, top: usize, panel_w: usize, color: RGBCo
 }
 
 /// A run's best epoch laid out as rows of five panels.
-pub struct FivePanels<'a> {
+pub(crate) struct FivePanels<'a> {
     pub snaps: &'a Snapshots,
     pub pred: &'a Strip,
     pub epoch: usize,
@@ -112,13 +117,13 @@ impl<'a> FivePanels<'a> {
     }
 
     /// Draws sample `k`'s row at `top`.
-    pub fn draw_row(&self, canvas: &mut Canvas, k: usize, top: usize) {
+    pub(crate) fn draw_row(&self, canvas: &mut Canvas, k: usize, top: usize) {
         let panel = [self.panel_h, self.panel_w];
         draw_five(canvas, self.snaps, self.pred, k, top, panel);
     }
 }
 
-pub fn render_overlay(run: &RunData) -> Result<Option<Vec<u8>>> {
+fn render_overlay(run: &RunData) -> Result<Option<Vec<u8>>> {
     let rows = run.snapshots.as_ref().map_or(0, |s| s.images.n);
     let Some(layout) = FivePanels::of(run, "overlay.png", rows, PNG)? else {
         return Ok(None);
@@ -146,10 +151,6 @@ pub fn render_overlay(run: &RunData) -> Result<Option<Vec<u8>>> {
 }
 
 impl Renderer for OverlayRenderer {
-    fn name(&self) -> &'static str {
-        "overlay"
-    }
-
     fn render(&self, exp: &ExperimentData) -> Result<Vec<PathBuf>> {
         let mut written = Vec::new();
         for v in &exp.variants {

@@ -14,13 +14,13 @@ use super::stats::{mean, sd};
 use crate::track::write_atomic;
 use crate::util::raster::{Canvas, FONT_FAMILY, ensure_font};
 
-pub struct PlotRenderer;
+pub(crate) struct PlotRenderer;
 
 const W: u32 = 720;
 const H: u32 = 420;
 
 /// A qualitative palette (Tableau 10), cycled.
-pub const COLORS: [RGBColor; 10] = [
+const COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -34,7 +34,7 @@ pub const COLORS: [RGBColor; 10] = [
 ];
 
 /// One line to draw: points, colour, dashed or not, optional band, legend label.
-pub struct Line {
+struct Line {
     pub label: Option<String>,
     pub points: Vec<(f64, f64)>,
     pub color: RGBColor,
@@ -63,7 +63,7 @@ impl Line {
 }
 
 /// A chart: title, axis names, lines; log-scaled y when the values span two decades.
-pub struct Chart {
+struct Chart {
     pub title: String,
     pub x_desc: String,
     pub y_desc: String,
@@ -199,7 +199,7 @@ impl Chart {
         Ok(())
     }
 
-    pub fn render_png(&self) -> Result<Vec<u8>> {
+    pub(crate) fn render_png(&self) -> Result<Vec<u8>> {
         render_stacked(std::slice::from_ref(self))
     }
 
@@ -227,7 +227,7 @@ impl Chart {
 const LEGEND_ROOM: f64 = 0.45;
 
 /// Charts one above the other in one picture.
-pub fn render_stacked(charts: &[Chart]) -> Result<Vec<u8>> {
+fn render_stacked(charts: &[Chart]) -> Result<Vec<u8>> {
     ensure_font();
     let height = H * charts.len().max(1) as u32;
     let mut canvas = Canvas::new(W as usize, height as usize, 255);
@@ -443,10 +443,6 @@ fn experiment_charts(exp: &ExperimentData) -> (Vec<Chart>, Chart) {
 }
 
 impl Renderer for PlotRenderer {
-    fn name(&self) -> &'static str {
-        "plots"
-    }
-
     fn render(&self, exp: &ExperimentData) -> Result<Vec<PathBuf>> {
         let mut written = Vec::new();
         for v in &exp.variants {

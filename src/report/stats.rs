@@ -15,7 +15,7 @@ pub fn sd(values: &[f64]) -> Option<f64> {
 
 /// The 97.5% quantile of Student's t with `df` degrees of freedom (the half-width factor of a
 /// two-sided 95% interval); NaN for 0.
-pub fn t_975(df: usize) -> f64 {
+pub(crate) fn t_975(df: usize) -> f64 {
     use statrs::distribution::{ContinuousCDF, StudentsT};
     match StudentsT::new(0.0, 1.0, df as f64) {
         Ok(t) if df > 0 => t.inverse_cdf(0.975),
@@ -24,7 +24,7 @@ pub fn t_975(df: usize) -> f64 {
 }
 
 /// Mean with a 95% confidence interval (t distribution); the interval is `None` for one value.
-pub fn mean_ci95(values: &[f64]) -> Option<(f64, Option<(f64, f64)>)> {
+pub(crate) fn mean_ci95(values: &[f64]) -> Option<(f64, Option<(f64, f64)>)> {
     let m = mean(values)?;
     let ci = sd(values).map(|s| {
         let half = t_975(values.len() - 1) * s / (values.len() as f64).sqrt();
@@ -34,7 +34,7 @@ pub fn mean_ci95(values: &[f64]) -> Option<(f64, Option<(f64, f64)>)> {
 }
 
 /// "0.812 ± 0.013" (± sample sd), or just the mean for one value.
-pub fn fmt_mean_sd(values: &[f64]) -> String {
+pub(crate) fn fmt_mean_sd(values: &[f64]) -> String {
     match (mean(values), sd(values)) {
         (None, _) => "–".into(),
         (Some(m), None) => format!("{m:.4}"),
@@ -43,7 +43,7 @@ pub fn fmt_mean_sd(values: &[f64]) -> String {
 }
 
 /// "+0.0123 [−0.0040, +0.0286]".
-pub fn fmt_effect(difference: f64, ci: Option<(f64, f64)>) -> String {
+pub(crate) fn fmt_effect(difference: f64, ci: Option<(f64, f64)>) -> String {
     match ci {
         Some((lo, hi)) => format!("{difference:+.4} [{lo:+.4}, {hi:+.4}]"),
         None => format!("{difference:+.4}"),

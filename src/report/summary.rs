@@ -3,7 +3,7 @@
 use super::effects::{AxisEffect, Cell, main_effects};
 use super::interactions::Interaction;
 use super::load::{ExperimentData, RunData, SeedResult, VariantData};
-pub use super::stats::fmt_effect;
+pub(crate) use super::stats::fmt_effect;
 use super::stats::{fmt_mean_sd, mean};
 use crate::track::RunStatus;
 use crate::track::manifest::ScoreBreakdown;
@@ -56,7 +56,7 @@ pub struct TuningRow {
 }
 
 /// Column heads of the tuning table, and the explanation above it.
-pub const TUNING_HEADS: [&str; 6] = [
+pub(crate) const TUNING_HEADS: [&str; 6] = [
     "variant",
     "threshold",
     "min area",
@@ -64,7 +64,7 @@ pub const TUNING_HEADS: [&str; 6] = [
     "validation Dice before → after",
     "test Dice before → after",
 ];
-pub const TUNING_NOTE: &str = "Chosen on the validation images (out-of-fold for cross-validated \
+pub(crate) const TUNING_NOTE: &str = "Chosen on the validation images (out-of-fold for cross-validated \
      variants) by grid search, mean over tuned seeds; the validation gain is measured on the \
      images it was tuned on, so it is optimistic — the test columns are not. The variant table's \
      test Dice uses the tuned values.";
@@ -174,17 +174,17 @@ impl VariantRow {
     }
 
     /// Sort key for the test-Dice column.
-    pub fn test_mean(&self) -> f64 {
+    pub(crate) fn test_mean(&self) -> f64 {
         mean(&self.test_dice).unwrap_or(-1.0)
     }
 
     /// Sort key for the best-Dice column.
-    pub fn best_mean(&self) -> f64 {
+    pub(crate) fn best_mean(&self) -> f64 {
         mean(&self.best_dice).unwrap_or(-1.0)
     }
 }
 
-pub fn variant_row(v: &VariantData) -> VariantRow {
+pub(crate) fn variant_row(v: &VariantData) -> VariantRow {
     let notes = v
         .runs
         .iter()
@@ -260,7 +260,7 @@ fn part(seeds: &[&SeedResult], get: fn(&ScoreBreakdown) -> Option<f64>) -> Optio
 }
 
 /// Epochs as whole numbers: "5" when every value is 5, "mean 2.3" when they differ, "—" for none.
-pub fn fmt_epochs(epochs: &[usize]) -> String {
+fn fmt_epochs(epochs: &[usize]) -> String {
     match epochs {
         [] => "—".into(),
         [first, rest @ ..] if rest.iter().all(|e| e == first) => first.to_string(),
@@ -272,7 +272,7 @@ pub fn fmt_epochs(epochs: &[usize]) -> String {
 }
 
 /// How many seeds ended how: "3/3 completed", or "2 completed, 1 failed (dead ReLU head)".
-pub fn status_counts(v: &VariantData) -> String {
+pub(crate) fn status_counts(v: &VariantData) -> String {
     let order = [
         RunStatus::Completed,
         RunStatus::Running,
@@ -310,7 +310,7 @@ pub fn status_counts(v: &VariantData) -> String {
 
 /// Where the runs trained: each backend and device (the adapter and driver on wgpu) with its
 /// number of runs, "Trained on cpu (burn-flex), 2 threads (4 runs)."
-pub fn trained_on(exp: &ExperimentData) -> Option<String> {
+pub(crate) fn trained_on(exp: &ExperimentData) -> Option<String> {
     let mut places: Vec<(String, usize)> = Vec::new();
     for r in exp.variants.iter().flat_map(|v| &v.runs) {
         let place = format!("{}, {}", r.record.backend, r.record.device);
@@ -330,7 +330,7 @@ pub fn trained_on(exp: &ExperimentData) -> Option<String> {
 }
 
 /// What the Dice columns mean for cross-validated variants, when there are any.
-pub fn cross_validation_note(rows: &[VariantRow]) -> Option<String> {
+pub(crate) fn cross_validation_note(rows: &[VariantRow]) -> Option<String> {
     let cv: Vec<String> = rows
         .iter()
         .filter_map(|r| r.folds.map(|k| format!("{} ({k} folds)", r.name)))
@@ -353,7 +353,7 @@ pub fn rows(exp: &ExperimentData) -> Vec<VariantRow> {
 /// The score of predicting every mask empty, on the images the ranking score is taken on (the
 /// test split, else the validation images): the share of empty masks there — the floor any
 /// variant must beat (about 0.5 on the Kaggle data).
-pub fn all_empty_score(exp: &ExperimentData) -> Option<f64> {
+pub(crate) fn all_empty_score(exp: &ExperimentData) -> Option<f64> {
     exp.variants.iter().flat_map(|v| &v.runs).find_map(|r| {
         let b = r.breakdown()?;
         let images = b.empty_images + b.nonempty_images;
@@ -362,7 +362,7 @@ pub fn all_empty_score(exp: &ExperimentData) -> Option<f64> {
 }
 
 /// Whether any run of the experiment was scored on a test split.
-pub fn has_test_split(exp: &ExperimentData) -> bool {
+pub(crate) fn has_test_split(exp: &ExperimentData) -> bool {
     exp.variants
         .iter()
         .flat_map(|v| &v.runs)
@@ -375,7 +375,7 @@ pub fn has_test_split(exp: &ExperimentData) -> bool {
 ///
 /// A study of explicit variants (no grid) is compared as one axis, `variant`, whose reference
 /// is the first variant: each variant's difference to it with a 95% interval over seeds.
-pub fn effects(exp: &ExperimentData) -> Vec<AxisEffect> {
+pub(crate) fn effects(exp: &ExperimentData) -> Vec<AxisEffect> {
     let (cells, score) = ranking_cells(exp);
     let axes = match exp.manifest.axes.as_slice() {
         [] => vec![VARIANT_AXIS.to_string()],
@@ -387,10 +387,10 @@ pub fn effects(exp: &ExperimentData) -> Vec<AxisEffect> {
 }
 
 /// The axis of a study without a grid: its variants, against the first.
-pub const VARIANT_AXIS: &str = "variant";
+const VARIANT_AXIS: &str = "variant";
 
 /// The two-way tables of every pair of grid axes, on the same score as the main effects.
-pub fn interactions(exp: &ExperimentData) -> Vec<Interaction> {
+pub(crate) fn interactions(exp: &ExperimentData) -> Vec<Interaction> {
     let (cells, score) = ranking_cells(exp);
     super::interactions::interactions(&exp.manifest.axes, &cells, score)
 }
@@ -420,7 +420,7 @@ fn ranking_cells(exp: &ExperimentData) -> (Vec<Cell>, &'static str) {
 }
 
 /// What the main-effect tables are, in words.
-pub fn effects_intro(effects: &[AxisEffect]) -> String {
+pub(crate) fn effects_intro(effects: &[AxisEffect]) -> String {
     let score = ranked_by(effects);
     if effects.first().is_some_and(|e| e.axis == VARIANT_AXIS) {
         format!(
@@ -437,7 +437,7 @@ pub fn effects_intro(effects: &[AxisEffect]) -> String {
 }
 
 /// What the main effects compare, in words.
-pub fn ranked_by(effects: &[AxisEffect]) -> &'static str {
+pub(crate) fn ranked_by(effects: &[AxisEffect]) -> &'static str {
     match effects.first().map(|e| e.score) {
         Some("test Dice") => "test Dice (held-out test subjects)",
         _ => "best validation Dice",

@@ -9,7 +9,7 @@ use crate::util::shell_quote;
 
 /// The program a command starts.
 #[derive(Debug, Clone)]
-pub enum Program {
+pub(crate) enum Program {
     /// `unet-lab`, found on the PATH (commands printed for a person to type).
     OnPath,
     /// This binary, by its path (worker processes and scripts).
@@ -18,7 +18,7 @@ pub enum Program {
 
 /// Which share of the study the command trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Share {
+pub(crate) enum Share {
     /// Every task that is not finished (a planner: merges and reports at the end).
     Whole,
     /// One task, `--task I`.
@@ -31,7 +31,7 @@ pub enum Share {
 
 /// `unet-lab run FILE --out OUT …` for one worker.
 #[derive(Debug, Clone)]
-pub struct WorkerCommand {
+pub(crate) struct WorkerCommand {
     pub program: Program,
     pub file: PathBuf,
     pub out: PathBuf,
@@ -98,7 +98,7 @@ impl WorkerCommand {
     }
 
     /// The command for a POSIX shell, every path and name quoted.
-    pub fn shell(&self) -> String {
+    pub(crate) fn shell(&self) -> String {
         let program = match &self.program {
             Program::OnPath => "unet-lab".to_string(),
             Program::Exe(path) => shell_quote(&path.display().to_string()),

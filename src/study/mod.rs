@@ -30,10 +30,10 @@ use crate::track::plan::Planned;
 use crate::track::{ExperimentManifest, Plan, PlannedTask};
 use crate::train::progress::{LiveEvent, LiveHook};
 
-pub use command::{Program, Share, WorkerCommand};
+pub(crate) use command::{Program, Share, WorkerCommand};
 pub use finish::finish;
-pub use task::TaskResult;
-pub use workers::{available_threads, check_devices};
+pub(crate) use task::TaskResult;
+pub(crate) use workers::check_devices;
 
 /// What the command line changes in every variant of the file.
 #[derive(Debug, Clone, Default)]
@@ -102,7 +102,7 @@ impl Default for RunOptions {
 impl RunOptions {
     /// Whether this process runs the whole (selected) study, rather than a worker's share: it
     /// merges the runs and renders the report afterwards.
-    pub fn whole_study(&self) -> bool {
+    pub(crate) fn whole_study(&self) -> bool {
         !self.worker && self.selection == Selection::All
     }
 }
@@ -160,7 +160,7 @@ impl StudyTask {
         exp_dir.join(&self.variant.slug)
     }
 
-    pub fn run_dir(&self, exp_dir: &Path) -> PathBuf {
+    pub(crate) fn run_dir(&self, exp_dir: &Path) -> PathBuf {
         layout::run_dir(&self.variant_dir(exp_dir), self.run())
     }
 
@@ -263,7 +263,7 @@ impl Study {
 
     /// Backends must be usable, and `--devices`/`--device` must fit them, before anything
     /// starts.
-    pub fn check_backends(&self, devices: &[usize], device: Option<usize>) -> Result<()> {
+    pub(crate) fn check_backends(&self, devices: &[usize], device: Option<usize>) -> Result<()> {
         let mut placements: Vec<(BackendKind, Option<usize>, Precision)> = self
             .experiment
             .variants
@@ -298,7 +298,7 @@ impl Study {
 
     /// Checks that every data source is there, without loading it (cheap): a missing path
     /// fails before anything is written.
-    pub fn survey_data(&self) -> Result<()> {
+    pub(crate) fn survey_data(&self) -> Result<()> {
         for d in &self.data {
             data::survey(d)?;
         }

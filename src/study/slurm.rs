@@ -15,7 +15,7 @@ use crate::util::shell_quote;
 
 /// Everything `unet-lab slurm` puts into the scripts.
 #[derive(Debug, Clone, Default)]
-pub struct SlurmOptions {
+pub(crate) struct SlurmOptions {
     pub partition: Option<String>,
     pub time: Option<String>,
     pub cpus_per_task: usize,
@@ -25,10 +25,10 @@ pub struct SlurmOptions {
 }
 
 /// SLURM's default `MaxArraySize`: array indices must stay below it.
-pub const DEFAULT_MAX_ARRAY_SIZE: usize = 1001;
+const DEFAULT_MAX_ARRAY_SIZE: usize = 1001;
 
 /// `--gres` is `name[:type][:count]`, e.g. `gpu:1` or `gpu:a100:2`; several joined by commas.
-pub fn check_gres(spec: &str) -> Result<(), String> {
+fn check_gres(spec: &str) -> Result<(), String> {
     for one in spec.split(',') {
         let parts: Vec<&str> = one.split(':').collect();
         let ok_word = |w: &str| {
@@ -52,13 +52,13 @@ pub fn check_gres(spec: &str) -> Result<(), String> {
 }
 
 /// Whether a `--gres` asks for GPUs.
-pub fn gres_has_gpu(spec: &str) -> bool {
+fn gres_has_gpu(spec: &str) -> bool {
     spec.split(',').any(|g| g.split(':').next() == Some("gpu"))
 }
 
 /// `--time` in one of SLURM's forms: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`, or
 /// `UNLIMITED`/`INFINITE`.
-pub fn check_time(spec: &str) -> Result<(), String> {
+fn check_time(spec: &str) -> Result<(), String> {
     if matches!(spec, "UNLIMITED" | "INFINITE" | "unlimited" | "infinite") {
         return Ok(());
     }
@@ -83,7 +83,11 @@ pub fn check_time(spec: &str) -> Result<(), String> {
 
 /// Checks the options against the study: what `sbatch` would refuse, or a GPU asked for a CPU
 /// study (and the reverse), is an error here, before anything is queued.
-pub fn check_options(opts: &SlurmOptions, backends: &[BackendKind], tasks: usize) -> Result<()> {
+pub(crate) fn check_options(
+    opts: &SlurmOptions,
+    backends: &[BackendKind],
+    tasks: usize,
+) -> Result<()> {
     if opts.cpus_per_task == 0 {
         bail!("--cpus-per-task must be at least 1");
     }
@@ -140,7 +144,7 @@ pub struct Scripts {
 /// takes an unquoted `#` as the start of a comment, groups characters in double quotes and
 /// drops a backslash before the character it escapes: a space or `#` in a path would otherwise
 /// cut the value short.
-pub fn sbatch_quote(value: &str) -> String {
+fn sbatch_quote(value: &str) -> String {
     format!("\"{}\"", value.replace('\\', r"\\").replace('"', r#"\""#))
 }
 
@@ -158,7 +162,7 @@ fn control_name(c: char) -> String {
 /// early (putting a shell line above the directives, after which sbatch ignores the rest), and
 /// no other control character belongs in a path a person has to read and type. `what` names
 /// the flag or argument.
-pub fn check_script_path(what: &str, path: &Path) -> Result<()> {
+pub(crate) fn check_script_path(what: &str, path: &Path) -> Result<()> {
     let text = path.to_string_lossy();
     if let Some(c) = text.chars().find(|c| c.is_control()) {
         bail!(
@@ -174,7 +178,7 @@ pub fn check_script_path(what: &str, path: &Path) -> Result<()> {
 /// Refuses a log directory sbatch would not expand `%A`/`%a`/`%j` under: SLURM leaves every
 /// replacement symbol of an `--output` path as it is when the path holds a backslash, so each
 /// task would write the same literal `task-%A_%a.log`.
-pub fn check_log_dir(what: &str, logs: &Path) -> Result<()> {
+pub(crate) fn check_log_dir(what: &str, logs: &Path) -> Result<()> {
     let text = logs.to_string_lossy();
     if text.contains('\\') {
         bail!(
@@ -198,7 +202,7 @@ fn absolute(p: &Path) -> PathBuf {
 
 /// Writes `<exp>/slurm/array.sbatch` and `<exp>/slurm/report.sbatch` (and the log folder);
 /// the jobs run in `cwd`. The paths must have passed [`check_script_path`].
-pub fn write_scripts(
+pub(crate) fn write_scripts(
     exp_dir: &Path,
     plan: &Plan,
     exe: &Path,

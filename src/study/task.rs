@@ -17,7 +17,7 @@ use crate::util::panic_message;
 
 /// How one task went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskResult {
+pub(crate) enum TaskResult {
     /// Another live worker holds the run's lock.
     Busy,
     /// Stopped by an error of the environment: left `interrupted`, to be resumed.

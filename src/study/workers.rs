@@ -14,7 +14,7 @@ use crate::train::progress::{LiveEvent, LiveHook};
 
 /// `--devices` names GPUs: only meaningful when every variant trains on a GPU backend, and
 /// each at most once.
-pub fn check_devices(
+pub(crate) fn check_devices(
     backends: &[BackendKind],
     devices: &[usize],
     device: Option<usize>,
@@ -41,7 +41,7 @@ pub fn check_devices(
 }
 
 /// CPU threads this machine (or this SLURM allocation) gives the study.
-pub fn available_threads() -> usize {
+pub(crate) fn available_threads() -> usize {
     let from_env = |k: &str| {
         std::env::var(k)
             .ok()

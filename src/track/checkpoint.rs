@@ -15,7 +15,7 @@ use super::manifest::BestSoFar;
 use crate::util::fs::write_atomic;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ResumeState {
+pub(crate) struct ResumeState {
     pub config_hash: String,
     pub global_step: usize,
     /// The last completed epoch (`epochs_done`) and the best so far.
@@ -32,16 +32,16 @@ pub fn dir(variant_dir: &Path, run: RunId) -> PathBuf {
     super::layout::run_dir(variant_dir, run).join("checkpoints")
 }
 
-pub fn best_path(variant_dir: &Path, run: RunId) -> PathBuf {
+pub(crate) fn best_path(variant_dir: &Path, run: RunId) -> PathBuf {
     dir(variant_dir, run).join("best.mpk")
 }
 
-pub fn last_path(variant_dir: &Path, run: RunId) -> PathBuf {
+pub(crate) fn last_path(variant_dir: &Path, run: RunId) -> PathBuf {
     dir(variant_dir, run).join("last.mpk")
 }
 
 /// A resume state with the model and optimizer bytes it names.
-pub type Resumable = (ResumeState, Vec<u8>, Vec<u8>);
+type Resumable = (ResumeState, Vec<u8>, Vec<u8>);
 
 impl ResumeState {
     pub fn load(dir: &Path) -> Result<Option<Resumable>> {

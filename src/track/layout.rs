@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// The layout above, recorded in `experiment.json` (`layout`). Directories without it and
 /// without a `plan.json` have the single-file layout of the first builds (`migrate.rs`).
-pub const LAYOUT_VERSION: u32 = 2;
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 
 /// Which run of a variant: a seed and, cross-validated, a fold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -31,7 +31,7 @@ impl RunId {
     }
 
     /// `seed-3`, or `seed-3-fold-1` for a fold of a cross-validation.
-    pub fn dir_name(&self) -> String {
+    pub(crate) fn dir_name(&self) -> String {
         match self.fold {
             Some(k) => format!("seed-{}-fold-{k}", self.seed),
             None => format!("seed-{}", self.seed),
@@ -39,7 +39,7 @@ impl RunId {
     }
 
     /// The run a directory name stands for (`seed-3` → seed 3; `seed-3-fold-1` → fold 1).
-    pub fn from_dir_name(name: &str) -> Option<RunId> {
+    fn from_dir_name(name: &str) -> Option<RunId> {
         let rest = name.strip_prefix("seed-")?;
         match rest.split_once("-fold-") {
             Some((seed, fold)) => Some(RunId::new(seed.parse().ok()?, Some(fold.parse().ok()?))),
@@ -59,12 +59,12 @@ impl std::fmt::Display for RunId {
 }
 
 /// The directory of one run (variant × seed, × fold when cross-validated).
-pub fn run_dir(variant_dir: &Path, run: RunId) -> PathBuf {
+pub(crate) fn run_dir(variant_dir: &Path, run: RunId) -> PathBuf {
     variant_dir.join(run.dir_name())
 }
 
 /// The run directories under a variant directory, by seed and fold.
-pub fn run_dirs(variant_dir: &Path) -> Vec<(RunId, PathBuf)> {
+pub(crate) fn run_dirs(variant_dir: &Path) -> Vec<(RunId, PathBuf)> {
     let mut found: Vec<(RunId, PathBuf)> = std::fs::read_dir(variant_dir)
         .into_iter()
         .flatten()
@@ -81,28 +81,28 @@ pub fn run_dirs(variant_dir: &Path) -> Vec<(RunId, PathBuf)> {
     found
 }
 
-pub fn plan_path(exp_dir: &Path) -> PathBuf {
+pub(crate) fn plan_path(exp_dir: &Path) -> PathBuf {
     exp_dir.join("plan.json")
 }
 
-pub fn runs_table_path(exp_dir: &Path) -> PathBuf {
+pub(crate) fn runs_table_path(exp_dir: &Path) -> PathBuf {
     exp_dir.join("runs.parquet")
 }
 
 /// Serialises planning (writing the experiment-level files) between processes.
-pub fn plan_lock_path(exp_dir: &Path) -> PathBuf {
+pub(crate) fn plan_lock_path(exp_dir: &Path) -> PathBuf {
     exp_dir.join(".plan.lock")
 }
 
 /// Serialises merges, so the last merge to finish is also the last to have read.
-pub fn merge_lock_path(exp_dir: &Path) -> PathBuf {
+pub(crate) fn merge_lock_path(exp_dir: &Path) -> PathBuf {
     exp_dir.join(".merge.lock")
 }
 
 /// Whether `exp_dir` has the single-file layout: an `experiment.json` without a layout
 /// version, and no `plan.json` (which came with per-run storage). Every later directory has
 /// a derived `<variant>/manifest.json` too, so that file alone says nothing.
-pub fn is_legacy(exp_dir: &Path) -> bool {
+pub(crate) fn is_legacy(exp_dir: &Path) -> bool {
     if plan_path(exp_dir).exists() {
         return false;
     }

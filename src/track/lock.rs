@@ -29,7 +29,7 @@ pub struct Holder {
 }
 
 impl Holder {
-    pub fn me() -> Holder {
+    pub(crate) fn me() -> Holder {
         Holder {
             host: hostname(),
             pid: std::process::id(),
@@ -56,7 +56,7 @@ pub struct RunLock {
 
 /// What happened when a lock was asked for.
 #[derive(Debug)]
-pub enum Claim {
+pub(crate) enum Claim {
     Acquired(RunLock),
     /// Another live process holds it (its description, when it could be read).
     Busy(Option<Holder>),
@@ -68,13 +68,13 @@ pub enum Claim {
 const ATTEMPTS: usize = 5;
 const RETRY: Duration = Duration::from_millis(100);
 
-pub fn lock_path(run_dir: &Path) -> PathBuf {
+fn lock_path(run_dir: &Path) -> PathBuf {
     run_dir.join(".lock")
 }
 
 impl RunLock {
     /// Takes the run's lock, or says who holds it.
-    pub fn claim(run_dir: &Path) -> Result<Claim> {
+    pub(crate) fn claim(run_dir: &Path) -> Result<Claim> {
         Self::claim_with(run_dir, ATTEMPTS)
     }
 
@@ -145,7 +145,7 @@ impl Drop for RunLock {
 /// A short exclusive section between processes (planning, merging): blocks until `path`'s lock
 /// is free, holds it until dropped.
 #[derive(Debug)]
-pub struct Exclusive(File);
+pub(crate) struct Exclusive(File);
 
 /// The file of a short exclusive section, created when missing (and never truncated: its
 /// lock may be held).
@@ -169,7 +169,7 @@ impl Exclusive {
 
 impl Exclusive {
     /// The lock if it is free now, `None` if another process holds it.
-    pub fn try_now(path: &Path) -> Result<Option<Exclusive>> {
+    fn try_now(path: &Path) -> Result<Option<Exclusive>> {
         let file = open_section_file(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Exclusive(file))),
@@ -182,7 +182,11 @@ impl Exclusive {
 
     /// Waits at most `limit` for the lock, saying once (after a second) that it waits;
     /// `None` when it is still held then.
-    pub fn wait_at_most(path: &Path, limit: Duration, what: &str) -> Result<Option<Exclusive>> {
+    pub(crate) fn wait_at_most(
+        path: &Path,
+        limit: Duration,
+        what: &str,
+    ) -> Result<Option<Exclusive>> {
         let start = std::time::Instant::now();
         let mut said = false;
         loop {

@@ -15,7 +15,7 @@ use super::layout::RunId;
 use crate::model::postprocess::PostProcess;
 use crate::util::fs::write_atomic;
 
-pub use crate::metrics::ScoreBreakdown;
+pub(crate) use crate::metrics::ScoreBreakdown;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -83,7 +83,7 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    pub fn run_id(&self) -> RunId {
+    pub(crate) fn run_id(&self) -> RunId {
         RunId::new(self.seed, self.fold)
     }
 
@@ -180,7 +180,7 @@ pub struct BestSoFar {
 impl BestSoFar {
     /// Takes a finished epoch's validation Dice; true when it is the best so far (ties keep
     /// the earlier epoch). The breakdown is computed only for a new best.
-    pub fn improve(
+    pub(crate) fn improve(
         &mut self,
         epoch: usize,
         dice: f64,
@@ -253,7 +253,7 @@ impl VariantManifest {
     }
 
     /// Builds a variant manifest from its runs' (the last seed's settings stand for all).
-    pub fn from_runs(mut runs: Vec<RunManifest>) -> Self {
+    pub(crate) fn from_runs(mut runs: Vec<RunManifest>) -> Self {
         runs.sort_by_key(|r| r.record.run_id());
         let last = runs.last().expect("at least one run").clone();
         Self {
@@ -270,7 +270,7 @@ impl VariantManifest {
     }
 
     /// Reads `<variant>/manifest.json` itself.
-    pub fn load_file(variant_dir: &Path) -> Result<Option<Self>> {
+    pub(crate) fn load_file(variant_dir: &Path) -> Result<Option<Self>> {
         read_json(&Self::path(variant_dir), "manifest")
     }
 
@@ -281,13 +281,6 @@ impl VariantManifest {
 
     pub fn run(&self, seed: u64) -> Option<&RunRecord> {
         self.runs.iter().find(|r| r.seed == seed)
-    }
-
-    /// Replaces (or adds) the record of `record.seed`, keeping seeds in order.
-    pub fn upsert(&mut self, record: RunRecord) {
-        self.runs.retain(|r| r.seed != record.seed);
-        self.runs.push(record);
-        self.runs.sort_by_key(|r| r.seed);
     }
 }
 
@@ -404,7 +397,7 @@ impl ExperimentManifest {
         )
     }
 
-    pub fn save_merged(mut self, dir: &Path) -> Result<()> {
+    pub(crate) fn save_merged(mut self, dir: &Path) -> Result<()> {
         if let Ok(old) = Self::load(dir) {
             for v in old.variants {
                 if !self.variants.iter().any(|(_, slug)| *slug == v.1) {
@@ -433,12 +426,12 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<
     Ok(Some(value))
 }
 
-pub const BURN_VERSION: &str = "0.21.0";
+const BURN_VERSION: &str = "0.21.0";
 
-pub use crate::util::time::now_rfc3339;
+pub(crate) use crate::util::time::now_rfc3339;
 
 /// The git commit of the directory holding `file`, if it is in a repository.
-pub fn git_commit(file: &Path) -> Option<String> {
+pub(crate) fn git_commit(file: &Path) -> Option<String> {
     let dir = file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

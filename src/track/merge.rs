@@ -45,17 +45,6 @@ pub fn read(exp_dir: &Path) -> Result<(ExperimentManifest, Vec<StoredRun>)> {
     Ok((manifest, runs))
 }
 
-/// How a merge treats another merge in progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MergeWait {
-    /// Wait for it (`report`, `tune`).
-    Block,
-    /// Do not wait: the live refresh inside training skips a turn rather than stall it.
-    Skip,
-    /// Wait at most this long, saying so (the merge at the end of `run`).
-    AtMost(std::time::Duration),
-}
-
 /// Reads every run and rewrites the derived files from them (atomically, one merge at a time).
 pub fn merge(exp_dir: &Path) -> Result<(ExperimentManifest, Vec<StoredRun>)> {
     super::migrate::migrate_if_legacy(exp_dir)?;
@@ -66,7 +55,7 @@ pub fn merge(exp_dir: &Path) -> Result<(ExperimentManifest, Vec<StoredRun>)> {
 /// [`merge`], unless another merge holds the lock: then `None` at once (`limit` zero: the
 /// live refresh inside training skips a turn rather than stall it) or after waiting at most
 /// `limit`, saying so (the merge at the end of `run`).
-pub fn merge_unless_busy(
+pub(crate) fn merge_unless_busy(
     exp_dir: &Path,
     limit: std::time::Duration,
 ) -> Result<Option<(ExperimentManifest, Vec<StoredRun>)>> {
@@ -169,7 +158,7 @@ fn write_derived(exp_dir: &Path, manifest: &ExperimentManifest, runs: &[StoredRu
 }
 
 /// `runs.parquet`: one row per run, with one column per grid axis holding its level label.
-pub fn runs_frame(axes: &[String], runs: &[StoredRun]) -> Result<DataFrame> {
+fn runs_frame(axes: &[String], runs: &[StoredRun]) -> Result<DataFrame> {
     let text = |get: &dyn Fn(&StoredRun) -> String| runs.iter().map(get).collect::<Vec<String>>();
     let mut columns = vec![
         Column::new("variant".into(), text(&|r| r.manifest.variant.clone())),

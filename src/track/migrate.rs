@@ -15,7 +15,7 @@ use super::tables::Tracker;
 
 /// Migrates the study of a trained variant directory (`predict`, `tune`) when it has the
 /// single-file layout, which keeps the checkpoints elsewhere.
-pub fn migrate_study_of(variant_dir: &Path) -> Result<usize> {
+pub(crate) fn migrate_study_of(variant_dir: &Path) -> Result<usize> {
     match variant_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(exp_dir) => migrate_if_legacy(exp_dir),
         None => Ok(0),
@@ -26,7 +26,7 @@ pub fn migrate_study_of(variant_dir: &Path) -> Result<usize> {
 /// that it is never taken for one again; returns how many runs were moved (0 for a directory
 /// that needs nothing). A run whose checkpoints are gone is not migrated: a record alone never
 /// becomes a finished run.
-pub fn migrate_if_legacy(exp_dir: &Path) -> Result<usize> {
+pub(crate) fn migrate_if_legacy(exp_dir: &Path) -> Result<usize> {
     if !layout::is_legacy(exp_dir) {
         return Ok(0);
     }

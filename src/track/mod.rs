@@ -14,18 +14,18 @@ pub mod status;
 pub mod supersede;
 pub mod tables;
 
-pub use crate::util::fs::write_atomic;
-pub use layout::RunId;
-pub use lock::{Claim, Holder, RunLock};
-pub use manifest::{
-    BestSoFar, ExperimentManifest, RunManifest, RunRecord, RunStatus, TestScore, VariantManifest,
-};
-pub use plan::{Plan, PlannedTask};
+pub(crate) use crate::util::fs::write_atomic;
+pub(crate) use layout::RunId;
+pub(crate) use lock::Claim;
+pub use lock::RunLock;
+pub(crate) use manifest::{BestSoFar, ExperimentManifest, RunRecord, TestScore};
+pub use manifest::{RunManifest, RunStatus, VariantManifest};
+pub(crate) use plan::{Plan, PlannedTask};
 pub use tables::{EpochRow, StepRow, Tracker};
 
 /// The manifest of a trained variant directory (`predict`, `tune`): only a read. A study of
 /// the single-file layout is migrated first by [`migrate::migrate_study_of`].
-pub fn open_variant(variant_dir: &std::path::Path) -> anyhow::Result<VariantManifest> {
+pub(crate) fn open_variant(variant_dir: &std::path::Path) -> anyhow::Result<VariantManifest> {
     use anyhow::Context;
     VariantManifest::load(variant_dir)?.with_context(|| {
         format!(

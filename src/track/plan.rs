@@ -16,7 +16,7 @@ use super::lock::Exclusive;
 use crate::util::fs::write_atomic;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlannedTask {
+pub(crate) struct PlannedTask {
     pub index: usize,
     pub variant: String,
     /// The variant's directory name.
@@ -29,7 +29,7 @@ pub struct PlannedTask {
 }
 
 impl PlannedTask {
-    pub fn run_id(&self) -> RunId {
+    pub(crate) fn run_id(&self) -> RunId {
         RunId::new(self.seed, self.fold)
     }
 
@@ -40,7 +40,7 @@ impl PlannedTask {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub experiment: String,
     /// The experiment file, as an absolute path when it could be resolved.
     pub source_file: String,
@@ -60,7 +60,7 @@ pub struct Plan {
 
 /// What planning did.
 #[derive(Debug, Clone)]
-pub enum Planned {
+pub(crate) enum Planned {
     /// No plan existed: written now.
     New,
     /// The plan on disk has the same tasks.
@@ -152,7 +152,7 @@ impl Plan {
     /// Writes this plan unless an equal one is there. With a different plan on disk, a planner
     /// (`may_replan`) rewrites it; a worker refuses. `write_files` runs, under the same lock,
     /// whenever the plan is (re)written, for the other experiment-level files.
-    pub fn establish(
+    pub(crate) fn establish(
         &self,
         exp_dir: &Path,
         may_replan: bool,

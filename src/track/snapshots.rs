@@ -25,7 +25,7 @@ pub struct Strip {
 
 impl Strip {
     /// Lays out `panels` (each `h × w`, values in [0, 1]) side by side.
-    pub fn from_panels(panels: &[Vec<f32>], h: usize, w: usize) -> Strip {
+    fn from_panels(panels: &[Vec<f32>], h: usize, w: usize) -> Strip {
         let n = panels.len();
         let mut pixels = vec![0u8; h * n * w];
         for (k, panel) in panels.iter().enumerate() {
@@ -40,7 +40,7 @@ impl Strip {
     }
 
     /// The `k`-th panel as values in [0, 1].
-    pub fn panel(&self, k: usize) -> Vec<f32> {
+    pub(crate) fn panel(&self, k: usize) -> Vec<f32> {
         let mut out = Vec::with_capacity(self.h * self.w);
         for y in 0..self.h {
             let row = y * self.n * self.w + k * self.w;
@@ -53,7 +53,7 @@ impl Strip {
         out
     }
 
-    pub fn to_png(&self) -> Result<Vec<u8>> {
+    pub(crate) fn to_png(&self) -> Result<Vec<u8>> {
         crate::util::png::encode(&self.pixels, self.n * self.w, self.h, false)
     }
 
@@ -75,7 +75,7 @@ impl Strip {
 }
 
 /// Stores the samples' images and masks once per run.
-pub fn write_samples(
+pub(crate) fn write_samples(
     dir: &Path,
     images: &[Vec<f32>],
     truth: &[Vec<f32>],
@@ -92,7 +92,7 @@ pub fn write_samples(
     )
 }
 
-pub fn write_epoch(
+pub(crate) fn write_epoch(
     dir: &Path,
     epoch: usize,
     probabilities: &[Vec<f32>],

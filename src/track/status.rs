@@ -12,7 +12,7 @@ use super::plan::{Plan, PlannedTask};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum TaskState {
+pub(crate) enum TaskState {
     Done,
     Running,
     Failed,
@@ -36,13 +36,13 @@ impl TaskState {
     }
 
     /// Whether running the task again would change anything.
-    pub fn needs_work(self) -> bool {
+    fn needs_work(self) -> bool {
         matches!(self, TaskState::Interrupted | TaskState::Missing)
     }
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct TaskStatus {
+pub(crate) struct TaskStatus {
     pub index: usize,
     pub variant: String,
     pub seed: u64,
@@ -60,7 +60,7 @@ pub struct TaskStatus {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct StudyStatus {
+pub(crate) struct StudyStatus {
     pub experiment: String,
     pub dir: PathBuf,
     pub source_file: String,
@@ -160,7 +160,7 @@ fn task_status(exp_dir: &Path, task: &PlannedTask) -> Result<TaskStatus> {
 }
 
 /// `0,1,2,5,7,8` → `0-2,5,7-8` (SLURM's `--array` syntax).
-pub fn index_ranges(indices: &[usize]) -> String {
+pub(crate) fn index_ranges(indices: &[usize]) -> String {
     let mut parts = Vec::new();
     let mut i = 0;
     while i < indices.len() {

@@ -13,7 +13,7 @@ use super::layout::{self, RunId};
 use super::manifest::RunManifest;
 
 /// The directory of superseded runs inside an experiment directory.
-pub const DIR: &str = "superseded";
+pub(crate) const DIR: &str = "superseded";
 
 /// One superseded run, as found on disk.
 #[derive(Debug, Clone, Serialize)]
@@ -39,7 +39,7 @@ fn stamp() -> &'static str {
 /// `lock.rs`) to the superseded directory; the caller holds the run's lock. The manifest moves
 /// first, so a crash half-way leaves a run without a manifest — missing, retrained — never a
 /// finished run without its checkpoints. Returns where it went (`None`: nothing to move).
-pub fn supersede_run(exp_dir: &Path, slug: &str, run: RunId) -> Result<Option<PathBuf>> {
+pub(crate) fn supersede_run(exp_dir: &Path, slug: &str, run: RunId) -> Result<Option<PathBuf>> {
     let run_dir = layout::run_dir(&exp_dir.join(slug), run);
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&run_dir)
         .into_iter()

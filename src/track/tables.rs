@@ -41,7 +41,7 @@ pub struct EpochRow {
 
 /// The run and epoch a row belongs to.
 #[derive(Debug, Clone, Copy)]
-pub struct RowOf<'a> {
+pub(crate) struct RowOf<'a> {
     pub variant: &'a str,
     pub seed: u64,
     pub fold: Option<usize>,
@@ -50,7 +50,7 @@ pub struct RowOf<'a> {
 
 /// How long one pass over a split took, and over how many images.
 #[derive(Debug, Clone, Copy)]
-pub struct PassTime {
+pub(crate) struct PassTime {
     pub seconds: f64,
     pub images: usize,
     /// Preparing batches (the data pipeline); the rest of `seconds` is the model's.
@@ -59,7 +59,7 @@ pub struct PassTime {
 
 impl EpochRow {
     /// The row of one pass over `split`: `metrics` is absent on training rows.
-    pub fn from_metrics(
+    pub(crate) fn from_metrics(
         of: RowOf,
         split: &str,
         loss: f64,
@@ -141,7 +141,7 @@ fn col_f64(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
     Ok(df.column(name)?.f64()?.iter().collect())
 }
 
-pub fn epoch_rows_to_frame(rows: &[EpochRow]) -> Result<DataFrame> {
+pub(crate) fn epoch_rows_to_frame(rows: &[EpochRow]) -> Result<DataFrame> {
     let f = |get: fn(&EpochRow) -> f64| rows.iter().map(get).collect::<Vec<f64>>();
     let o = |get: fn(&EpochRow) -> Option<f64>| rows.iter().map(get).collect::<Vec<Option<f64>>>();
     let columns = vec![
@@ -178,7 +178,7 @@ pub fn epoch_rows_to_frame(rows: &[EpochRow]) -> Result<DataFrame> {
     Ok(DataFrame::new(rows.len(), columns)?)
 }
 
-pub fn epoch_rows_from_frame(df: &DataFrame) -> Result<Vec<EpochRow>> {
+fn epoch_rows_from_frame(df: &DataFrame) -> Result<Vec<EpochRow>> {
     let variant = col_str(df, "variant")?;
     let seed = col_i64(df, "seed")?;
     let fold = col_opt_usize(df, "fold")?;
@@ -219,7 +219,7 @@ pub fn epoch_rows_from_frame(df: &DataFrame) -> Result<Vec<EpochRow>> {
         .collect())
 }
 
-pub fn step_rows_to_frame(rows: &[StepRow]) -> Result<DataFrame> {
+pub(crate) fn step_rows_to_frame(rows: &[StepRow]) -> Result<DataFrame> {
     let columns = vec![
         Column::new(
             "variant".into(),
@@ -253,7 +253,7 @@ pub fn step_rows_to_frame(rows: &[StepRow]) -> Result<DataFrame> {
     Ok(DataFrame::new(rows.len(), columns)?)
 }
 
-pub fn step_rows_from_frame(df: &DataFrame) -> Result<Vec<StepRow>> {
+fn step_rows_from_frame(df: &DataFrame) -> Result<Vec<StepRow>> {
     let variant = col_str(df, "variant")?;
     let seed = col_i64(df, "seed")?;
     let fold = col_opt_usize(df, "fold")?;
@@ -277,7 +277,7 @@ pub fn step_rows_from_frame(df: &DataFrame) -> Result<Vec<StepRow>> {
 }
 
 /// Writes a frame to Parquet atomically.
-pub fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<()> {
+pub(crate) fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<()> {
     let mut bytes = Vec::new();
     ParquetWriter::new(&mut bytes)
         .finish(df)
@@ -336,11 +336,11 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    pub fn metrics_path(dir: &Path) -> PathBuf {
+    pub(crate) fn metrics_path(dir: &Path) -> PathBuf {
         dir.join("metrics.parquet")
     }
 
-    pub fn steps_path(dir: &Path) -> PathBuf {
+    pub(crate) fn steps_path(dir: &Path) -> PathBuf {
         dir.join("steps.parquet")
     }
 
@@ -378,7 +378,7 @@ impl Tracker {
 
     /// Drops the rows of `(variant, seed)` after `last_epoch` (all of them for 0): the rows a
     /// resumed run will write again.
-    pub fn truncate_run(&mut self, variant: &str, seed: u64, last_epoch: usize) {
+    pub(crate) fn truncate_run(&mut self, variant: &str, seed: u64, last_epoch: usize) {
         self.epochs
             .retain(|r| !(r.variant == variant && r.seed == seed && r.epoch > last_epoch));
         self.steps

@@ -80,7 +80,7 @@ impl WeightMaps {
 }
 
 /// The result of one pass over the validation set.
-pub struct Validation {
+pub(crate) struct Validation {
     pub loss: f64,
     pub metrics: SegMetrics,
     pub per_image: Vec<Confusion>,
@@ -151,7 +151,7 @@ fn chunk_probabilities<B: KernelBackend>(
 
 /// The network's output size for the configured input size (`[h, w]` itself with same
 /// padding).
-pub fn output_shape(cfg: &RunConfig) -> Result<(usize, usize)> {
+pub(crate) fn output_shape(cfg: &RunConfig) -> Result<(usize, usize)> {
     let ([h, w], levels) = (cfg.data.size, cfg.model.widths.len());
     Ok((
         output_size(h, levels, cfg.model.padding).map_err(anyhow::Error::msg)?,
@@ -162,7 +162,7 @@ pub fn output_shape(cfg: &RunConfig) -> Result<(usize, usize)> {
 /// Scores `indices` of `ds` as the test score is scored — with `train.test_tta`, whole images,
 /// no snapshots — under `post`; with `keep_cases`, every image's probabilities are returned
 /// too. The test row, tuning and the tuned test score all go through it.
-pub fn score_as_test<B: KernelBackend>(
+pub(crate) fn score_as_test<B: KernelBackend>(
     model: &UNet<B>,
     cfg: &RunConfig,
     ds: &Dataset,
@@ -188,7 +188,7 @@ pub fn score_as_test<B: KernelBackend>(
 
 /// Which images of a dataset to score, how, and whose probabilities to keep.
 #[derive(Clone, Copy)]
-pub struct EvalSet<'a> {
+pub(crate) struct EvalSet<'a> {
     /// The validation or the test split.
     pub indices: &'a [usize],
     pub tta: Tta,
@@ -201,7 +201,7 @@ pub struct EvalSet<'a> {
 }
 
 /// Predicts the images `indices` of `ds` (the validation or the test split) and scores them.
-pub fn evaluate<B: KernelBackend>(
+pub(crate) fn evaluate<B: KernelBackend>(
     model: &UNet<B>,
     cfg: &RunConfig,
     ds: &Dataset,
@@ -299,7 +299,7 @@ pub fn evaluate<B: KernelBackend>(
 
 /// The validation images' probabilities under `model`, with the test split's augmentation
 /// (`train.test_tta`): tuned as it will be scored.
-pub fn validation_cases<B: KernelBackend>(
+pub(crate) fn validation_cases<B: KernelBackend>(
     model: &UNet<B>,
     cfg: &RunConfig,
     ds: &Dataset,
@@ -311,7 +311,7 @@ pub fn validation_cases<B: KernelBackend>(
 
 /// The Kaggle score of the test split under `post`, and what it is made of (none without a
 /// test split).
-pub fn test_score<B: KernelBackend>(
+pub(crate) fn test_score<B: KernelBackend>(
     model: &UNet<B>,
     cfg: &RunConfig,
     ds: &Dataset,

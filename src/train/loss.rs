@@ -1,14 +1,14 @@
 //! The losses, each a function of the network output and the 0/1 mask, and the matching rule
 //! that turns an output into a foreground probability.
 
-pub use crate::model::infer::foreground_probability;
+pub(crate) use crate::model::infer::foreground_probability;
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
 
 use crate::config::LossKind;
 
 /// Smoothing of the soft Dice (added to numerator and denominator), as in most U-Net code.
-pub const DICE_SMOOTH: f64 = 1.0;
+const DICE_SMOOTH: f64 = 1.0;
 
 /// The loss of `output` (`[b, c, h, w]`, c from [`LossKind::out_channels`]) against `target`
 /// (`[b, 1, h, w]`, 0/1). `weights` (`[b, 1, h, w]`) is the border weight map of
@@ -40,13 +40,13 @@ pub fn loss<B: Backend>(
 /// The presence head's loss: binary cross-entropy of its logits (`[b, 1]`) against whether
 /// each image's mask is non-empty (`[b, 1]`, 0/1), in the stable form
 /// `max(z, 0) − z·y + ln(1 + e^−|z|)`.
-pub fn presence_loss<B: Backend>(logits: Tensor<B, 2>, present: Tensor<B, 2>) -> Tensor<B, 1> {
+fn presence_loss<B: Backend>(logits: Tensor<B, 2>, present: Tensor<B, 2>) -> Tensor<B, 1> {
     let softplus = logits.clone().abs().neg().exp().add_scalar(1.0).log(); // [b, 1]
     (relu(logits.clone()) - logits * present + softplus).mean()
 }
 
 /// 1 for each image (`[b, 1, h, w]` masks) with a foreground pixel, else 0: `[b, 1]`.
-pub fn mask_present<B: Backend>(masks: Tensor<B, 4>) -> Tensor<B, 2> {
+fn mask_present<B: Backend>(masks: Tensor<B, 4>) -> Tensor<B, 2> {
     let [b, _, _, _] = masks.dims();
     masks
         .sum_dim(3)
@@ -89,7 +89,7 @@ fn soft_dice<B: Backend>(prob: Tensor<B, 4>, target: Tensor<B, 4>) -> Tensor<B, 
 
 /// The segmentation loss plus, with a presence head, its weighted BCE against whether each
 /// whole mask (`[b, 1, h, w]`, before any centre crop) is non-empty.
-pub fn with_presence<B: Backend>(
+pub(crate) fn with_presence<B: Backend>(
     seg: Tensor<B, 1>,
     presence: Option<Tensor<B, 2>>,
     masks: Tensor<B, 4>,

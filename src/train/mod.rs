@@ -43,7 +43,7 @@ use loss::with_presence;
 use optim::{AnyOptimizer, learning_rate, model_from_bytes, model_to_bytes};
 
 /// Set by the Ctrl-C handler; the loop stops after the current step.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Reports progress to the terminal (or a log).
 pub trait Progress {
@@ -103,13 +103,13 @@ pub struct RunSpec<'a> {
 }
 
 impl RunSpec<'_> {
-    pub fn run_id(&self) -> RunId {
+    pub(crate) fn run_id(&self) -> RunId {
         RunId::new(self.seed, self.fold)
     }
 }
 
 /// Epochs in a row with an all-zero output after which an MSE/ReLU run is stopped.
-pub const DEAD_HEAD_EPOCHS: usize = 3;
+const DEAD_HEAD_EPOCHS: usize = 3;
 
 fn mix(seed: u64, salt: u64) -> u64 {
     // SplitMix64 finaliser: distinct, well-spread seeds per (run seed, epoch, ...).
@@ -121,7 +121,7 @@ fn mix(seed: u64, salt: u64) -> u64 {
 
 /// Validation samples whose predictions are kept every epoch: a seeded pick, half with an
 /// object and half without where the split allows.
-pub fn pick_snapshot_samples(dataset: &Dataset, n: usize, seed: u64) -> Vec<usize> {
+fn pick_snapshot_samples(dataset: &Dataset, n: usize, seed: u64) -> Vec<usize> {
     let mut rng = StdRng::seed_from_u64(mix(seed, 0x5a3b));
     let (mut with, mut without): (Vec<usize>, Vec<usize>) = dataset
         .val
@@ -183,7 +183,7 @@ impl crate::device::OnDevice for TrainOn<'_, '_> {
 /// Each epoch is train → validate → record → checkpoint → decide. Rows are flushed before the
 /// checkpoint that marks the epoch done, so a crash in between redoes the epoch and never loses
 /// or duplicates a row.
-pub fn train_run<B: AutodiffBackend + KernelBackend>(
+fn train_run<B: AutodiffBackend + KernelBackend>(
     spec: &RunSpec,
     tracker: &mut Tracker,
     device: &B::Device,

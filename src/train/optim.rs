@@ -13,10 +13,10 @@ use burn::tensor::backend::AutodiffBackend;
 
 use crate::config::{OptimizerKind, Schedule, TrainConfig};
 use crate::model::record::recorder;
-pub use crate::model::record::{model_from_bytes, model_to_bytes};
+pub(crate) use crate::model::record::{model_from_bytes, model_to_bytes};
 
 /// Adam or SGD for a module `M` on the autodiff backend `B`.
-pub enum AnyOptimizer<M: AutodiffModule<B>, B: AutodiffBackend> {
+pub(crate) enum AnyOptimizer<M: AutodiffModule<B>, B: AutodiffBackend> {
     Adam(OptimizerAdaptor<Adam, M, B>),
     Sgd(OptimizerAdaptor<Sgd<B::InnerBackend>, M, B>),
 }
@@ -63,7 +63,7 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
     }
 
     /// The optimizer state (moments, velocities) as bytes.
-    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+    pub(crate) fn to_bytes(&self) -> Result<Vec<u8>> {
         Ok(match self {
             AnyOptimizer::Adam(o) => recorder().record(o.to_record(), ())?,
             AnyOptimizer::Sgd(o) => recorder().record(o.to_record(), ())?,
@@ -71,7 +71,7 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
     }
 
     /// Restores the state; load the model record first so parameter ids line up.
-    pub fn load_bytes(self, bytes: Vec<u8>, device: &B::Device) -> Result<Self> {
+    pub(crate) fn load_bytes(self, bytes: Vec<u8>, device: &B::Device) -> Result<Self> {
         Ok(match self {
             AnyOptimizer::Adam(o) => {
                 let record = Recorder::<B>::load(&recorder(), bytes, device)
@@ -89,7 +89,12 @@ impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
 
 /// The learning rate at `step` of `total_steps` (0-based; per step, so a resumed run gets the
 /// same rates as an uninterrupted one).
-pub fn learning_rate(config: &TrainConfig, epoch: usize, step: usize, total_steps: usize) -> f64 {
+pub(crate) fn learning_rate(
+    config: &TrainConfig,
+    epoch: usize,
+    step: usize,
+    total_steps: usize,
+) -> f64 {
     let t = step as f64 / total_steps.max(1) as f64;
     match config.schedule {
         Schedule::Constant => config.lr,

@@ -10,7 +10,7 @@ use crate::train::{EpochSummary, Progress};
 
 /// A bar on a terminal, plain lines otherwise — and always plain lines with
 /// `UNET_LAB_PROGRESS=plain` (the worker processes of `--jobs` share one terminal).
-pub fn make_progress() -> Box<dyn Progress> {
+pub(crate) fn make_progress() -> Box<dyn Progress> {
     let plain = std::env::var("UNET_LAB_PROGRESS").is_ok_and(|v| v == "plain");
     if std::io::stderr().is_terminal() && !plain {
         Box::new(BarProgress::default())
@@ -109,10 +109,10 @@ pub enum LiveEvent {
 }
 
 /// Called as training goes (the `run` command refreshes the report with it).
-pub type LiveHook = std::sync::Arc<dyn Fn(LiveEvent) + Send + Sync>;
+pub(crate) type LiveHook = std::sync::Arc<dyn Fn(LiveEvent) + Send + Sync>;
 
 /// A progress output that also tells `hook` of every recorded epoch.
-pub struct WithHook {
+pub(crate) struct WithHook {
     pub inner: Box<dyn Progress>,
     pub hook: LiveHook,
 }

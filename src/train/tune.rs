@@ -21,24 +21,24 @@ use crate::track::{Claim, RunId, RunLock, checkpoint, layout};
 use crate::util::fs::write_atomic;
 
 /// Candidate probability thresholds: 0.10, 0.15, …, 0.90.
-pub fn thresholds() -> Vec<f32> {
+fn thresholds() -> Vec<f32> {
     (2..=18).map(|k| k as f32 * 0.05).collect()
 }
 
 /// Candidate minimum areas, as shares of the image (0 to 8%; the Kaggle nerves cover ~1–5%
 /// of an image).
-pub const MIN_AREA_SHARES: [f64; 12] = [
+const MIN_AREA_SHARES: [f64; 12] = [
     0.0, 0.001, 0.002, 0.004, 0.006, 0.01, 0.015, 0.02, 0.03, 0.04, 0.06, 0.08,
 ];
 
 /// Candidate presence thresholds: 0.10, 0.15, …, 0.90.
-pub fn presence_thresholds() -> Vec<f64> {
+fn presence_thresholds() -> Vec<f64> {
     (2..=18).map(|k| k as f64 * 0.05).collect()
 }
 
 /// What a search found.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Tuning {
+pub(crate) struct Tuning {
     pub post: PostProcess,
     /// The Kaggle score of the untuned values and of the chosen ones, on the tuning images.
     pub before: f64,
@@ -114,7 +114,7 @@ fn with_start<T: PartialEq + Copy>(start: T, grid: impl IntoIterator<Item = T>) 
 
 /// The values that maximise the mean Dice of `cases`, starting from `start` (the untuned
 /// rule): ties keep the earlier candidate, so values change only when that scores higher.
-pub fn search(cases: &[Case], start: PostProcess) -> Tuning {
+pub(crate) fn search(cases: &[Case], start: PostProcess) -> Tuning {
     let before = score(cases, &start);
     let presence: Vec<Option<f64>> = match start.presence_threshold {
         Some(t) => with_start(t, presence_thresholds())
@@ -159,7 +159,7 @@ pub fn save(checkpoint_dir: &Path, post: &PostProcess) -> Result<()> {
 
 /// What `unet-lab tune` did for one seed of a variant (its folds tuned together).
 #[derive(Debug, Clone)]
-pub struct SeedTuning {
+pub(crate) struct SeedTuning {
     pub seed: u64,
     pub runs: Vec<RunId>,
     pub tuned: Vec<TunedScore>,
@@ -179,7 +179,7 @@ struct Loaded<B: KernelBackend> {
 /// seed on the out-of-fold images of all its folds together — and writes the values beside
 /// every checkpoint it used, with the validation and test scores before and after in the run's
 /// manifest. The test split is scored, never tuned on.
-pub fn tune_variant(variant_dir: &Path, seed: Option<u64>) -> Result<Vec<SeedTuning>> {
+pub(crate) fn tune_variant(variant_dir: &Path, seed: Option<u64>) -> Result<Vec<SeedTuning>> {
     let manifest = crate::track::open_variant(variant_dir)?;
     let mut seeds: Vec<u64> = manifest.runs.iter().map(|r| r.seed).collect();
     seeds.dedup();

@@ -11,7 +11,7 @@ pub fn window<T: Copy>(v: &[T], w: usize, [top, left]: [usize; 2], [ch, cw]: [us
 
 /// The centre `oh × ow` of a row-major `h × w` buffer (the paper's cropped skip connections and
 /// masks; odd margins leave the extra row and column at the bottom right).
-pub fn centre<T: Copy>(v: &[T], [h, w]: [usize; 2], [oh, ow]: [usize; 2]) -> Vec<T> {
+pub(crate) fn centre<T: Copy>(v: &[T], [h, w]: [usize; 2], [oh, ow]: [usize; 2]) -> Vec<T> {
     if oh == h && ow == w {
         return v.to_vec();
     }
@@ -19,7 +19,7 @@ pub fn centre<T: Copy>(v: &[T], [h, w]: [usize; 2], [oh, ow]: [usize; 2]) -> Vec
 }
 
 /// Mirror an index into `0..n` (…, 1, 0, 0, 1, …, n−1, n−1, n−2, …).
-pub fn mirror(i: isize, n: usize) -> usize {
+pub(crate) fn mirror(i: isize, n: usize) -> usize {
     let n = n as isize;
     if n == 1 {
         return 0;

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed to
 /// disk, then renamed over the target. A crash leaves either the old file or the new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     if let Some(cause) = injected_failure(path) {
         bail!("cannot write {}: {cause}", path.display());
@@ -63,7 +63,7 @@ fn injected_failure(path: &Path) -> Option<&'static str> {
 
 /// A hidden sibling temp name, unique per host and process: writers on several hosts that
 /// share the filesystem never write into each other's temp file.
-pub fn temp_path(path: &Path) -> PathBuf {
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
     use std::sync::OnceLock;
     static HOST: OnceLock<String> = OnceLock::new();
     let host = HOST.get_or_init(|| super::host::hostname().replace(['/', '.'], "_"));

@@ -1,11 +1,11 @@
 //! One content hash for the whole program.
 
 /// FNV-1a's 64-bit offset basis: the start of a fresh hash.
-pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// 64-bit FNV-1a of `bytes`, continuing from `hash` (start with [`FNV_OFFSET`]): stable across
 /// builds and platforms, dependency-free; not for security.
-pub fn fnv1a64_from(bytes: &[u8], mut hash: u64) -> u64 {
+pub(crate) fn fnv1a64_from(bytes: &[u8], mut hash: u64) -> u64 {
     for &b in bytes {
         hash ^= b as u64;
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
@@ -14,7 +14,7 @@ pub fn fnv1a64_from(bytes: &[u8], mut hash: u64) -> u64 {
 }
 
 /// 64-bit FNV-1a of `bytes`.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     fnv1a64_from(bytes, FNV_OFFSET)
 }
 

@@ -1,7 +1,7 @@
 //! Who and where this process is: host name and SLURM job.
 
 /// This machine's host name (`/proc/sys/kernel/hostname`, then `$HOSTNAME`).
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_string())
@@ -11,7 +11,7 @@ pub fn hostname() -> String {
 }
 
 /// The SLURM job this process runs in: `<array job>_<task>` for array tasks.
-pub fn slurm_job_id() -> Option<String> {
+pub(crate) fn slurm_job_id() -> Option<String> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     match (var("SLURM_ARRAY_JOB_ID"), var("SLURM_ARRAY_TASK_ID")) {
         (Some(job), Some(task)) => Some(format!("{job}_{task}")),

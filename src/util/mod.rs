@@ -11,12 +11,12 @@ pub mod raster;
 pub mod time;
 
 /// Quotes a word for a POSIX shell.
-pub fn shell_quote(word: &str) -> String {
+pub(crate) fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 /// The text of a caught panic (`std::panic::catch_unwind`'s payload).
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     let text = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -28,7 +28,7 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// A request refused before anything was written, because it would lose or overwrite
 /// something (exit code 2, like a bad config): the message says why and the ways out.
 #[derive(Debug, Clone)]
-pub struct Refusal(pub String);
+pub(crate) struct Refusal(pub String);
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -5,7 +5,7 @@ use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 /// One draw of N(0, 1) (`rand_distr`'s ziggurat sampler; deterministic for a seeded `rng`).
-pub fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> f32 {
+pub(crate) fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> f32 {
     StandardNormal.sample(rng)
 }
 

@@ -22,7 +22,7 @@ struct Record {
 /// The files a command is about to write into a folder, checked against the folder's record;
 /// [`Claim::commit`] adds them to the record before the first of them is written.
 #[derive(Debug)]
-pub struct Claim {
+pub(crate) struct Claim {
     record_path: PathBuf,
     record: Record,
 }
@@ -30,7 +30,7 @@ pub struct Claim {
 /// Checks that each of `planned` (file names in `dir`) is either absent or listed in the
 /// record `dir/<record>` of `command`. The error is the message for the person: it names the
 /// first such file and `flag`, the option that chose `dir`.
-pub fn claim(
+pub(crate) fn claim(
     dir: &Path,
     record: &str,
     command: &str,
@@ -77,7 +77,7 @@ pub fn claim(
 impl Claim {
     /// Writes the record (creating the folder): from here on, the planned files are the
     /// command's own, and a run cut short can be run again into the same folder.
-    pub fn commit(&self) -> Result<()> {
+    pub(crate) fn commit(&self) -> Result<()> {
         let json = serde_json::to_vec_pretty(&self.record).context("cannot encode the record")?;
         write_atomic(&self.record_path, &json)
     }

@@ -11,10 +11,10 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 /// needed at run time.
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
-pub const FONT_FAMILY: &str = "sans-serif";
+pub(crate) const FONT_FAMILY: &str = "sans-serif";
 
 /// Registers the embedded font with plotters (once per process).
-pub fn ensure_font() {
+pub(crate) fn ensure_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The bytes are compiled in, so this cannot fail on a valid build.
@@ -23,12 +23,12 @@ pub fn ensure_font() {
 }
 
 /// Overlay colours (alpha-blended over the grey image).
-pub const TRUTH_RGB: [u8; 3] = [0, 255, 0];
-pub const PRED_RGB: [u8; 3] = [255, 0, 0];
-pub const OVERLAY_ALPHA: f32 = 0.45;
+pub(crate) const TRUTH_RGB: [u8; 3] = [0, 255, 0];
+pub(crate) const PRED_RGB: [u8; 3] = [255, 0, 0];
+const OVERLAY_ALPHA: f32 = 0.45;
 
 /// An RGB image being composed.
-pub struct Canvas {
+pub(crate) struct Canvas {
     pub width: usize,
     pub height: usize,
     pub rgb: Vec<u8>,
@@ -132,18 +132,18 @@ impl Canvas {
         Ok(())
     }
 
-    pub fn to_png(&self) -> Result<Vec<u8>> {
+    pub(crate) fn to_png(&self) -> Result<Vec<u8>> {
         crate::util::png::encode(&self.rgb, self.width, self.height, true)
     }
 }
 
-pub fn blend(v: u8, color: [u8; 3]) -> [u8; 3] {
+fn blend(v: u8, color: [u8; 3]) -> [u8; 3] {
     let mix = |c: u8| ((1.0 - OVERLAY_ALPHA) * v as f32 + OVERLAY_ALPHA * c as f32).round() as u8;
     [mix(color[0]), mix(color[1]), mix(color[2])]
 }
 
 /// Integer upscaling so small training images stay legible (panels at least ~128 px wide).
-pub fn panel_scale(w: usize) -> usize {
+pub(crate) fn panel_scale(w: usize) -> usize {
     128usize.div_ceil(w.max(1)).clamp(1, 4)
 }
 
@@ -176,7 +176,7 @@ pub const PNG: Format = Format {
 /// height]` for a panel size is `frame(panel)`: `scale` times the images, or — when that picture
 /// would exceed `format`'s sides or pixels — smaller, keeping the aspect ratio, with a
 /// note on stderr (once per process). Titles and gaps keep their size.
-pub fn fit_panels(
+pub(crate) fn fit_panels(
     what: &str,
     [h, w]: [usize; 2],
     scale: usize,
@@ -243,7 +243,7 @@ fn note_scaled_down(
 /// The fixed GIF palette: 128 greys, then 64 levels of the truth tint and 64 of the
 /// prediction tint, so every colour the report draws maps to an index without per-frame
 /// quantisation.
-pub struct Palette {
+pub(crate) struct Palette {
     pub rgb: Vec<u8>,
 }
 
@@ -282,7 +282,7 @@ impl Palette {
         (offset + (v as usize * (TINT_LEVELS - 1) + 127) / 255) as u8
     }
 
-    pub fn indices(&self, canvas: &Canvas) -> Vec<u8> {
+    pub(crate) fn indices(&self, canvas: &Canvas) -> Vec<u8> {
         canvas
             .rgb
             .chunks_exact(3)
