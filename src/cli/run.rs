@@ -68,17 +68,14 @@ pub(crate) fn execute(args: RunArgs) -> Result<u8> {
         backend: args.backend,
     };
     let study = Study::load(&args.file, overrides)?;
-    if let Err(msg) = study.experiment.variant_indices(&args.variants) {
-        eprintln!("error: {msg}");
-        return Ok(exit::CONFIG);
-    }
-    let tasks = study.tasks.len();
-    if let Some(i) = args.task.filter(|&i| i >= tasks) {
-        eprintln!(
-            "error: --task {i}: the study has {tasks} task(s), numbered 0 to {} (see `unet-lab tasks {}`)",
-            tasks.saturating_sub(1),
-            args.file.display()
-        );
+    let selection = match (args.task, args.shard) {
+        (Some(i), _) => Selection::Task(i),
+        (_, Some((index, count))) => Selection::Shard { index, count },
+        _ => Selection::All,
+    };
+    // A selection the study does not have is a usage error, before anything is checked.
+    if let Err(e) = study.select(&args.variants, selection) {
+        eprintln!("error: {e:#}");
         return Ok(exit::CONFIG);
     }
     let (jobs, device) = match worker_count(&args) {
@@ -87,11 +84,6 @@ pub(crate) fn execute(args: RunArgs) -> Result<u8> {
             eprintln!("error: {msg}");
             return Ok(exit::CONFIG);
         }
-    };
-    let selection = match (args.task, args.shard) {
-        (Some(i), _) => Selection::Task(i),
-        (_, Some((index, count))) => Selection::Shard { index, count },
-        _ => Selection::All,
     };
     super::install_ctrlc();
     let exp_dir = study.dir(&args.out);

@@ -68,14 +68,7 @@ pub fn generate(
             let mut rng =
                 StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
             let (image, mask) = draw(&anatomies[subject], height, width, &mut rng);
-            Sample {
-                id: format!("{}_{}", subject + 1, n),
-                subject: subject as u32 + 1,
-                height,
-                width,
-                image,
-                mask,
-            }
+            synthetic_sample(subject, n, [height, width], (image, mask))
         })
         .collect()
 }
@@ -373,16 +366,26 @@ fn generate_kaggle(
                     *v = (*v + knobs::TWIN_NOISE * standard_normal(&mut rng)).clamp(0.0, 1.0);
                 }
             }
-            Sample {
-                id: format!("{}_{}", subject + 1, i % per_subject + 1),
-                subject: subject as u32 + 1,
-                height,
-                width,
-                image,
-                mask,
-            }
+            synthetic_sample(subject, i % per_subject + 1, [height, width], (image, mask))
         })
         .collect()
+}
+
+/// Image `n` (from 1) of the 0-based `subject`, named as the Kaggle files are (`3_17`).
+fn synthetic_sample(
+    subject: usize,
+    n: usize,
+    [height, width]: [usize; 2],
+    (image, mask): (Vec<f32>, Vec<u8>),
+) -> Sample {
+    Sample {
+        id: format!("{}_{n}", subject + 1),
+        subject: subject as u32 + 1,
+        height,
+        width,
+        image,
+        mask,
+    }
 }
 
 /// Which images are near-duplicates of the previous image of their subject (never the first

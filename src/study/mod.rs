@@ -238,8 +238,9 @@ impl Study {
         let n = self.tasks.len();
         match selection {
             Selection::Task(i) if i >= n => bail!(
-                "--task {i}: the study has {n} task(s), numbered 0 to {} (see `unet-lab tasks FILE`)",
-                n.saturating_sub(1)
+                "--task {i}: the study has {n} task(s), numbered 0 to {} (see `unet-lab tasks {}`)",
+                n.saturating_sub(1),
+                self.file.display()
             ),
             Selection::Shard { count: 0, .. } => bail!("--shard I/N: N must be at least 1"),
             Selection::Shard { index, count } if index >= count => {

@@ -58,6 +58,15 @@ pub(crate) struct PassTime {
 }
 
 impl EpochRow {
+    fn of(&self) -> RowOf<'_> {
+        RowOf {
+            variant: &self.variant,
+            seed: self.seed,
+            fold: self.fold,
+            epoch: self.epoch,
+        }
+    }
+
     /// The row of one pass over `split`: `metrics` is absent on training rows.
     pub(crate) fn from_metrics(
         of: RowOf,
@@ -85,6 +94,17 @@ impl EpochRow {
             images_per_sec: time.images as f64 / time.seconds.max(1e-9),
             load_seconds: time.load_seconds,
             step_seconds: time.seconds - time.load_seconds,
+        }
+    }
+}
+
+impl StepRow {
+    fn of(&self) -> RowOf<'_> {
+        RowOf {
+            variant: &self.variant,
+            seed: self.seed,
+            fold: self.fold,
+            epoch: self.epoch,
         }
     }
 }
@@ -137,6 +157,39 @@ fn fold_column(folds: impl Iterator<Item = Option<usize>>) -> Column {
     )
 }
 
+/// The columns both tables start with: which run and epoch each row belongs to.
+fn key_columns(keys: &[RowOf]) -> Vec<Column> {
+    let column = |name: &str, values: Vec<i64>| Column::new(name.into(), values);
+    vec![
+        Column::new(
+            "variant".into(),
+            keys.iter().map(|k| k.variant).collect::<Vec<_>>(),
+        ),
+        column("seed", keys.iter().map(|k| k.seed as i64).collect()),
+        fold_column(keys.iter().map(|k| k.fold)),
+        column("epoch", keys.iter().map(|k| k.epoch as i64).collect()),
+    ]
+}
+
+/// [`key_columns`], read back.
+struct KeyColumns {
+    variant: Vec<String>,
+    seed: Vec<i64>,
+    fold: Vec<Option<usize>>,
+    epoch: Vec<i64>,
+}
+
+impl KeyColumns {
+    fn read(df: &DataFrame) -> Result<KeyColumns> {
+        Ok(KeyColumns {
+            variant: col_str(df, "variant")?,
+            seed: col_i64(df, "seed")?,
+            fold: col_opt_usize(df, "fold")?,
+            epoch: col_i64(df, "epoch")?,
+        })
+    }
+}
+
 fn col_f64(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
     Ok(df.column(name)?.f64()?.iter().collect())
 }
@@ -144,20 +197,9 @@ fn col_f64(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
 pub(crate) fn epoch_rows_to_frame(rows: &[EpochRow]) -> Result<DataFrame> {
     let f = |get: fn(&EpochRow) -> f64| rows.iter().map(get).collect::<Vec<f64>>();
     let o = |get: fn(&EpochRow) -> Option<f64>| rows.iter().map(get).collect::<Vec<Option<f64>>>();
-    let columns = vec![
-        Column::new(
-            "variant".into(),
-            rows.iter().map(|r| r.variant.clone()).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "seed".into(),
-            rows.iter().map(|r| r.seed as i64).collect::<Vec<_>>(),
-        ),
-        fold_column(rows.iter().map(|r| r.fold)),
-        Column::new(
-            "epoch".into(),
-            rows.iter().map(|r| r.epoch as i64).collect::<Vec<_>>(),
-        ),
+    let keys: Vec<RowOf> = rows.iter().map(EpochRow::of).collect();
+    let mut columns = key_columns(&keys);
+    columns.extend([
         Column::new(
             "split".into(),
             rows.iter().map(|r| r.split.clone()).collect::<Vec<_>>(),
@@ -174,15 +216,12 @@ pub(crate) fn epoch_rows_to_frame(rows: &[EpochRow]) -> Result<DataFrame> {
         Column::new("images_per_sec".into(), f(|r| r.images_per_sec)),
         Column::new("load_seconds".into(), f(|r| r.load_seconds)),
         Column::new("step_seconds".into(), f(|r| r.step_seconds)),
-    ];
+    ]);
     Ok(DataFrame::new(rows.len(), columns)?)
 }
 
 fn epoch_rows_from_frame(df: &DataFrame) -> Result<Vec<EpochRow>> {
-    let variant = col_str(df, "variant")?;
-    let seed = col_i64(df, "seed")?;
-    let fold = col_opt_usize(df, "fold")?;
-    let epoch = col_i64(df, "epoch")?;
+    let key = KeyColumns::read(df)?;
     let split = col_str(df, "split")?;
     let loss = col_f64(df, "loss")?;
     let dice = col_f64(df, "dice")?;
@@ -198,10 +237,10 @@ fn epoch_rows_from_frame(df: &DataFrame) -> Result<Vec<EpochRow>> {
     let step_seconds = col_f64(df, "step_seconds")?;
     Ok((0..df.height())
         .map(|i| EpochRow {
-            variant: variant[i].clone(),
-            seed: seed[i] as u64,
-            fold: fold[i],
-            epoch: epoch[i] as usize,
+            variant: key.variant[i].clone(),
+            seed: key.seed[i] as u64,
+            fold: key.fold[i],
+            epoch: key.epoch[i] as usize,
             split: split[i].clone(),
             loss: loss[i].unwrap_or(f64::NAN),
             dice: dice[i],
@@ -220,20 +259,9 @@ fn epoch_rows_from_frame(df: &DataFrame) -> Result<Vec<EpochRow>> {
 }
 
 pub(crate) fn step_rows_to_frame(rows: &[StepRow]) -> Result<DataFrame> {
-    let columns = vec![
-        Column::new(
-            "variant".into(),
-            rows.iter().map(|r| r.variant.clone()).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "seed".into(),
-            rows.iter().map(|r| r.seed as i64).collect::<Vec<_>>(),
-        ),
-        fold_column(rows.iter().map(|r| r.fold)),
-        Column::new(
-            "epoch".into(),
-            rows.iter().map(|r| r.epoch as i64).collect::<Vec<_>>(),
-        ),
+    let keys: Vec<RowOf> = rows.iter().map(StepRow::of).collect();
+    let mut columns = key_columns(&keys);
+    columns.extend([
         Column::new(
             "step".into(),
             rows.iter().map(|r| r.step as i64).collect::<Vec<_>>(),
@@ -249,25 +277,22 @@ pub(crate) fn step_rows_to_frame(rows: &[StepRow]) -> Result<DataFrame> {
             rows.iter().map(|r| r.loss).collect::<Vec<_>>(),
         ),
         Column::new("lr".into(), rows.iter().map(|r| r.lr).collect::<Vec<_>>()),
-    ];
+    ]);
     Ok(DataFrame::new(rows.len(), columns)?)
 }
 
 fn step_rows_from_frame(df: &DataFrame) -> Result<Vec<StepRow>> {
-    let variant = col_str(df, "variant")?;
-    let seed = col_i64(df, "seed")?;
-    let fold = col_opt_usize(df, "fold")?;
-    let epoch = col_i64(df, "epoch")?;
+    let key = KeyColumns::read(df)?;
     let step = col_i64(df, "step")?;
     let global_step = col_i64(df, "global_step")?;
     let loss = col_f64(df, "loss")?;
     let lr = col_f64(df, "lr")?;
     Ok((0..df.height())
         .map(|i| StepRow {
-            variant: variant[i].clone(),
-            seed: seed[i] as u64,
-            fold: fold[i],
-            epoch: epoch[i] as usize,
+            variant: key.variant[i].clone(),
+            seed: key.seed[i] as u64,
+            fold: key.fold[i],
+            epoch: key.epoch[i] as usize,
             step: step[i] as usize,
             global_step: global_step[i] as usize,
             loss: loss[i].unwrap_or(f64::NAN),
