@@ -3,7 +3,9 @@
 #   benchmarks/gpu_check.sh [OUT]            (default OUT: gpu_check/)
 # 1. builds `--features cuda,fusion` (Burn's kernel fusion and autotuning, as Burn ships them);
 # 2. `unet-lab bench --backend cuda` for the reduced widths (batch 8) and the paper widths at
-#    batch 2 and at the largest batch that fits (doubling until a run fails);
+#    batch 2 and at the largest batch that fits (doubling until a run fails); then the Kaggle
+#    winners' network (BatchNorm + ELU) at the reduced widths (batch 8) and the paper widths
+#    (batch 2);
 # 3. the same network in PyTorch on the same GPU (benchmarks/pytorch_unet.py --device cuda),
 #    eager and torch.compile, when PyTorch with CUDA is installed;
 # 4. `unet-lab run EXPERIMENT --backend cuda` against the CPU run of the same file (default
@@ -75,16 +77,25 @@ while [ "$batch" -le "$MAX_BATCH" ] && bench "unet-lab paper batch $batch" --wid
     batch=$((batch * 2))
 done
 note "paper widths: largest batch that ran at ${SIZE}x${SIZE}: $largest"
+# The Kaggle winners' network: BatchNorm + ELU after every 3x3 convolution.
+WINNERS="--norm batch --activation elu"
+# shellcheck disable=SC2086
+bench "unet-lab reduced batch 8 batchnorm+elu" --widths $REDUCED --batch 8 $WINNERS || note "bench failed: $(tail -3 "$OUT/last_error.txt")"
+# shellcheck disable=SC2086
+bench "unet-lab paper batch 2 batchnorm+elu" --widths $PAPER --batch 2 $WINNERS || note "bench failed: $(tail -3 "$OUT/last_error.txt")"
 
 if [ "$BACKEND" = cuda ] && python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     for compile in "" "--compile"; do
-        for cfg in "reduced 8 $REDUCED" "paper 2 $PAPER" "paper $largest $PAPER"; do
+        for cfg in "reduced 8 $REDUCED none relu" "paper 2 $PAPER none relu" "paper $largest $PAPER none relu" \
+            "reduced 8 $REDUCED batch elu" "paper 2 $PAPER batch elu"; do
             set -- $cfg
+            tag="pytorch${compile:+ compiled} $1 batch $2"
+            [ "$4" = none ] || tag="$tag batchnorm+elu"
             if out=$(python3 "$HERE/pytorch_unet.py" --device cuda --widths "$3" --batch "$2" --size "$SIZE" \
-                --steps "$STEPS" --warmup "$WARMUP" $compile 2>"$OUT/last_error.txt"); then
-                record "pytorch${compile:+ compiled} $1 batch $2" "$out"
+                --steps "$STEPS" --warmup "$WARMUP" --norm "$4" --activation "$5" $compile 2>"$OUT/last_error.txt"); then
+                record "$tag" "$out"
             else
-                note "pytorch${compile:+ compiled} $1 batch $2 failed: $(tail -1 "$OUT/last_error.txt")"
+                note "$tag failed: $(tail -1 "$OUT/last_error.txt")"
             fi
         done
     done

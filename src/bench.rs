@@ -12,7 +12,8 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 
 use crate::config::{
-    BackendKind, LossKind, ModelConfig, OptimizerKind, Padding, Precision, TrainConfig,
+    Activation, BackendKind, LossKind, ModelConfig, Norm, OptimizerKind, Padding, Precision,
+    TrainConfig,
 };
 use crate::kernels::ConvPath;
 use crate::model::UNet;
@@ -36,6 +37,10 @@ pub struct BenchOptions {
     pub profile: bool,
     /// Which convolution implementations the model runs on.
     pub kernels: ConvPath,
+    /// The block after each 3×3 convolution: the norm and the activation.
+    pub norm: Norm,
+    pub activation: Activation,
+    pub presence_head: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -58,6 +63,11 @@ pub struct BenchResult {
     pub threads: usize,
     /// The convolution implementations (`auto` unless `--kernels` chose one).
     pub kernels: String,
+    /// "none", "batch" or "instance".
+    pub norm: String,
+    /// "relu" or "elu".
+    pub activation: String,
+    pub presence_head: bool,
     /// Seconds per training step in forward (incl. loss), backward and optimizer.
     pub profile: Option<StepProfile>,
 }
@@ -106,14 +116,16 @@ fn time_layer<B: AutodiffBackend>(
     (fwd / reps as f64, bwd / reps as f64)
 }
 
-/// A padded 3×3 convolution as the U-Net runs it (the project's kernel), then ReLU.
+/// A padded 3×3 convolution as the U-Net runs it (the project's kernel), the ReLU fused when
+/// `relu` is set.
 fn conv_relu<B: crate::kernels::KernelBackend>(
     c: &burn::nn::conv::Conv2d<B>,
     x: Tensor<B, 4>,
     path: ConvPath,
+    relu: bool,
 ) -> Tensor<B, 4> {
     let bias = c.bias.as_ref().expect("convolutions have a bias").val();
-    crate::kernels::conv3x3(x, c.weight.val(), bias, true, path)
+    crate::kernels::conv3x3(x, c.weight.val(), bias, relu, path)
 }
 
 /// Seconds per batch summed by layer type, in the order the types are first timed.
@@ -154,31 +166,48 @@ fn conv<B: Backend>(
         .init::<B>(device)
 }
 
-/// How one layer is timed: batch, repetitions, the kernels it runs on and the device.
+/// How one layer is timed: batch, repetitions, the kernels it runs on, the block after each
+/// 3×3 convolution and the device.
 struct LayerBench<'d, B: Backend> {
     batch: usize,
     reps: usize,
     path: ConvPath,
+    block: (Norm, Activation),
     device: &'d B::Device,
 }
 
 impl<B: AutodiffBackend + crate::kernels::KernelBackend> LayerBench<'_, B> {
-    /// Two 3×3 convolutions + ReLU (`pairs` of channels in → out) on `s`×`s` planes.
+    /// Two 3×3 convolutions (`pairs` of channels in → out) on `s`×`s` planes, each with its
+    /// block: the ReLU fused, or the norm and activation timed apart.
     fn double_conv(
         &self,
         totals: &mut LayerTotals,
-        name: &str,
+        side: &str,
         pairs: [(usize, usize); 2],
         s: usize,
     ) {
+        let (batch, reps, path, device) = (self.batch, self.reps, self.path, self.device);
         for (a, b) in pairs {
-            let c = conv::<B>(a, b, 3, self.device);
-            totals.add(
-                name,
-                time_layer::<B>([self.batch, a, s, s], self.reps, self.device, &|x| {
-                    conv_relu(&c, x, self.path)
-                }),
-            );
+            let c = conv::<B>(a, b, 3, device);
+            if self.block == (Norm::None, Activation::Relu) {
+                let time = time_layer::<B>([batch, a, s, s], reps, device, &|x| {
+                    conv_relu(&c, x, path, true)
+                });
+                totals.add(&format!("conv 3×3 + ReLU ({side})"), time);
+                continue;
+            }
+            let time = time_layer::<B>([batch, a, s, s], reps, device, &|x| {
+                conv_relu(&c, x, path, false)
+            });
+            totals.add(&format!("conv 3×3 ({side})"), time);
+            let (norm, act) = self.block;
+            let block = crate::model::norm::norm_and_activation::<B>(norm, act, b, device);
+            let time = time_layer::<B>([batch, b, s, s], reps, device, &|x| block(x, path));
+            let name = match norm {
+                Norm::None => format!("{act:?}"),
+                norm => format!("{norm:?} norm + {act:?}"),
+            };
+            totals.add(&name.to_lowercase(), time);
         }
     }
 
@@ -213,7 +242,7 @@ impl<B: AutodiffBackend + crate::kernels::KernelBackend> LayerBench<'_, B> {
             }),
         );
         // Decoder at this level: conv 2w→w, conv w→w.
-        self.double_conv(totals, "conv 3×3 + ReLU (decoder)", [(2 * w, w), (w, w)], s);
+        self.double_conv(totals, "decoder", [(2 * w, w), (w, w)], s);
     }
 
     /// The 1×1 head, `cin` → `classes`, on `size`×`size` planes.
@@ -240,18 +269,16 @@ impl<B: AutodiffBackend + crate::kernels::KernelBackend> LayerBench<'_, B> {
 
 /// Forward/backward time per batch of every layer type of the U-Net, at its shapes.
 fn layer_profile<B: AutodiffBackend + crate::kernels::KernelBackend>(
-    widths: &[usize],
-    size: usize,
-    batch: usize,
-    classes: usize,
+    opts: &BenchOptions,
     reps: usize,
-    path: ConvPath,
     device: &B::Device,
 ) -> Vec<LayerTime> {
+    let (widths, size) = (&opts.widths, opts.size);
     let bench = LayerBench::<B> {
-        batch,
+        batch: opts.batch,
         reps,
-        path,
+        path: opts.kernels,
+        block: (opts.norm, opts.activation),
         device,
     };
     let mut totals = LayerTotals::default();
@@ -259,17 +286,12 @@ fn layer_profile<B: AutodiffBackend + crate::kernels::KernelBackend>(
         let s = size >> level;
         let cin = if level == 0 { 1 } else { widths[level - 1] };
         // Encoder: conv cin→w, conv w→w (+ ReLU each).
-        bench.double_conv(
-            &mut totals,
-            "conv 3×3 + ReLU (encoder)",
-            [(cin, w), (w, w)],
-            s,
-        );
+        bench.double_conv(&mut totals, "encoder", [(cin, w), (w, w)], s);
         if let Some(&below) = widths.get(level + 1) {
             bench.level_down_up(&mut totals, w, below, s);
         }
     }
-    bench.head(&mut totals, widths[0], classes, size);
+    bench.head(&mut totals, widths[0], opts.loss.out_channels(), size);
     totals.0
 }
 
@@ -313,8 +335,9 @@ fn train_step<B: AutodiffBackend + crate::kernels::KernelBackend>(
     profile: Option<&mut [f64; 3]>,
 ) -> UNet<B> {
     let t0 = Instant::now();
-    let out = model.forward(x.clone()); // [b, classes, s, s]
-    let l = loss(kind, out, y.clone(), None); // [1]
+    let (out, presence) = model.forward_heads(x.clone()); // [b, classes, s, s], [b, 1]
+    let seg = loss(kind, out, y.clone(), None); // [1]
+    let l = crate::train::loss::with_presence(seg, presence, y.clone(), 1.0); // [1]
     match profile {
         None => {
             let grads = GradientsParams::from_grads(l.backward(), &model);
@@ -353,6 +376,9 @@ impl<B: AutodiffBackend + crate::kernels::KernelBackend> Trainer<B> {
             widths: opts.widths.clone(),
             padding: Padding::Same,
             dropout: 0.0,
+            norm: opts.norm,
+            activation: opts.activation,
+            presence_head: opts.presence_head,
             ..ModelConfig::default()
         };
         let train = train_config(opts);
@@ -414,15 +440,7 @@ fn profile_steps<B: AutodiffBackend + crate::kernels::KernelBackend>(
         forward_s: p[0] / n,
         backward_s: p[1] / n,
         optimizer_s: p[2] / n,
-        layers: layer_profile::<B>(
-            &opts.widths,
-            opts.size,
-            opts.batch,
-            opts.loss.out_channels(),
-            opts.steps.clamp(1, 5),
-            opts.kernels,
-            device,
-        ),
+        layers: layer_profile::<B>(opts, opts.steps.clamp(1, 5), device),
     };
     (trainer, profile)
 }
@@ -467,6 +485,9 @@ where
         peak_rss_mb: peak_rss_mb(),
         threads: rayon::current_num_threads(),
         kernels: format!("{:?}", opts.kernels).to_lowercase(),
+        norm: format!("{:?}", opts.norm).to_lowercase(),
+        activation: format!("{:?}", opts.activation).to_lowercase(),
+        presence_head: opts.presence_head,
         profile,
     })
 }
@@ -498,15 +519,28 @@ impl crate::device::OnDevice for BenchOn<'_> {
 }
 
 impl BenchResult {
+    /// "conv + relu", "conv + batch norm + elu", with "+ presence head".
+    fn block(&self) -> String {
+        let mut s = match self.norm.as_str() {
+            "none" => format!("conv + {}", self.activation),
+            norm => format!("conv + {norm} norm + {}", self.activation),
+        };
+        if self.presence_head {
+            s.push_str(" + presence head");
+        }
+        s
+    }
+
     pub(crate) fn human(&self) -> String {
         let mut s = format!(
-            "backend {} ({}, {}, {} kernels) · widths {:?} · {}×{} · batch {} · {} + {} · {} parameters\n\
+            "backend {} ({}, {}, {} kernels) · widths {:?} · {} · {}×{} · batch {} · {} + {} · {} parameters\n\
              train:     {:8.2} img/s\ninference: {:8.2} img/s\npeak RSS:  {:8.0} MB",
             self.backend,
             self.device,
             self.precision,
             self.kernels,
             self.widths,
+            self.block(),
             self.size,
             self.size,
             self.batch,

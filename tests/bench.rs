@@ -53,6 +53,54 @@ fn bench_parameter_counts_match_the_pytorch_network() {
 }
 
 #[test]
+fn bench_times_the_winners_network_and_splits_out_its_norm() {
+    // BatchNorm + ELU after each of the 18 3×3 convolutions of the reduced widths: a scale, a
+    // shift, a running mean and a running variance per channel (Burn counts all four), and
+    // the presence head's 48 weights and bias.
+    let channels = 2 * (3 + 6 + 12 + 24 + 48) + 2 * (24 + 12 + 6 + 3);
+    for norm in ["batch", "instance"] {
+        let v = bench_json(&[
+            "--widths",
+            "3,6,12,24,48",
+            "--norm",
+            norm,
+            "--activation",
+            "elu",
+            "--presence-head",
+            "--profile",
+        ]);
+        assert_eq!(
+            (v["norm"].as_str(), v["activation"].as_str()),
+            (Some(norm), Some("elu"))
+        );
+        assert_eq!(v["presence_head"], true);
+        let per_channel = if norm == "batch" { 4 } else { 2 };
+        assert_eq!(
+            v["parameters"].as_u64(),
+            Some(68_518 + per_channel * channels + 49),
+            "{v}"
+        );
+        let layers: Vec<&str> = v["profile"]["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["layer"].as_str().unwrap())
+            .collect();
+        let block = format!("{norm} norm + elu");
+        for want in ["conv 3×3 (encoder)", "conv 3×3 (decoder)", block.as_str()] {
+            assert!(layers.contains(&want), "no {want} in {layers:?}");
+        }
+    }
+    let out = run_cli(&["bench", "--norm", "group"]);
+    assert_eq!(out.code, Some(2));
+    assert!(
+        out.stderr.contains("batch") && out.stderr.contains("instance"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn bench_rejects_bad_arguments_with_a_clear_error() {
     let out = run_cli(&["bench", "--widths", "3,0,12"]);
     assert_eq!(out.code, Some(2));
@@ -166,11 +214,13 @@ fn gpu_check_rehearsed_on_the_cpu_writes_its_json_and_markdown() {
             "unet-lab reduced batch 8",
             "unet-lab paper batch 2",
             "unet-lab paper batch 4",
+            "unet-lab reduced batch 8 batchnorm+elu",
+            "unet-lab paper batch 2 batchnorm+elu",
             "run cpu",
             "run cpu"
         ]
     );
-    let runs: Vec<&Value> = json["measurements"].as_array().unwrap()[3..]
+    let runs: Vec<&Value> = json["measurements"].as_array().unwrap()[5..]
         .iter()
         .collect();
     assert_eq!(

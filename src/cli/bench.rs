@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::exit;
-use crate::config::{BackendKind, LossKind, OptimizerKind, Precision};
+use crate::config::{Activation, BackendKind, LossKind, Norm, OptimizerKind, Precision};
 use crate::kernels::ConvPath;
 
 /// Training and inference throughput of the U-Net on random data.
@@ -45,6 +45,16 @@ pub struct BenchArgs {
     /// Convolution implementations, to measure one against another.
     #[arg(long, value_enum, default_value = "auto")]
     pub kernels: ConvPath,
+    /// The norm after each 3×3 convolution (the Kaggle winners' network: --norm batch
+    /// --activation elu).
+    #[arg(long, value_enum, default_value = "none")]
+    pub norm: Norm,
+    /// The activation after each 3×3 convolution (and its norm).
+    #[arg(long, value_enum, default_value = "relu")]
+    pub activation: Activation,
+    /// Add the presence head (one logit per image, from the bottleneck) and its loss.
+    #[arg(long)]
+    pub presence_head: bool,
 }
 
 pub(crate) fn execute(args: BenchArgs) -> Result<u8> {
@@ -62,6 +72,9 @@ pub(crate) fn execute(args: BenchArgs) -> Result<u8> {
         json,
         profile,
         kernels,
+        norm,
+        activation,
+        presence_head,
     } = args;
     if let Err(msg) = check_sizes(&widths, size, batch, steps) {
         eprintln!("error: {msg}");
@@ -86,6 +99,9 @@ pub(crate) fn execute(args: BenchArgs) -> Result<u8> {
         precision,
         profile,
         kernels,
+        norm,
+        activation,
+        presence_head,
     })?;
     if json {
         println!("{}", serde_json::to_string(&result)?);

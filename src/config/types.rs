@@ -285,8 +285,9 @@ fn is_default<T: Default + PartialEq>(value: &T) -> bool {
 }
 
 /// Normalisation after a 3×3 convolution.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Norm {
     /// None, as in the paper.
     #[default]
@@ -298,8 +299,9 @@ pub enum Norm {
 }
 
 /// The activation after a 3×3 convolution.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Activation {
     /// The paper's ReLU.
     #[default]

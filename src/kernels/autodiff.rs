@@ -12,9 +12,10 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::FloatTensor;
 use rayon::prelude::*;
 
-use super::flex::{contiguous, dims4, from_vec, out_channels, run_forward, values};
+use super::flex::{contiguous, dims4, from_vec, norm_forward, out_channels, run_forward, values};
+use super::norm::{self, NormAct};
 use super::policy::{Kind, Plan, kernels, resolve};
-use super::{ConvPath, KernelBackend, direct, generic};
+use super::{ConvPath, KernelBackend, Normalized, direct, generic};
 
 /// the fused ReLU when there is one.
 #[derive(Debug)]
@@ -206,6 +207,124 @@ impl<C: CheckpointStrategy> KernelBackend for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => {
                 prep.finish(Flex::cat_channels(a.primitive, b.primitive, path))
             }
+        }
+    }
+
+    fn fuses_norm(path: ConvPath) -> bool {
+        Flex::fuses_norm(path)
+    }
+
+    /// Training statistics only: under given (running) statistics the backward pass would
+    /// differ, and training never normalises with them.
+    fn norm_act(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        op: NormAct,
+        running: Option<[FloatTensor<Self>; 2]>,
+        path: ConvPath,
+    ) -> Result<Normalized<Self>, FloatTensor<Self>> {
+        if !Self::fuses_norm(path) || running.is_some() {
+            return Err(x);
+        }
+        Ok(tracked_norm::<C>(x, gamma, beta, op))
+    }
+}
+
+/// Records the fused norm and activation on the autodiff graph; the statistics come back
+/// untracked (they only feed BatchNorm's running averages).
+fn tracked_norm<C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+    gamma: FloatTensor<Autodiff<Flex, C>>,
+    beta: FloatTensor<Autodiff<Flex, C>>,
+    op: NormAct,
+) -> Normalized<Autodiff<Flex, C>> {
+    use burn::tensor::backend::AutodiffBackend;
+    let prepared = NormBackward
+        .prepare::<C>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
+        .compute_bound()
+        .stateful();
+    let (x_value, gamma_value) = (x.primitive, gamma.primitive);
+    let (y, mean, var) = norm_forward(
+        x_value.clone(),
+        gamma_value.clone(),
+        beta.primitive,
+        op,
+        None,
+    );
+    let y = match prepared {
+        OpsKind::Tracked(prep) => {
+            let state = NormState {
+                x: x_value,
+                y: y.clone(),
+                mean: mean.clone(),
+                var: var.clone(),
+                gamma: gamma_value,
+                op,
+            };
+            prep.finish(state, y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    (
+        y,
+        Autodiff::<Flex, C>::from_inner(mean),
+        Autodiff::<Flex, C>::from_inner(var),
+    )
+}
+
+/// What the fused norm's backward pass keeps: its input and output, the statistics and γ.
+#[derive(Debug, Clone)]
+struct NormState {
+    x: FlexTensor,
+    y: FlexTensor,
+    mean: FlexTensor,
+    var: FlexTensor,
+    gamma: FlexTensor,
+    op: NormAct,
+}
+
+/// The fused norm's backward pass, through the statistics (see [`norm::backward`]).
+#[derive(Debug)]
+struct NormBackward;
+
+impl Backward<Flex, 3> for NormBackward {
+    type State = NormState;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let s = ops.state;
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        let dims = dims4(&dy);
+        let [n, c, h, w] = dims;
+        let (x, y, mean, var, gamma) = (
+            contiguous(s.x),
+            contiguous(s.y),
+            contiguous(s.mean),
+            contiguous(s.var),
+            contiguous(s.gamma),
+        );
+        let saved = norm::Saved {
+            x: values(&x),
+            y: values(&y),
+            mean: values(&mean),
+            var: values(&var),
+            gamma: values(&gamma),
+        };
+        let (dx, dgamma, dbeta) = norm::backward(values(&dy), &saved, [n, c, h * w], &s.op);
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, from_vec(dx, dims.to_vec()));
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<Flex>(node.id, from_vec(dgamma, vec![c]));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<Flex>(node.id, from_vec(dbeta, vec![c]));
         }
     }
 }

@@ -7,8 +7,9 @@ use burn::prelude::TensorData;
 use burn::tensor::TensorMetadata;
 use rayon::prelude::*;
 
+use super::norm::{self, NormAct};
 use super::policy::{Kind, Plan, kernels, resolve};
-use super::{ConvPath, KernelBackend, direct, generic};
+use super::{ConvPath, KernelBackend, Normalized, direct, generic};
 
 pub(super) fn dims4(t: &FlexTensor) -> [usize; 4] {
     t.shape().dims::<4>()
@@ -84,6 +85,40 @@ fn kernel_op(
     }
 }
 
+/// The fused norm and activation on Flex (see [`norm`]).
+pub(super) fn norm_forward(
+    x: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    op: NormAct,
+    running: Option<[FlexTensor; 2]>,
+) -> Normalized<Flex> {
+    let dims = dims4(&x);
+    let [n, c, h, w] = dims;
+    let d3 = [n, c, h * w];
+    let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
+    let (mean, var) = match running {
+        Some([m, v]) => (
+            values(&contiguous(m)).to_vec(),
+            values(&contiguous(v)).to_vec(),
+        ),
+        None => norm::moments(values(&x), d3, &op),
+    };
+    let y = norm::forward(
+        values(&x),
+        d3,
+        &op,
+        (&mean, &var),
+        (values(&gamma), values(&beta)),
+    );
+    let groups = vec![mean.len()];
+    (
+        from_vec(y, dims.to_vec()),
+        from_vec(mean, groups.clone()),
+        from_vec(var, groups),
+    )
+}
+
 impl KernelBackend for Flex {
     fn conv3x3(
         x: FlexTensor,
@@ -136,5 +171,23 @@ impl KernelBackend for Flex {
             direct::interleave(values(&a), values(&b), [n, ca, cb, h * w]),
             vec![n, ca + cb, h, w],
         )
+    }
+
+    fn fuses_norm(path: ConvPath) -> bool {
+        path != ConvPath::Generic
+    }
+
+    fn norm_act(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        op: NormAct,
+        running: Option<[FlexTensor; 2]>,
+        path: ConvPath,
+    ) -> Result<Normalized<Flex>, FlexTensor> {
+        if !Self::fuses_norm(path) {
+            return Err(x);
+        }
+        Ok(norm_forward(x, gamma, beta, op, running))
     }
 }

@@ -27,6 +27,7 @@ pub mod direct;
 mod flex;
 pub mod gemm;
 pub mod generic;
+mod norm;
 pub mod policy;
 pub mod winograd;
 
@@ -34,6 +35,12 @@ use burn::backend::autodiff::{Autodiff, checkpoint::strategy::CheckpointStrategy
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 use burn::tensor::ops::FloatTensor;
+
+pub(crate) use norm::{Act, NormAct, Stats};
+
+/// The output of [`KernelBackend::norm_act`]: the activated output, and the mean and variance
+/// it normalised with (one per group: channel, or image and channel).
+pub(crate) type Normalized<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
 
 /// Which implementation runs a convolution.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -105,6 +112,26 @@ pub(crate) trait KernelBackend: Backend {
         _path: ConvPath,
     ) -> FloatTensor<Self> {
         generic::cat_channels::<Self>(a, b)
+    }
+
+    /// Whether [`KernelBackend::norm_act`] runs fused on this backend and path (else the
+    /// model composes Burn's modules, as a GPU backend always does).
+    fn fuses_norm(_path: ConvPath) -> bool {
+        false
+    }
+
+    /// A norm and its activation on `x` `[b, c, h, w]` with the affine `gamma`, `beta` `[c]`:
+    /// under the statistics of `x` itself, or the `running` mean and variance (BatchNorm at
+    /// inference). `Err(x)` gives the input back where the backend does not fuse it.
+    fn norm_act(
+        x: FloatTensor<Self>,
+        _gamma: FloatTensor<Self>,
+        _beta: FloatTensor<Self>,
+        _op: NormAct,
+        _running: Option<[FloatTensor<Self>; 2]>,
+        _path: ConvPath,
+    ) -> Result<Normalized<Self>, FloatTensor<Self>> {
+        Err(x)
     }
 }
 

@@ -4,7 +4,7 @@
 use super::policy::{Impl, Kind, Plan, resolve};
 use super::*;
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::TensorData;
+use burn::tensor::{TensorData, TensorPrimitive};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -328,4 +328,156 @@ fn the_kernels_are_deterministic() {
             .unwrap()
     };
     assert_eq!(run(), run());
+}
+
+/// Burn's composition of a norm and its activation (the modules' arithmetic): the reference
+/// for the fused kernel.
+fn composed_norm(
+    x: Tensor<Ad, 4>,
+    gamma: Tensor<Ad, 1>,
+    beta: Tensor<Ad, 1>,
+    op: NormAct,
+) -> Tensor<Ad, 4> {
+    let [n, c, h, w] = x.dims();
+    let (groups, size) = match op.stats {
+        Stats::Batch => (c, n * h * w),
+        Stats::Instance => (n * c, h * w),
+    };
+    let grouped = match op.stats {
+        Stats::Batch => x.clone().swap_dims(0, 1).reshape([groups, size]),
+        Stats::Instance => x.clone().reshape([groups, size]),
+    };
+    let mean = grouped.clone().mean_dim(1); // [groups, 1]
+    let var = grouped.sub(mean.clone()).square().mean_dim(1); // [groups, 1]
+    let shape = match op.stats {
+        Stats::Batch => [1, c, 1, 1],
+        Stats::Instance => [n, c, 1, 1],
+    };
+    let xhat = (x - mean.reshape(shape)) / var.add_scalar(op.eps).sqrt().reshape(shape);
+    let z = xhat * gamma.reshape([1, c, 1, 1]) + beta.reshape([1, c, 1, 1]);
+    match op.act {
+        Act::Relu => burn::tensor::activation::relu(z),
+        Act::Elu => burn::tensor::activation::elu(z, 1.0),
+    }
+}
+
+/// The fused norm against Burn's composition: the output, the statistics, and the gradients
+/// of the input, γ and β.
+fn check_norm(op: NormAct, [n, c, h, w]: [usize; 4]) {
+    let device = Default::default();
+    let mut rng = StdRng::seed_from_u64((n * 1000 + c * 100 + h * 10 + w) as u64);
+    // An offset and a spread per tensor, as a convolution's output has.
+    let x = normal::<Ad, 4>([n, c, h, w], 1.7, &mut rng, &device).add_scalar(0.4);
+    let gamma = normal::<Ad, 1>([c], 0.5, &mut rng, &device).add_scalar(1.0);
+    let beta = normal::<Ad, 1>([c], 0.5, &mut rng, &device);
+    let seed = normal::<Ad, 4>([n, c, h, w], 1.0, &mut rng, &device);
+    let run = |fused: bool| {
+        let (x, g, b) = (
+            x.clone().require_grad(),
+            gamma.clone().require_grad(),
+            beta.clone().require_grad(),
+        );
+        let (y, stats) = if fused {
+            let prim = |t: Tensor<Ad, 1>| t.into_primitive().tensor();
+            let (y, mean, var) = Ad::norm_act(
+                x.clone().into_primitive().tensor(),
+                prim(g.clone()),
+                prim(b.clone()),
+                op,
+                None,
+                ConvPath::Auto,
+            )
+            .unwrap_or_else(|_| panic!("Autodiff<Flex> fuses the norm"));
+            let t1 = |t| Tensor::<Ad, 1>::from_primitive(TensorPrimitive::Float(t));
+            let stats = [t1(mean), t1(var)].map(|t| t.into_data().to_vec::<f32>().unwrap());
+            (
+                Tensor::<Ad, 4>::from_primitive(TensorPrimitive::Float(y)),
+                Some(stats),
+            )
+        } else {
+            (composed_norm(x.clone(), g.clone(), b.clone(), op), None)
+        };
+        let grads = (y.clone() * seed.clone()).sum().backward();
+        let v = |t: Tensor<Flex, 4>| t.into_data().to_vec::<f32>().unwrap();
+        let v1 = |t: Tensor<Flex, 1>| t.into_data().to_vec::<f32>().unwrap();
+        (
+            [
+                v(y.inner()),
+                v(x.grad(&grads).unwrap()),
+                v1(g.grad(&grads).unwrap()),
+                v1(b.grad(&grads).unwrap()),
+            ],
+            stats,
+        )
+    };
+    let (fused, stats) = run(true);
+    let (reference, _) = run(false);
+    let what = format!("{op:?} on [{n}, {c}, {h}, {w}]");
+    for (name, (a, b)) in ["output", "input gradient", "γ gradient", "β gradient"]
+        .iter()
+        .zip(fused.iter().zip(&reference))
+    {
+        let err = max_rel_err(a, b);
+        assert!(err < 2e-4, "{what}: {name} differs by {err:e} (relative)");
+    }
+    // The statistics, by hand: the mean and biased variance of each group.
+    let [mean, var] = stats.unwrap();
+    let xs = x.into_data().to_vec::<f32>().unwrap();
+    let hw = h * w;
+    let group_of = |p: usize| match op.stats {
+        Stats::Batch => p % c,
+        Stats::Instance => p,
+    };
+    let mut groups = vec![Vec::new(); mean.len()];
+    for (p, plane) in xs.chunks(hw).enumerate() {
+        groups[group_of(p)].extend(plane.iter().map(|&v| v as f64));
+    }
+    for (g, values) in groups.iter().enumerate() {
+        let m = values.iter().sum::<f64>() / values.len() as f64;
+        let s = values.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / values.len() as f64;
+        assert!(
+            (mean[g] as f64 - m).abs() < 1e-5,
+            "{what}: mean of group {g}"
+        );
+        assert!(
+            (var[g] as f64 - s).abs() < 1e-4 * s.max(1.0),
+            "{what}: variance of group {g}"
+        );
+    }
+}
+
+const NORM_SHAPES: [[usize; 4]; 5] = [
+    [2, 3, 8, 8],
+    [1, 5, 7, 9],
+    [3, 12, 5, 3],
+    [1, 1, 1, 4],
+    [4, 48, 16, 16],
+];
+
+#[test]
+fn fused_batch_norm_matches_burns_composition() {
+    for act in [Act::Elu, Act::Relu] {
+        for shape in NORM_SHAPES {
+            let op = NormAct {
+                stats: Stats::Batch,
+                act,
+                eps: 1e-5,
+            };
+            check_norm(op, shape);
+        }
+    }
+}
+
+#[test]
+fn fused_instance_norm_matches_burns_composition() {
+    for act in [Act::Elu, Act::Relu] {
+        for shape in NORM_SHAPES {
+            let op = NormAct {
+                stats: Stats::Instance,
+                act,
+                eps: 1e-5,
+            };
+            check_norm(op, shape);
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! concatenation, `DoubleConv`) and `OutConv` (the 1×1 head).
 
 pub mod infer;
+pub(crate) mod norm;
 pub mod postprocess;
 pub mod record;
 pub mod tile;
@@ -10,15 +11,13 @@ pub mod tta;
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
-use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, InstanceNorm,
-    InstanceNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu,
-};
+use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
 
 pub(crate) use crate::config::geometry::{check_input_size, output_size};
-use crate::config::{Activation, LossKind, ModelConfig, Norm, Padding};
+use crate::config::{Activation, LossKind, ModelConfig, Padding};
 use crate::kernels::{ConvPath, KernelBackend, cat_channels, conv1x1, conv3x3, max_pool2x2, up2x2};
+use norm::NormLayer;
 
 /// He-normal initialisation, std = sqrt(2 / fan_in), as in the paper.
 fn he_normal() -> Initializer {
@@ -42,32 +41,6 @@ fn conv3x3_layer<B: Backend>(
         .with_padding(padding)
         .with_initializer(he_normal())
         .init(device)
-}
-
-/// The normalisation after a 3×3 convolution (`model.norm`).
-#[derive(Module, Debug)]
-enum NormLayer<B: Backend> {
-    Batch(BatchNorm<B>),
-    Instance(InstanceNorm<B>),
-}
-
-impl<B: Backend> NormLayer<B> {
-    fn new(norm: Norm, channels: usize, device: &B::Device) -> Option<Self> {
-        match norm {
-            Norm::None => None,
-            Norm::Batch => Some(Self::Batch(BatchNormConfig::new(channels).init(device))),
-            Norm::Instance => Some(Self::Instance(
-                InstanceNormConfig::new(channels).init(device),
-            )),
-        }
-    }
-
-    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        match self {
-            Self::Batch(n) => n.forward(x),    // [b, c, h, w]
-            Self::Instance(n) => n.forward(x), // [b, c, h, w]
-        }
-    }
 }
 
 /// Two 3×3 convolutions, each followed by its normalisation (if any) and the activation.
@@ -97,10 +70,11 @@ impl<B: Backend> DoubleConv<B> {
 }
 
 impl<B: KernelBackend> DoubleConv<B> {
-    /// Convolution, normalisation, activation. A padded convolution straight into a ReLU (the
-    /// paper's layer) runs on the project's kernels with the ReLU fused (see `kernels`); with a
-    /// norm or ELU in between, the convolution runs on the kernels alone; unpadded ones on
-    /// Burn's.
+    /// Convolution, normalisation, activation. A padded convolution runs on the project's
+    /// kernels — straight into a ReLU with the ReLU fused (the paper's layer); with a norm, the
+    /// norm and the activation run fused after it (see `kernels::norm`), and at inference
+    /// BatchNorm's running statistics fold into the convolution's weights and bias. Unpadded
+    /// convolutions run on Burn's; a backend without the fused norm composes Burn's modules.
     fn layer(
         &self,
         conv: &Conv2d<B>,
@@ -108,7 +82,20 @@ impl<B: KernelBackend> DoubleConv<B> {
         x: Tensor<B, 4>,
         path: ConvPath,
     ) -> Tensor<B, 4> {
-        let fused = norm.is_none() && self.activation == Activation::Relu;
+        let relu = self.activation == Activation::Relu;
+        let folded = match self.padding {
+            Padding::Same => norm.and_then(|n| n.folded(conv, path)),
+            Padding::Valid => None,
+        };
+        if let Some((weight, bias)) = folded {
+            let y = conv3x3(x, weight, bias, relu, path); // [b, cout, h, w]
+            return if relu {
+                y
+            } else {
+                norm::activation(y, self.activation)
+            };
+        }
+        let fused = norm.is_none() && relu;
         let y = match (self.padding, &conv.bias) {
             (Padding::Same, Some(bias)) => {
                 conv3x3(x, conv.weight.val(), bias.val(), fused, path) // [b, cout, h, w]
@@ -116,16 +103,10 @@ impl<B: KernelBackend> DoubleConv<B> {
             _ if fused => return self.relu.forward(conv.forward(x)),
             _ => conv.forward(x), // [b, cout, h', w']
         };
-        if fused {
-            return y;
-        }
-        let y = match norm {
-            Some(n) => n.forward(y),
-            None => y,
-        };
-        match self.activation {
-            Activation::Relu => self.relu.forward(y),
-            Activation::Elu => burn::tensor::activation::elu(y, 1.0),
+        match norm {
+            _ if fused => y,
+            Some(n) => n.forward_act(y, self.activation, path),
+            None => norm::activation(y, self.activation),
         }
     }
 
@@ -352,6 +333,7 @@ impl<B: Backend> UNet<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Norm;
 
     #[test]
     fn valid_padding_matches_the_paper() {
@@ -490,6 +472,85 @@ mod tests {
             let first = model.inc.conv1.weight.grad(&grads).expect("a gradient");
             let norm_of_grad = first.abs().sum().into_scalar().elem::<f32>();
             assert!(norm_of_grad > 0.0, "{norm:?} + {activation:?}: no gradient");
+        }
+    }
+
+    #[test]
+    fn fused_norms_match_burns_modules_in_training_and_at_inference() {
+        use burn::backend::Autodiff;
+        use burn::module::AutodiffModule;
+        type Ad = Autodiff<burn::backend::Flex>;
+        let device = Default::default();
+        let max_err = |a: &[f32], b: &[f32]| {
+            let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max)
+                / scale
+        };
+        for (norm, activation, padding, size) in [
+            (Norm::Batch, Activation::Elu, Padding::Same, [2, 1, 32, 40]),
+            (
+                Norm::Instance,
+                Activation::Elu,
+                Padding::Same,
+                [2, 1, 32, 40],
+            ),
+            (Norm::Batch, Activation::Relu, Padding::Same, [1, 1, 24, 16]),
+            (Norm::Batch, Activation::Elu, Padding::Valid, [2, 1, 60, 60]),
+        ] {
+            let cfg = ModelConfig {
+                widths: vec![3, 6, 12],
+                norm,
+                activation,
+                padding,
+                dropout: 0.0,
+                ..ModelConfig::default()
+            };
+            burn::backend::Flex::seed(&device, 11);
+            let model = UNet::<Ad>::new(&cfg, LossKind::Bce, &device);
+            let x = Tensor::<Ad, 4>::random(
+                size,
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let _ = model.forward(x.clone()); // draws the lazily initialised parameters
+            let models = [ConvPath::Generic, ConvPath::Auto].map(|p| model.clone().with_kernels(p));
+            let trained: Vec<[Vec<f32>; 2]> = models
+                .iter()
+                .map(|m| {
+                    let y = m.forward(x.clone());
+                    let grads = y.clone().powi_scalar(2).mean().backward();
+                    let g = m.inc.conv1.weight.grad(&grads).expect("a gradient");
+                    [
+                        y.inner().into_data().to_vec::<f32>().unwrap(),
+                        g.into_data().to_vec::<f32>().unwrap(),
+                    ]
+                })
+                .collect();
+            // At inference BatchNorm runs on its running statistics (folded into the
+            // convolutions on the kernels' path).
+            let inferred: Vec<Vec<f32>> = models
+                .iter()
+                .map(|m| {
+                    m.valid()
+                        .forward(x.clone().inner())
+                        .into_data()
+                        .to_vec::<f32>()
+                        .unwrap()
+                })
+                .collect();
+            let what = format!("{norm:?} + {activation:?}, {padding:?}");
+            for (k, name) in ["training output", "first weight gradient"]
+                .iter()
+                .enumerate()
+            {
+                let err = max_err(&trained[1][k], &trained[0][k]);
+                assert!(err < 1e-3, "{what}: {name} differs by {err:e}");
+            }
+            let err = max_err(&inferred[1], &inferred[0]);
+            assert!(err < 1e-3, "{what}: inference differs by {err:e}");
         }
     }
 
