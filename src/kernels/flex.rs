@@ -7,7 +7,7 @@ use burn::prelude::TensorData;
 use burn::tensor::TensorMetadata;
 use rayon::prelude::*;
 
-use super::norm::{self, NormAct};
+use super::norm::{self, Act, NormAct};
 use super::policy::{Kind, Plan, kernels, resolve};
 use super::{ConvPath, KernelBackend, Normalized, direct, generic};
 
@@ -189,5 +189,15 @@ impl KernelBackend for Flex {
             return Err(x);
         }
         Ok(norm_forward(x, gamma, beta, op, running))
+    }
+
+    fn activation(x: FlexTensor, act: Act, path: ConvPath) -> Result<FlexTensor, FlexTensor> {
+        if !Self::fuses_norm(path) {
+            return Err(x);
+        }
+        let shape = dims4(&x).to_vec();
+        let mut values = values(&contiguous(x)).to_vec();
+        norm::activate(&mut values, act);
+        Ok(from_vec(values, shape))
     }
 }

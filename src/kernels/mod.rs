@@ -133,6 +133,16 @@ pub(crate) trait KernelBackend: Backend {
     ) -> Result<Normalized<Self>, FloatTensor<Self>> {
         Err(x)
     }
+
+    /// The activation alone, at inference (ELU after a convolution whose BatchNorm was folded
+    /// into it). `Err(x)` gives the input back where the backend keeps Burn's op.
+    fn activation(
+        x: FloatTensor<Self>,
+        _act: Act,
+        _path: ConvPath,
+    ) -> Result<FloatTensor<Self>, FloatTensor<Self>> {
+        Err(x)
+    }
 }
 
 /// A backend that runs the U-Net on Burn's own ops (every backend but Flex): the one generic

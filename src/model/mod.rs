@@ -92,7 +92,7 @@ impl<B: KernelBackend> DoubleConv<B> {
             return if relu {
                 y
             } else {
-                norm::activation(y, self.activation)
+                norm::activation_on(y, self.activation, path)
             };
         }
         let fused = norm.is_none() && relu;

@@ -28,6 +28,22 @@ pub(super) fn activation<B: Backend>(x: Tensor<B, 4>, act: Activation) -> Tensor
     }
 }
 
+/// [`activation`] on the backend's kernel where it has one (at inference on the CPU).
+pub(super) fn activation_on<B: KernelBackend>(
+    x: Tensor<B, 4>,
+    act: Activation,
+    path: ConvPath,
+) -> Tensor<B, 4> {
+    let kind = match act {
+        Activation::Relu => Act::Relu,
+        Activation::Elu => Act::Elu,
+    };
+    match B::activation(x.into_primitive().tensor(), kind, path) {
+        Ok(y) => tensor(y),
+        Err(x) => activation(tensor(x), act),
+    }
+}
+
 impl<B: Backend> NormLayer<B> {
     pub(super) fn new(norm: Norm, channels: usize, device: &B::Device) -> Option<Self> {
         match norm {
