@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side by side, alternating: unet-lab bench and the same network in PyTorch, twice each, for
 # the configurations of BENCHMARKS.md. One JSON line per measurement goes to stdout.
-#   benchmarks/compare.sh [path/to/unet-lab] > results.jsonl
+#   benchmarks/compare.sh [path/to/unet-lab] > results.jsonl   (PYTHON=... picks the interpreter with torch)
 set -euo pipefail
 BIN=${1:-target/release/unet-lab}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -9,7 +9,7 @@ run_pair() {
     local args=("$@")
     for round in 1 2; do
         "$BIN" bench "${args[@]}" --json
-        python3 "$HERE/pytorch_unet.py" "${args[@]}" --threads 2 2>/dev/null
+        "${PYTHON:-python3}" "$HERE/pytorch_unet.py" "${args[@]}" --threads 2 2>/dev/null
     done
 }
 # The plain network (the paper's block) and the Kaggle winners' (BatchNorm + ELU), at both
