@@ -48,6 +48,17 @@ pub(crate) struct RowOf<'a> {
     pub epoch: usize,
 }
 
+impl<'a> RowOf<'a> {
+    fn new(variant: &'a str, seed: u64, fold: Option<usize>, epoch: usize) -> Self {
+        RowOf {
+            variant,
+            seed,
+            fold,
+            epoch,
+        }
+    }
+}
+
 /// How long one pass over a split took, and over how many images.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PassTime {
@@ -58,15 +69,6 @@ pub(crate) struct PassTime {
 }
 
 impl EpochRow {
-    fn of(&self) -> RowOf<'_> {
-        RowOf {
-            variant: &self.variant,
-            seed: self.seed,
-            fold: self.fold,
-            epoch: self.epoch,
-        }
-    }
-
     /// The row of one pass over `split`: `metrics` is absent on training rows.
     pub(crate) fn from_metrics(
         of: RowOf,
@@ -94,17 +96,6 @@ impl EpochRow {
             images_per_sec: time.images as f64 / time.seconds.max(1e-9),
             load_seconds: time.load_seconds,
             step_seconds: time.seconds - time.load_seconds,
-        }
-    }
-}
-
-impl StepRow {
-    fn of(&self) -> RowOf<'_> {
-        RowOf {
-            variant: &self.variant,
-            seed: self.seed,
-            fold: self.fold,
-            epoch: self.epoch,
         }
     }
 }
@@ -197,7 +188,10 @@ fn col_f64(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
 pub(crate) fn epoch_rows_to_frame(rows: &[EpochRow]) -> Result<DataFrame> {
     let f = |get: fn(&EpochRow) -> f64| rows.iter().map(get).collect::<Vec<f64>>();
     let o = |get: fn(&EpochRow) -> Option<f64>| rows.iter().map(get).collect::<Vec<Option<f64>>>();
-    let keys: Vec<RowOf> = rows.iter().map(EpochRow::of).collect();
+    let keys: Vec<RowOf> = rows
+        .iter()
+        .map(|r| RowOf::new(&r.variant, r.seed, r.fold, r.epoch))
+        .collect();
     let mut columns = key_columns(&keys);
     columns.extend([
         Column::new(
@@ -259,7 +253,10 @@ fn epoch_rows_from_frame(df: &DataFrame) -> Result<Vec<EpochRow>> {
 }
 
 pub(crate) fn step_rows_to_frame(rows: &[StepRow]) -> Result<DataFrame> {
-    let keys: Vec<RowOf> = rows.iter().map(StepRow::of).collect();
+    let keys: Vec<RowOf> = rows
+        .iter()
+        .map(|r| RowOf::new(&r.variant, r.seed, r.fold, r.epoch))
+        .collect();
     let mut columns = key_columns(&keys);
     columns.extend([
         Column::new(
