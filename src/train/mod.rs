@@ -831,3 +831,75 @@ where
         Ok(self.outcome(Ending::Completed))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Activation, ModelConfig, Norm, TrainConfig};
+    use crate::kernels::ConvPath;
+
+    /// BatchNorm + ELU trained on the fused kernels follows Burn's modules
+    /// (`ConvPath::Generic`) step by step: the same losses, and after the steps the same
+    /// predictions at inference (which run on the running statistics the steps moved). SGD,
+    /// not Adam: a convolution's bias before BatchNorm has a gradient of pure rounding noise,
+    /// which Adam's normalisation turns into full-size steps in directions that differ between
+    /// any two implementations.
+    #[test]
+    fn batch_norm_and_elu_train_the_same_on_the_fused_kernels() {
+        type Ad = burn::backend::Autodiff<burn::backend::Flex>;
+        let device = Default::default();
+        let cfg = ModelConfig {
+            widths: vec![3, 6, 12],
+            norm: Norm::Batch,
+            activation: Activation::Elu,
+            dropout: 0.0,
+            ..ModelConfig::default()
+        };
+        let train = TrainConfig {
+            optimizer: crate::config::OptimizerKind::Sgd,
+            momentum: 0.9,
+            ..TrainConfig::default()
+        };
+        let mut rng = StdRng::seed_from_u64(5);
+        let n = 4 * 32 * 40;
+        let image: Vec<f32> = (0..n)
+            .map(|_| crate::util::noise::standard_normal(&mut rng))
+            .collect();
+        let mask: Vec<f32> = image.iter().map(|&v| (v > 0.3) as u8 as f32).collect();
+        let x = Tensor::<Ad, 4>::from_data(TensorData::new(image, [4, 1, 32, 40]), &device);
+        let y = Tensor::<Ad, 4>::from_data(TensorData::new(mask, [4, 1, 32, 40]), &device);
+        let run = |path: ConvPath| {
+            let mut model = UNet::<Ad>::seeded(&cfg, LossKind::Mse, 3, &device)
+                .unwrap()
+                .with_kernels(path);
+            let mut optim = AnyOptimizer::<UNet<Ad>, Ad>::new(&train);
+            let mut losses = Vec::new();
+            for _ in 0..5 {
+                let l = loss::loss(LossKind::Mse, model.forward(x.clone()), y.clone(), None);
+                losses.push(l.clone().into_scalar().elem::<f64>());
+                let grads = GradientsParams::from_grads(l.backward(), &model);
+                model = optim.step(1e-2, model, grads);
+            }
+            let inferred = model.valid().forward(x.clone().inner());
+            (losses, inferred.into_data().to_vec::<f32>().unwrap())
+        };
+        let (generic, generic_out) = run(ConvPath::Generic);
+        let (fused, fused_out) = run(ConvPath::Auto);
+        for (step, (a, b)) in fused.iter().zip(&generic).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs(),
+                "step {step}: loss {a} against {b}"
+            );
+        }
+        let err = fused_out
+            .iter()
+            .zip(&generic_out)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        let scale = generic_out.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(
+            err < 1e-4 * scale,
+            "inference after training differs by {err} (outputs up to {scale})"
+        );
+    }
+}
