@@ -20,6 +20,12 @@ pub struct ScoreBreakdown {
 }
 
 impl ScoreBreakdown {
+    /// The score of predicting every mask empty on these images: the share of empty masks.
+    pub fn empty_share(&self) -> Option<f64> {
+        let images = self.empty_images + self.nonempty_images;
+        (images > 0).then(|| self.empty_images as f64 / images as f64)
+    }
+
     /// The breakdown of the images of several breakdowns taken together (the folds of a
     /// cross-validation): each share weighted by the images it was taken of.
     pub fn pooled(parts: &[ScoreBreakdown]) -> ScoreBreakdown {

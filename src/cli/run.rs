@@ -103,6 +103,9 @@ pub(crate) fn execute(args: RunArgs) -> Result<u8> {
         study::finish(&exp_dir, !args.no_report, summary.busy)?;
     }
     eprintln!("summary: {}", summary.line());
+    if opts.whole_study() {
+        print_answer(&exp_dir, !args.no_report);
+    }
     Ok(if summary.errored > 0 {
         exit::ERROR
     } else if summary.interrupted > 0 {
@@ -112,6 +115,27 @@ pub(crate) fn execute(args: RunArgs) -> Result<u8> {
     } else {
         0
     })
+}
+
+/// The answer at the end of a run: the verdict table (when the study compares anything) and
+/// where the page is.
+fn print_answer(exp_dir: &Path, report: bool) {
+    match crate::report::ExperimentData::load(exp_dir) {
+        Ok(data) => {
+            if let Some(v) = crate::report::verdicts::Verdicts::of(&data)
+                && v.contrasts.len() > 1
+            {
+                eprintln!("\nverdicts ({}, family-wise α = {}):", v.score, v.rules.alpha);
+                eprint!("{}", v.terminal_table());
+            }
+        }
+        Err(e) => eprintln!("warning: cannot read the results back: {e:#}"),
+    }
+    let page = exp_dir.join("index.html");
+    if report && page.exists() {
+        let page = std::fs::canonicalize(&page).unwrap_or(page);
+        eprintln!("\nreport: file://{}", page.display());
+    }
 }
 
 /// Seconds between two refreshes of the live page after epochs (a finished run always

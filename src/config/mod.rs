@@ -5,6 +5,7 @@
 //! `[[variant]]` entries, each a name plus overrides of the base. Every variant is decoded from
 //! the base tree with its overrides applied, so an error in an override points at the override.
 
+mod decide;
 mod decode;
 pub mod geometry;
 pub mod schema;
@@ -18,6 +19,7 @@ use serde::Serialize;
 use crate::util::hash::fnv1a64;
 
 pub(crate) use tree::ConfigError;
+pub use decide::DecideRules;
 pub use types::*;
 
 use schema::SectionReader;
@@ -31,10 +33,14 @@ pub struct Experiment {
     /// Directory-safe form of `name`.
     pub slug: String,
     pub description: String,
+    /// Every seed a variant may use; a sequential study's first look uses the first
+    /// `decide.first_seeds`.
     pub seeds: Vec<u64>,
     /// Grid axes in file order (`train.loss`), for main-effect tables.
     pub axes: Vec<String>,
     pub variants: Vec<Variant>,
+    /// How verdicts are reached (`[decide]`, `reference`, a seed plan).
+    pub decide: DecideRules,
 }
 
 /// One training of a study: a variant with one seed (and, cross-validated, one fold). Tasks
@@ -161,7 +167,9 @@ pub fn parse_str(path: &Path, text: String) -> Result<Experiment, ConfigError> {
     }
     make_slugs_unique(&mut variants);
     check_task_count(&source, &header, &variants)?;
+    check_reference(&source, &header, &axes, &variants)?;
     Ok(Experiment {
+        decide: header.decide,
         slug: slugify(&header.name),
         name: header.name,
         description: header.description,
@@ -176,6 +184,9 @@ struct Header<'a> {
     name: String,
     description: String,
     seeds: Vec<u64>,
+    decide: DecideRules,
+    /// Where `reference` was written.
+    reference_node: Option<&'a Node>,
     /// Where `seeds` and `[grid]` were written (for the task-count error).
     seeds_node: Option<&'a Node>,
     grid_key: Option<&'a Key>,
@@ -214,18 +225,15 @@ fn read_header<'a>(
     let name = top.string("name")?.unwrap_or(stem);
     check_name(source, name_node.map(|n| &n.span), "name", &name)?;
     let description = top.string("description")?.unwrap_or_default();
-    let seeds_node = top.node("seeds");
-    let seeds: Vec<u64> = top
-        .int_list("seeds", 0, i64::MAX, 1..1001)?
-        .map(|s| s.into_iter().map(|v| v as u64).collect())
-        .unwrap_or_else(|| vec![0]);
-    if let Some(node) = seeds_node {
-        let mut sorted = seeds.clone();
-        sorted.sort();
-        if sorted.windows(2).any(|w| w[0] == w[1]) {
-            return Err(source.error(Some(&node.span), Some("seeds"), "seeds must be distinct"));
-        }
-    }
+    let seeds_node = top.peek("seeds");
+    let plan = decide::read_seeds(source, &mut top)?.unwrap_or(decide::SeedPlan {
+        seeds: vec![0],
+        sequential: None,
+    });
+    let reference_node = top.node("reference");
+    let reference = top.string("reference")?;
+    let decide_table = top.table("decide")?;
+    let (seeds, decide) = decide::read_decide(source, decide_table, plan, reference)?;
     let grid_entry = top.table("grid")?;
     let explicit = top.node("variant");
     top.finish()?;
@@ -233,6 +241,8 @@ fn read_header<'a>(
         name,
         description,
         seeds,
+        decide,
+        reference_node,
         seeds_node,
         grid_key: grid_entry.map(|(k, _)| k),
         grid: grid_entry.map(|(_, t)| t),
@@ -397,6 +407,40 @@ fn grid_combinations(
 
 /// Refuses a study of more than [`MAX_TASKS`] tasks, counted (with checked arithmetic) before
 /// any task list is built. Reported at `seeds` when the file gives them, else at the grid.
+/// `reference` names one of the explicit variants; a grid compares against each axis's first
+/// level instead.
+fn check_reference(
+    source: &Source,
+    header: &Header<'_>,
+    axes: &[String],
+    variants: &[Variant],
+) -> Result<(), ConfigError> {
+    let Some(reference) = &header.decide.reference else {
+        return Ok(());
+    };
+    let span = header.reference_node.map(|n| &n.span);
+    if !axes.is_empty() {
+        return Err(source.error(
+            span,
+            Some("reference"),
+            "a grid compares each level with its axis's first level; `reference` names the \
+             variant the others are compared with in a study of [[variant]] entries",
+        ));
+    }
+    if variants.iter().any(|v| v.name == *reference) {
+        return Ok(());
+    }
+    let names: Vec<&str> = variants.iter().map(|v| v.name.as_str()).collect();
+    let mut message = format!(
+        "no variant is named \"{reference}\"; the variants: {}",
+        schema::quote_list(&names)
+    );
+    if let Some(best) = schema::did_you_mean(reference, &names) {
+        message.push_str(&format!(" (did you mean \"{best}\"?)"));
+    }
+    Err(source.error(span, Some("reference"), message))
+}
+
 fn check_task_count(
     source: &Source,
     header: &Header<'_>,

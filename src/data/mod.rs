@@ -63,8 +63,19 @@ pub struct DatasetInfo {
     pub test_images: usize,
     #[serde(default)]
     pub test_subjects: Vec<u32>,
+    /// Validation and test images whose mask is empty: what predicting nothing scores there
+    /// (absent in records written before they were counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_empty_masks: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_empty_masks: Option<usize>,
     pub height: usize,
     pub width: usize,
+}
+
+/// How many of the images at `indices` have an empty mask.
+fn count_empty(samples: &[Sample], indices: &[usize]) -> usize {
+    indices.iter().filter(|&&i| !samples[i].has_object()).count()
 }
 
 /// What a dataset holds, found without decoding any image.
@@ -188,6 +199,8 @@ pub fn load(config: &DataConfig) -> anyhow::Result<Dataset> {
         val_subjects,
         test_images: test.len(),
         test_subjects,
+        val_empty_masks: Some(count_empty(&samples, &val)),
+        test_empty_masks: Some(count_empty(&samples, &test)),
         height: h,
         width: w,
     };

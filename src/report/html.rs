@@ -15,7 +15,9 @@ use super::effects::AxisEffect;
 use super::interactions::Interaction;
 use super::live::{Live, RELOAD_SECONDS, fmt_duration, live_status};
 use super::load::{ExperimentData, VariantData};
+use super::stats::fmt_mean_sd;
 use super::summary::{self, VariantRow, fmt_effect, verdict};
+use super::verdicts::{self, Verdicts};
 use crate::track::write_atomic;
 
 pub(crate) struct HtmlRenderer;
@@ -137,7 +139,10 @@ fn overview(exp: &ExperimentData) -> Markup {
 fn variant_row(r: &VariantRow, axes: &[String], test: bool) -> Markup {
     html! {
         tr {
-            td { a href={ "#v-" (r.slug) } { (r.name) } }
+            td {
+                a href={ "#v-" (r.slug) } { (r.name) }
+                @if r.learned_nothing { " " span.badge.failed { "learned nothing" } }
+            }
             @for a in axes { td { (r.level(a)) } }
             td data-v=(r.status.as_str()) {
                 span class={ "badge " (r.status.as_str()) } { (r.status_counts) }
@@ -313,6 +318,44 @@ fn effect_table(e: &AxisEffect) -> Markup {
     }
 }
 
+/// The answer first: every contrast's verdict, then each variant's failures and scores over
+/// all seeds against completed seeds only.
+fn verdict_section(v: &Verdicts, rows: &[VariantRow]) -> Markup {
+    html! {
+        h2 { "Verdicts" }
+        p { (v.explanation()) }
+        table.verdicts {
+            thead { tr { @for h in verdicts::HEADS { th { (h) } } } }
+            tbody {
+                @for (c, cells) in v.contrasts.iter().zip(v.rows()) {
+                    tr class=(format!("verdict-{}", c.verdict.key())) {
+                        @for (k, cell) in cells.iter().enumerate() {
+                            @if k == 0 { td { (cell) } } @else { td.num { (cell) } }
+                        }
+                    }
+                }
+            }
+        }
+        h3 { "Failures and the completed-seeds view" }
+        p { "Every score above counts failed and diverged seeds (intention to treat). Beside it, the "
+            "mean over completed seeds only: what the page would say if failures were dropped." }
+        table {
+            thead { tr { th { "variant" } th { "failed seeds [Wilson 95%]" } th { "all seeds" } th { "completed seeds only" } th { "learned?" } } }
+            tbody {
+                @for (r, f) in rows.iter().zip(&v.failures) {
+                    tr {
+                        td { (r.name) }
+                        td.num { (f.text()) }
+                        td.num { (r.ranking_score()) }
+                        td.num { (fmt_mean_sd(&r.completed_scores)) }
+                        td { (v.learned_words(&r.name)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// One table per grid axis; nothing without a grid.
 fn main_effects(effects: &[AxisEffect]) -> Markup {
     html! {
@@ -465,9 +508,11 @@ fn render_page(exp: &ExperimentData) -> String {
     let effects = summary::effects(exp);
     let test = summary::has_test_split(exp);
     let live = live_status(exp);
+    let verdicts = Verdicts::of(exp);
     let body = html! {
         @if let Some(live) = &live { (live_section(live)) }
         (overview(exp))
+        @if let Some(v) = &verdicts { (verdict_section(v, &rows)) }
         (variants(&rows, &exp.manifest.axes, test, summary::all_empty_score(exp)))
         (all_variants())
         (main_effects(&effects))
@@ -515,6 +560,7 @@ pub(crate) mod tests {
                 variants: vec![(name.into(), slug.into())],
                 source_file: "<file>.toml".into(),
                 layout: None,
+                decide: None,
             },
             variants: vec![VariantData {
                 name: name.into(),
@@ -627,6 +673,7 @@ pub(crate) mod tests {
                     .collect(),
                 source_file: "grid.toml".into(),
                 layout: None,
+                decide: None,
             },
             variants,
             dir,

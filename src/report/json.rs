@@ -46,6 +46,10 @@ fn variant(r: &VariantRow) -> Value {
         "status_counts": r.status_counts,
         "seeds": r.seeds,
         "scored_seeds": r.scored_seeds,
+        "failed_seeds": r.failed_seeds,
+        "scored_as_predicting_nothing": r.nothing_seeds,
+        "completed_seeds_only": stat(&r.completed_scores),
+        "learned_nothing": r.learned_nothing,
         "folds": r.folds,
         "best_dice": stat(&r.best_dice),
         "final_dice": stat(&r.final_dice),
@@ -122,6 +126,41 @@ fn summary_json(exp: &ExperimentData) -> Value {
         "variants": summary::rows(exp).iter().map(variant).collect::<Vec<_>>(),
         "main_effects": effects.iter().map(effect).collect::<Vec<_>>(),
         "interactions": summary::interactions(exp).iter().map(interaction).collect::<Vec<_>>(),
+        "verdicts": super::verdicts::Verdicts::of(exp).map(|v| verdicts(&v)),
+    })
+}
+
+fn verdicts(v: &super::verdicts::Verdicts) -> Value {
+    json!({
+        "alpha": v.rules.alpha,
+        "margin": v.rules.margin,
+        "score": v.score,
+        "looks": v.looks,
+        "max_seeds": v.max_seeds,
+        "undecided": v.undecided(),
+        "next_look": v.next.as_ref().map(|(n, variants)| json!({"seeds": n, "variants": variants})),
+        "contrasts": v.contrasts.iter().map(|c| json!({
+            "contrast": c.label,
+            "kind": format!("{:?}", c.kind).to_lowercase(),
+            "difference": c.difference,
+            "interval": ci(c.interval),
+            "level": c.level,
+            "p_value": c.p_value,
+            "correlation": c.correlation,
+            "p_improvement": c.improvement.map(|(p, _)| p),
+            "p_improvement_ci95": ci(c.improvement.map(|(_, i)| i)),
+            "seeds": c.seeds,
+            "decided_at_seeds": c.look_seeds,
+            "verdict": c.verdict.key(),
+            "verdict_text": c.verdict.words(),
+            "degenerate": c.degenerate,
+        })).collect::<Vec<_>>(),
+        "failures": v.failures.iter().map(|f| json!({
+            "variant": f.variant,
+            "failed": f.failed,
+            "seeds": f.seeds,
+            "ci95": ci(f.interval),
+        })).collect::<Vec<_>>(),
     })
 }
 

@@ -102,6 +102,51 @@ impl RunData {
             .map_or(1.0, |d| d.val_images.max(1) as f64)
     }
 
+    /// A result of its recipe that may lack scores: it failed or diverged.
+    fn failed(&self) -> bool {
+        matches!(
+            self.record.status,
+            RunStatus::Failed | RunStatus::Diverged
+        )
+    }
+
+    /// The score of predicting every mask empty on this run's validation images: the share of
+    /// empty masks there (per-image Dice, empty/empty = 1).
+    pub(crate) fn baseline_val(&self) -> Option<f64> {
+        let d = self.record.dataset.as_ref()?;
+        match d.val_empty_masks {
+            Some(k) => Some(k as f64 / d.val_images.max(1) as f64),
+            None if d.test_images == 0 => self.breakdown().and_then(|b| b.empty_share()),
+            None => None,
+        }
+    }
+
+    /// The score of predicting every mask empty on the test images (none without a test split).
+    pub(crate) fn baseline_test(&self) -> Option<f64> {
+        let d = self.record.dataset.as_ref()?;
+        if d.test_images == 0 {
+            return None;
+        }
+        match d.test_empty_masks {
+            Some(k) => Some(k as f64 / d.test_images as f64),
+            None => self.breakdown().and_then(|b| b.empty_share()),
+        }
+    }
+
+    /// Best validation Dice counting a failed run as a result (intention to treat): its best
+    /// epoch's score, or predicting nothing when it never finished an epoch.
+    fn itt_best_dice(&self) -> Option<f64> {
+        self.best_dice()
+            .or_else(|| self.failed().then(|| self.baseline_val()).flatten())
+    }
+
+    /// Test Dice counting a failed run as a result: its best checkpoint's, or predicting nothing
+    /// when it has none.
+    fn itt_test_dice(&self) -> Option<f64> {
+        self.test_dice()
+            .or_else(|| self.failed().then(|| self.baseline_test()).flatten())
+    }
+
     pub(crate) fn val_dice_at(&self, epoch: usize) -> Option<f64> {
         self.val
             .iter()
@@ -121,9 +166,18 @@ pub(crate) struct SeedResult {
     pub folds: usize,
     /// Every run of the seed completed.
     pub completed: bool,
+    /// A run of the seed failed or diverged: a result of the recipe, scored (intention to treat).
+    pub failed: bool,
+    /// A run of the seed is still running or was interrupted: unfinished work, not a result.
+    pub unfinished: bool,
+    /// A failed run had no checkpoint: it is scored as predicting nothing.
+    pub scored_as_nothing: bool,
     pub best_dice: Option<f64>,
     pub final_dice: Option<f64>,
     pub test_dice: Option<f64>,
+    /// Predicting nothing on the same validation and test images.
+    pub baseline_val: Option<f64>,
+    pub baseline_test: Option<f64>,
     /// The mean of the folds' best epochs, rounded; the run's own without folds.
     pub best_epoch: Option<usize>,
     pub breakdown: Option<ScoreBreakdown>,
@@ -146,13 +200,30 @@ impl SeedResult {
             .iter()
             .map(|r| r.best_epoch().map(|e| e as f64))
             .collect();
+        let unfinished = runs.iter().any(|r| {
+            matches!(
+                r.record.status,
+                RunStatus::Running | RunStatus::Interrupted
+            )
+        });
+        let failed = !unfinished && runs.iter().any(|r| r.failed());
+        // Unfinished work has no score yet; a failed seed is scored like any other.
+        let scored = |get: &dyn Fn(&RunData) -> Option<f64>| (!unfinished).then(|| all(get)).flatten();
         SeedResult {
             seed,
             folds: runs.len(),
             completed: runs.iter().all(|r| r.record.status == RunStatus::Completed),
-            best_dice: all(&|r| r.best_dice()).map(weighted),
-            final_dice: all(&|r| r.final_dice()).map(weighted),
-            test_dice: all(&|r| r.test_dice()).map(mean),
+            failed,
+            unfinished,
+            scored_as_nothing: failed
+                && runs
+                    .iter()
+                    .any(|r| r.failed() && r.best_dice().is_none()),
+            best_dice: scored(&|r| r.itt_best_dice()).map(weighted),
+            final_dice: scored(&|r| r.final_dice()).map(weighted),
+            test_dice: scored(&|r| r.itt_test_dice()).map(mean),
+            baseline_val: all(&|r| r.baseline_val()).map(weighted),
+            baseline_test: all(&|r| r.baseline_test()).map(mean),
             best_epoch: epochs.map(|e| mean(e).round() as usize),
             breakdown: runs
                 .iter()

@@ -50,7 +50,12 @@ fn variant_table(s: &mut String, rows: &[VariantRow], axes: &[String], test: boo
     );
     let _ = writeln!(s, "|{}", "---|".repeat(axes.len() + 6 + usize::from(test)));
     for r in rows {
-        let _ = write!(s, "| {} |", esc(&r.name));
+        let nothing = if r.learned_nothing {
+            " (learned nothing)"
+        } else {
+            ""
+        };
+        let _ = write!(s, "| {}{nothing} |", esc(&r.name));
         for a in axes {
             let level = r.level(a);
             let _ = write!(s, " {} |", esc(level));
@@ -216,6 +221,33 @@ fn interactions(s: &mut String, all: &[super::interactions::Interaction]) {
     }
 }
 
+/// The answer first: the verdicts, then each variant's failures and the completed-seeds view.
+fn verdict_table(s: &mut String, v: &super::verdicts::Verdicts, rows: &[VariantRow]) {
+    let _ = writeln!(s, "## Verdicts\n\n{}\n", esc(&v.explanation()));
+    let heads = super::verdicts::HEADS;
+    let _ = writeln!(s, "| {} |\n|{}", heads.join(" | "), "---|".repeat(heads.len()));
+    for cells in v.rows() {
+        let cells: Vec<String> = cells.iter().map(|c| esc(c)).collect();
+        let _ = writeln!(s, "| {} |", cells.join(" | "));
+    }
+    let _ = writeln!(
+        s,
+        "\n| variant | failed seeds [Wilson 95%] | all seeds | completed seeds only | learned? |\n|---|---|---|---|---|"
+    );
+    for (r, f) in rows.iter().zip(&v.failures) {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            esc(&r.name),
+            f.text(),
+            r.ranking_score(),
+            super::stats::fmt_mean_sd(&r.completed_scores),
+            v.learned_words(&r.name)
+        );
+    }
+    let _ = writeln!(s);
+}
+
 /// A heading per variant and those of its pictures that exist.
 fn variant_sections(s: &mut String, variants: &[VariantData]) {
     for v in variants {
@@ -246,6 +278,9 @@ fn render_markdown(exp: &ExperimentData) -> String {
                 "validation images"
             }
         );
+    }
+    if let Some(v) = super::verdicts::Verdicts::of(exp) {
+        verdict_table(&mut s, &v, &rows);
     }
     variant_table(&mut s, &rows, &exp.manifest.axes, test);
     score_breakdown(&mut s, &rows, test);

@@ -16,6 +16,7 @@ pub mod overlay;
 pub mod plots;
 pub mod stats;
 pub mod summary;
+pub mod verdicts;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -31,8 +31,18 @@ pub struct VariantRow {
     pub best_epochs: Vec<usize>,
     /// "3/3 completed", "2 completed, 1 failed (dead ReLU head)".
     pub status_counts: String,
-    /// Seeds the Dice columns average: the completed ones when any completed, else all.
+    /// Seeds the Dice columns average: every seed with a result — completed, failed or
+    /// diverged (intention to treat); running and interrupted seeds are unfinished work.
     pub scored_seeds: usize,
+    /// Of those, the seeds that failed or diverged, and those scored as predicting nothing
+    /// (no checkpoint to score).
+    pub failed_seeds: usize,
+    pub nothing_seeds: usize,
+    /// The ranking score (test Dice, else best validation Dice) of the completed seeds only:
+    /// the secondary view.
+    pub completed_scores: Vec<f64>,
+    /// The variant does not beat predicting nothing (see [`super::verdicts`]).
+    pub learned_nothing: bool,
     /// Post-processing tuned on validation: the mean over seeds of the chosen values and of
     /// the scores before and after (none when no run was tuned).
     pub tuning: Option<TuningRow>,
@@ -173,6 +183,16 @@ impl VariantRow {
             .unwrap_or("—")
     }
 
+    /// The score the page ranks by over every seed with a result: test Dice with a test split,
+    /// else best validation Dice.
+    pub fn ranking_score(&self) -> String {
+        if self.test_dice.is_empty() {
+            self.best()
+        } else {
+            self.test()
+        }
+    }
+
     /// Sort key for the test-Dice column.
     pub(crate) fn test_mean(&self) -> f64 {
         mean(&self.test_dice).unwrap_or(-1.0)
@@ -195,16 +215,17 @@ pub(crate) fn variant_row(v: &VariantData) -> VariantRow {
                 .map(|m| format!("{}: {} — {m}", r.label(), r.record.status.as_str()))
         })
         .collect();
-    // The scores average the completed seeds (a failed or diverged run's best Dice is not a
-    // result), all seeds when none completed. A cross-validated seed is complete when all
-    // its folds are.
+    // The scores average every seed with a result: a failed or diverged run is a result of
+    // its recipe (intention to treat), scored at its best checkpoint or as predicting nothing.
+    // A cross-validated seed is complete when all its folds are.
     let seeds = v.seed_results();
-    let completed: Vec<&SeedResult> = seeds.iter().filter(|s| s.completed).collect();
-    let scored: Vec<&SeedResult> = if completed.is_empty() {
-        seeds.iter().collect()
-    } else {
-        completed
-    };
+    let scored: Vec<&SeedResult> = seeds.iter().filter(|s| !s.unfinished).collect();
+    let on_test = seeds.iter().any(|s| s.test_dice.is_some());
+    let completed_scores = scored
+        .iter()
+        .filter(|s| s.completed)
+        .filter_map(|s| if on_test { s.test_dice } else { s.best_dice })
+        .collect();
     let speeds: Vec<f64> = v
         .runs
         .iter()
@@ -229,6 +250,10 @@ pub(crate) fn variant_row(v: &VariantData) -> VariantRow {
         best_epochs: scored.iter().filter_map(|s| s.best_epoch).collect(),
         status_counts: status_counts(v),
         scored_seeds: scored.len(),
+        failed_seeds: scored.iter().filter(|s| s.failed).count(),
+        nothing_seeds: scored.iter().filter(|s| s.scored_as_nothing).count(),
+        completed_scores,
+        learned_nothing: false,
         empty_correct: part(&scored, |b| b.empty_correct),
         found: part(&scored, |b| b.found),
         dice_found: part(&scored, |b| b.dice_found),
@@ -347,17 +372,28 @@ pub(crate) fn cross_validation_note(rows: &[VariantRow]) -> Option<String> {
 }
 
 pub fn rows(exp: &ExperimentData) -> Vec<VariantRow> {
-    exp.variants.iter().map(variant_row).collect()
+    let verdicts = super::verdicts::Verdicts::of(exp);
+    exp.variants
+        .iter()
+        .enumerate()
+        .map(|(i, v)| VariantRow {
+            learned_nothing: verdicts.as_ref().is_some_and(|x| x.learned_nothing(i)),
+            ..variant_row(v)
+        })
+        .collect()
 }
 
 /// The score of predicting every mask empty, on the images the ranking score is taken on (the
 /// test split, else the validation images): the share of empty masks there — the floor any
 /// variant must beat (about 0.5 on the Kaggle data).
 pub(crate) fn all_empty_score(exp: &ExperimentData) -> Option<f64> {
+    let on_test = has_test_split(exp);
     exp.variants.iter().flat_map(|v| &v.runs).find_map(|r| {
-        let b = r.breakdown()?;
-        let images = b.empty_images + b.nonempty_images;
-        (images > 0).then(|| b.empty_images as f64 / images as f64)
+        if on_test {
+            r.baseline_test()
+        } else {
+            r.baseline_val()
+        }
     })
 }
 
@@ -366,7 +402,9 @@ pub(crate) fn has_test_split(exp: &ExperimentData) -> bool {
     exp.variants
         .iter()
         .flat_map(|v| &v.runs)
-        .any(|r| r.test_dice().is_some())
+        .any(|r| {
+            r.test_dice().is_some() || r.record.dataset.as_ref().is_some_and(|d| d.test_images > 0)
+        })
 }
 
 /// The main effects on test Dice when the study has a test split (held-out subjects: an
@@ -557,7 +595,7 @@ mod tests {
     }
 
     #[test]
-    fn status_counts_each_seed_and_scores_only_the_completed_ones() {
+    fn status_counts_each_seed_and_scores_the_failed_ones_too() {
         let dead = "the ReLU output head is dead: every validation output was exactly 0";
         let all = variant(vec![
             run(1, RunStatus::Completed, None, 2),
@@ -578,9 +616,12 @@ mod tests {
             "2 completed, 1 failed (dead ReLU head)"
         );
         let row = variant_row(&mixed);
-        // Seeds 1 and 3: 0.81 and 0.83; the failed seed's 0.1 does not count.
-        assert_eq!(row.best(), "0.8200 ± 0.0141 (2 of 3 seeds)");
-        assert_eq!(row.best_epoch(), "mean 2.5");
+        // Intention to treat: the failed seed's best Dice, 0.1, counts beside 0.81 and 0.83;
+        // the completed seeds alone are the secondary view.
+        assert_eq!(row.best(), "0.5800 ± 0.4158");
+        assert_eq!((row.scored_seeds, row.failed_seeds), (3, 1));
+        assert_eq!(fmt_mean_sd(&row.completed_scores), "0.8200 ± 0.0141");
+        assert_eq!(row.best_epoch(), "mean 2.0");
         let diverged = variant(vec![
             run(
                 1,
@@ -619,6 +660,8 @@ mod tests {
             val_subjects: Vec::new(),
             test_images: 0,
             test_subjects: Vec::new(),
+            val_empty_masks: None,
+            test_empty_masks: None,
             height: 8,
             width: 8,
         };
@@ -658,7 +701,7 @@ mod tests {
                 .unwrap()
                 .starts_with("Cross-validated: v (2 folds).")
         );
-        // A seed with a failed fold is not complete: only seed 1 counts.
+        // A seed with a failed fold is a failed seed, still scored out of fold.
         let mut failed = variant(vec![
             fold(0, 0, 30, 0.0, 1),
             fold(0, 1, 10, -0.2, 3),
@@ -666,7 +709,9 @@ mod tests {
             fold(1, 1, 20, -0.1, 2),
         ]);
         failed.runs[1].record.status = RunStatus::Failed;
-        assert_eq!(variant_row(&failed).best(), "0.7600 (1 of 2 seeds)");
+        let row = variant_row(&failed);
+        assert_eq!(row.best(), "0.7550 ± 0.0071");
+        assert_eq!((row.failed_seeds, row.completed_scores.len()), (1, 1));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 mod command;
 mod finish;
+mod rounds;
 pub mod slurm;
 mod task;
 mod workers;
@@ -123,6 +124,17 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Adds another round's counts.
+    pub(crate) fn merge(&mut self, other: &Summary) {
+        self.completed += other.completed;
+        self.diverged += other.diverged;
+        self.failed += other.failed;
+        self.interrupted += other.interrupted;
+        self.errored += other.errored;
+        self.skipped += other.skipped;
+        self.busy += other.busy;
+    }
+
     pub fn line(&self) -> String {
         let mut line = format!(
             "{} completed ({} already done), {} diverged, {} failed, {} interrupted",
@@ -345,9 +357,32 @@ impl Study {
     }
 
     /// Checks, plans and trains the tasks `opts` selects — in this process, or in `opts.jobs`
-    /// worker processes — and counts how they ended.
+    /// worker processes — and counts how they ended. A study with a seed plan trains in
+    /// rounds until its contrasts are decided (see [`rounds`]).
     pub fn run(&self, opts: &RunOptions) -> Result<Summary> {
-        let tasks = self.select(&opts.variants, opts.selection)?;
+        let mut tasks = self.select(&opts.variants, opts.selection)?;
+        if self.sequential() {
+            if opts.whole_study() {
+                return rounds::run_until_decided(self, &tasks, opts);
+            }
+            // A worker trains the current round's share; `--task I` trains what it names.
+            if !matches!(opts.selection, Selection::Task(_)) {
+                tasks = rounds::Round::read(self, &self.dir(&opts.out))?.tasks(self, &tasks);
+            }
+        }
+        self.run_tasks(&tasks, opts)
+    }
+
+    /// Seeds are added until decided.
+    pub(crate) fn sequential(&self) -> bool {
+        self.experiment
+            .decide
+            .sequential(self.experiment.seeds.len())
+    }
+
+    /// Checks, plans and trains `tasks`.
+    fn run_tasks(&self, tasks: &[&StudyTask], opts: &RunOptions) -> Result<Summary> {
+        let tasks = tasks.to_vec();
         self.check_backends(&opts.devices, opts.device)?;
         let datasets = if opts.jobs > 1 {
             // The worker processes load the data; here it is only surveyed.

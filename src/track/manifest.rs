@@ -358,9 +358,20 @@ pub struct ExperimentManifest {
     /// before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layout: Option<u32>,
+    /// The study's decision rules (absent in directories written before verdicts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decide: Option<crate::config::DecideRules>,
 }
 
 impl ExperimentManifest {
+    /// The decision rules, the defaults (every seed in one look) for older directories.
+    pub(crate) fn rules(&self) -> crate::config::DecideRules {
+        self.decide.clone().unwrap_or(crate::config::DecideRules {
+            first_seeds: self.seeds.len(),
+            ..Default::default()
+        })
+    }
+
     pub fn new(experiment: &Experiment, source_file: &Path) -> Self {
         Self {
             name: experiment.name.clone(),
@@ -374,6 +385,7 @@ impl ExperimentManifest {
                 .collect(),
             source_file: source_file.display().to_string(),
             layout: Some(super::layout::LAYOUT_VERSION),
+            decide: Some(experiment.decide.clone()),
         }
     }
 

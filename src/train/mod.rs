@@ -205,7 +205,7 @@ where
                 if matches!(ending, Ending::Diverged(_)) {
                     tracker.truncate_run(spec.variant_name, spec.seed, epoch - 1);
                 }
-                return Ok(run.outcome(ending));
+                return run.stop(ending, &model, spec, tracker, device, progress);
             }
         };
         let t_val = Instant::now();
@@ -237,7 +237,7 @@ where
             seconds: epoch_start.elapsed().as_secs_f64(),
         });
         if let Some(ending) = run.decide(spec, epoch, &model_bytes, progress)? {
-            return Ok(run.outcome(ending));
+            return run.stop(ending, &model, spec, tracker, device, progress);
         }
     }
     run.finish(&model, spec, tracker, device, progress)
@@ -688,8 +688,27 @@ where
         Ok(None)
     }
 
+    /// A run that stopped early. One that failed or diverged is still a result of its recipe
+    /// (intention to treat), so its best checkpoint, when it has one, is scored on the test split
+    /// like a completed run's (untuned); an interrupted one is unfinished work.
+    fn stop(
+        mut self,
+        ending: Ending,
+        model: &UNet<B>,
+        spec: &RunSpec,
+        tracker: &mut Tracker,
+        device: &B::Device,
+        progress: &mut dyn Progress,
+    ) -> Result<RunOutcome> {
+        if matches!(ending, Ending::Diverged(_) | Ending::Failed(_)) {
+            self.score_test(model, spec, tracker, device, progress, false)?;
+        }
+        Ok(self.outcome(ending))
+    }
+
     /// The checkpoint chosen on validation, scored once on the test split: a `test` row at the
-    /// best epoch (replacing one a crash may have left), flushed before the run is marked done.
+    /// best epoch (replacing one a crash may have left), flushed before the run is marked done;
+    /// then tuned when `tune` and the config ask for it.
     fn score_test(
         &mut self,
         model: &UNet<B>,
@@ -697,11 +716,12 @@ where
         tracker: &mut Tracker,
         device: &B::Device,
         progress: &mut dyn Progress,
+        tune: bool,
     ) -> Result<()> {
         let Some(best_epoch) = self.best.epoch else {
             return Ok(());
         };
-        let tune = spec.config.train.tune;
+        let tune = tune && spec.config.train.tune;
         if self.dataset.test.is_empty() && !tune {
             return Ok(());
         }
@@ -806,7 +826,7 @@ where
         device: &B::Device,
         progress: &mut dyn Progress,
     ) -> Result<RunOutcome> {
-        self.score_test(model, spec, tracker, device, progress)?;
+        self.score_test(model, spec, tracker, device, progress, true)?;
         let last = checkpoint::last_path(spec.variant_dir, spec.run_id());
         if !last.exists() {
             write_atomic(&last, &model_to_bytes::<B, _>(model)?)?;
