@@ -199,3 +199,50 @@ pub(super) fn read_decide(
     }
     Ok((all_seeds, rules))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::parse_str;
+    use super::*;
+
+    fn parse(text: &str) -> crate::config::Experiment {
+        parse_str(Path::new("t.toml"), text.to_string()).unwrap()
+    }
+
+    #[test]
+    fn a_seed_plan_expands_to_its_most_seeds_and_looks() {
+        let e = parse("seeds = { min = 3, max = 8, step = 2 }\n[train]\nepochs = 1\n");
+        assert_eq!(e.seeds, (0..8).collect::<Vec<u64>>());
+        assert_eq!((e.decide.first_seeds, e.decide.step), (3, 2));
+        assert!(e.decide.sequential(8));
+        assert_eq!(e.decide.looks(8), [3, 5, 7, 8]);
+        // Every task is planned; a round trains only its share (study::rounds).
+        assert_eq!(e.tasks().len(), 8);
+    }
+
+    #[test]
+    fn max_seeds_extends_a_seed_list_and_the_defaults_hold_without_decide() {
+        let e = parse(
+            "seeds = [1, 2, 3]\nreference = \"b\"\n[decide]\nmax_seeds = 6\nalpha = 0.1\nmargin = 0.05\n\
+             [[variant]]\nname = \"a\"\n[[variant]]\nname = \"b\"\ntrain.lr = 0.01\n",
+        );
+        assert_eq!(e.seeds, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            e.decide,
+            DecideRules {
+                alpha: 0.1,
+                margin: 0.05,
+                first_seeds: 3,
+                step: 2,
+                reference: Some("b".into()),
+                ..DecideRules::default()
+            }
+        );
+        let plain = parse("seeds = [4, 5]\n");
+        assert_eq!(plain.decide.first_seeds, 2);
+        assert!(!plain.decide.sequential(2));
+        assert_eq!(plain.decide.looks(2), [2]);
+    }
+}

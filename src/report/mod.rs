@@ -15,6 +15,7 @@ pub mod markdown;
 pub mod overlay;
 pub mod plots;
 pub mod stats;
+pub mod simulate;
 pub mod summary;
 pub mod verdicts;
 

@@ -158,7 +158,13 @@ pub(crate) fn seeds_needed(sd: f64, delta: f64, alpha: f64, power: f64) -> Optio
     if !(delta > 0.0) || !sd.is_finite() {
         return None;
     }
-    (2..=1000).find(|&n| {
+    // t quantiles exceed the normal's, so the normal answer is a lower bound to search from.
+    let normal = (z_two_sided(1.0 - alpha) + z_two_sided(2.0 * power - 1.0)) * sd / delta;
+    let start = (normal * normal).floor().max(2.0);
+    if start > 1000.0 {
+        return None;
+    }
+    (start as usize..=1000).find(|&n| {
         let k = t_quantile(1.0 - alpha / 2.0, n - 1) + t_quantile(power, n - 1);
         n as f64 >= (k * sd / delta).powi(2)
     })

@@ -279,6 +279,9 @@ pub(crate) fn replay(
     let mut spent = 0.0;
     let mut provisional = false;
     for (j, &n) in looks.iter().enumerate() {
+        if j > 0 && decided.iter().all(Option::is_some) {
+            break;
+        }
         let samples = samples_at(n);
         if decided.is_empty() {
             decided = vec![None; samples.len()];
@@ -571,7 +574,9 @@ fn verdict_of(
         _ if equivalent && learned => Verdict::LearnedNothing,
         _ if equivalent => Verdict::Equivalent,
         _ => Verdict::Undecided {
-            seeds_needed: test.and_then(|t| needed(t, rules, level)),
+            seeds_needed: test
+                .filter(|t| t.p_value.is_some())
+                .and_then(|t| needed(t, rules, level)),
         },
     };
     ContrastVerdict {
