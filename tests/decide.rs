@@ -74,34 +74,58 @@ name = "twin"
     );
     let s = summary(&exp_dir);
     let v = &s["verdicts"];
-    let looks: Vec<u64> = v["looks"].as_array().unwrap().iter().map(|l| l.as_u64().unwrap()).collect();
+    let looks: Vec<u64> = v["looks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_u64().unwrap())
+        .collect();
     let last = *looks.last().unwrap() as usize;
     // Every variant of the undecided contrast trained the last look's seeds, and only those.
-    assert_eq!((runs_of(&exp_dir, "base"), runs_of(&exp_dir, "twin")), (last, last));
+    assert_eq!(
+        (runs_of(&exp_dir, "base"), runs_of(&exp_dir, "twin")),
+        (last, last)
+    );
     let twin = contrast(&s, "twin vs base");
     assert_eq!(twin["degenerate"], "no spread across seeds: no interval");
-    assert_eq!((twin["difference"].as_f64(), twin["seeds"].as_u64()), (Some(0.0), Some(last as u64)));
+    assert_eq!(
+        (twin["difference"].as_f64(), twin["seeds"].as_u64()),
+        (Some(0.0), Some(last as u64))
+    );
     assert_eq!(twin["interval"], Value::Null);
     if twin["verdict"] == "undecided" {
         assert_eq!(looks, [2, 3, 4], "{v}");
-        assert!(result.stderr.contains("the most seeds (4) are used"), "{}", result.stderr);
+        assert!(
+            result.stderr.contains("the most seeds (4) are used"),
+            "{}",
+            result.stderr
+        );
     } else {
         assert_eq!(twin["verdict"], "neither_learned", "{v}");
         assert_eq!(v["undecided"], 0, "{v}");
     }
     // The answer first, in every format.
-    assert!(result.stderr.contains("verdicts (best Dice, family-wise α = 0.05):"));
+    assert!(
+        result
+            .stderr
+            .contains("verdicts (best Dice, family-wise α = 0.05):")
+    );
     assert!(result.stderr.contains("twin vs base"));
     let md = std::fs::read_to_string(exp_dir.join("report.md")).unwrap();
     let verdicts_at = md.find("## Verdicts").expect("a verdict section");
     assert!(verdicts_at < md.find("| variant |").unwrap());
     let html = std::fs::read_to_string(exp_dir.join("index.html")).unwrap();
-    assert!(html.contains("<h2>Verdicts</h2>"), "no verdicts on the page");
+    assert!(
+        html.contains("<h2>Verdicts</h2>"),
+        "no verdicts on the page"
+    );
     // Run again: every planned round is done; nothing is trained.
     let again = run_experiment(&file, &out, &["--no-report"]);
     assert_eq!(again.code, Some(0), "{}", again.stderr);
     assert!(
-        again.stderr.contains(&format!("{0} completed ({0} already done)", 2 * last)),
+        again
+            .stderr
+            .contains(&format!("{0} completed ({0} already done)", 2 * last)),
         "{}",
         again.stderr
     );
@@ -147,5 +171,8 @@ samples = 0
     let spent = |n: usize| 0.05 * (n as f64 / 8.0).powi(3);
     let prev = if at == 3 { 0 } else { at - 1 };
     let level = learned["level"].as_f64().unwrap();
-    assert!((level - (1.0 - (spent(at) - spent(prev)))).abs() < 1e-12, "{learned}");
+    assert!(
+        (level - (1.0 - (spent(at) - spent(prev)))).abs() < 1e-12,
+        "{learned}"
+    );
 }

@@ -125,7 +125,10 @@ fn print_answer(exp_dir: &Path, report: bool) {
             if let Some(v) = crate::report::verdicts::Verdicts::of(&data)
                 && v.contrasts.len() > 1
             {
-                eprintln!("\nverdicts ({}, family-wise α = {}):", v.score, v.rules.alpha);
+                eprintln!(
+                    "\nverdicts ({}, family-wise α = {}):",
+                    v.score, v.rules.alpha
+                );
                 eprint!("{}", v.terminal_table());
             }
         }

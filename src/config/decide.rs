@@ -142,11 +142,13 @@ pub(super) fn read_decide(
         return Ok((all_seeds, rules));
     };
     let mut r = SectionReader::new(source, "decide", table, Some(key.span.clone()));
-    let open_unit = |v: f64| (!(v > 0.0 && v < 0.5)).then(|| "it must be above 0 and below 0.5".into());
+    let open_unit =
+        |v: f64| (!(v > 0.0 && v < 0.5)).then(|| "it must be above 0 and below 0.5".into());
     rules.alpha = r.float("alpha", open_unit)?.unwrap_or(rules.alpha);
     rules.margin = r
         .float("margin", |v| {
-            (!(v > 0.0 && v < 1.0)).then(|| "it must be above 0 and below 1 (a Dice difference)".into())
+            (!(v > 0.0 && v < 1.0))
+                .then(|| "it must be above 0 and below 1 (a Dice difference)".into())
         })?
         .unwrap_or(rules.margin);
     rules.power = r

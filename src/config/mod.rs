@@ -18,8 +18,8 @@ use serde::Serialize;
 
 use crate::util::hash::fnv1a64;
 
-pub(crate) use tree::ConfigError;
 pub use decide::DecideRules;
+pub(crate) use tree::ConfigError;
 pub use types::*;
 
 use schema::SectionReader;

@@ -75,7 +75,10 @@ pub struct DatasetInfo {
 
 /// How many of the images at `indices` have an empty mask.
 fn count_empty(samples: &[Sample], indices: &[usize]) -> usize {
-    indices.iter().filter(|&&i| !samples[i].has_object()).count()
+    indices
+        .iter()
+        .filter(|&&i| !samples[i].has_object())
+        .count()
 }
 
 /// What a dataset holds, found without decoding any image.

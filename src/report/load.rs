@@ -104,10 +104,7 @@ impl RunData {
 
     /// A result of its recipe that may lack scores: it failed or diverged.
     fn failed(&self) -> bool {
-        matches!(
-            self.record.status,
-            RunStatus::Failed | RunStatus::Diverged
-        )
+        matches!(self.record.status, RunStatus::Failed | RunStatus::Diverged)
     }
 
     /// The score of predicting every mask empty on this run's validation images: the share of
@@ -200,25 +197,20 @@ impl SeedResult {
             .iter()
             .map(|r| r.best_epoch().map(|e| e as f64))
             .collect();
-        let unfinished = runs.iter().any(|r| {
-            matches!(
-                r.record.status,
-                RunStatus::Running | RunStatus::Interrupted
-            )
-        });
+        let unfinished = runs
+            .iter()
+            .any(|r| matches!(r.record.status, RunStatus::Running | RunStatus::Interrupted));
         let failed = !unfinished && runs.iter().any(|r| r.failed());
         // Unfinished work has no score yet; a failed seed is scored like any other.
-        let scored = |get: &dyn Fn(&RunData) -> Option<f64>| (!unfinished).then(|| all(get)).flatten();
+        let scored =
+            |get: &dyn Fn(&RunData) -> Option<f64>| (!unfinished).then(|| all(get)).flatten();
         SeedResult {
             seed,
             folds: runs.len(),
             completed: runs.iter().all(|r| r.record.status == RunStatus::Completed),
             failed,
             unfinished,
-            scored_as_nothing: failed
-                && runs
-                    .iter()
-                    .any(|r| r.failed() && r.best_dice().is_none()),
+            scored_as_nothing: failed && runs.iter().any(|r| r.failed() && r.best_dice().is_none()),
             best_dice: scored(&|r| r.itt_best_dice()).map(weighted),
             final_dice: scored(&|r| r.final_dice()).map(weighted),
             test_dice: scored(&|r| r.itt_test_dice()).map(mean),
@@ -279,6 +271,13 @@ impl VariantData {
 }
 
 impl ExperimentData {
+    /// Whether the study has a test split (a run was scored on one, or holds one).
+    pub(crate) fn has_test_split(&self) -> bool {
+        self.variants.iter().flat_map(|v| &v.runs).any(|r| {
+            r.test_dice().is_some() || r.record.dataset.as_ref().is_some_and(|d| d.test_images > 0)
+        })
+    }
+
     /// Reads an experiment directory (without rewriting its derived files).
     pub fn load(dir: &Path) -> Result<ExperimentData> {
         let (manifest, runs) = merge::read(dir)?;

@@ -225,7 +225,12 @@ fn interactions(s: &mut String, all: &[super::interactions::Interaction]) {
 fn verdict_table(s: &mut String, v: &super::verdicts::Verdicts, rows: &[VariantRow]) {
     let _ = writeln!(s, "## Verdicts\n\n{}\n", esc(&v.explanation()));
     let heads = super::verdicts::HEADS;
-    let _ = writeln!(s, "| {} |\n|{}", heads.join(" | "), "---|".repeat(heads.len()));
+    let _ = writeln!(
+        s,
+        "| {} |\n|{}",
+        heads.join(" | "),
+        "---|".repeat(heads.len())
+    );
     for cells in v.rows() {
         let cells: Vec<String> = cells.iter().map(|c| esc(c)).collect();
         let _ = writeln!(s, "| {} |", cells.join(" | "));

@@ -14,8 +14,8 @@ pub mod load;
 pub mod markdown;
 pub mod overlay;
 pub mod plots;
-pub mod stats;
 pub mod simulate;
+pub mod stats;
 pub mod summary;
 pub mod verdicts;
 

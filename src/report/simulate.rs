@@ -87,71 +87,31 @@ impl Outcome {
 /// Runs the simulation.
 pub fn simulate(sim: &Simulation) -> Outcome {
     let mut rng = StdRng::seed_from_u64(sim.seed);
-    let seed_noise = Normal::new(0.0, sim.seed_sd).expect("a spread");
-    let run_noise = Normal::new(0.0, sim.run_sd).expect("a spread");
-    let fails = Bernoulli::new(sim.failure).expect("a probability");
     let arms = sim.variants + 1;
-    let (mut any_wrong, mut found, mut all_decided) = (0, 0, 0);
-    let (mut seeds_used, mut runs) = (0usize, 0usize);
+    let (mut any_wrong, mut found, mut all_decided, mut seeds_used) = (0, 0, 0, 0);
     for _ in 0..sim.studies {
-        // scores[arm][seed]; arm 0 is the reference, arm 1 carries the effect.
-        let shared: Vec<f64> = (0..sim.max_seeds)
-            .map(|_| seed_noise.sample(&mut rng))
-            .collect();
-        let scores: Vec<Vec<f64>> = (0..arms)
-            .map(|arm| {
-                let effect = if arm == 1 { sim.effect } else { 0.0 };
-                shared
-                    .iter()
-                    .map(|s| {
-                        let noise = run_noise.sample(&mut rng);
-                        if fails.sample(&mut rng) {
-                            sim.nothing
-                        } else {
-                            (sim.mean + effect + s + noise).clamp(0.0, 1.0)
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        let samples_at = |n: usize| -> Vec<Sample> {
-            let mut out: Vec<Sample> = (0..arms)
-                .map(|arm| {
-                    let pairs = scores[arm][..n].iter().map(|&s| (s, sim.nothing)).collect();
-                    (ContrastKind::Learned, format!("{arm}"), vec![arm], Vec::new(), pairs)
-                })
-                .collect();
-            for arm in 1..arms {
-                let pairs = (0..n).map(|k| (scores[arm][k], scores[0][k])).collect();
-                out.push((ContrastKind::Variant, format!("{arm} vs 0"), vec![arm], vec![0], pairs));
-            }
-            out
-        };
-        let r = replay(&sim.rules, sim.max_seeds, &samples_at);
-        let mut wrong = false;
-        for c in r.contrasts.iter().filter(|c| c.kind == ContrastKind::Variant) {
-            let has_effect = c.a_side == [1] && sim.effect != 0.0;
-            match c.verdict {
-                Verdict::Better if has_effect && sim.effect > 0.0 => found += 1,
-                Verdict::Worse if has_effect && sim.effect < 0.0 => found += 1,
-                Verdict::Better | Verdict::Worse => wrong = true,
-                _ => {}
-            }
-        }
+        let scores = draw_study(sim, &mut rng);
+        let r = replay(&sim.rules, sim.max_seeds, &|n| samples(sim, &scores, n));
+        let (wrong, right) = judge_verdicts(sim, &r.contrasts);
         any_wrong += usize::from(wrong);
+        found += usize::from(right);
         all_decided += usize::from(r.contrasts.iter().all(|c| c.verdict.decided()));
         // A variant trains up to the look that settled its last open contrast.
         let last = r.taken.last().copied().unwrap_or(0);
         for arm in 0..arms {
-            let used = r
+            seeds_used += r
                 .contrasts
                 .iter()
                 .filter(|c| c.a_side.contains(&arm) || c.b_side.contains(&arm))
-                .map(|c| if c.verdict.decided() { c.look_seeds } else { last })
+                .map(|c| {
+                    if c.verdict.decided() {
+                        c.look_seeds
+                    } else {
+                        last
+                    }
+                })
                 .max()
                 .unwrap_or(last);
-            seeds_used += used;
-            runs += used;
         }
     }
     let studies = sim.studies.max(1);
@@ -162,8 +122,70 @@ pub fn simulate(sim: &Simulation) -> Outcome {
         found,
         all_decided,
         mean_seeds: seeds_used as f64 / (studies * arms) as f64,
-        mean_runs: runs as f64 / studies as f64,
+        mean_runs: seeds_used as f64 / studies as f64,
     }
+}
+
+/// One study's scores, `[arm][seed]`: arm 0 is the reference, arm 1 carries the effect.
+fn draw_study(sim: &Simulation, rng: &mut StdRng) -> Vec<Vec<f64>> {
+    let seed_noise = Normal::new(0.0, sim.seed_sd).expect("a spread");
+    let run_noise = Normal::new(0.0, sim.run_sd).expect("a spread");
+    let fails = Bernoulli::new(sim.failure).expect("a probability");
+    let shared: Vec<f64> = (0..sim.max_seeds).map(|_| seed_noise.sample(rng)).collect();
+    (0..=sim.variants)
+        .map(|arm| {
+            let effect = if arm == 1 { sim.effect } else { 0.0 };
+            shared
+                .iter()
+                .map(|s| {
+                    let noise = run_noise.sample(rng);
+                    if fails.sample(rng) {
+                        sim.nothing
+                    } else {
+                        (sim.mean + effect + s + noise).clamp(0.0, 1.0)
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The contrasts of the first `n` seeds, as the report builds them: each arm against
+/// predicting nothing, each variant against the reference.
+fn samples(sim: &Simulation, scores: &[Vec<f64>], n: usize) -> Vec<Sample> {
+    let mut out: Vec<Sample> = scores
+        .iter()
+        .enumerate()
+        .map(|(arm, s)| {
+            let pairs = s[..n].iter().map(|&x| (x, sim.nothing)).collect();
+            let label = format!("{arm}");
+            (ContrastKind::Learned, label, vec![arm], Vec::new(), pairs)
+        })
+        .collect();
+    for arm in 1..scores.len() {
+        let pairs = (0..n).map(|k| (scores[arm][k], scores[0][k])).collect();
+        let label = format!("{arm} vs 0");
+        out.push((ContrastKind::Variant, label, vec![arm], vec![0], pairs));
+    }
+    out
+}
+
+/// (any wrong "better"/"worse", the true effect found).
+fn judge_verdicts(
+    sim: &Simulation,
+    contrasts: &[super::verdicts::ContrastVerdict],
+) -> (bool, bool) {
+    let (mut wrong, mut found) = (false, false);
+    for c in contrasts.iter().filter(|c| c.kind == ContrastKind::Variant) {
+        let has_effect = c.a_side == [1] && sim.effect != 0.0;
+        match c.verdict {
+            Verdict::Better if has_effect && sim.effect > 0.0 => found = true,
+            Verdict::Worse if has_effect && sim.effect < 0.0 => found = true,
+            Verdict::Better | Verdict::Worse => wrong = true,
+            _ => {}
+        }
+    }
+    (wrong, found)
 }
 
 #[cfg(test)]

@@ -155,7 +155,7 @@ pub(crate) fn alpha_spent(alpha: f64, t: f64, rho: f64) -> f64 {
 /// `alpha` with the given power, at spread `sd`: the least n with
 /// n ≥ ((t_{1−α/2, n−1} + t_{power, n−1}) · sd / δ)²; `None` above 1 000.
 pub(crate) fn seeds_needed(sd: f64, delta: f64, alpha: f64, power: f64) -> Option<usize> {
-    if !(delta > 0.0) || !sd.is_finite() {
+    if delta.is_nan() || delta <= 0.0 || !sd.is_finite() {
         return None;
     }
     // t quantiles exceed the normal's, so the normal answer is a lower bound to search from.
@@ -283,7 +283,10 @@ mod tests {
         }
         // [.012, .013, .2] → [True, True, False].
         let got = holm(&[Some(0.012), Some(0.013), Some(0.2)], 0.05);
-        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [true, true, false]);
+        assert_eq!(
+            got.iter().map(|g| g.0).collect::<Vec<_>>(),
+            [true, true, false]
+        );
         // A contrast without a test counts in m and is never rejected.
         let got = holm(&[None, Some(0.02)], 0.05);
         assert_eq!((got[0].0, got[1].0), (false, true));
@@ -316,7 +319,11 @@ mod tests {
         close(p, 0.8, 1e-12);
         close(lo, wilson(4.0, 5, 0.95).unwrap().0, 1e-12);
         // A tie counts ½: (1 + ½ + 0) / 3.
-        close(probability_of_improvement(&[0.1, 0.0, -0.1]).unwrap().0, 0.5, 1e-12);
+        close(
+            probability_of_improvement(&[0.1, 0.0, -0.1]).unwrap().0,
+            0.5,
+            1e-12,
+        );
         // α·t³: half the seeds spend an eighth of α.
         close(alpha_spent(0.05, 0.5, 3.0), 0.00625, 1e-15);
         close(alpha_spent(0.05, 1.0, 3.0), 0.05, 1e-15);

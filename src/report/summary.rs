@@ -399,12 +399,7 @@ pub(crate) fn all_empty_score(exp: &ExperimentData) -> Option<f64> {
 
 /// Whether any run of the experiment was scored on a test split.
 pub(crate) fn has_test_split(exp: &ExperimentData) -> bool {
-    exp.variants
-        .iter()
-        .flat_map(|v| &v.runs)
-        .any(|r| {
-            r.test_dice().is_some() || r.record.dataset.as_ref().is_some_and(|d| d.test_images > 0)
-        })
+    exp.has_test_split()
 }
 
 /// The main effects on test Dice when the study has a test split (held-out subjects: an
@@ -733,6 +728,17 @@ mod tests {
         ));
         // No breakdown was recorded: no all-empty baseline to state.
         assert_eq!(all_empty_score(&exp), None);
+    }
+
+    #[test]
+    fn a_failed_seed_without_a_checkpoint_scores_as_predicting_nothing() {
+        let exp = super::super::verdicts::tests::fragile();
+        let rows = rows(&exp);
+        // (0.80 + 0.525 + 0.82) / 3 = 0.715; completed seeds only: 0.81.
+        assert_eq!(rows[1].best(), "0.7150 ± 0.1648");
+        assert_eq!((rows[1].failed_seeds, rows[1].nothing_seeds), (1, 1));
+        assert_eq!(fmt_mean_sd(&rows[1].completed_scores), "0.8100 ± 0.0141");
+        assert!(!rows[1].learned_nothing);
     }
 
     #[test]

@@ -38,7 +38,12 @@ impl Round {
         let data = ExperimentData::load(exp_dir)?;
         let order = &study.experiment.seeds;
         for v in &data.variants {
-            let Some(i) = study.experiment.variants.iter().position(|x| x.slug == v.slug) else {
+            let Some(i) = study
+                .experiment
+                .variants
+                .iter()
+                .position(|x| x.slug == v.slug)
+            else {
                 continue;
             };
             let started = v
@@ -54,7 +59,11 @@ impl Round {
         if let Some((n, variants)) = verdicts.as_ref().and_then(|v| v.next.as_ref()) {
             for &v in variants {
                 if let Some(name) = data.variants.get(v).map(|d| &d.slug)
-                    && let Some(i) = study.experiment.variants.iter().position(|x| x.slug == *name)
+                    && let Some(i) = study
+                        .experiment
+                        .variants
+                        .iter()
+                        .position(|x| x.slug == *name)
                 {
                     seeds[i] = seeds[i].max(*n);
                 }
