@@ -179,6 +179,23 @@ impl Cluster {
         !String::from_utf8_lossy(&out.stdout).trim().is_empty()
     }
 
+    /// Waits until no job at all is queued or running.
+    fn wait_until_idle(&self, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            let out = self.command("squeue").arg("-h").output().unwrap();
+            if String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+                return;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "jobs still queued after {limit:?}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
     fn wait_until_gone(&self, jobs: &str, limit: Duration) {
         let start = Instant::now();
         while self.in_queue(jobs) {
@@ -256,8 +273,12 @@ fn succeeded(out: CliResult) -> String {
     out.stdout
 }
 
+/// One private cluster at a time: the tests of this file start their own.
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_study_on_a_private_slurm_cluster_merges_to_the_sequential_rows() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let cluster = match Cluster::start() {
         Ok(c) => c,
         Err(why) => {
@@ -381,5 +402,103 @@ fn a_study_on_a_private_slurm_cluster_merges_to_the_sequential_rows() {
     assert!(
         runs.iter().all(|r| r.manifest.slurm_job.is_some()),
         "runs record their SLURM job"
+    );
+}
+
+#[test]
+fn seeds_until_decided_chains_a_decide_job_after_each_round() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = match Cluster::start() {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!(
+                "note: skipping the SLURM seeds-until-decided test: {why} (Debian: apt-get install slurmctld slurmd slurm-client munge)"
+            );
+            return;
+        }
+    };
+    // Twin variants train identically, so their contrast never has a spread and stays
+    // undecided: each look adds a seed, up to 3, each round an array plus a decide job after
+    // it. (Should both variants be settled as having learned nothing, the chain ends earlier;
+    // the checks below hold either way.)
+    let tmp = TempDir::new("slurm-until-decided");
+    let file = common::write_experiment(
+        &tmp,
+        "twins.toml",
+        r#"
+name = "twins"
+seeds = { min = 2, max = 3, step = 1 }
+[data]
+size = [32, 32]
+count = 128
+subjects = 4
+[model]
+widths = [4, 8]
+[train]
+loss = "dice_ce"
+epochs = 6
+batch_size = 8
+lr = 3e-3
+[report]
+samples = 0
+[[variant]]
+name = "base"
+[[variant]]
+name = "twin"
+"#,
+    );
+    let out = tmp.path().join("out");
+    let stdout = succeeded(
+        cluster
+            .unet_lab()
+            .current_dir(tmp.path())
+            .args([
+                "slurm",
+                file.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .args(["--cpus-per-task", "1", "--submit"])
+            .output(),
+    );
+    assert!(
+        stdout.contains("seeds until decided: first look (2 seeds per variant)")
+            && stdout.contains("(tasks 0-1,3-4)"),
+        "{stdout}"
+    );
+    let exp = out.join("twins");
+    cluster.wait_until_idle(Duration::from_secs(300));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(exp.join("summary.json")).unwrap()).unwrap();
+    let looks = summary["verdicts"]["looks"].as_array().unwrap().len();
+    let last = summary["verdicts"]["looks"][looks - 1].as_u64().unwrap() as usize;
+    // One decide job per look; every round but the first was submitted by one.
+    let logs: Vec<String> = std::fs::read_dir(exp.join("slurm/logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let decides = logs.iter().filter(|l| l.starts_with("decide-")).count();
+    assert_eq!(decides, looks, "{logs:?}");
+    let rounds = std::fs::read_to_string(exp.join("slurm/rounds.log")).unwrap_or_default();
+    assert_eq!(rounds.lines().count(), looks - 1, "{rounds}");
+    if looks == 2 {
+        assert_eq!(rounds, "2,5\n");
+    }
+    let (_, runs) = merge::read(&exp).unwrap();
+    assert_eq!(runs.len(), 2 * last, "runs of the looks taken");
+    assert!(runs.iter().all(|r| r.manifest.slurm_job.is_some()));
+    let status = cluster
+        .unet_lab()
+        .args(["status", exp.to_str().unwrap()])
+        .output();
+    assert_eq!(status.code, Some(0), "{}{}", status.stdout, status.stderr);
+    assert!(
+        status.stdout.contains("seeds until decided: look"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        exp.join("index.html").exists(),
+        "the last decide job renders the report"
     );
 }

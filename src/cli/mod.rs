@@ -1,9 +1,10 @@
 //! The command line: `run`, `validate`, `tasks`, `status`, `slurm`, `report`, `compare`,
-//! `tune`, `predict`, `bench`, `augment-preview`, `prune`. The study commands have a file each.
+//! `tune`, `predict`, `bench`, `augment-preview`, `prune`, `next-round`. The study commands have a file each.
 
 mod augment_preview;
 mod bench;
 mod compare;
+mod next_round;
 mod predict;
 mod prune;
 mod report;
@@ -59,6 +60,9 @@ pub enum Command {
     Prune(prune::PruneArgs),
     /// Write (and with --submit, queue) a SLURM job array for the study and a report job after it.
     Slurm(slurm::SlurmArgs),
+    /// The decide job of a study with seeds until decided on SLURM: take the verdicts after a
+    /// round and submit the next round, or render the report when nothing is left to train.
+    NextRound(next_round::NextRoundArgs),
     /// Rebuild every picture and page of an experiment directory from its metrics and stored
     /// predictions (no model is loaded, nothing is trained).
     Report(report::ReportArgs),
@@ -151,6 +155,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Status(args) => status::execute(args),
         Command::Prune(args) => prune::execute(args),
         Command::Slurm(args) => slurm::execute(args),
+        Command::NextRound(args) => next_round::execute(args),
         Command::Report(args) => report::execute(args),
         Command::Tune(args) => tune::execute(args),
         Command::Predict(args) => predict::execute(args),

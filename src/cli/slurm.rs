@@ -80,7 +80,7 @@ pub(crate) fn execute(args: SlurmArgs) -> Result<u8> {
     let exp_dir = study.plan(&args.out, true)?;
     let plan = Plan::load(&exp_dir)?.context("the plan was just written")?;
     let exe = std::env::current_exe().context("cannot find this program's path")?;
-    let scripts = slurm::write_scripts(&exp_dir, &plan, &exe, &cwd, &opts)?;
+    let scripts = slurm::write_scripts(&exp_dir, &plan, &exe, &cwd, &opts, study.sequential())?;
     println!(
         "array job ({} tasks): {}",
         scripts.tasks,
@@ -89,8 +89,32 @@ pub(crate) fn execute(args: SlurmArgs) -> Result<u8> {
     println!("report job:           {}", scripts.report.display());
     // The commands below are for pasting into a shell: their paths are quoted.
     let quoted = |p: &Path| shell_quote(&p.display().to_string());
+    if let Some(decide) = &scripts.decide {
+        println!("decide job:           {}", decide.display());
+        let (line, indices) = super::status::current_round(&exp_dir)?;
+        println!("{line}");
+        let Some(indices) = indices else {
+            println!("nothing to train: unet-lab report {}", quoted(&exp_dir));
+            return Ok(0);
+        };
+        if args.submit {
+            let (array, job) = slurm::submit(&scripts, Some(&indices))?;
+            println!(
+                "submitted array job {array} (tasks {indices}) and decide job {job} (after any end \
+                 of {array}): it takes the verdicts and submits the next round, or renders the report"
+            );
+            println!("follow it with: unet-lab status {}", quoted(&exp_dir));
+        } else {
+            println!(
+                "submit with: job=$(sbatch --parsable --array={indices} {}) && sbatch --dependency=afterany:$job {}",
+                quoted(&scripts.array),
+                quoted(decide)
+            );
+        }
+        return Ok(0);
+    }
     if args.submit {
-        let (array, report) = slurm::submit(&scripts)?;
+        let (array, report) = slurm::submit(&scripts, None)?;
         println!("submitted array job {array} and report job {report} (after any end of {array})");
         println!("follow it with: unet-lab status {}", quoted(&exp_dir));
     } else {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use crate::report::verdicts::{self, Verdicts};
 use crate::study::{Program, Share, WorkerCommand};
 use crate::track::status::{StudyStatus, TaskState, index_ranges};
 use crate::util::shell_quote;
@@ -60,8 +61,90 @@ fn finish_commands(status: &StudyStatus) -> Vec<String> {
     commands
 }
 
+/// A study with seeds until decided: which look it is at, and the planned tasks of later looks
+/// that no verdict needs now (taken out of the status: they are not unfinished work).
+fn seeds_until_decided(status: &mut StudyStatus) -> Result<Option<String>> {
+    let data = crate::report::ExperimentData::load(&status.dir)?;
+    let rules = data.manifest.rules();
+    let order = data.manifest.seeds.clone();
+    if !rules.sequential(order.len()) {
+        return Ok(None);
+    }
+    let verdicts = Verdicts::of(&data);
+    let now = verdicts::seeds_now(&data, verdicts.as_ref());
+    let needed = |t: &crate::track::status::TaskStatus| {
+        let position = order.iter().position(|s| *s == t.seed).unwrap_or(0);
+        let slug = data
+            .manifest
+            .variants
+            .iter()
+            .find(|(name, _)| *name == t.variant)
+            .map(|(_, slug)| slug.as_str());
+        now.iter()
+            .any(|(s, n)| Some(s.as_str()) == slug && position < *n)
+    };
+    let before = status.tasks.len();
+    status
+        .tasks
+        .retain(|t| t.state != TaskState::Missing || needed(t));
+    let later = before - status.tasks.len();
+    let looks = rules.looks(order.len());
+    let line = match &verdicts {
+        None => format!(
+            "seeds until decided: first look ({} seeds per variant)",
+            rules.first_seeds
+        ),
+        Some(v) => {
+            let why = if v.undecided() == 0 {
+                "every contrast is decided, so no seed is added".to_string()
+            } else if let Some((n, variants)) = &v.next {
+                format!(
+                    "{} undecided, so the next look trains {n} seeds of {} variant(s)",
+                    v.undecided(),
+                    variants.len()
+                )
+            } else if v.provisional || v.looks.last() != looks.last() {
+                format!(
+                    "{} undecided; this look's seeds are still training",
+                    v.undecided()
+                )
+            } else {
+                format!(
+                    "{} undecided with the most seeds ({}) used",
+                    v.undecided(),
+                    v.max_seeds
+                )
+            };
+            format!(
+                "seeds until decided: look {} of at most {} ({} seeds): {} of {} contrasts decided; {why}",
+                v.looks.len(),
+                looks.len(),
+                v.looks.last().copied().unwrap_or(0),
+                v.contrasts.len() - v.undecided(),
+                v.contrasts.len()
+            )
+        }
+    };
+    Ok(Some(format!(
+        "{line} ({later} planned task(s) of later looks not needed now)"
+    )))
+}
+
+/// A study with seeds until decided: the line saying where it stands and the unfinished tasks
+/// of its current round (SLURM's `--array` form), none when nothing is left to train.
+pub(super) fn current_round(exp_dir: &std::path::Path) -> Result<(String, Option<String>)> {
+    let mut status = StudyStatus::read(exp_dir)?;
+    let line = seeds_until_decided(&mut status)?.unwrap_or_default();
+    let unfinished = status.unfinished();
+    Ok((
+        line,
+        (!unfinished.is_empty()).then(|| index_ranges(&unfinished)),
+    ))
+}
+
 pub(crate) fn execute(args: StatusArgs) -> Result<u8> {
-    let status = StudyStatus::read(&args.dir)?;
+    let mut status = StudyStatus::read(&args.dir)?;
+    let round = seeds_until_decided(&mut status)?;
     let total = status.tasks.len();
     let done = status.count(TaskState::Done);
     let finish = finish_commands(&status);
@@ -81,11 +164,15 @@ pub(crate) fn execute(args: StatusArgs) -> Result<u8> {
             "finish": finish,
             "tasks": status.tasks,
             "superseded": superseded,
+            "seeds_until_decided": round,
         });
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print_tasks(&status);
         print_superseded(&status, &superseded);
+        if let Some(round) = &round {
+            println!("{round}");
+        }
         let others: Vec<String> = STATES[1..]
             .iter()
             .filter(|s| status.count(**s) > 0)

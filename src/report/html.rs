@@ -368,7 +368,7 @@ fn main_effects(effects: &[AxisEffect]) -> Markup {
 }
 
 /// One two-way table with its sentence, contrasts and heat map.
-fn interaction_table(k: usize, t: &Interaction) -> Markup {
+fn interaction_table(k: usize, t: &Interaction, verdicts: Option<&Verdicts>) -> Markup {
     html! {
         h3 { (t.first) " × " (t.second) }
         p { (t.verdict()) }
@@ -398,17 +398,20 @@ fn interaction_table(k: usize, t: &Interaction) -> Markup {
                 }
             }
         }
+        @if let Some(line) = verdicts.and_then(|v| v.interaction_line(&t.first, &t.second)) {
+            p { (line) }
+        }
         img.heatmap src=(super::heatmap::file_name(k)) alt={ (t.first) " × " (t.second) " heat map" };
     }
 }
 
 /// One two-way table per pair of grid axes; nothing with fewer than two axes.
-fn interactions(all: &[Interaction]) -> Markup {
+fn interactions(all: &[Interaction], verdicts: Option<&Verdicts>) -> Markup {
     html! {
         @if !all.is_empty() {
             h2 { "Interactions" }
             p { (super::interactions::NOTE) }
-            @for (k, t) in all.iter().enumerate() { (interaction_table(k, t)) }
+            @for (k, t) in all.iter().enumerate() { (interaction_table(k, t, verdicts)) }
         }
     }
 }
@@ -516,7 +519,7 @@ fn render_page(exp: &ExperimentData) -> String {
         (variants(&rows, &exp.manifest.axes, test, summary::all_empty_score(exp)))
         (all_variants())
         (main_effects(&effects))
-        (interactions(&summary::interactions(exp)))
+        (interactions(&summary::interactions(exp), verdicts.as_ref()))
         @for (v, r) in exp.variants.iter().zip(&rows) { (variant_section(v, r)) }
         (superseded_section(&crate::track::supersede::list(&exp.dir)))
         script { (PreEscaped(SORT_SCRIPT)) }

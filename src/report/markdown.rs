@@ -178,7 +178,11 @@ fn main_effects(s: &mut String, effects: &[AxisEffect]) {
 }
 
 /// One two-way table per pair of grid axes.
-fn interactions(s: &mut String, all: &[super::interactions::Interaction]) {
+fn interactions(
+    s: &mut String,
+    all: &[super::interactions::Interaction],
+    verdicts: Option<&super::verdicts::Verdicts>,
+) {
     if all.is_empty() {
         return;
     }
@@ -210,6 +214,9 @@ fn interactions(s: &mut String, all: &[super::interactions::Interaction]) {
         let contrasts: Vec<String> = t.contrasts.iter().map(|c| esc(&c.text())).collect();
         if !contrasts.is_empty() {
             let _ = writeln!(s, "\nInteraction contrasts: {}.", contrasts.join("; "));
+        }
+        if let Some(line) = verdicts.and_then(|v| v.interaction_line(&t.first, &t.second)) {
+            let _ = writeln!(s, "\n{}", esc(&line));
         }
         let _ = writeln!(
             s,
@@ -284,15 +291,16 @@ fn render_markdown(exp: &ExperimentData) -> String {
             }
         );
     }
-    if let Some(v) = super::verdicts::Verdicts::of(exp) {
-        verdict_table(&mut s, &v, &rows);
+    let verdicts = super::verdicts::Verdicts::of(exp);
+    if let Some(v) = &verdicts {
+        verdict_table(&mut s, v, &rows);
     }
     variant_table(&mut s, &rows, &exp.manifest.axes, test);
     score_breakdown(&mut s, &rows, test);
     tuning(&mut s, &rows);
     let _ = writeln!(s, "\n![loss](loss.png)\n\n![validation Dice](dice.png)\n");
     main_effects(&mut s, &summary::effects(exp));
-    interactions(&mut s, &summary::interactions(exp));
+    interactions(&mut s, &summary::interactions(exp), verdicts.as_ref());
     variant_sections(&mut s, &exp.variants);
     superseded(&mut s, &crate::track::supersede::list(&exp.dir));
     s

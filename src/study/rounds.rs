@@ -15,7 +15,7 @@ use anyhow::Result;
 
 use super::{RunOptions, Study, StudyTask, Summary};
 use crate::report::ExperimentData;
-use crate::report::verdicts::Verdicts;
+use crate::report::verdicts::{self, Verdicts};
 
 /// The study's state in its directory: the verdicts so far, and the seeds each variant needs.
 pub(crate) struct Round {
@@ -36,37 +36,15 @@ impl Round {
             });
         }
         let data = ExperimentData::load(exp_dir)?;
-        let order = &study.experiment.seeds;
-        for v in &data.variants {
-            let Some(i) = study
+        let verdicts = Verdicts::of(&data);
+        for (slug, n) in verdicts::seeds_now(&data, verdicts.as_ref()) {
+            if let Some(i) = study
                 .experiment
                 .variants
                 .iter()
-                .position(|x| x.slug == v.slug)
-            else {
-                continue;
-            };
-            let started = v
-                .runs
-                .iter()
-                .filter_map(|r| order.iter().position(|s| *s == r.seed))
-                .map(|p| p + 1)
-                .max()
-                .unwrap_or(0);
-            seeds[i] = seeds[i].max(started);
-        }
-        let verdicts = Verdicts::of(&data);
-        if let Some((n, variants)) = verdicts.as_ref().and_then(|v| v.next.as_ref()) {
-            for &v in variants {
-                if let Some(name) = data.variants.get(v).map(|d| &d.slug)
-                    && let Some(i) = study
-                        .experiment
-                        .variants
-                        .iter()
-                        .position(|x| x.slug == *name)
-                {
-                    seeds[i] = seeds[i].max(*n);
-                }
+                .position(|x| x.slug == slug)
+            {
+                seeds[i] = seeds[i].max(n);
             }
         }
         Ok(Round { verdicts, seeds })

@@ -132,11 +132,14 @@ pub(crate) fn check_options(
     Ok(())
 }
 
-/// The two scripts `unet-lab slurm` writes.
+/// The scripts `unet-lab slurm` writes.
 #[derive(Debug, Clone)]
 pub struct Scripts {
     pub array: PathBuf,
     pub report: PathBuf,
+    /// A study with seeds until decided: the job that takes the verdicts after each round's
+    /// array and submits the next round (or renders the report).
+    pub decide: Option<PathBuf>,
     pub tasks: usize,
 }
 
@@ -208,6 +211,7 @@ pub(crate) fn write_scripts(
     exe: &Path,
     cwd: &Path,
     opts: &SlurmOptions,
+    sequential: bool,
 ) -> Result<Scripts> {
     let slurm_dir = absolute(&exp_dir.join("slurm"));
     let logs = slurm_dir.join("logs");
@@ -243,12 +247,19 @@ pub(crate) fn write_scripts(
     let scripts = Scripts {
         array: slurm_dir.join("array.sbatch"),
         report: slurm_dir.join("report.sbatch"),
+        decide: sequential.then(|| slurm_dir.join("decide.sbatch")),
         tasks: plan.tasks.len(),
     };
     let array = array_script(&parts, plan, &scripts.array, opts);
     write_atomic(&scripts.array, array.as_bytes())?;
     let report = report_script(&parts, plan, &absolute(exp_dir));
     write_atomic(&scripts.report, report.as_bytes())?;
+    if let Some(decide) = &scripts.decide {
+        write_atomic(
+            decide,
+            decide_script(&parts, plan, &absolute(exp_dir)).as_bytes(),
+        )?;
+    }
     Ok(scripts)
 }
 
@@ -346,11 +357,60 @@ fn report_script(parts: &ScriptParts, plan: &Plan, exp_dir: &Path) -> String {
     text
 }
 
-/// `sbatch --parsable` for the array, then for the report job after it; the two job ids.
-pub fn submit(scripts: &Scripts) -> Result<(String, String)> {
-    let array = sbatch(&[], &scripts.array)?;
-    let report = sbatch(&[format!("--dependency=afterany:{array}")], &scripts.report)?;
-    Ok((array, report))
+/// The decide job of a study with seeds until decided: after each round's array (afterany),
+/// `unet-lab next-round` takes the verdicts and submits the next round with another decide job
+/// after it, or renders the report when nothing is left to train.
+fn decide_script(parts: &ScriptParts, plan: &Plan, exp_dir: &Path) -> String {
+    let mut text = format!(
+        "#!/bin/bash\n\
+         # Written by `unet-lab slurm`: takes the verdicts of \"{}\" after a round of its seeds\n\
+         # and submits the next round (array + this job after it), or renders the report when\n\
+         # every contrast is decided or the most seeds are used. Submitted with\n\
+         # --dependency=afterany:<the round's array job>.\n\
+         #SBATCH --job-name=unet-lab-{}-decide\n\
+         #SBATCH --output={}\n",
+        comment_text(&plan.experiment),
+        parts.job_name,
+        sbatch_quote(&format!(
+            "{}/decide-%j.log",
+            output_pattern_dir(&parts.logs)
+        ))
+    );
+    for line in &parts.common {
+        text.push_str(line);
+        text.push('\n');
+    }
+    let exp_q = shell_quote(&exp_dir.display().to_string());
+    text.push_str(&format!(
+        "set -uo pipefail\n\
+         export RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\n\
+         {exe} status {exp_q} || true\n\
+         exec {exe} next-round {exp_q}\n",
+        exe = shell_quote(&parts.exe.display().to_string())
+    ));
+    text
+}
+
+/// `sbatch --parsable` for the array, then for the job after it (the report job, or for a study
+/// with seeds until decided the decide job, the array then holding the first round's
+/// `indices`); the two job ids.
+pub fn submit(scripts: &Scripts, indices: Option<&str>) -> Result<(String, String)> {
+    match (&scripts.decide, indices) {
+        (Some(decide), Some(indices)) => submit_round(&scripts.array, decide, indices),
+        _ => {
+            let array = sbatch(&[], &scripts.array)?;
+            let report = sbatch(&[format!("--dependency=afterany:{array}")], &scripts.report)?;
+            Ok((array, report))
+        }
+    }
+}
+
+/// One round of a study with seeds until decided: the array over `indices` (`0-3,7`), then the
+/// decide job after it.
+pub(crate) fn submit_round(array: &Path, decide: &Path, indices: &str) -> Result<(String, String)> {
+    let array = sbatch(&[format!("--array={indices}")], array)?;
+    let decide = sbatch(&[format!("--dependency=afterany:{array}")], decide)?;
+    Ok((array, decide))
 }
 
 fn sbatch(extra: &[String], script: &Path) -> Result<String> {
@@ -478,11 +538,13 @@ mod tests {
             tasks: vec![task(0), task(1)],
         };
         let exe = root.join("bin's dir/unet-lab");
-        let scripts = write_scripts(&exp_dir, &plan, &exe, &cwd, &SlurmOptions::default()).unwrap();
+        let opts = SlurmOptions::default();
+        let scripts = write_scripts(&exp_dir, &plan, &exe, &cwd, &opts, true).unwrap();
         let array = std::fs::read_to_string(&scripts.array).unwrap();
         let report = std::fs::read_to_string(&scripts.report).unwrap();
+        let decide = std::fs::read_to_string(scripts.decide.as_ref().unwrap()).unwrap();
         let logs = exp_dir.join("slurm/logs").display().to_string();
-        for script in [&array, &report] {
+        for script in [&array, &report, &decide] {
             assert_eq!(
                 sbatch_reads(directive(script, "chdir")),
                 cwd.display().to_string()
@@ -520,6 +582,14 @@ mod tests {
         )));
         let exp_q = quoted(&exp_dir.display().to_string());
         assert!(report.contains(&format!("report {exp_q}\n")), "{report}");
+        assert!(
+            decide.contains(&format!("next-round {exp_q}\n")),
+            "{decide}"
+        );
+        assert_eq!(
+            sbatch_reads(directive(&decide, "output")),
+            format!("{doubled}/decide-%j.log")
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 
