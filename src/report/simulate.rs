@@ -95,7 +95,7 @@ pub fn simulate(sim: &Simulation) -> Outcome {
         let (wrong, right) = judge_verdicts(sim, &r.contrasts);
         any_wrong += usize::from(wrong);
         found += usize::from(right);
-        all_decided += usize::from(r.contrasts.iter().all(|c| c.verdict.decided()));
+        all_decided += usize::from(r.contrasts.iter().all(|c| c.settled));
         // A variant trains up to the look that settled its last open contrast.
         let last = r.taken.last().copied().unwrap_or(0);
         for arm in 0..arms {
@@ -103,13 +103,7 @@ pub fn simulate(sim: &Simulation) -> Outcome {
                 .contrasts
                 .iter()
                 .filter(|c| c.a_side.contains(&arm) || c.b_side.contains(&arm))
-                .map(|c| {
-                    if c.verdict.decided() {
-                        c.look_seeds
-                    } else {
-                        last
-                    }
-                })
+                .map(|c| if c.settled { c.look_seeds } else { last })
                 .max()
                 .unwrap_or(last);
         }

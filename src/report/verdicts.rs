@@ -114,6 +114,9 @@ pub struct ContrastVerdict {
     pub degenerate: Option<&'static str>,
     /// The seeds per variant at the look that decided it (or the last look taken).
     pub look_seeds: usize,
+    /// No more seeds would change the verdict (see [`settled`]); an unsettled contrast's
+    /// variants get the next look's seeds.
+    pub settled: bool,
 }
 
 /// A variant's failures: failed or diverged seeds of the seeds with a result.
@@ -240,10 +243,7 @@ impl Verdicts {
 
     /// The contrasts still undecided.
     pub fn undecided(&self) -> usize {
-        self.contrasts
-            .iter()
-            .filter(|c| !c.verdict.decided())
-            .count()
+        self.contrasts.iter().filter(|c| !c.settled).count()
     }
 
     /// What the table's heading says about error control.
@@ -378,7 +378,11 @@ pub(crate) fn replay(
             break;
         }
     }
-    let contrasts = latest;
+    let mut contrasts = latest;
+    let settled_now: Vec<bool> = contrasts.iter().map(|c| settled(c, &contrasts)).collect();
+    for (c, s) in contrasts.iter_mut().zip(settled_now) {
+        c.settled = s;
+    }
     let next = if provisional {
         None
     } else {
@@ -392,17 +396,19 @@ pub(crate) fn replay(
     }
 }
 
-/// A verdict no more seeds would change: "better", "worse", "equivalent", a settled
-/// "learned"/"learned nothing", and "neither learned" once both sides' "learned nothing" are.
+/// A verdict no more seeds would change: "better", "worse", "equivalent", "learned", a tested
+/// "learned nothing", and "neither learned" once both sides' "learned nothing" are. A variant
+/// that scored exactly predicting nothing on every seed so far is shown as "learned nothing"
+/// but is not settled: no test stands behind it, and more seeds may learn.
 fn settled(v: &ContrastVerdict, all: &[ContrastVerdict]) -> bool {
+    let nothing_tested =
+        |c: &ContrastVerdict| c.verdict == Verdict::LearnedNothing && c.degenerate.is_none();
     match v.verdict {
         Verdict::Undecided { .. } => false,
+        Verdict::LearnedNothing => nothing_tested(v),
         Verdict::NeitherLearned => v.a_side.iter().chain(&v.b_side).all(|i| {
-            all.iter().any(|c| {
-                c.kind == ContrastKind::Learned
-                    && c.a_side == [*i]
-                    && c.verdict == Verdict::LearnedNothing
-            })
+            all.iter()
+                .any(|c| c.kind == ContrastKind::Learned && c.a_side == [*i] && nothing_tested(c))
         }),
         _ => true,
     }
@@ -671,6 +677,7 @@ fn verdict_of(
         verdict,
         degenerate,
         look_seeds: look,
+        settled: false,
     }
 }
 
@@ -716,7 +723,7 @@ fn next_look(
     let next = *looks.iter().find(|&&n| n > last)?;
     let mut variants: Vec<usize> = contrasts
         .iter()
-        .filter(|c| !c.verdict.decided())
+        .filter(|c| !c.settled)
         .flat_map(|c| c.a_side.iter().chain(&c.b_side).copied())
         .collect();
     variants.sort_unstable();
@@ -997,6 +1004,10 @@ pub(crate) mod tests {
         let sgd = find(&v, "mse-sgd vs predicting nothing");
         assert_eq!(sgd.verdict, Verdict::LearnedNothing);
         assert_eq!(sgd.degenerate, Some("no spread across seeds: no interval"));
+        // No test stands behind an exact collapse: shown, but not settled (more seeds may
+        // learn); a tested "learned nothing" (below the floor, with spread) is.
+        assert!(!sgd.settled);
+        assert!(find(&v, "bce-adam vs predicting nothing").settled);
         assert_eq!(
             find(&v, "bce-adam vs predicting nothing").verdict,
             Verdict::LearnedNothing
