@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TempDir, run_experiment, write_experiment};
+use common::{Study, TempDir, run_experiment, write_experiment};
 use serde_json::Value;
 
 /// Runs per variant in the study's directory.
@@ -39,27 +39,7 @@ fn an_undecidable_contrast_gets_seeds_until_the_most_are_used() {
     let file = write_experiment(
         &tmp,
         "twins.toml",
-        r#"
-name = "twins"
-seeds = { min = 2, max = 4, step = 1 }
-[data]
-size = [32, 32]
-count = 128
-subjects = 4
-[model]
-widths = [4, 8]
-[train]
-loss = "dice_ce"
-epochs = 6
-batch_size = 8
-lr = 3e-3
-[report]
-samples = 0
-[[variant]]
-name = "base"
-[[variant]]
-name = "twin"
-"#,
+        &common::twins_text("{ min = 2, max = 4, step = 1 }"),
     );
     let out = tmp.path().join("out");
     let result = run_experiment(&file, &out, &["--jobs", "2"]);
@@ -137,25 +117,17 @@ fn a_decided_study_stops_before_its_most_seeds() {
     // contrast, against predicting nothing, is decided long before 8 seeds, and the study
     // stops there.
     let tmp = TempDir::new("until-decided");
-    let file = write_experiment(
-        &tmp,
-        "learns.toml",
-        r#"
-name = "learns"
-seeds = { min = 3, max = 8, step = 1 }
-[data]
-size = [48, 48]
-count = 320
-subjects = 8
-[train]
-loss = "dice_ce"
-epochs = 8
-batch_size = 8
-lr = 3e-3
-[report]
-samples = 0
-"#,
-    );
+    let file = Study::bare("learns")
+        .set("seeds", "{ min = 3, max = 8, step = 1 }")
+        .set("data.size", "[48, 48]")
+        .count(320)
+        .subjects(8)
+        .loss("dice_ce")
+        .epochs(8)
+        .batch_size(8)
+        .lr(3e-3)
+        .samples(0)
+        .write(&tmp, "learns.toml");
     let out = tmp.path().join("out");
     let result = run_experiment(&file, &out, &[]);
     assert_eq!(result.code, Some(0), "{}", result.stderr);

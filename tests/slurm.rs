@@ -273,20 +273,27 @@ fn succeeded(out: CliResult) -> String {
     out.stdout
 }
 
+/// A private cluster, or `None` after saying why `test` is skipped.
+fn cluster_or_skip(test: &str) -> Option<Cluster> {
+    match Cluster::start() {
+        Ok(c) => Some(c),
+        Err(why) => {
+            eprintln!(
+                "note: skipping {test}: {why} (Debian: apt-get install slurmctld slurmd slurm-client munge)"
+            );
+            None
+        }
+    }
+}
+
 /// One private cluster at a time: the tests of this file start their own.
 static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
 fn a_study_on_a_private_slurm_cluster_merges_to_the_sequential_rows() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    let cluster = match Cluster::start() {
-        Ok(c) => c,
-        Err(why) => {
-            eprintln!(
-                "note: skipping the SLURM test: {why} (Debian: apt-get install slurmctld slurmd slurm-client munge)"
-            );
-            return;
-        }
+    let Some(cluster) = cluster_or_skip("the SLURM test") else {
+        return;
     };
     let tmp = TempDir::new("slurm \"study\" #1 50%x");
     let file = study().write(&tmp, "cluster.toml");
@@ -408,14 +415,8 @@ fn a_study_on_a_private_slurm_cluster_merges_to_the_sequential_rows() {
 #[test]
 fn seeds_until_decided_chains_a_decide_job_after_each_round() {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    let cluster = match Cluster::start() {
-        Ok(c) => c,
-        Err(why) => {
-            eprintln!(
-                "note: skipping the SLURM seeds-until-decided test: {why} (Debian: apt-get install slurmctld slurmd slurm-client munge)"
-            );
-            return;
-        }
+    let Some(cluster) = cluster_or_skip("the SLURM seeds-until-decided test") else {
+        return;
     };
     // Twin variants train identically, so their contrast never has a spread and stays
     // undecided: each look adds a seed, up to 3, each round an array plus a decide job after
@@ -425,27 +426,7 @@ fn seeds_until_decided_chains_a_decide_job_after_each_round() {
     let file = common::write_experiment(
         &tmp,
         "twins.toml",
-        r#"
-name = "twins"
-seeds = { min = 2, max = 3, step = 1 }
-[data]
-size = [32, 32]
-count = 128
-subjects = 4
-[model]
-widths = [4, 8]
-[train]
-loss = "dice_ce"
-epochs = 6
-batch_size = 8
-lr = 3e-3
-[report]
-samples = 0
-[[variant]]
-name = "base"
-[[variant]]
-name = "twin"
-"#,
+        &common::twins_text("{ min = 2, max = 3, step = 1 }"),
     );
     let out = tmp.path().join("out");
     let stdout = succeeded(

@@ -329,50 +329,45 @@ fn array_script(parts: &ScriptParts, plan: &Plan, path: &Path, opts: &SlurmOptio
 }
 
 fn report_script(parts: &ScriptParts, plan: &Plan, exp_dir: &Path) -> String {
-    let mut text = format!(
-        "#!/bin/bash\n\
-         # Written by `unet-lab slurm`: merges the runs of \"{}\" and renders its report. Submitted\n\
-         # with --dependency=afterany:<array job>, so it runs however the tasks ended.\n\
-         #SBATCH --job-name=unet-lab-{}-report\n\
-         #SBATCH --output={}\n",
-        comment_text(&plan.experiment),
-        parts.job_name,
-        sbatch_quote(&format!(
-            "{}/report-%j.log",
-            output_pattern_dir(&parts.logs)
-        ))
+    let why = format!(
+        "merges the runs of \"{}\" and renders its report. Submitted\n\
+         # with --dependency=afterany:<array job>, so it runs however the tasks ended.",
+        comment_text(&plan.experiment)
     );
-    for line in &parts.common {
-        text.push_str(line);
-        text.push('\n');
-    }
-    let exp_q = shell_quote(&exp_dir.display().to_string());
-    text.push_str(&format!(
-        "set -uo pipefail\n\
-         export RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\n\
-         {exe} status {exp_q} || true\n\
-         exec {exe} report {exp_q}\n",
-        exe = shell_quote(&parts.exe.display().to_string())
-    ));
-    text
+    after_array_script(parts, exp_dir, "report", &why, "report")
 }
 
 /// The decide job of a study with seeds until decided: after each round's array (afterany),
 /// `unet-lab next-round` takes the verdicts and submits the next round with another decide job
 /// after it, or renders the report when nothing is left to train.
 fn decide_script(parts: &ScriptParts, plan: &Plan, exp_dir: &Path) -> String {
-    let mut text = format!(
-        "#!/bin/bash\n\
-         # Written by `unet-lab slurm`: takes the verdicts of \"{}\" after a round of its seeds\n\
+    let why = format!(
+        "takes the verdicts of \"{}\" after a round of its seeds\n\
          # and submits the next round (array + this job after it), or renders the report when\n\
          # every contrast is decided or the most seeds are used. Submitted with\n\
-         # --dependency=afterany:<the round's array job>.\n\
-         #SBATCH --job-name=unet-lab-{}-decide\n\
+         # --dependency=afterany:<the round's array job>.",
+        comment_text(&plan.experiment)
+    );
+    after_array_script(parts, exp_dir, "decide", &why, "next-round")
+}
+
+/// A one-step job that runs after an array: it prints the study's status, then `unet-lab
+/// <command> <exp_dir>`. `kind` names the job and its log.
+fn after_array_script(
+    parts: &ScriptParts,
+    exp_dir: &Path,
+    kind: &str,
+    why: &str,
+    command: &str,
+) -> String {
+    let mut text = format!(
+        "#!/bin/bash\n\
+         # Written by `unet-lab slurm`: {why}\n\
+         #SBATCH --job-name=unet-lab-{}-{kind}\n\
          #SBATCH --output={}\n",
-        comment_text(&plan.experiment),
         parts.job_name,
         sbatch_quote(&format!(
-            "{}/decide-%j.log",
+            "{}/{kind}-%j.log",
             output_pattern_dir(&parts.logs)
         ))
     );
@@ -385,7 +380,7 @@ fn decide_script(parts: &ScriptParts, plan: &Plan, exp_dir: &Path) -> String {
         "set -uo pipefail\n\
          export RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\n\
          {exe} status {exp_q} || true\n\
-         exec {exe} next-round {exp_q}\n",
+         exec {exe} {command} {exp_q}\n",
         exe = shell_quote(&parts.exe.display().to_string())
     ));
     text

@@ -163,6 +163,35 @@ impl Study {
     }
 }
 
+/// Two variants with the same settings, "base" and "twin", trained for seeds until decided
+/// (`seeds` is the plan, e.g. `{ min = 2, max = 4, step = 1 }`): every seed trains them
+/// identically, so their contrast has no spread and stays undecided. Tiny and quick (128
+/// images of 32×32, widths 4 and 8, 6 epochs), enough to start learning on some seeds.
+pub fn twins_text(seeds: &str) -> String {
+    format!(
+        r#"name = "twins"
+seeds = {seeds}
+[data]
+size = [32, 32]
+count = 128
+subjects = 4
+[model]
+widths = [4, 8]
+[train]
+loss = "dice_ce"
+epochs = 6
+batch_size = 8
+lr = 3e-3
+[report]
+samples = 0
+[[variant]]
+name = "base"
+[[variant]]
+name = "twin"
+"#
+    )
+}
+
 /// What a finished run of the binary left: its exit, stdout and stderr.
 pub struct CliResult {
     pub status: ExitStatus,
