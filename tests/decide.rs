@@ -99,6 +99,44 @@ fn an_undecidable_contrast_gets_seeds_until_the_most_are_used() {
         html.contains("<h2>Verdicts</h2>"),
         "no verdicts on the page"
     );
+    // The runs table, in the terminal and for scripts; the run ended by printing it.
+    assert!(
+        result.stderr.contains("runs (`unet-lab runs "),
+        "{}",
+        result.stderr
+    );
+    let dir = exp_dir.to_str().unwrap();
+    let table = common::run_cli(&["runs", dir, "--sort", "val"]);
+    assert_eq!(table.code, Some(0), "{}", table.stderr);
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("variant  status")
+            && lines[0].ends_with("test Dice [95%]  best val Dice [95%]  failed  seeds"),
+        "{}",
+        table.stdout
+    );
+    assert_eq!(lines.len(), 3, "{}", table.stdout);
+    let csv = common::run_cli(&["runs", dir, "--csv"]);
+    let csv_lines: Vec<&str> = csv.stdout.lines().collect();
+    assert_eq!(
+        csv_lines[0],
+        "variant,status,test Dice [95%],best val Dice [95%],failed,seeds"
+    );
+    assert!(
+        csv_lines[1].starts_with(&format!("base,{last}/{last} completed,—,")),
+        "{}",
+        csv.stdout
+    );
+    let json: Value =
+        serde_json::from_str(&common::run_cli(&["runs", dir, "--json"]).stdout).unwrap();
+    assert_eq!(json[1]["name"], "twin");
+    assert_eq!(json[1]["scored_seeds"], last);
+    let bad = common::run_cli(&["runs", dir, "--sort", "nope"]);
+    assert_eq!(bad.code, Some(2));
+    assert_eq!(
+        bad.stderr.trim(),
+        "error: --sort nope: no such column; one of test, val, failed, seeds, variant"
+    );
     // Run again: every planned round is done; nothing is trained.
     let again = run_experiment(&file, &out, &["--no-report"]);
     assert_eq!(again.code, Some(0), "{}", again.stderr);

@@ -294,6 +294,15 @@ fn a_worker_refuses_a_changed_file_and_the_planner_replans() {
         "2",
         "--time",
         "1:00:00",
+        "--account",
+        "lab42",
+        "--qos",
+        "normal",
+        "--mem",
+        "16G",
+        "--sbatch-arg=--constraint=a100",
+        "--sbatch-arg",
+        "--comment=two words",
     ]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let exp = out.join("scale");
@@ -306,6 +315,11 @@ fn a_worker_refuses_a_changed_file_and_the_planner_replans() {
         "#SBATCH --array=0-3%2",
         "#SBATCH --cpus-per-task=2",
         "#SBATCH --time=1:00:00",
+        "#SBATCH --account=lab42",
+        "#SBATCH --qos=normal",
+        "#SBATCH --mem=16G",
+        "#SBATCH --constraint=a100",
+        "#SBATCH --comment=\"two words\"",
         "export RAYON_NUM_THREADS=\"${SLURM_CPUS_PER_TASK:-1}\"",
         "--task \"$SLURM_ARRAY_TASK_ID\" --no-report",
     ] {
@@ -331,6 +345,18 @@ fn a_worker_refuses_a_changed_file_and_the_planner_replans() {
         (
             vec!["--max-parallel", "0"],
             "--max-parallel must be at least 1",
+        ),
+        (
+            vec!["--mem", "16GB"],
+            "--mem \"16GB\": expected a whole number",
+        ),
+        (
+            vec!["--account", "my lab"],
+            "--account \"my lab\": a SLURM name has no spaces",
+        ),
+        (
+            vec!["--sbatch-arg=--output=x.log"],
+            "unet-lab writes that option itself",
         ),
     ] {
         let mut all = vec![

@@ -1,4 +1,4 @@
-//! The command line: `run`, `validate`, `tasks`, `status`, `slurm`, `report`, `compare`,
+//! The command line: `run`, `validate`, `tasks`, `status`, `runs`, `slurm`, `report`, `compare`,
 //! `tune`, `predict`, `bench`, `augment-preview`, `prune`, `next-round`. The study commands have a file each.
 
 mod augment_preview;
@@ -9,6 +9,7 @@ mod predict;
 mod prune;
 mod report;
 mod run;
+mod runs;
 mod slurm;
 mod status;
 mod tasks;
@@ -52,6 +53,9 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// List the study's tasks (one per variant × seed, numbered in file order).
     Tasks(tasks::TasksArgs),
+    /// The runs table: one line per variant with its levels, how its seeds ended, test and best
+    /// validation Dice (mean [95% interval]) and its seeds; --json or --csv for scripts.
+    Runs(runs::RunsArgs),
     /// Where a study stands: each task done, running, failed, diverged, interrupted or missing,
     /// and the command that finishes it. Exit 0 only when it is complete.
     Status(status::StatusArgs),
@@ -153,6 +157,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Validate(args) => validate::execute(args),
         Command::Tasks(args) => tasks::execute(args),
         Command::Status(args) => status::execute(args),
+        Command::Runs(args) => runs::execute(args),
         Command::Prune(args) => prune::execute(args),
         Command::Slurm(args) => slurm::execute(args),
         Command::NextRound(args) => next_round::execute(args),

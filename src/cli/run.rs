@@ -117,11 +117,15 @@ pub(crate) fn execute(args: RunArgs) -> Result<u8> {
     })
 }
 
-/// The answer at the end of a run: the verdict table (when the study compares anything) and
-/// where the page is.
+/// The answer at the end of a run: the runs table, the verdict table (when the study compares
+/// anything) and where the page is.
 fn print_answer(exp_dir: &Path, report: bool) {
     match crate::report::ExperimentData::load(exp_dir) {
         Ok(data) => {
+            let rows = crate::report::summary::rows(&data);
+            let (heads, cells) = super::runs::table(&data, &rows);
+            eprintln!("\nruns (`unet-lab runs {}`):", exp_dir.display());
+            eprint!("{}", crate::util::aligned_table(&heads, &cells));
             if let Some(v) = crate::report::verdicts::Verdicts::of(&data)
                 && v.contrasts.len() > 1
             {

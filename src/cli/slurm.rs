@@ -24,8 +24,21 @@ pub struct SlurmArgs {
     /// Time limit of each task (SLURM's forms: 30, 2:00:00, 1-12, ...).
     #[arg(long)]
     pub time: Option<String>,
-    /// CPUs of each task; training uses that many threads.
-    #[arg(long, default_value_t = 1)]
+    /// Account to charge (sbatch --account), when the cluster requires one.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Quality of service (sbatch --qos).
+    #[arg(long)]
+    pub qos: Option<String>,
+    /// Memory of each task (sbatch --mem), e.g. 16G.
+    #[arg(long)]
+    pub mem: Option<String>,
+    /// Any other sbatch option for every job, as a long option (repeatable), e.g.
+    /// --sbatch-arg=--constraint=a100.
+    #[arg(long = "sbatch-arg", value_name = "OPTION", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
+    /// CPUs of each task; training uses that many threads (default 2).
+    #[arg(long, default_value_t = 2)]
     pub cpus_per_task: usize,
     /// Generic resources of each task, e.g. gpu:1 (only when asked: no default).
     #[arg(long)]
@@ -59,6 +72,10 @@ pub(crate) fn execute(args: SlurmArgs) -> Result<u8> {
     let study = Study::load(&args.file, Overrides { backend })?;
     let opts = SlurmOptions {
         partition: args.partition,
+        account: args.account,
+        qos: args.qos,
+        mem: args.mem,
+        sbatch_args: args.sbatch_args,
         time: args.time,
         cpus_per_task: args.cpus_per_task,
         gres: args.gres,

@@ -33,7 +33,7 @@ fn ci(ci95: Option<(f64, f64)>) -> Value {
     ci95.map_or(Value::Null, |(lo, hi)| json!([lo, hi]))
 }
 
-fn variant(r: &VariantRow) -> Value {
+pub(crate) fn variant(r: &VariantRow) -> Value {
     json!({
         "name": r.name,
         "slug": r.slug,

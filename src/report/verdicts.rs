@@ -815,30 +815,8 @@ impl Verdicts {
 
     /// The table as plain aligned text (the end of `run`).
     pub fn terminal_table(&self) -> String {
-        let rows = self.rows();
-        let mut widths: Vec<usize> = HEADS.iter().map(|h| h.chars().count()).collect();
-        for r in &rows {
-            for (w, cell) in widths.iter_mut().zip(r) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-        let line = |cells: &[String]| -> String {
-            cells
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect::<Vec<_>>()
-                .join("  ")
-                .trim_end()
-                .to_string()
-        };
-        let mut out = line(&HEADS.map(String::from));
-        out.push('\n');
-        for r in &rows {
-            out.push_str(&line(r));
-            out.push('\n');
-        }
-        out
+        let rows: Vec<Vec<String>> = self.rows().into_iter().map(Vec::from).collect();
+        crate::util::aligned_table(&HEADS, &rows)
     }
 }
 

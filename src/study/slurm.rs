@@ -17,6 +17,12 @@ use crate::util::shell_quote;
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SlurmOptions {
     pub partition: Option<String>,
+    /// `--account`, `--qos`, `--mem` as clusters require them.
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    pub mem: Option<String>,
+    /// Further `#SBATCH` options, each written as given (`--constraint=a100`).
+    pub sbatch_args: Vec<String>,
     pub time: Option<String>,
     pub cpus_per_task: usize,
     pub gres: Option<String>,
@@ -54,6 +60,43 @@ fn check_gres(spec: &str) -> Result<(), String> {
 /// Whether a `--gres` asks for GPUs.
 fn gres_has_gpu(spec: &str) -> bool {
     spec.split(',').any(|g| g.split(':').next() == Some("gpu"))
+}
+
+/// `--mem` as sbatch takes it: a whole number with an optional unit K, M, G or T.
+fn check_mem(spec: &str) -> Result<(), String> {
+    let digits = spec.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't']);
+    let unit = spec.len() - digits.len();
+    if digits.is_empty() || unit > 1 || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "--mem \"{spec}\": expected a whole number with an optional unit K, M, G or T (e.g. 16G)"
+        ));
+    }
+    Ok(())
+}
+
+/// `--sbatch-arg`: one long option for an `#SBATCH` line, e.g. `--constraint=a100`.
+fn check_sbatch_arg(arg: &str) -> Result<(), String> {
+    if !arg.starts_with("--") || arg.len() < 3 || arg.chars().any(|c| c.is_control()) {
+        return Err(format!(
+            "--sbatch-arg {arg:?}: expected one long sbatch option on one line, e.g. \
+             --sbatch-arg=--constraint=a100"
+        ));
+    }
+    if [
+        "--array",
+        "--output",
+        "--job-name",
+        "--chdir",
+        "--dependency",
+    ]
+    .iter()
+    .any(|own| arg == *own || arg.starts_with(&format!("{own}=")))
+    {
+        return Err(format!(
+            "--sbatch-arg {arg}: unet-lab writes that option itself; the scripts depend on it"
+        ));
+    }
+    Ok(())
 }
 
 /// `--time` in one of SLURM's forms: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`, or
@@ -97,10 +140,22 @@ pub(crate) fn check_options(
     if let Some(t) = &opts.time {
         check_time(t).map_err(anyhow::Error::msg)?;
     }
-    if let Some(p) = &opts.partition
-        && (p.is_empty() || p.chars().any(|c| c.is_whitespace()))
-    {
-        bail!("--partition \"{p}\": a partition name has no spaces");
+    for (flag, value) in [
+        ("--partition", &opts.partition),
+        ("--account", &opts.account),
+        ("--qos", &opts.qos),
+    ] {
+        if let Some(v) = value
+            && (v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            bail!("{flag} \"{v}\": a SLURM name has no spaces");
+        }
+    }
+    if let Some(m) = &opts.mem {
+        check_mem(m).map_err(anyhow::Error::msg)?;
+    }
+    for a in &opts.sbatch_args {
+        check_sbatch_arg(a).map_err(anyhow::Error::msg)?;
     }
     let gpu = backends.iter().find(|b| b.is_gpu());
     if let Some(g) = &opts.gres {
@@ -149,6 +204,16 @@ pub struct Scripts {
 /// cut the value short.
 fn sbatch_quote(value: &str) -> String {
     format!("\"{}\"", value.replace('\\', r"\\").replace('"', r#"\""#))
+}
+
+/// `--name=value` with the value quoted for sbatch when it needs it (a space or a `#`).
+fn sbatch_option(arg: &str) -> String {
+    match arg.split_once('=') {
+        Some((name, value)) if value.contains([' ', '#', '"', '\\']) => {
+            format!("{name}={}", sbatch_quote(value))
+        }
+        _ => arg.to_string(),
+    }
 }
 
 /// A name for a control character in an error message.
@@ -225,6 +290,18 @@ pub(crate) fn write_scripts(
     }
     if let Some(t) = &opts.time {
         common.push(format!("#SBATCH --time={t}"));
+    }
+    if let Some(a) = &opts.account {
+        common.push(format!("#SBATCH --account={a}"));
+    }
+    if let Some(q) = &opts.qos {
+        common.push(format!("#SBATCH --qos={q}"));
+    }
+    if let Some(m) = &opts.mem {
+        common.push(format!("#SBATCH --mem={m}"));
+    }
+    for a in &opts.sbatch_args {
+        common.push(format!("#SBATCH {}", sbatch_option(a)));
     }
     common.push(format!("#SBATCH --cpus-per-task={}", opts.cpus_per_task));
     let job_name: String = plan
@@ -464,6 +541,20 @@ mod tests {
         for bad in ["", "2h", "1-", "1:2:3:4", "-5"] {
             assert!(check_time(bad).is_err(), "{bad}");
         }
+        for ok in ["16G", "4000", "512M", "1t"] {
+            assert!(check_mem(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "G", "16GB", "1.5G", "-1"] {
+            assert!(check_mem(bad).is_err(), "{bad}");
+        }
+        assert!(check_sbatch_arg("--constraint=a100").is_ok());
+        assert!(check_sbatch_arg("--exclusive").is_ok());
+        assert_eq!(
+            check_sbatch_arg("--array=0-3").unwrap_err(),
+            "--sbatch-arg --array=0-3: unet-lab writes that option itself; the scripts depend on it"
+        );
+        assert!(check_sbatch_arg("-C a100").is_err() && check_sbatch_arg("--x=a\nb").is_err());
+        assert_eq!(sbatch_option("--comment=a b"), "--comment=\"a b\"");
         assert_eq!(shell_quote("a'b"), r"'a'\''b'");
     }
 

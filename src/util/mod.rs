@@ -10,9 +10,47 @@ pub mod png;
 pub mod raster;
 pub mod time;
 
+#[cfg(test)]
+mod table_tests {
+    #[test]
+    fn columns_are_padded_to_their_widest_cell() {
+        let rows = vec![
+            vec!["blog".to_string(), "0.55".to_string()],
+            vec!["all-tricks".to_string(), "0.7".to_string()],
+        ];
+        assert_eq!(
+            super::aligned_table(&["variant", "test Dice"], &rows),
+            "variant     test Dice\nblog        0.55\nall-tricks  0.7\n"
+        );
+    }
+}
+
 /// Quotes a word for a POSIX shell.
 pub(crate) fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// A plain-text table: columns padded to their widest cell, two spaces apart, one line per row
+/// (the terminal's form of the report's tables).
+pub(crate) fn aligned_table<S: AsRef<str>>(heads: &[S], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = heads.iter().map(|h| h.as_ref().chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| -> String {
+        let padded: Vec<String> = cells
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        padded.join("  ").trim_end().to_string() + "\n"
+    };
+    let mut out = line(&mut heads.iter().map(|h| h.as_ref()));
+    for row in rows {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
+    }
+    out
 }
 
 /// The text of a caught panic (`std::panic::catch_unwind`'s payload).
