@@ -97,6 +97,27 @@ fn unknown_variant_selection_is_a_usage_error() {
         .output();
     assert_eq!(result.code, Some(2));
     assert!(result.stderr.contains("no variant named \"nope\""));
+    // A near miss gets a hint.
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/kaggle_tricks.toml");
+    let result = Cli::new()
+        .args([
+            "run",
+            "--variant",
+            "all-trick",
+            "--out",
+            "/nonexistent/never",
+        ])
+        .arg(&file)
+        .output();
+    assert_eq!(result.code, Some(2));
+    assert!(
+        result.stderr.contains(
+            "error: --variant all-trick: no variant named \"all-trick\" in this experiment (did you \
+             mean \"all-tricks\"?); its variants: blog, presence-head"
+        ),
+        "{}",
+        result.stderr
+    );
 }
 
 #[test]

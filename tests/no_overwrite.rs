@@ -231,3 +231,44 @@ fn compare_never_writes_into_a_study_or_over_a_page_it_did_not_write() {
     assert!(fresh.join("index.html").exists() && fresh.join(".unet-lab-compare.json").exists());
     assert_eq!(contents(&exp), study, "compare changed the study");
 }
+
+#[test]
+fn report_refuses_what_is_not_a_study_and_writes_nothing_there() {
+    let tmp = TempDir::new("report-not-a-study");
+    let file = tmp.path().join("study.toml");
+    std::fs::write(&file, "name = \"x\"\n").unwrap();
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for (target, message) in [
+        (
+            file.clone(),
+            format!(
+                "error: {0} is a file, not an experiment directory; to train an experiment file: \
+                 unet-lab run {0}",
+                file.display()
+            ),
+        ),
+        (
+            empty.clone(),
+            format!(
+                "error: {} holds no study (no experiment.json): give the directory `unet-lab run` \
+                 wrote, <out>/<experiment name>",
+                empty.display()
+            ),
+        ),
+        (
+            tmp.path().join("missing"),
+            format!(
+                "error: {} does not exist",
+                tmp.path().join("missing").display()
+            ),
+        ),
+    ] {
+        let r = run_cli(&["report", target.to_str().unwrap()]);
+        assert_eq!(r.code, Some(1), "{}", r.stderr);
+        assert_eq!(r.stderr.trim(), message);
+    }
+    // Nothing was left behind: no lock in the empty folder, nothing beside the file.
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 2);
+}

@@ -23,10 +23,14 @@ pub struct ReportArgs {
     /// `json`: also print the tables of `summary.json` on standard output.
     #[arg(long, value_enum, default_value = "files")]
     pub format: Format,
+    /// The same as --format json (the flag the other commands use).
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
 }
 
 pub(crate) fn execute(args: ReportArgs) -> Result<u8> {
-    let ReportArgs { dir, format } = args;
+    let ReportArgs { dir, format, json } = args;
+    let format = if json { Format::Json } else { format };
     let started = std::time::Instant::now();
     let written = crate::report::render_experiment(&dir)?;
     eprintln!(

@@ -741,8 +741,11 @@ impl Experiment {
         for n in names {
             if !self.variants.iter().any(|v| &v.name == n || &v.slug == n) {
                 let known: Vec<&str> = self.variants.iter().map(|v| v.name.as_str()).collect();
+                let hint = schema::did_you_mean(n, &known)
+                    .map(|best| format!(" (did you mean \"{best}\"?)"))
+                    .unwrap_or_default();
                 return Err(format!(
-                    "no variant named \"{n}\" in this experiment; its variants: {}",
+                    "--variant {n}: no variant named \"{n}\" in this experiment{hint}; its variants: {}",
                     known.join(", ")
                 ));
             }

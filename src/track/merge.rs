@@ -47,6 +47,7 @@ pub fn read(exp_dir: &Path) -> Result<(ExperimentManifest, Vec<StoredRun>)> {
 
 /// Reads every run and rewrites the derived files from them (atomically, one merge at a time).
 pub fn merge(exp_dir: &Path) -> Result<(ExperimentManifest, Vec<StoredRun>)> {
+    check_study_dir(exp_dir)?;
     super::migrate::migrate_if_legacy(exp_dir)?;
     let _merging = Exclusive::wait(&layout::merge_lock_path(exp_dir))?;
     merge_holding_the_lock(exp_dir)
@@ -59,12 +60,36 @@ pub(crate) fn merge_unless_busy(
     exp_dir: &Path,
     limit: std::time::Duration,
 ) -> Result<Option<(ExperimentManifest, Vec<StoredRun>)>> {
+    check_study_dir(exp_dir)?;
     super::migrate::migrate_if_legacy(exp_dir)?;
     let path = layout::merge_lock_path(exp_dir);
     let Some(_merging) = Exclusive::wait_at_most(&path, limit, "a merge")? else {
         return Ok(None);
     };
     merge_holding_the_lock(exp_dir).map(Some)
+}
+
+/// A merge writes into the directory (its lock, the tables): only into a study's. A file, a
+/// missing path or a folder that holds no study is refused before anything is written there.
+fn check_study_dir(exp_dir: &Path) -> Result<()> {
+    if exp_dir.is_file() {
+        anyhow::bail!(
+            "{} is a file, not an experiment directory; to train an experiment file: unet-lab run {}",
+            exp_dir.display(),
+            exp_dir.display()
+        );
+    }
+    if !exp_dir.is_dir() {
+        anyhow::bail!("{} does not exist", exp_dir.display());
+    }
+    if !exp_dir.join("experiment.json").exists() {
+        anyhow::bail!(
+            "{} holds no study (no experiment.json): give the directory `unet-lab run` wrote, \
+             <out>/<experiment name>",
+            exp_dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn merge_holding_the_lock(exp_dir: &Path) -> Result<(ExperimentManifest, Vec<StoredRun>)> {
