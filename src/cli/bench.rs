@@ -16,11 +16,14 @@ pub struct BenchArgs {
     /// Square input size.
     #[arg(long, default_value_t = 128)]
     pub size: usize,
-    #[arg(long, default_value_t = 8)]
+    /// Images per step (`train.batch_size`; --batch-size works too).
+    #[arg(long, visible_alias = "batch-size", default_value_t = 8)]
     pub batch: usize,
+    /// The loss (`train.loss`).
     #[arg(long, value_enum, default_value = "mse")]
     pub loss: LossKind,
-    #[arg(long, value_enum, default_value = "adam")]
+    /// The optimizer (`train.optimizer`; --optimizer works too).
+    #[arg(long, visible_alias = "optimizer", value_enum, default_value = "adam")]
     pub optim: OptimizerKind,
     /// Timed steps (each phase).
     #[arg(long, default_value_t = 20)]
