@@ -159,3 +159,35 @@ fn shipped_experiments_validate() {
         serde_json::json!([3, 6, 12, 24, 48])
     );
 }
+
+#[test]
+fn validate_shows_what_each_variant_changes() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/kaggle_tricks.toml");
+    let text = Cli::new().arg("validate").arg(&file).output();
+    assert_eq!(text.code, Some(0), "{}", text.stderr);
+    assert!(
+        text.stdout.contains("6 variant(s) × 20 seed(s) = 120 task(s) at most (seeds until decided: 3 first, then 2 more per look while undecided)"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains(
+            "differs from the base: model.activation = \"elu\", model.norm = \"batch\"\n"
+        ),
+        "{}",
+        text.stdout
+    );
+    let json = Cli::new().args(["validate", "--json"]).arg(&file).output();
+    let variants: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(variants[0]["overrides"], serde_json::json!({}));
+    assert_eq!(
+        variants[5]["overrides"],
+        serde_json::json!({
+            "model.activation": "elu",
+            "model.norm": "batch",
+            "model.presence_head": true,
+            "train.test_tta": "flips",
+            "train.tune": true
+        })
+    );
+}

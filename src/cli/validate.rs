@@ -114,8 +114,17 @@ fn survey_data(experiment: &Experiment, problems: &mut Vec<String>) -> Result<Ve
 }
 
 fn print_summary(args: &ValidateArgs, experiment: &Experiment, data_lines: &[String]) {
+    let rules = &experiment.decide;
+    let plan = if rules.sequential(experiment.seeds.len()) {
+        format!(
+            " at most (seeds until decided: {} first, then {} more per look while undecided)",
+            rules.first_seeds, rules.step
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "{}: experiment \"{}\", {} variant(s) × {} seed(s) = {} task(s)",
+        "{}: experiment \"{}\", {} variant(s) × {} seed(s) = {} task(s){plan}",
         args.file.display(),
         experiment.name,
         experiment.variants.len(),
@@ -137,5 +146,17 @@ fn print_summary(args: &ValidateArgs, experiment: &Experiment, data_lines: &[Str
             t.epochs,
             t.batch_size
         );
+        let overrides: Vec<String> = experiment
+            .overrides(v)
+            .into_iter()
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect();
+        if !overrides.is_empty() {
+            println!(
+                "  {:<28} differs from the base: {}",
+                "",
+                overrides.join(", ")
+            );
+        }
     }
 }

@@ -41,6 +41,8 @@ pub struct Experiment {
     pub variants: Vec<Variant>,
     /// How verdicts are reached (`[decide]`, `reference`, a seed plan).
     pub decide: DecideRules,
+    /// The file's base settings, before any grid level or variant override.
+    pub base: RunConfig,
 }
 
 /// One training of a study: a variant with one seed (and, cross-validated, one fold). Tasks
@@ -169,6 +171,7 @@ pub fn parse_str(path: &Path, text: String) -> Result<Experiment, ConfigError> {
     check_task_count(&source, &header, &variants)?;
     check_reference(&source, &header, &axes, &variants)?;
     Ok(Experiment {
+        base: RunConfig::decode(&source, &base)?,
         decide: header.decide,
         slug: slugify(&header.name),
         name: header.name,
@@ -683,7 +686,36 @@ fn check_not_reserved(
     Ok(())
 }
 
+/// `section.key` → value of every setting of a config, as JSON (its file names).
+fn flat_settings(config: &RunConfig) -> Vec<(String, serde_json::Value)> {
+    let json = serde_json::to_value(config).expect("config serializes");
+    let mut out = Vec::new();
+    if let serde_json::Value::Object(sections) = json {
+        for (section, keys) in sections {
+            if let serde_json::Value::Object(keys) = keys {
+                out.extend(keys.into_iter().map(|(k, v)| (format!("{section}.{k}"), v)));
+            }
+        }
+    }
+    out
+}
+
 impl Experiment {
+    /// The settings in which a variant differs from the file's base (`key`, value as TOML-like
+    /// text), in section order.
+    pub(crate) fn overrides(&self, variant: &Variant) -> Vec<(String, String)> {
+        let base = flat_settings(&self.base);
+        flat_settings(&variant.config)
+            .into_iter()
+            .filter(|(k, v)| {
+                base.iter()
+                    .find(|(b, _)| b == k)
+                    .is_none_or(|(_, bv)| bv != v)
+            })
+            .map(|(k, v)| (k, v.to_string()))
+            .collect()
+    }
+
     /// The variants as JSON objects (`validate --json`).
     pub(crate) fn to_json(&self) -> serde_json::Value {
         serde_json::Value::Array(
@@ -694,6 +726,7 @@ impl Experiment {
                         "name": v.name,
                         "slug": v.slug,
                         "levels": v.levels.iter().map(|(a, l)| (a.clone(), serde_json::Value::String(l.clone()))).collect::<serde_json::Map<_, _>>(),
+                        "overrides": self.overrides(v).into_iter().map(|(k, v)| (k, serde_json::from_str(&v).unwrap_or(serde_json::Value::String(v)))).collect::<serde_json::Map<_, _>>(),
                         "seeds": self.seeds,
                         "data": v.config.data,
                         "model": v.config.model,
