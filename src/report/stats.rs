@@ -125,7 +125,10 @@ pub(crate) fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
     let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
     let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
     let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
-    (va > 0.0 && vb > 0.0).then(|| cov / (va * vb).sqrt())
+    // A side that is the same on every seed (predicting nothing on fixed images) has no
+    // correlation; rounding in its mean must not make one up.
+    let spread = |v: f64, m: f64| v > 1e-20 * (1.0 + m * m) * a.len() as f64;
+    (spread(va, ma) && spread(vb, mb)).then(|| cov / (va * vb).sqrt())
 }
 
 /// The share of differences above 0, ties counting ½, with its Wilson 95% interval.
@@ -313,6 +316,8 @@ mod tests {
         // scipy.stats.pearsonr(A, B).statistic.
         close(pearson(&A, &B).unwrap(), 0.811_667_342_191_956_5, 1e-9);
         assert_eq!(pearson(&[1.0, 1.0, 1.0], &A[..3]), None);
+        // 0.55 three times has a mean that rounds: still no spread, no correlation.
+        assert_eq!(pearson(&A[..3], &[0.55, 0.55, 0.55]), None);
         // A beats B in 4 of 5 seeds.
         let d: Vec<f64> = A.iter().zip(B).map(|(a, b)| a - b).collect();
         let (p, (lo, _)) = probability_of_improvement(&d).unwrap();
