@@ -132,7 +132,9 @@ fn shipped_experiments_validate() {
     assert_eq!(load("mse_adam.toml").variants.len(), 1);
     assert!(load("ablation.toml").variants.len() >= 8);
     let study = load("blog_vs_paper.toml");
-    assert_eq!((study.variants.len(), study.seeds.len()), (8, 3));
+    // 3 seeds first, up to 5 while undecided.
+    assert_eq!((study.variants.len(), study.seeds.len()), (8, 5));
+    assert_eq!((study.decide.first_seeds, study.decide.step), (3, 2));
     assert_eq!(
         study.axes,
         vec!["model.widths", "train.loss", "train.optimizer"]
