@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::report::verdicts::{self, Verdicts};
+use crate::report::verdicts::{SeedsNow, Verdicts};
 use crate::study::{Program, Share, WorkerCommand};
 use crate::track::status::{StudyStatus, TaskState, index_ranges};
 use crate::util::shell_quote;
@@ -71,18 +71,8 @@ fn seeds_until_decided(status: &mut StudyStatus) -> Result<Option<String>> {
         return Ok(None);
     }
     let verdicts = Verdicts::of(&data);
-    let now = verdicts::seeds_now(&data, verdicts.as_ref());
-    let needed = |t: &crate::track::status::TaskStatus| {
-        let position = order.iter().position(|s| *s == t.seed).unwrap_or(0);
-        let slug = data
-            .manifest
-            .variants
-            .iter()
-            .find(|(name, _)| *name == t.variant)
-            .map(|(_, slug)| slug.as_str());
-        now.iter()
-            .any(|(s, n)| Some(s.as_str()) == slug && position < *n)
-    };
+    let now = SeedsNow::of(&data, verdicts.as_ref());
+    let needed = |t: &crate::track::status::TaskStatus| now.includes(&t.variant, t.seed);
     let before = status.tasks.len();
     status
         .tasks

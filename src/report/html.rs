@@ -618,25 +618,7 @@ pub(crate) mod tests {
                 let runs = (0..3u64)
                     .map(|seed| {
                         let noise = [0.0, 0.01, -0.01][seed as usize];
-                        let row = crate::track::EpochRow {
-                            variant: name.clone(),
-                            seed,
-                            fold: None,
-                            epoch: 1,
-                            split: "val".into(),
-                            loss: 0.5,
-                            dice: Some(dice + noise),
-                            iou: None,
-                            pixel_accuracy: None,
-                            precision: None,
-                            recall: None,
-                            presence_accuracy: None,
-                            lr: 1e-3,
-                            seconds: 1.0,
-                            images_per_sec: 1.0,
-                            load_seconds: 0.0,
-                            step_seconds: 1.0,
-                        };
+                        let row = crate::track::EpochRow::val_for_test(&name, seed, dice + noise);
                         RunData {
                             seed,
                             fold: None,

@@ -54,11 +54,6 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// Settled: no more seeds would change it.
-    pub fn decided(&self) -> bool {
-        !matches!(self, Verdict::Undecided { .. })
-    }
-
     pub fn words(&self) -> String {
         match self {
             Verdict::Better => "better".into(),
@@ -283,33 +278,58 @@ impl Verdicts {
     }
 }
 
-/// Seeds until decided: how many of the study's seeds each variant of the manifest (by
-/// directory name) trains now — the first look's, every seed it has started, and the next
-/// look's when the verdicts name it.
-pub(crate) fn seeds_now(exp: &ExperimentData, verdicts: Option<&Verdicts>) -> Vec<(String, usize)> {
-    let first = exp.manifest.rules().first_seeds;
-    let order = &exp.manifest.seeds;
-    exp.manifest
-        .variants
-        .iter()
-        .map(|(_, slug)| {
-            let data = exp.variants.iter().position(|v| v.slug == *slug);
-            let started = data.map_or(0, |i| {
-                exp.variants[i]
-                    .runs
-                    .iter()
-                    .filter_map(|r| order.iter().position(|s| *s == r.seed))
-                    .map(|p| p + 1)
-                    .max()
-                    .unwrap_or(0)
-            });
-            let next = verdicts
-                .and_then(|v| v.next.as_ref())
-                .filter(|(_, variants)| data.is_some_and(|i| variants.contains(&i)))
-                .map_or(0, |(n, _)| *n);
-            (slug.clone(), first.max(started).max(next))
-        })
-        .collect()
+/// Seeds until decided: how many of the study's seeds each variant trains now — the first
+/// look's, every seed it has started, and the next look's when the verdicts name it.
+pub(crate) struct SeedsNow {
+    /// The study's seeds in order.
+    order: Vec<u64>,
+    /// (name, directory name, seeds) per variant of the manifest.
+    variants: Vec<(String, String, usize)>,
+}
+
+impl SeedsNow {
+    pub(crate) fn of(exp: &ExperimentData, verdicts: Option<&Verdicts>) -> SeedsNow {
+        let first = exp.manifest.rules().first_seeds;
+        let order = exp.manifest.seeds.clone();
+        let variants = exp
+            .manifest
+            .variants
+            .iter()
+            .map(|(name, slug)| {
+                let data = exp.variants.iter().position(|v| v.slug == *slug);
+                let started = data.map_or(0, |i| {
+                    exp.variants[i]
+                        .runs
+                        .iter()
+                        .filter_map(|r| order.iter().position(|s| *s == r.seed))
+                        .map(|p| p + 1)
+                        .max()
+                        .unwrap_or(0)
+                });
+                let next = verdicts
+                    .and_then(|v| v.next.as_ref())
+                    .filter(|(_, variants)| data.is_some_and(|i| variants.contains(&i)))
+                    .map_or(0, |(n, _)| *n);
+                (name.clone(), slug.clone(), first.max(started).max(next))
+            })
+            .collect();
+        SeedsNow { order, variants }
+    }
+
+    /// Whether the variant (by name or directory name) trains `seed` now.
+    pub(crate) fn includes(&self, variant: &str, seed: u64) -> bool {
+        let Some(position) = self.order.iter().position(|s| *s == seed) else {
+            return false;
+        };
+        self.variants
+            .iter()
+            .any(|(name, slug, n)| (name == variant || slug == variant) && position < *n)
+    }
+
+    /// The most seeds any variant trains now.
+    pub(crate) fn most(&self) -> usize {
+        self.variants.iter().map(|v| v.2).max().unwrap_or(0)
+    }
 }
 
 /// What replaying the looks found.
@@ -841,25 +861,7 @@ pub(crate) mod tests {
 
     /// One run: `Some(dice)` validated once at that Dice, `None` stopped before any epoch.
     pub(crate) fn run(seed: u64, status: RunStatus, dice: Option<f64>) -> RunData {
-        let row = |d: f64| crate::track::EpochRow {
-            variant: String::new(),
-            seed,
-            fold: None,
-            epoch: 1,
-            split: "val".into(),
-            loss: 0.5,
-            dice: Some(d),
-            iou: None,
-            pixel_accuracy: None,
-            precision: None,
-            recall: None,
-            presence_accuracy: None,
-            lr: 1e-3,
-            seconds: 1.0,
-            images_per_sec: 1.0,
-            load_seconds: 0.0,
-            step_seconds: 1.0,
-        };
+        let row = |d: f64| crate::track::EpochRow::val_for_test("", seed, d);
         let info = crate::data::DatasetInfo {
             source: "synthetic".into(),
             images: 200,
@@ -1157,7 +1159,7 @@ pub(crate) mod tests {
             clear.degenerate,
             Some("no spread across seeds: no interval")
         );
-        assert!(!clear.verdict.decided());
+        assert!(!clear.settled);
         let (n, variants) = v.next.clone().unwrap();
         assert_eq!(n, 5);
         assert!(variants.contains(&0) && variants.contains(&2));

@@ -15,39 +15,35 @@ use anyhow::Result;
 
 use super::{RunOptions, Study, StudyTask, Summary};
 use crate::report::ExperimentData;
-use crate::report::verdicts::{self, Verdicts};
+use crate::report::verdicts::{SeedsNow, Verdicts};
 
-/// The study's state in its directory: the verdicts so far, and the seeds each variant needs.
+/// The study's state in its directory: the verdicts so far, and the seeds each variant needs
+/// (none before the study's first plan: then every variant trains the first look's).
 pub(crate) struct Round {
     pub verdicts: Option<Verdicts>,
-    /// Per variant (file order): how many of the study's seeds it trains.
-    pub seeds: Vec<usize>,
+    seeds: Option<SeedsNow>,
+    first: usize,
 }
 
 impl Round {
     /// Reads the round off `exp_dir` (a study not yet started: the first look).
     pub(crate) fn read(study: &Study, exp_dir: &Path) -> Result<Round> {
         let first = study.experiment.decide.first_seeds;
-        let mut seeds = vec![first; study.experiment.variants.len()];
         if !exp_dir.join("experiment.json").exists() {
             return Ok(Round {
                 verdicts: None,
-                seeds,
+                seeds: None,
+                first,
             });
         }
         let data = ExperimentData::load(exp_dir)?;
         let verdicts = Verdicts::of(&data);
-        for (slug, n) in verdicts::seeds_now(&data, verdicts.as_ref()) {
-            if let Some(i) = study
-                .experiment
-                .variants
-                .iter()
-                .position(|x| x.slug == slug)
-            {
-                seeds[i] = seeds[i].max(n);
-            }
-        }
-        Ok(Round { verdicts, seeds })
+        let seeds = Some(SeedsNow::of(&data, verdicts.as_ref()));
+        Ok(Round {
+            verdicts,
+            seeds,
+            first,
+        })
     }
 
     /// The tasks of `tasks` this round holds.
@@ -56,16 +52,16 @@ impl Round {
         tasks
             .iter()
             .copied()
-            .filter(|t| {
-                let position = order.iter().position(|s| *s == t.task.seed).unwrap_or(0);
-                position < self.seeds[t.task.variant]
+            .filter(|t| match &self.seeds {
+                Some(now) => now.includes(&t.variant.slug, t.task.seed),
+                None => order.iter().position(|s| *s == t.task.seed).unwrap_or(0) < self.first,
             })
             .collect()
     }
 
     /// "round 2 (5 seeds): 3 contrasts undecided".
     pub(crate) fn describe(&self) -> String {
-        let most = self.seeds.iter().max().copied().unwrap_or(0);
+        let most = self.seeds.as_ref().map_or(self.first, SeedsNow::most);
         match &self.verdicts {
             None => format!("first look ({most} seeds per variant)"),
             Some(v) => format!(

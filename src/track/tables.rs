@@ -39,6 +39,32 @@ pub struct EpochRow {
     pub step_seconds: f64,
 }
 
+#[cfg(test)]
+impl EpochRow {
+    /// A validation row of epoch 1 scoring `dice` (the report tests' fixture).
+    pub(crate) fn val_for_test(variant: &str, seed: u64, dice: f64) -> EpochRow {
+        EpochRow {
+            variant: variant.into(),
+            seed,
+            fold: None,
+            epoch: 1,
+            split: "val".into(),
+            loss: 0.5,
+            dice: Some(dice),
+            iou: None,
+            pixel_accuracy: None,
+            precision: None,
+            recall: None,
+            presence_accuracy: None,
+            lr: 1e-3,
+            seconds: 1.0,
+            images_per_sec: 1.0,
+            load_seconds: 0.0,
+            step_seconds: 1.0,
+        }
+    }
+}
+
 /// The run and epoch a row belongs to.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RowOf<'a> {
