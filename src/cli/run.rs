@@ -122,11 +122,12 @@ pub(crate) fn execute(args: RunArgs) -> Result<u8> {
 fn print_answer(exp_dir: &Path, report: bool) {
     match crate::report::ExperimentData::load(exp_dir) {
         Ok(data) => {
-            let rows = crate::report::summary::rows(&data);
+            let verdicts = crate::report::verdicts::Verdicts::of(&data);
+            let rows = crate::report::summary::rows_with(&data, verdicts.as_ref());
             let (heads, cells) = super::runs::table(&data, &rows);
             eprintln!("\nruns (`unet-lab runs {}`):", exp_dir.display());
             eprint!("{}", crate::util::aligned_table(&heads, &cells));
-            if let Some(v) = crate::report::verdicts::Verdicts::of(&data)
+            if let Some(v) = verdicts
                 && v.contrasts.len() > 1
             {
                 eprintln!(

@@ -507,11 +507,11 @@ fn superseded_section(runs: &[SupersededRun]) -> Markup {
 }
 
 fn render_page(exp: &ExperimentData) -> String {
-    let rows = summary::rows(exp);
     let effects = summary::effects(exp);
     let test = summary::has_test_split(exp);
     let live = live_status(exp);
     let verdicts = Verdicts::of(exp);
+    let rows = summary::rows_with(exp, verdicts.as_ref());
     let body = html! {
         @if let Some(live) = &live { (live_section(live)) }
         (overview(exp))

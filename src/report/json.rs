@@ -116,6 +116,7 @@ fn interaction(t: &Interaction) -> Value {
 
 fn summary_json(exp: &ExperimentData) -> Value {
     let effects = summary::effects(exp);
+    let all_verdicts = super::verdicts::Verdicts::of(exp);
     json!({
         "experiment": exp.manifest.name,
         "description": exp.manifest.description,
@@ -123,10 +124,10 @@ fn summary_json(exp: &ExperimentData) -> Value {
         "axes": exp.manifest.axes,
         "ranked_by": summary::ranked_by(&effects),
         "all_empty_score": summary::all_empty_score(exp),
-        "variants": summary::rows(exp).iter().map(variant).collect::<Vec<_>>(),
+        "variants": summary::rows_with(exp, all_verdicts.as_ref()).iter().map(variant).collect::<Vec<_>>(),
         "main_effects": effects.iter().map(effect).collect::<Vec<_>>(),
         "interactions": summary::interactions(exp).iter().map(interaction).collect::<Vec<_>>(),
-        "verdicts": super::verdicts::Verdicts::of(exp).map(|v| verdicts(&v)),
+        "verdicts": all_verdicts.as_ref().map(verdicts),
     })
 }
 

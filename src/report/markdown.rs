@@ -279,7 +279,8 @@ fn render_markdown(exp: &ExperimentData) -> String {
         let _ = writeln!(s, "{}\n", esc(&place));
     }
     let test = summary::has_test_split(exp);
-    let rows = summary::rows(exp);
+    let verdicts = super::verdicts::Verdicts::of(exp);
+    let rows = summary::rows_with(exp, verdicts.as_ref());
     if let Some(floor) = summary::all_empty_score(exp) {
         let _ = writeln!(
             s,
@@ -291,7 +292,6 @@ fn render_markdown(exp: &ExperimentData) -> String {
             }
         );
     }
-    let verdicts = super::verdicts::Verdicts::of(exp);
     if let Some(v) = &verdicts {
         verdict_table(&mut s, v, &rows);
     }

@@ -372,12 +372,19 @@ pub(crate) fn cross_validation_note(rows: &[VariantRow]) -> Option<String> {
 }
 
 pub fn rows(exp: &ExperimentData) -> Vec<VariantRow> {
-    let verdicts = super::verdicts::Verdicts::of(exp);
+    rows_with(exp, super::verdicts::Verdicts::of(exp).as_ref())
+}
+
+/// [`rows`], marking "learned nothing" from verdicts the caller already has.
+pub(crate) fn rows_with(
+    exp: &ExperimentData,
+    verdicts: Option<&super::verdicts::Verdicts>,
+) -> Vec<VariantRow> {
     exp.variants
         .iter()
         .enumerate()
         .map(|(i, v)| VariantRow {
-            learned_nothing: verdicts.as_ref().is_some_and(|x| x.learned_nothing(i)),
+            learned_nothing: verdicts.is_some_and(|x| x.learned_nothing(i)),
             ..variant_row(v)
         })
         .collect()
