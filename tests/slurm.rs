@@ -439,6 +439,9 @@ fn seeds_until_decided_chains_a_decide_job_after_each_round() {
                 "--out",
                 out.to_str().unwrap(),
             ])
+            // An override and a pass-through sbatch option travel with every round.
+            .args(["--set", "report.samples=1"])
+            .arg("--sbatch-arg=--comment=unet-lab-passthrough")
             .args(["--cpus-per-task", "1", "--submit"])
             .output(),
     );
@@ -447,7 +450,26 @@ fn seeds_until_decided_chains_a_decide_job_after_each_round() {
             && stdout.contains("(tasks 0-1,3-4)"),
         "{stdout}"
     );
-    let exp = out.join("twins");
+    let job_after = |marker: &str| -> String {
+        let rest = stdout.split(marker).nth(1).expect("job ids printed");
+        rest.split_whitespace().next().unwrap().to_string()
+    };
+    let first_jobs = [job_after("submitted array job "), job_after("decide job ")];
+    let comments = succeeded(
+        cluster
+            .command("squeue")
+            .args(["-h", "-j", &first_jobs.join(","), "-o", "%k"])
+            .output()
+            .unwrap()
+            .into(),
+    );
+    assert!(
+        !comments.trim().is_empty() && comments.lines().all(|c| c == "unet-lab-passthrough"),
+        "the jobs' comments are {comments:?}"
+    );
+    let exp = out.join("twins_report.samples_1");
+    let array = std::fs::read_to_string(exp.join("slurm/array.sbatch")).unwrap();
+    assert!(array.contains(" --set 'report.samples=1' "), "{array}");
     cluster.wait_until_idle(Duration::from_secs(300));
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(exp.join("summary.json")).unwrap()).unwrap();
@@ -478,6 +500,8 @@ fn seeds_until_decided_chains_a_decide_job_after_each_round() {
         "{}",
         status.stdout
     );
+    let manifest = std::fs::read_to_string(exp.join("experiment.toml")).unwrap();
+    assert!(manifest.contains("--set report.samples=1"), "{manifest}");
     assert!(
         exp.join("index.html").exists(),
         "the last decide job renders the report"

@@ -5,6 +5,7 @@ mod augment_preview;
 mod bench;
 mod compare;
 mod next_round;
+mod overrides;
 mod predict;
 mod prune;
 mod report;

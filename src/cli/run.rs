@@ -6,8 +6,8 @@ use anyhow::Result;
 use clap::Args;
 
 use super::exit;
-use crate::config::BackendKind;
-use crate::study::{self, Overrides, RunOptions, Selection, Study};
+use super::overrides::OverrideArgs;
+use crate::study::{self, RunOptions, Selection, Study};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -19,9 +19,8 @@ pub struct RunArgs {
     /// Train only these variants (repeatable).
     #[arg(long = "variant", value_name = "NAME")]
     pub variants: Vec<String>,
-    /// Override the backend of every variant.
-    #[arg(long, value_enum)]
-    pub backend: Option<BackendKind>,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
     /// Discard earlier results of the selected runs and train them again.
     #[arg(long)]
     pub fresh: bool,
@@ -64,10 +63,7 @@ fn parse_shard(text: &str) -> Result<(usize, usize), String> {
 }
 
 pub(crate) fn execute(args: RunArgs) -> Result<u8> {
-    let overrides = Overrides {
-        backend: args.backend,
-    };
-    let study = Study::load(&args.file, overrides)?;
+    let study = Study::load(&args.file, args.overrides.overrides())?;
     let selection = match (args.task, args.shard) {
         (Some(i), _) => Selection::Task(i),
         (_, Some((index, count))) => Selection::Shard { index, count },

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 
+use super::overrides::OverrideArgs;
 use crate::config::BackendKind;
+use crate::study::Study;
 use crate::study::slurm::{self, SlurmOptions};
-use crate::study::{Overrides, Study};
 use crate::track::Plan;
 use crate::util::shell_quote;
 
@@ -46,9 +47,8 @@ pub struct SlurmArgs {
     /// At most this many tasks at once (--array=0-(T-1)%K).
     #[arg(long, value_name = "K")]
     pub max_parallel: Option<usize>,
-    /// Override the backend of every variant.
-    #[arg(long, value_enum)]
-    pub backend: Option<BackendKind>,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
     /// Submit both scripts with sbatch and print the job ids.
     #[arg(long)]
     pub submit: bool,
@@ -68,8 +68,8 @@ pub(crate) fn execute(args: SlurmArgs) -> Result<u8> {
         eprintln!("error: {e:#}");
         return Ok(super::exit::CONFIG);
     }
-    let backend = args.backend;
-    let study = Study::load(&args.file, Overrides { backend })?;
+    let backend = args.overrides.backend;
+    let study = Study::load(&args.file, args.overrides.overrides())?;
     let opts = SlurmOptions {
         partition: args.partition,
         account: args.account,

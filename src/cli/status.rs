@@ -50,6 +50,7 @@ fn finish_commands(status: &StudyStatus) -> Vec<String> {
         .and_then(|b| <crate::config::BackendKind as clap::ValueEnum>::from_str(b, false).ok());
     let run = WorkerCommand {
         backend,
+        edits: status.edits.clone(),
         // A plain run trains every task that is not finished (and skips the others).
         share: match unfinished.as_slice() {
             [only] => Share::Task(*only),

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::study::{Overrides, Study};
+use super::overrides::OverrideArgs;
+use crate::study::Study;
 
 #[derive(Args, Debug)]
 pub struct TasksArgs {
@@ -17,10 +18,12 @@ pub struct TasksArgs {
     /// Print a JSON array of objects (index, variant, seed, fold, config_hash, dir).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
 }
 
 pub(crate) fn execute(args: TasksArgs) -> Result<u8> {
-    let study = Study::load(&args.file, Overrides::default())?;
+    let study = Study::load(&args.file, args.overrides.overrides())?;
     let exp_dir = study.dir(&args.out);
     let rows: Vec<serde_json::Value> = study
         .tasks

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::exit;
+use super::overrides::OverrideArgs;
 use crate::config::{self, BackendKind, Experiment};
 use crate::study::check_devices;
 
@@ -15,9 +16,8 @@ pub struct ValidateArgs {
     /// Print the expanded variants as a JSON array.
     #[arg(long)]
     pub json: bool,
-    /// Check as if run with this backend.
-    #[arg(long, value_enum)]
-    pub backend: Option<BackendKind>,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
     /// Check these GPUs as `run --devices` would.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub devices: Vec<usize>,
@@ -27,8 +27,8 @@ pub struct ValidateArgs {
 }
 
 pub(crate) fn execute(args: ValidateArgs) -> Result<u8> {
-    let mut experiment = config::load(&args.file)?;
-    if let Some(b) = args.backend {
+    let mut experiment = config::load_edited(&args.file, &args.overrides.edits())?;
+    if let Some(b) = args.overrides.backend {
         for v in &mut experiment.variants {
             v.config.train.backend = b;
         }
@@ -131,6 +131,15 @@ fn print_summary(args: &ValidateArgs, experiment: &Experiment, data_lines: &[Str
         experiment.seeds.len(),
         experiment.tasks().len()
     );
+    let edits = args.overrides.edits();
+    if !edits.is_empty() {
+        let flags: Vec<String> = edits.iter().map(config::Edit::display).collect();
+        println!(
+            "  overrides: {} (its own directory: {}/)",
+            flags.join(" "),
+            experiment.slug
+        );
+    }
     for line in data_lines {
         println!("  {line}");
     }

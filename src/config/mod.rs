@@ -8,6 +8,7 @@
 mod decide;
 mod decode;
 pub mod geometry;
+mod overrides;
 pub mod schema;
 pub mod tree;
 pub mod types;
@@ -19,6 +20,7 @@ use serde::Serialize;
 use crate::util::hash::fnv1a64;
 
 pub use decide::DecideRules;
+pub use overrides::{Edit, EditFlag, split_assignment};
 pub(crate) use tree::ConfigError;
 pub use types::*;
 
@@ -130,11 +132,20 @@ pub fn slugify(name: &str) -> String {
 
 /// Reads, validates and expands an experiment file.
 pub fn load(path: &Path) -> Result<Experiment, ConfigError> {
-    load_with_source(path).map(|(experiment, _)| experiment)
+    load_with_source(path, &[]).map(|(experiment, _)| experiment)
 }
 
-/// [`load`], returning the file's bytes too: a study plans with the very bytes it parsed.
-pub(crate) fn load_with_source(path: &Path) -> Result<(Experiment, Vec<u8>), ConfigError> {
+/// [`load`] with the command line's overrides made (`--set`, `--grid`, `--epochs`).
+pub fn load_edited(path: &Path, edits: &[Edit]) -> Result<Experiment, ConfigError> {
+    load_with_source(path, edits).map(|(experiment, _)| experiment)
+}
+
+/// [`load_edited`], returning the text too: a study plans with the very bytes it parsed —
+/// the file's, or the edited text when there are overrides.
+pub(crate) fn load_with_source(
+    path: &Path,
+    edits: &[Edit],
+) -> Result<(Experiment, Vec<u8>), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.to_path_buf(),
         position: None,
@@ -142,8 +153,14 @@ pub(crate) fn load_with_source(path: &Path) -> Result<(Experiment, Vec<u8>), Con
         message: format!("cannot read the file: {e}"),
         source_line: None,
     })?;
+    // The file is checked as written first, so that an error left is the overrides'.
     let experiment = parse_str(path, text.clone())?;
-    Ok((experiment, text.into_bytes()))
+    if edits.is_empty() {
+        return Ok((experiment, text.into_bytes()));
+    }
+    let edited = overrides::apply(path, &text, &experiment.name, edits)?;
+    let experiment = parse_str(path, edited.clone()).map_err(|e| overrides::blame(e, edits))?;
+    Ok((experiment, edited.into_bytes()))
 }
 
 /// Validates and expands experiment text; `path` names the file in errors.

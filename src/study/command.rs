@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::BackendKind;
+use crate::config::{BackendKind, Edit};
 use crate::util::shell_quote;
 
 /// The program a command starts.
@@ -36,6 +36,8 @@ pub(crate) struct WorkerCommand {
     pub file: PathBuf,
     pub out: PathBuf,
     pub backend: Option<BackendKind>,
+    /// `--set`, `--grid`, `--epochs`, as the planner was given them.
+    pub edits: Vec<Edit>,
     pub variants: Vec<String>,
     pub share: Share,
     /// `--no-report`: a worker leaves merging and the report to the planner.
@@ -59,6 +61,7 @@ impl WorkerCommand {
             file: file.into(),
             out: out.into(),
             backend: None,
+            edits: Vec::new(),
             variants: Vec::new(),
             share: Share::Whole,
             no_report: false,
@@ -76,6 +79,9 @@ impl WorkerCommand {
         ];
         if let Some(b) = self.backend {
             words.extend([plain("--backend"), plain(b.name())]);
+        }
+        for e in &self.edits {
+            words.extend([plain(e.flag_name()), plain(&e.arg)]);
         }
         for v in &self.variants {
             words.extend([plain("--variant"), plain(v)]);

@@ -41,6 +41,8 @@ pub(crate) use workers::check_devices;
 pub struct Overrides {
     /// `--backend`: part of every task's config hash.
     pub backend: Option<BackendKind>,
+    /// `--set`, `--grid`, `--epochs`: edits of the file's text (the study is named after them).
+    pub edits: Vec<config::Edit>,
 }
 
 /// Which of the study's tasks this process trains.
@@ -203,7 +205,7 @@ pub struct Study {
 impl Study {
     /// Reads, checks and expands the experiment file, with the command line's overrides.
     pub fn load(file: &Path, overrides: Overrides) -> Result<Study> {
-        let (mut experiment, source) = config::load_with_source(file)?;
+        let (mut experiment, source) = config::load_with_source(file, &overrides.edits)?;
         if let Some(b) = overrides.backend {
             for v in &mut experiment.variants {
                 v.config.train.backend = b;
@@ -345,6 +347,7 @@ impl Study {
         let tasks = self.tasks.iter().map(StudyTask::planned).collect();
         let mut plan = Plan::new(&self.experiment.name, tasks, &self.file, &self.source, out);
         plan.backend = self.overrides.backend.map(|b| b.name().to_string());
+        plan.edits = self.overrides.edits.clone();
         let planned = plan.establish(&exp_dir, planner, || {
             ExperimentManifest::new(&self.experiment, &self.file).save_merged(&exp_dir)?;
             crate::track::write_atomic(&exp_dir.join("experiment.toml"), &self.source)

@@ -364,6 +364,7 @@ fn array_script(parts: &ScriptParts, plan: &Plan, path: &Path, opts: &SlurmOptio
     };
     let run = WorkerCommand {
         backend: opts.backend,
+        edits: plan.edits.clone(),
         share: Share::ArrayTask,
         no_report: true,
         ..WorkerCommand::new(
@@ -621,6 +622,7 @@ mod tests {
             out: root.join("my out").display().to_string(),
             planned_at: String::new(),
             backend: None,
+            edits: Vec::new(),
             tasks: vec![task(0), task(1)],
         };
         let exe = root.join("bin's dir/unet-lab");

@@ -91,6 +91,7 @@ pub(super) fn run_processes(
     for k in 0..workers {
         let worker = WorkerCommand {
             backend: study.overrides.backend,
+            edits: study.overrides.edits.clone(),
             variants: opts.variants.clone(),
             share: Share::Worker,
             no_report: true,

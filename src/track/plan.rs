@@ -55,6 +55,9 @@ pub(crate) struct Plan {
     pub planned_at: String,
     /// `--backend` given when planning, if any (it is part of every task's config hash).
     pub backend: Option<String>,
+    /// `--set`, `--grid`, `--epochs` given when planning: every worker and script repeats them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub edits: Vec<crate::config::Edit>,
     pub tasks: Vec<PlannedTask>,
 }
 
@@ -106,6 +109,7 @@ impl Plan {
             out: absolute(out),
             planned_at: crate::util::time::now_rfc3339(),
             backend: None,
+            edits: Vec::new(),
             tasks,
         }
     }

@@ -67,6 +67,8 @@ pub(crate) struct StudyStatus {
     pub out: String,
     /// The `--backend` the study was planned with, if any.
     pub backend: Option<String>,
+    /// The `--set`, `--grid`, `--epochs` it was planned with.
+    pub edits: Vec<crate::config::Edit>,
     pub tasks: Vec<TaskStatus>,
 }
 
@@ -96,6 +98,7 @@ impl StudyStatus {
             source_file: plan.source_file,
             out: plan.out,
             backend: plan.backend,
+            edits: plan.edits,
             tasks,
         })
     }

@@ -1,0 +1,165 @@
+//! Everyday use: overrides from the command line (`--set`, `--grid`, `--epochs`), a study's
+//! page served over HTTP, and `compare` across studies.
+
+mod common;
+
+use common::{Study, TempDir, run_cli, run_experiment};
+use serde_json::Value;
+
+fn tasks_json(args: &[&str]) -> Vec<Value> {
+    let out = run_cli(args);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    serde_json::from_str::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn overrides_are_typed_by_the_schema_and_errors_name_the_flag() {
+    let tmp = TempDir::new("override-errors");
+    let file = Study::new("ov").write(&tmp, "ov.toml");
+    let f = file.to_str().unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--set", "train.lr=abc"],
+            "error: --set train.lr=abc: key `train.lr`: expected a number, found a string\n",
+        ),
+        (
+            &["--set", "train.lrr=1"],
+            "error: --set train.lrr=1: key `train.lrr`: unknown key `lrr` (did you mean `lr`?)\n",
+        ),
+        (
+            &["--set", "model.norm=bogus"],
+            "error: --set model.norm=bogus: key `model.norm`: unknown value \"bogus\"; allowed: \
+             \"none\", \"batch\", \"instance\"\n",
+        ),
+        (
+            &["--set", "train.optimizer=sgd"],
+            "error: --set train.optimizer=sgd: key `train.optimizer`: the file's [grid] varies \
+             train.optimizer; change its levels with --grid train.optimizer=V1,V2\n",
+        ),
+        (
+            &["--grid", "train.loss=mse,nope"],
+            "error: --grid train.loss=mse,nope: key `train.loss`: unknown value \"nope\"; allowed: ",
+        ),
+        (
+            &["--set", "train.lr"],
+            "error: invalid value 'train.lr' for '--set <KEY=VALUE>': expected KEY=VALUE, e.g. \
+             train.lr=1e-4\n",
+        ),
+    ];
+    for (flags, expected) in cases {
+        for command in ["validate", "tasks", "run", "slurm"] {
+            let out = tmp.path().join("out");
+            let mut args = vec![command, f, "--out", out.to_str().unwrap()];
+            if command == "validate" {
+                args.truncate(2);
+            }
+            args.extend_from_slice(flags);
+            let result = run_cli(&args);
+            assert_eq!(
+                result.code,
+                Some(2),
+                "{command} {flags:?}: {}",
+                result.stderr
+            );
+            assert!(
+                result.stderr.starts_with(expected),
+                "{command} {flags:?}:\n{}\nexpected it to start with\n{expected}",
+                result.stderr
+            );
+            assert!(!out.exists(), "{command} {flags:?} wrote before failing");
+        }
+    }
+}
+
+#[test]
+fn a_grid_from_the_command_line_adds_an_axis_and_changes_every_hash() {
+    let tmp = TempDir::new("override-grid");
+    let file = Study::new("ov").write(&tmp, "ov.toml");
+    let f = file.to_str().unwrap();
+    let base = tasks_json(&["tasks", f, "--json"]);
+    assert_eq!(base.len(), 2);
+    let grid = tasks_json(&["tasks", f, "--json", "--grid", "train.lr=1e-3,3e-3"]);
+    let names: Vec<&str> = grid
+        .iter()
+        .map(|t| t["variant"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["adam-0.001", "adam-0.003", "sgd-0.001", "sgd-0.003"]
+    );
+    // The same variant with the file's own lr (3e-3) is the same config, in another study.
+    assert_eq!(grid[1]["config_hash"], base[0]["config_hash"]);
+    assert!(
+        grid[1]["dir"]
+            .as_str()
+            .unwrap()
+            .contains("ov_train.lr_1e-3_3e-3/adam-0.003/seed-0")
+    );
+    let epochs = tasks_json(&["tasks", f, "--json", "--epochs", "1"]);
+    assert!(
+        epochs
+            .iter()
+            .zip(&base)
+            .all(|(e, b)| e["config_hash"] != b["config_hash"]),
+        "--epochs changes every task's config"
+    );
+    assert_eq!(
+        epochs,
+        tasks_json(&["tasks", f, "--json", "--set", "train.epochs=1"]),
+        "--epochs N is --set train.epochs=N"
+    );
+}
+
+#[test]
+fn an_overridden_study_has_its_own_directory_and_its_workers_see_the_overrides() {
+    let tmp = TempDir::new("override-run");
+    let file = Study::new("ov").epochs(2).write(&tmp, "ov.toml");
+    let out = tmp.path().join("out");
+    let run = run_experiment(
+        &file,
+        &out,
+        &["--set", "train.epochs=1", "--jobs", "2", "--no-report"],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(!out.join("ov").exists(), "the file's own study was touched");
+    let exp = out.join("ov_train.epochs_1");
+    let saved = std::fs::read_to_string(exp.join("experiment.toml")).unwrap();
+    assert!(
+        saved.starts_with(&format!("# {} --set train.epochs=1\n", file.display())),
+        "{saved}"
+    );
+    assert!(saved.contains("epochs = 1\n") && saved.contains("name = \"ov+train.epochs=1\""));
+    let plan: Value =
+        serde_json::from_str(&std::fs::read_to_string(exp.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(
+        plan["edits"],
+        serde_json::json!([{ "flag": "set", "arg": "train.epochs=1" }])
+    );
+    // The workers trained the overridden config: one epoch per run.
+    let (_, runs) = unet_lab::track::merge::read(&exp).unwrap();
+    assert_eq!(runs.len(), 2);
+    assert!(
+        runs.iter().all(|r| r.epochs.iter().all(|e| e.epoch == 1)),
+        "a worker missed --set"
+    );
+
+    // Resuming with the same flags, or from the saved experiment.toml, is the same study.
+    for again in [
+        run_experiment(&file, &out, &["--set", "train.epochs=1"]),
+        run_experiment(&exp.join("experiment.toml"), &out, &[]),
+    ] {
+        assert_eq!(again.code, Some(0), "{}", again.stderr);
+        assert!(
+            again.stderr.contains("(2 already done)") || again.stdout.contains("(2 already done)"),
+            "{}{}",
+            again.stdout,
+            again.stderr
+        );
+    }
+    let status = run_cli(&["status", exp.to_str().unwrap()]);
+    assert_eq!(status.code, Some(0), "{}", status.stdout);
+}
