@@ -163,3 +163,146 @@ fn an_overridden_study_has_its_own_directory_and_its_workers_see_the_overrides()
     let status = run_cli(&["status", exp.to_str().unwrap()]);
     assert_eq!(status.code, Some(0), "{}", status.stdout);
 }
+
+/// A running `unet-lab serve`, stopped when dropped.
+struct Served {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Served {
+    fn start(dirs: &[&std::path::Path]) -> Served {
+        use std::io::BufRead;
+        let mut child = common::Cli::new()
+            .arg("serve")
+            .args(dirs)
+            .args(["--port", "0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .strip_prefix("serving at http://")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("serve printed {line:?}"))
+            .to_string();
+        Served { child, addr }
+    }
+
+    /// (status, headers, body) of one request (HTTP/1.0: the body comes whole, not chunked).
+    fn request(&self, method: &str, path: &str) -> (u16, String, Vec<u8>) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.addr).unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.0\r\nHost: {}\r\n\r\n",
+            self.addr
+        )
+        .unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+        let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, head, answer[split + 4..].to_vec())
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_answers_the_page_and_its_pictures_read_only_and_chromium_renders_it() {
+    let tmp = TempDir::new("serve");
+    let file = Study::new("served").epochs(1).write(&tmp, "served.toml");
+    let out = tmp.path().join("out");
+    let run = run_experiment(&file, &out, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let exp = out.join("served");
+    let served = Served::start(&[&exp]);
+
+    let (status, head, page) = served.request("GET", "/");
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.contains("Content-Type: text/html; charset=utf-8"),
+        "{head}"
+    );
+    assert!(
+        page == std::fs::read(exp.join("index.html")).unwrap(),
+        "the page differs"
+    );
+    let html = String::from_utf8(page).unwrap();
+    let picture = common::html_local_refs(&html)
+        .into_iter()
+        .find(|r| r.ends_with(".png"))
+        .expect("the page shows a picture");
+    let (status, head, png) = served.request("GET", &format!("/{picture}"));
+    assert_eq!(status, 200, "{picture}: {head}");
+    assert!(head.contains("Content-Type: image/png"), "{head}");
+    assert!(
+        png == std::fs::read(exp.join(&picture)).unwrap(),
+        "{picture} differs"
+    );
+    assert_eq!(served.request("HEAD", "/").0, 200);
+    assert_eq!(served.request("GET", "/../served.toml").0, 404);
+    assert_eq!(served.request("GET", "/%2e%2e/served.toml").0, 404);
+    assert_eq!(served.request("GET", "/nothing.png").0, 404);
+    assert_eq!(served.request("POST", "/").0, 405);
+    assert_eq!(served.request("DELETE", "/index.html").0, 405);
+    assert!(exp.join("index.html").exists());
+
+    let addr = served.addr.clone();
+    common::render_served_in_chromium(&exp.join("index.html"), |probe| {
+        format!(
+            "http://{addr}/{}",
+            probe.file_name().unwrap().to_string_lossy()
+        )
+    });
+    drop(served);
+
+    // Several studies: a listing at /, each under its name.
+    let both = Served::start(&[&exp, &tmp.path().join("out")]);
+    let (status, _, listing) = both.request("GET", "/");
+    assert_eq!(status, 200);
+    let listing = String::from_utf8(listing).unwrap();
+    assert!(
+        listing.contains("href=\"served/\"") && listing.contains("href=\"out/\""),
+        "{listing}"
+    );
+    let (status, head, _) = both.request("GET", "/served");
+    assert_eq!(status, 301);
+    assert!(head.contains("Location: /served/"), "{head}");
+    assert!(both.request("GET", "/served/").2 == html.as_bytes());
+}
+
+#[test]
+fn serve_refuses_a_file_and_a_taken_port() {
+    let tmp = TempDir::new("serve-errors");
+    let file = Study::new("x").write(&tmp, "x.toml");
+    let out = run_cli(&["serve", file.to_str().unwrap(), "--port", "0"]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "error: {} is a file; serve takes a study's directory (the one holding index.html)\n",
+            file.display()
+        )
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = run_cli(&["serve", tmp.path().to_str().unwrap(), "--port", &port]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(&format!(
+            "error: --port {port}: cannot listen on 127.0.0.1:{port}: "
+        )),
+        "{}",
+        out.stderr
+    );
+}

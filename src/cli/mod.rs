@@ -11,6 +11,7 @@ mod prune;
 mod report;
 mod run;
 mod runs;
+mod serve;
 mod slurm;
 mod status;
 mod tasks;
@@ -84,6 +85,9 @@ pub enum Command {
     AugmentPreview(augment_preview::AugmentPreviewArgs),
     /// Build one comparison page across several experiment directories.
     Compare(compare::CompareArgs),
+    /// Serve study pages read-only over HTTP on localhost (for a study on a cluster: through
+    /// an SSH port forward); the live page of a study in training reloads itself.
+    Serve(serve::ServeArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -168,5 +172,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Bench(args) => bench::execute(args),
         Command::AugmentPreview(args) => augment_preview::execute(args),
         Command::Compare(args) => compare::execute(args),
+        Command::Serve(args) => serve::execute(args),
     }
 }

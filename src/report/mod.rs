@@ -14,6 +14,7 @@ pub mod load;
 pub mod markdown;
 pub mod overlay;
 pub mod plots;
+pub mod serve;
 pub mod simulate;
 pub mod stats;
 pub mod summary;

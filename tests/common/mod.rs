@@ -368,6 +368,18 @@ pub fn chromium_dom(chromium: &str, page: &Path) -> String {
 /// A copy of the page with a probe script is written next to it, so relative paths resolve
 /// the same way; the probe writes its verdict into the DOM that Chromium dumps.
 pub fn render_in_chromium(page: &Path) {
+    probe_in_chromium(page, |probed| {
+        format!("file://{}", probed.canonicalize().unwrap().display())
+    });
+}
+
+/// [`render_in_chromium`] of a page served over HTTP: `url_of` turns the probe's path (next to
+/// `page`, inside the served directory) into its URL.
+pub fn render_served_in_chromium(page: &Path, url_of: impl Fn(&Path) -> String) {
+    probe_in_chromium(page, url_of);
+}
+
+fn probe_in_chromium(page: &Path, url_of: impl Fn(&Path) -> String) {
     let Some(chromium) = chromium() else {
         eprintln!("note: Chromium is not installed; skipping the browser rendering check");
         return;
@@ -392,10 +404,7 @@ pub fn render_in_chromium(page: &Path) {
             "--dump-dom",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!(
-            "file://{}",
-            probed.canonicalize().unwrap().display()
-        ))
+        .arg(url_of(&probed))
         .output()
         .unwrap();
     let dom = String::from_utf8_lossy(&out.stdout);

@@ -1,0 +1,36 @@
+//! `unet-lab serve`: a study's page over HTTP on localhost, read-only.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::report::serve::{self, Site};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Study directories written by `run` (one is served at /, several each under /NAME/).
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// The localhost port (0: a free one, printed).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+}
+
+pub(crate) fn execute(args: ServeArgs) -> Result<u8> {
+    let site = match Site::new(&args.dirs) {
+        Ok(site) => site,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(super::exit::CONFIG);
+        }
+    };
+    serve::serve(site, args.port, |addr| {
+        let port = addr.port();
+        println!("serving at http://{addr}/ (read-only; Ctrl-C stops it)");
+        println!(
+            "from your machine: ssh -N -L {port}:localhost:{port} HOST, then open http://localhost:{port}/"
+        );
+    })?;
+    Ok(0)
+}
