@@ -306,3 +306,123 @@ fn serve_refuses_a_file_and_a_taken_port() {
         out.stderr
     );
 }
+
+/// (seed → test Dice, seed → best validation Dice) of a one-run-per-seed variant.
+fn scores_by_seed(exp: &std::path::Path, variant: &str) -> (Vec<(u64, f64)>, Vec<(u64, f64)>) {
+    let (_, runs) = unet_lab::track::merge::read(exp).unwrap();
+    let runs: Vec<_> = runs
+        .into_iter()
+        .filter(|r| r.manifest.variant == variant)
+        .collect();
+    let test = runs
+        .iter()
+        .map(|r| (r.manifest.record.seed, r.manifest.record.test.unwrap().dice))
+        .collect();
+    let val = runs
+        .iter()
+        .map(|r| {
+            let best = r
+                .epochs
+                .iter()
+                .filter(|e| e.split == "val")
+                .filter_map(|e| e.dice)
+                .fold(f64::NEG_INFINITY, f64::max);
+            (r.manifest.record.seed, best)
+        })
+        .collect();
+    (test, val)
+}
+
+#[test]
+fn compare_matches_variants_lists_the_differing_key_and_pairs_the_seeds() {
+    let tmp = TempDir::new("compare");
+    let file = Study::new("cmp")
+        .epochs(1)
+        .seeds(&[0, 1, 2])
+        .set("data.test_fraction", "0.25")
+        .write(&tmp, "cmp.toml");
+    let out = tmp.path().join("out");
+    for extra in [&[][..], &["--set", "train.lr=1e-2"][..]] {
+        let run = run_experiment(&file, &out, extra);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+    }
+    let (a, b) = (out.join("cmp"), out.join("cmp_train.lr_1e-2"));
+    let page = tmp.path().join("page");
+    let args = |json: bool| {
+        let mut v = vec![
+            "compare".to_string(),
+            a.display().to_string(),
+            b.display().to_string(),
+            "--out".into(),
+            page.display().to_string(),
+        ];
+        if json {
+            v.push("--json".into());
+        }
+        v
+    };
+    let json_out = common::Cli::new().args(args(true)).output();
+    assert_eq!(json_out.code, Some(0), "{}", json_out.stderr);
+    let diffs: Value = serde_json::from_str(&json_out.stdout).unwrap();
+    let d = &diffs[0];
+    assert_eq!(d["reference"], "cmp");
+    assert_eq!(d["other"], "cmp+train.lr=1e-2");
+    assert_eq!(d["unmatched"], serde_json::json!([]));
+    let adam = &d["matches"][0];
+    assert_eq!(adam["other_variant"], "adam");
+    assert_eq!(adam["matched_by"], "name");
+    assert_eq!(
+        adam["differing_keys"],
+        serde_json::json!([{ "key": "train.lr", "reference": "0.003", "other": "0.01" }])
+    );
+
+    // By hand: the paired differences (B − A) per seed, their mean and t(0.975, 2) interval.
+    let (test_a, val_a) = scores_by_seed(&a, "adam");
+    let (test_b, val_b) = scores_by_seed(&b, "adam");
+    for (key, sa, sb) in [
+        ("test_dice", &test_a, &test_b),
+        ("val_dice", &val_a, &val_b),
+    ] {
+        let d: Vec<f64> = sb
+            .iter()
+            .map(|(seed, x)| x - sa.iter().find(|(s, _)| s == seed).unwrap().1)
+            .collect();
+        assert_eq!(d.len(), 3);
+        let mean = d.iter().sum::<f64>() / 3.0;
+        let sd = (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+        let half = 4.302652729749464 * sd / 3f64.sqrt();
+        let got = &adam[key];
+        assert_eq!(got["paired_seeds"], 3, "{got}");
+        assert!(
+            (got["difference"].as_f64().unwrap() - mean).abs() < 1e-12,
+            "{got}"
+        );
+        let interval = got["interval"].as_array().unwrap();
+        assert!(
+            (interval[0].as_f64().unwrap() - (mean - half)).abs() < 1e-9,
+            "{got}"
+        );
+        assert!(
+            (interval[1].as_f64().unwrap() - (mean + half)).abs() < 1e-9,
+            "{got}"
+        );
+    }
+
+    // The terminal table and the page say the same.
+    let text = common::Cli::new().args(args(false)).output();
+    assert_eq!(text.code, Some(0), "{}", text.stderr);
+    assert!(
+        text.stdout
+            .starts_with("cmp+train.lr=1e-2 (B) against cmp (A):\nvariant"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("train.lr 0.003 → 0.01"),
+        "{}",
+        text.stdout
+    );
+    let html = std::fs::read_to_string(page.join("index.html")).unwrap();
+    assert!(html.contains("train.lr 0.003 → 0.01"));
+    assert!(html.contains("cmp+train.lr=1e-2 (B) against cmp (A)"));
+}

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use maud::{Markup, html};
 
+use super::diff::StudyDiff;
 use super::html::page_shell;
 use super::load::ExperimentData;
 use super::summary;
@@ -120,19 +121,52 @@ fn experiment_section(e: &ExperimentData, out: &Path) -> Markup {
     }
 }
 
+/// Each study after the first against the first: the matched variants' differing keys and
+/// scores.
+fn diff_section(diff: &StudyDiff) -> Markup {
+    let (heads, rows) = diff.table();
+    html! {
+        h2 { (diff.title()) }
+        p {
+            "Variants matched by name, else by identical config; differences are "
+            (diff.other) " − " (diff.reference) " over the seeds both trained, with a 95% paired t \
+            interval; failed runs count as scored."
+        }
+        table {
+            thead { tr { @for h in &heads { th { (h) } } } }
+            tbody {
+                @for row in &rows {
+                    tr { @for (i, cell) in row.iter().enumerate() {
+                        @if i >= 3 { td.num { (cell) } } @else { td { (cell) } }
+                    } }
+                }
+            }
+        }
+        @if !diff.unmatched.is_empty() {
+            p { "Only in " (diff.other) ": " (diff.unmatched.join(", ")) }
+        }
+    }
+}
+
+/// Reads every study directory (before anything is written).
+pub(crate) fn load_all(dirs: &[PathBuf]) -> Result<Vec<ExperimentData>> {
+    dirs.iter().map(|d| ExperimentData::load(d)).collect()
+}
+
 /// Writes `out/index.html`; `out` is created only once every directory has been read.
-pub(crate) fn render_comparison(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
-    let experiments: Vec<ExperimentData> = dirs
-        .iter()
-        .map(|d| ExperimentData::load(d))
-        .collect::<Result<_>>()?;
+pub(crate) fn render_comparison(
+    experiments: &[ExperimentData],
+    diffs: &[StudyDiff],
+    out: &Path,
+) -> Result<PathBuf> {
     let claim = check_out(out).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     claim.commit()?;
     let body = html! {
         h1 { "Comparison" }
-        (dice_table(&experiments, out))
-        @for e in &experiments { (experiment_section(e, out)) }
+        @for d in diffs { (diff_section(d)) }
+        (dice_table(experiments, out))
+        @for e in experiments { (experiment_section(e, out)) }
     };
     let path = out.join("index.html");
     write_atomic(&path, page_shell("unet-lab comparison", body).as_bytes())?;

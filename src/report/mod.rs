@@ -3,6 +3,7 @@
 
 pub mod augment_preview;
 pub mod compare;
+pub mod diff;
 pub mod effects;
 pub mod gifs;
 pub mod heatmap;

@@ -71,7 +71,7 @@ pub(crate) fn merge_unless_busy(
 
 /// A merge writes into the directory (its lock, the tables): only into a study's. A file, a
 /// missing path or a folder that holds no study is refused before anything is written there.
-fn check_study_dir(exp_dir: &Path) -> Result<()> {
+pub fn check_study_dir(exp_dir: &Path) -> Result<()> {
     if exp_dir.is_file() {
         anyhow::bail!(
             "{} is a file, not an experiment directory; to train an experiment file: unet-lab run {}",
