@@ -426,3 +426,33 @@ fn compare_matches_variants_lists_the_differing_key_and_pairs_the_seeds() {
     assert!(html.contains("train.lr 0.003 → 0.01"));
     assert!(html.contains("cmp+train.lr=1e-2 (B) against cmp (A)"));
 }
+
+#[test]
+fn quiet_says_nothing_but_problems_and_verbose_shows_the_workers() {
+    let tmp = TempDir::new("verbosity");
+    let file = Study::new("talk").epochs(1).write(&tmp, "talk.toml");
+    let out = tmp.path().join("out");
+    let quiet = common::Cli::new()
+        .args([
+            "-q",
+            "run",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output();
+    assert_eq!(quiet.code, Some(0), "{}", quiet.stderr);
+    assert_eq!(quiet.stderr, "", "-q printed on standard error");
+    assert!(out.join("talk/index.html").exists());
+    let verbose = run_experiment(
+        &file,
+        &out,
+        &["-v", "--fresh", "--jobs", "2", "--no-report"],
+    );
+    assert_eq!(verbose.code, Some(0), "{}", verbose.stderr);
+    assert!(
+        verbose.stderr.contains("worker 0: '") && verbose.stderr.contains(" --worker --no-report"),
+        "{}",
+        verbose.stderr
+    );
+}

@@ -11,7 +11,11 @@ use crate::config;
 /// Write a grid of augmented training samples (first column: the original) to check an
 /// [augment] table by eye.
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Example: unet-lab augment-preview experiments/paper.toml --out preview.png"
+)]
 pub struct AugmentPreviewArgs {
+    /// The experiment file (TOML).
     pub file: PathBuf,
     /// The variant whose data and augmentation to use (default: the first).
     #[arg(long)]
@@ -19,9 +23,10 @@ pub struct AugmentPreviewArgs {
     /// Output PNG.
     #[arg(long, default_value = "augment-preview.png")]
     pub out: PathBuf,
-    /// Samples (rows) and augmented draws per sample (columns).
+    /// Samples (rows).
     #[arg(long, default_value_t = 4)]
     pub samples: usize,
+    /// Augmented draws of each sample (columns after the original).
     #[arg(long, default_value_t = 5)]
     pub draws: usize,
 }

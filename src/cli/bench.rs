@@ -9,6 +9,9 @@ use crate::kernels::ConvPath;
 
 /// Training and inference throughput of the U-Net on random data.
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  unet-lab bench --widths 3,6,12,24,48 --batch-size 8 --size 128
+  unet-lab bench --norm batch --activation elu --json")]
 pub struct BenchArgs {
     /// Channels per level.
     #[arg(long, value_delimiter = ',', default_value = "3,6,12,24,48")]
@@ -31,6 +34,7 @@ pub struct BenchArgs {
     /// Untimed steps first.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
+    /// The backend to measure (cuda and wgpu need their cargo features).
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendKind,
     /// The GPU (CUDA index) or wgpu adapter (the backend's default without it).

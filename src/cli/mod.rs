@@ -43,6 +43,12 @@ pub mod exit {
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Say only warnings and errors on standard error (no progress, no tables after a run).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Say more: the worker processes' commands, where the data came from.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Subcommand, Debug)]
@@ -96,6 +102,7 @@ pub fn main() -> ExitCode {
     crate::memory::keep_freed_memory();
     use_slurm_cpus();
     let cli = Cli::parse();
+    crate::util::say::set(cli.quiet, cli.verbose);
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -173,5 +180,37 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::AugmentPreview(args) => augment_preview::execute(args),
         Command::Compare(args) => compare::execute(args),
         Command::Serve(args) => serve::execute(args),
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_argument_has_help_and_every_command_an_example() {
+        let cli = super::Cli::command();
+        let mut missing = Vec::new();
+        for sub in cli.get_subcommands() {
+            let name = sub.get_name();
+            let example = sub
+                .get_after_help()
+                .or(sub.get_after_long_help())
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            if !example.contains("unet-lab ") {
+                missing.push(format!("{name}: no example"));
+            }
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if ["help", "version"].contains(&id) {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{name} {id}: no help"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
     }
 }

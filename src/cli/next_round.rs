@@ -12,6 +12,9 @@ use clap::Args;
 use crate::study::slurm;
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Example (what decide.sbatch runs): unet-lab next-round /shared/reports/kaggle_tricks"
+)]
 pub struct NextRoundArgs {
     /// The study's directory (written by `unet-lab slurm FILE --submit`).
     pub dir: PathBuf,

@@ -8,6 +8,9 @@ use clap::Args;
 /// Predict masks for a folder of images with a trained variant, at each image's original
 /// resolution; optionally a Kaggle submission. A labelled input is also scored.
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Example: unet-lab predict --run reports/mse_adam/base --input scans/ --out masks/ --submission submission.csv"
+)]
 pub struct PredictArgs {
     /// The variant directory (<out>/<experiment>/<variant>).
     #[arg(long)]

@@ -9,6 +9,7 @@ use clap::Args;
 use crate::track::supersede;
 
 #[derive(Args, Debug)]
+#[command(after_help = "Example: unet-lab prune reports/ablation --dry-run")]
 pub struct PruneArgs {
     /// An experiment directory (e.g. reports/ablation).
     pub dir: PathBuf,

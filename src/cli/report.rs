@@ -17,6 +17,7 @@ pub enum Format {
 /// Rebuild every picture and page of an experiment directory from its metrics and stored
 /// predictions (no model is loaded, nothing is trained).
 #[derive(Args, Debug)]
+#[command(after_help = "Example: unet-lab report reports/mse_adam")]
 pub struct ReportArgs {
     /// An experiment directory written by `run` (e.g. reports/mse_adam).
     pub dir: PathBuf,

@@ -10,6 +10,11 @@ use super::overrides::OverrideArgs;
 use crate::study::{self, RunOptions, Selection, Study};
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  unet-lab run experiments/mse_adam.toml
+  unet-lab run experiments/mse_adam.toml --epochs 1                 # a smoke test, its own directory
+  unet-lab run experiments/ablation.toml --set train.lr=1e-4 --jobs 2
+  unet-lab run experiments/mse_adam.toml --grid train.optimizer=adam,sgd")]
 pub struct RunArgs {
     /// The experiment file (TOML).
     pub file: PathBuf,
@@ -98,8 +103,8 @@ pub(crate) fn execute(args: RunArgs) -> Result<u8> {
     if opts.whole_study() {
         study::finish(&exp_dir, !args.no_report, summary.busy)?;
     }
-    eprintln!("summary: {}", summary.line());
-    if opts.whole_study() {
+    crate::info!("summary: {}", summary.line());
+    if opts.whole_study() && !crate::util::say::quiet() {
         print_answer(&exp_dir, !args.no_report);
     }
     Ok(if summary.errored > 0 {

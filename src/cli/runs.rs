@@ -12,6 +12,9 @@ use crate::report::stats::mean_ci95;
 use crate::report::summary::{self, VariantRow};
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  unet-lab runs reports/kaggle_tricks --sort test
+  unet-lab runs reports/ablation --csv > ablation.csv")]
 pub struct RunsArgs {
     /// An experiment directory (e.g. reports/kaggle_tricks).
     pub dir: PathBuf,

@@ -8,6 +8,10 @@ use clap::Args;
 use crate::report::serve::{self, Site};
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  unet-lab serve reports/kaggle_tricks                 # http://127.0.0.1:8000/
+  unet-lab serve reports/ablation reports/blog_vs_paper --port 0
+  ssh -N -L 8000:localhost:8000 cluster               # then open http://localhost:8000/ here")]
 pub struct ServeArgs {
     /// Study directories written by `run` (one is served at /, several each under /NAME/).
     #[arg(required = true, value_name = "DIR")]

@@ -13,6 +13,9 @@ use crate::track::Plan;
 use crate::util::shell_quote;
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Example: unet-lab slurm experiments/ablation.toml --out /shared/reports --partition gpu --account lab42 --time 2:00:00 --submit"
+)]
 pub struct SlurmArgs {
     /// The experiment file (TOML).
     pub file: PathBuf,

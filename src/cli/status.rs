@@ -11,6 +11,7 @@ use crate::track::status::{StudyStatus, TaskState, index_ranges};
 use crate::util::shell_quote;
 
 #[derive(Args, Debug)]
+#[command(after_help = "Example: unet-lab status reports/ablation")]
 pub struct StatusArgs {
     /// An experiment directory (e.g. reports/ablation).
     pub dir: PathBuf,

@@ -9,6 +9,7 @@ use super::overrides::OverrideArgs;
 use crate::study::Study;
 
 #[derive(Args, Debug)]
+#[command(after_help = "Example: unet-lab tasks experiments/ablation.toml --json")]
 pub struct TasksArgs {
     /// The experiment file (TOML).
     pub file: PathBuf,

@@ -9,6 +9,7 @@ use clap::Args;
 /// presence threshold that maximise the Kaggle score on validation; write them beside the
 /// checkpoints (`predict` uses them) and score the test split with them.
 #[derive(Args, Debug)]
+#[command(after_help = "Example: unet-lab tune --run reports/kaggle_tricks/blog")]
 pub struct TuneArgs {
     /// The variant directory (<out>/<experiment>/<variant>).
     #[arg(long)]

@@ -11,7 +11,11 @@ use crate::config::{self, BackendKind, Experiment};
 use crate::study::check_devices;
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  unet-lab validate experiments/kaggle_tricks.toml
+  unet-lab validate experiments/mse_adam.toml --set train.lr=1e-4 --json")]
 pub struct ValidateArgs {
+    /// The experiment file (TOML).
     pub file: PathBuf,
     /// Print the expanded variants as a JSON array.
     #[arg(long)]

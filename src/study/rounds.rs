@@ -94,7 +94,7 @@ pub(super) fn run_until_decided(
             .collect();
         if this_round.is_empty() {
             if let Some(v) = &round.verdicts {
-                eprintln!(
+                crate::info!(
                     "seeds until decided: {} of {} contrasts decided after {} look(s); {}",
                     v.contrasts.len() - v.undecided(),
                     v.contrasts.len(),
@@ -108,7 +108,7 @@ pub(super) fn run_until_decided(
             }
             return Ok(total);
         }
-        eprintln!(
+        crate::info!(
             "seeds until decided: {} — training {} task(s)",
             round.describe(),
             this_round.len()

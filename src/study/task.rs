@@ -71,7 +71,7 @@ pub(super) fn train_task(
     let _lock = match RunLock::claim(&run_dir)? {
         Claim::Acquired(lock) => lock,
         Claim::Busy(holder) => {
-            eprintln!(
+            crate::info!(
                 "{label} task {} ({} {run}): being trained by {}; moving on",
                 task.task.index,
                 variant.name,
@@ -90,7 +90,7 @@ pub(super) fn train_task(
         RunManifest::new(here.experiment, variant, index, here.commit.clone(), record);
     manifest.save(&run_dir)?;
 
-    eprintln!("{label} {} {run}", variant.name);
+    crate::info!("{label} {} {run}", variant.name);
     let variant_dir = task.variant_dir(here.exp_dir);
     let spec = RunSpec {
         variant_name: &variant.name,
@@ -208,7 +208,7 @@ fn earlier_result(here: &Here, task: &StudyTask) -> Result<Option<TaskResult>> {
     ) {
         return Ok(None);
     }
-    eprintln!(
+    crate::info!(
         "{} {} {}: already {} (same config), skipped",
         here.label,
         task.variant.name,

@@ -82,7 +82,7 @@ pub(super) fn run_processes(
              workers than threads only adds contention"
         );
     }
-    eprintln!(
+    crate::info!(
         "{} tasks, {workers} worker processes, {per_worker} thread(s) each",
         tasks.len()
     );
@@ -98,9 +98,11 @@ pub(super) fn run_processes(
             device: (!opts.devices.is_empty()).then(|| opts.devices[k % opts.devices.len()]),
             ..WorkerCommand::new(Program::Exe(exe.clone()), &study.file, &opts.out)
         };
+        crate::detail!("worker {k}: {}", worker.shell());
         let mut cmd = worker.process();
         cmd.env("RAYON_NUM_THREADS", per_worker.to_string())
-            .env("UNET_LAB_PROGRESS", "plain");
+            .env("UNET_LAB_PROGRESS", "plain")
+            .env(crate::util::say::ENV, crate::util::say::name());
         children.push(
             cmd.spawn()
                 .with_context(|| format!("cannot start worker {k} ({})", exe.display()))?,

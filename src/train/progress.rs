@@ -11,6 +11,9 @@ use crate::train::{EpochSummary, Progress};
 /// A bar on a terminal, plain lines otherwise — and always plain lines with
 /// `UNET_LAB_PROGRESS=plain` (the worker processes of `--jobs` share one terminal).
 pub(crate) fn make_progress() -> Box<dyn Progress> {
+    if crate::util::say::quiet() {
+        return Box::new(NoProgress);
+    }
     let plain = std::env::var("UNET_LAB_PROGRESS").is_ok_and(|v| v == "plain");
     if std::io::stderr().is_terminal() && !plain {
         Box::new(BarProgress::default())
@@ -98,6 +101,23 @@ impl Progress for LogProgress {
     }
     fn finish(&mut self, message: &str) {
         eprintln!("{message}");
+    }
+}
+
+/// `-q`: nothing per step or epoch; only a run that did not finish well is told.
+struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&mut self, _run: &str, _epochs: usize, _steps: usize, _first_epoch: usize) {}
+    fn step(&mut self, _epoch: usize, _loss: f64, _images_per_sec: f64) {}
+    fn epoch(&mut self, _summary: &EpochSummary) {}
+    fn finish(&mut self, message: &str) {
+        if [": diverged", ": stopped", ": interrupted"]
+            .iter()
+            .any(|bad| message.contains(bad))
+        {
+            eprintln!("{message}");
+        }
     }
 }
 

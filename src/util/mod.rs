@@ -8,6 +8,7 @@ pub mod noise;
 pub mod owned;
 pub mod png;
 pub mod raster;
+pub mod say;
 pub mod time;
 
 #[cfg(test)]
