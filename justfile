@@ -20,6 +20,18 @@ tasks FILE *ARGS:
 status DIR *ARGS:
     cargo run --release -- status {{DIR}} {{ARGS}}
 
+# The runs table: one line per variant (--sort COL, --json, --csv).
+runs DIR *ARGS:
+    cargo run --release -- runs {{DIR}} {{ARGS}}
+
+# Serve study pages read-only on http://127.0.0.1:8000/ (--port P; 0 picks a free one).
+serve +ARGS:
+    cargo run --release -- serve {{ARGS}}
+
+# The decide job of a SLURM study with seeds until decided (decide.sbatch runs it).
+next-round DIR *ARGS:
+    cargo run --release -- next-round {{DIR}} {{ARGS}}
+
 # Delete the runs a study set aside in DIR/superseded/ (--dry-run lists them).
 prune DIR *ARGS:
     cargo run --release -- prune {{DIR}} {{ARGS}}
@@ -36,7 +48,7 @@ tune RUN *ARGS:
 augment-preview FILE *ARGS:
     cargo run --release -- augment-preview {{FILE}} {{ARGS}}
 
-# One comparison page across several experiment directories.
+# Studies against the first: differing keys, test and validation Dice differences [95%], a page.
 compare +ARGS:
     cargo run --release -- compare {{ARGS}}
 

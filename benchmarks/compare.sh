@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side by side, alternating: unet-lab bench and the same network in PyTorch, twice each, for
-# the configurations of BENCHMARKS.md. One JSON line per measurement goes to stdout.
+# the configurations of docs/benchmarks.md. One JSON line per measurement goes to stdout.
 #   benchmarks/compare.sh [path/to/unet-lab] > results.jsonl   (PYTHON=... picks the interpreter with torch)
 set -euo pipefail
 BIN=${1:-target/release/unet-lab}

@@ -1,4 +1,4 @@
-"""The PyTorch side of BENCHMARKS.md: the identical U-Net and recipe as `unet-lab bench`.
+"""The PyTorch side of docs/benchmarks.md: the identical U-Net and recipe as `unet-lab bench`.
 
 Per level two 3x3 conv (padding 1, bias) + ReLU; 2x2 max-pool between levels; decoder 2x2
 stride-2 transposed conv (bias, no activation), concat [up, skip], two 3x3 conv + ReLU; head

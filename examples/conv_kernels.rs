@@ -1,6 +1,6 @@
 //! Times each 3×3 convolution kernel (direct, im2col + GEMM, Winograd F(2×2,3×3) and
 //! F(4×4,3×3)) at the shapes of the U-Net's layers: the measurements behind the crossover
-//! rules in `src/kernels/policy.rs` (BENCHMARKS.md).
+//! rules in `src/kernels/policy.rs` (docs/benchmarks.md).
 //!
 //! ```sh
 //! cargo run --release --example conv_kernels                 # every layer, batch 2

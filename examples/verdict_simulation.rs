@@ -1,4 +1,4 @@
-//! The verdict procedure on simulated studies (the README's figures): with no true effect and
+//! The verdict procedure on simulated studies (docs/report.md's figures): with no true effect and
 //! with an effect of twice the margin, with and without failures, seeds until decided (3, +2,
 //! at most 20) against fixed seeds.
 //!

@@ -1,5 +1,5 @@
 //! `unet-lab bench`: training and inference throughput of the U-Net on random data, the same
-//! network and recipe as the PyTorch reference figures (BENCHMARKS.md).
+//! network and recipe as the PyTorch reference figures (docs/benchmarks.md).
 
 use std::time::Instant;
 

@@ -4,7 +4,7 @@
 //! gradients, im2col buffers, optimizer temporaries). glibc serves blocks that large with a
 //! fresh `mmap` and returns them with `munmap` when freed, so each step pays a page fault per
 //! 4 KiB page written — on the benchmark machine about as much as the arithmetic of the narrow
-//! network (BENCHMARKS.md: +16% training throughput on the reduced widths, +24% on the paper
+//! network (docs/benchmarks.md: +16% training throughput on the reduced widths, +24% on the paper
 //! widths with the memory kept). Keeping freed memory in the heap makes later steps reuse
 //! pages already mapped. Peak resident memory is unchanged: it is set by the largest step.
 

@@ -1,4 +1,4 @@
-//! The layering of the README's design notes, checked on the sources: every `crate::…` and
+//! The layering of docs/design.md, checked on the sources: every `crate::…` and
 //! `super::…` path a module names must point to its own layer or one below, and no two
 //! modules of one package may import each other (directly or round a longer loop).
 
@@ -25,7 +25,9 @@ fn layer_of(package: &str) -> usize {
     LAYERS
         .iter()
         .position(|l| l.contains(&package))
-        .unwrap_or_else(|| panic!("src/{package} is in no layer: add it to LAYERS and the README"))
+        .unwrap_or_else(|| {
+            panic!("src/{package} is in no layer: add it to LAYERS and docs/design.md")
+        })
 }
 
 /// Module path of a source file: `src/track/merge.rs` → ["track", "merge"].

@@ -1,4 +1,4 @@
-//! README.md's "All keys" table against the code: every documented key is one the parser
+//! docs/experiments.md's "All keys" table against the code: every documented key is one the parser
 //! accepts, every accepted key is documented, and every documented default is the one the
 //! `Default` impls hold (`—` meaning none).
 
@@ -37,14 +37,17 @@ fn code(part: &str, line: &str) -> String {
     part.strip_prefix('`')
         .and_then(|p| p.strip_suffix('`'))
         .filter(|p| !p.is_empty() && !p.contains('`'))
-        .unwrap_or_else(|| panic!("`{part}` is not one `code` span, in README row: {line}"))
+        .unwrap_or_else(|| {
+            panic!("`{part}` is not one `code` span, in docs/experiments.md row: {line}")
+        })
         .to_string()
 }
 
-/// The rows of the README's key table; a row may list several keys and as many defaults.
+/// The rows of the docs/experiments.md's key table; a row may list several keys and as many defaults.
 fn readme_rows() -> Vec<Row> {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("README.md is readable");
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/experiments.md"))
+            .expect("docs/experiments.md is readable");
     let mut lines = text
         .lines()
         .skip_while(|l| l.trim() != "| key | default | meaning |")
@@ -52,12 +55,16 @@ fn readme_rows() -> Vec<Row> {
     assert_eq!(
         lines.next().map(str::trim),
         Some("|---|---|---|"),
-        "README.md has no `| key | default | meaning |` table"
+        "docs/experiments.md has no `| key | default | meaning |` table"
     );
     let mut rows = Vec::new();
     for line in lines.take_while(|l| l.starts_with('|')) {
         let cells: Vec<&str> = line.splitn(4, '|').collect();
-        assert_eq!(cells.len(), 4, "README row without three cells: {line}");
+        assert_eq!(
+            cells.len(),
+            4,
+            "docs/experiments.md row without three cells: {line}"
+        );
         let keys: Vec<String> = split_cell(cells[1])
             .into_iter()
             .map(|k| code(k, line))
@@ -73,7 +80,7 @@ fn readme_rows() -> Vec<Row> {
         assert_eq!(
             keys.len(),
             defaults.len(),
-            "README row lists {} keys but {} defaults: {line}",
+            "docs/experiments.md row lists {} keys but {} defaults: {line}",
             keys.len(),
             defaults.len()
         );
@@ -83,7 +90,10 @@ fn readme_rows() -> Vec<Row> {
                 .map(|(key, default)| Row { key, default }),
         );
     }
-    assert!(rows.len() > 10, "README's key table has only {rows:?}");
+    assert!(
+        rows.len() > 10,
+        "docs/experiments.md's key table has only {rows:?}"
+    );
     rows
 }
 
@@ -109,17 +119,17 @@ fn readme_documents_every_key_with_its_default() {
     for (i, key) in documented.iter().enumerate() {
         assert!(
             !documented[..i].contains(key),
-            "README documents `{key}` twice"
+            "docs/experiments.md documents `{key}` twice"
         );
         assert!(
             known.iter().any(|k| k == key),
-            "README documents `{key}`, which the parser does not accept; it accepts {known:?}"
+            "docs/experiments.md documents `{key}`, which the parser does not accept; it accepts {known:?}"
         );
     }
     for key in &known {
         assert!(
             documented.contains(&key.as_str()),
-            "`{key}` is accepted but missing from README's key table"
+            "`{key}` is accepted but missing from docs/experiments.md's key table"
         );
     }
 
@@ -130,21 +140,23 @@ fn readme_documents_every_key_with_its_default() {
             assert_eq!(
                 actual,
                 Value::Null,
-                "README says `{key}` has no default (—), but its default is {actual}"
+                "docs/experiments.md says `{key}` has no default (—), but its default is {actual}"
             );
             continue;
         };
         // The documented default, written in a file, must decode to the default itself.
         let (section, name) = key.split_once('.').unwrap();
         let file = format!("[{section}]\n{name} = {text}\n");
-        let config = match parse_str(Path::new("README.md"), file) {
+        let config = match parse_str(Path::new("docs/experiments.md"), file) {
             Ok(exp) => exp.variants[0].config.clone(),
-            Err(e) => panic!("README's default `{text}` for `{key}` is not accepted: {e}"),
+            Err(e) => {
+                panic!("docs/experiments.md's default `{text}` for `{key}` is not accepted: {e}")
+            }
         };
         assert_eq!(
             value_of(&config, key),
             actual,
-            "README says `{key}` defaults to `{text}`, but the default is {actual}"
+            "docs/experiments.md says `{key}` defaults to `{text}`, but the default is {actual}"
         );
         assert_eq!(
             config, defaults,

@@ -205,7 +205,7 @@ impl DataConfig {
     }
 }
 
-/// The documented defaults (README, "All keys"): what a key left out of the file means.
+/// The documented defaults (docs/experiments.md, "All keys"): what a key left out of the file means.
 impl Default for DataConfig {
     fn default() -> Self {
         Self {

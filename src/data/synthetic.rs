@@ -290,7 +290,7 @@ pub(crate) fn generate_preset(
 }
 
 /// The kaggle preset's knobs, chosen so that a small U-Net trained for a few CPU minutes with
-/// the blog's recipe scores clearly below one with the Kaggle tricks (README, "Synthetic":
+/// the blog's recipe scores clearly below one with the Kaggle tricks (docs/data.md, "Synthetic":
 /// how they were calibrated).
 mod knobs {
     use std::ops::Range;

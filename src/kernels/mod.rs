@@ -4,7 +4,7 @@
 //!
 //! Burn 0.21's Flex backend runs a convolution as tiled im2col + single-threaded GEMM tiles and
 //! computes the backward pass with Burn's generic rules (the weight gradient as a convolution
-//! over swapped batch/channel dimensions), which spends its time moving data (BENCHMARKS.md).
+//! over swapped batch/channel dimensions), which spends its time moving data (docs/benchmarks.md).
 //! Three implementations replace it, each chosen per kernel where it measured fastest
 //! ([`ConvPath::Auto`], the rules in [`policy`], measured with `examples/conv_kernels.rs`):
 //! - [`direct`]: row-wise kernels for long rows and few channels (the narrow layers);
@@ -49,7 +49,7 @@ pub enum ConvPath {
     /// planes of at least [`DIRECT_MIN_OUTPUT_PIXELS`] pixels and `cin · cout` up to
     /// [`DIRECT_MAX_CHANNEL_PAIRS`]; Winograd for 3×3 layers with [`WINOGRAD_MIN_CHANNELS`]
     /// channels or more (F(4×4, 3×3) from [`WINOGRAD4_MIN_TILES`] 4×4 tiles, im2col's forward
-    /// below [`WINOGRAD_MIN_TILES`] 2×2 tiles); [`ConvPath::Gemm`] otherwise (BENCHMARKS.md).
+    /// below [`WINOGRAD_MIN_TILES`] 2×2 tiles); [`ConvPath::Gemm`] otherwise (docs/benchmarks.md).
     #[default]
     Auto,
     /// The row-wise kernels of [`direct`].

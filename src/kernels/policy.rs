@@ -1,5 +1,5 @@
 //! Which implementation runs each kernel: the crossover rules of [`ConvPath::Auto`], each
-//! constant with the measurement behind it (`examples/conv_kernels.rs`, BENCHMARKS.md), and the
+//! constant with the measurement behind it (`examples/conv_kernels.rs`, docs/benchmarks.md), and the
 //! tables from an implementation to its forward, input-gradient and weight-gradient kernels.
 
 use super::ConvPath;
@@ -7,11 +7,11 @@ use super::{direct, gemm, winograd};
 
 /// Row-wise kernels need long rows: on output planes under 32×32 pixels GEMM wins (limiting
 /// the direct path to planes of at least this size took reduced-width inference from 381 to
-/// 434 img/s; BENCHMARKS.md, "crossover rule").
+/// 434 img/s; docs/benchmarks.md, "crossover rule").
 pub(crate) const DIRECT_MIN_OUTPUT_PIXELS: usize = 32 * 32;
 /// Beyond this many channel pairs (`cin · cout`; 32→32 is the widest direct layer) the GEMM's
 /// arithmetic efficiency wins: at 4 096 the paper widths' 64→64 layers ran direct and lost to
-/// GEMM (BENCHMARKS.md, "direct path limited to cin·cout ≤ 1024").
+/// GEMM (docs/benchmarks.md, "direct path limited to cin·cout ≤ 1024").
 pub(crate) const DIRECT_MAX_CHANNEL_PAIRS: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

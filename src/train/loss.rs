@@ -60,7 +60,7 @@ fn mask_present<B: Backend>(masks: Tensor<B, 4>) -> Tensor<B, 2> {
 /// (mean of `w · nll`). With two classes and `d = z₁ − z₀` the negative log-likelihood is
 /// `softplus(d) − y·d` (`softplus(d) = max(d, 0) + ln(1 + e^−|d|)`, stable for any `d`): the
 /// same value as a log-softmax over the channel axis with half the tensor traffic and no
-/// reduction across channels, which Flex runs slowly on NCHW (BENCHMARKS.md).
+/// reduction across channels, which Flex runs slowly on NCHW (docs/benchmarks.md).
 fn cross_entropy<B: Backend>(
     logits: Tensor<B, 4>,
     target: Tensor<B, 4>,

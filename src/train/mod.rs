@@ -3,7 +3,7 @@
 //! A plain loop over Burn's optimizer API rather than burn-train's `SupervisedTraining`: every
 //! epoch must also store prediction snapshots, append Parquet rows, write a resumable
 //! checkpoint (model + optimizer + counters) and react to divergence and Ctrl-C, all in a fixed
-//! order that keeps a `kill -9` at any instant recoverable. See the README's design notes.
+//! order that keeps a `kill -9` at any instant recoverable. See docs/design.md.
 
 pub mod evaluate;
 pub mod loss;
