@@ -46,7 +46,7 @@ pub struct Cli {
     /// Say only warnings and errors on standard error (no progress, no tables after a run).
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Say more: the worker processes' commands, where the data came from.
+    /// Say more: the commands of the worker processes.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }

@@ -166,7 +166,7 @@ pub fn load(config: &DataConfig) -> anyhow::Result<Dataset> {
                 stats.decoded.load(std::sync::atomic::Ordering::Relaxed),
                 stats.cached.load(std::sync::atomic::Ordering::Relaxed),
             );
-            crate::detail!(
+            crate::info!(
                 "data: {} images from {} ({decoded} decoded, {cached} from the cache in {})",
                 samples.len(),
                 dir.display(),

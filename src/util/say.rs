@@ -1,5 +1,5 @@
 //! How much the commands say on standard error: `-q` keeps only warnings and errors, `-v` adds
-//! the details (the worker processes' commands, the data cache). What a command answers on
+//! the details (the worker processes' commands). What a command answers on
 //! standard output (tables, JSON) is printed at every level.
 //!
 //! The level is set once from the command line; worker processes get it through
