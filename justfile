@@ -24,6 +24,10 @@ status DIR *ARGS:
 runs DIR *ARGS:
     cargo run --release -- runs {{DIR}} {{ARGS}}
 
+# Push a study to an MLflow tracking server (--uri URI, else MLFLOW_TRACKING_URI).
+mlflow-sync DIR *ARGS:
+    cargo run --release -- mlflow-sync {{DIR}} {{ARGS}}
+
 # Serve study pages read-only on http://127.0.0.1:8000/ (--port P; 0 picks a free one).
 serve +ARGS:
     cargo run --release -- serve {{ARGS}}

@@ -168,6 +168,8 @@ fn an_overridden_study_has_its_own_directory_and_its_workers_see_the_overrides()
 struct Served {
     child: std::process::Child,
     addr: String,
+    /// Kept open: the server ends quietly, like `cat`, when its standard output is closed.
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
 }
 
 impl Served {
@@ -180,15 +182,18 @@ impl Served {
             .stdout(std::process::Stdio::piped())
             .spawn();
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
         let addr = line
             .strip_prefix("serving at http://")
             .and_then(|rest| rest.split('/').next())
             .unwrap_or_else(|| panic!("serve printed {line:?}"))
             .to_string();
-        Served { child, addr }
+        Served {
+            child,
+            addr,
+            _stdout: stdout,
+        }
     }
 
     /// (status, headers, body) of one request (HTTP/1.0: the body comes whole, not chunked).
@@ -203,7 +208,10 @@ impl Served {
         .unwrap();
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).unwrap();
-        let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let split = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("{method} {path}: answered {answer:?}"));
         let head = String::from_utf8_lossy(&answer[..split]).into_owned();
         let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
         (status, head, answer[split + 4..].to_vec())

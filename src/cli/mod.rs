@@ -4,6 +4,7 @@
 mod augment_preview;
 mod bench;
 mod compare;
+mod mlflow_sync;
 mod next_round;
 mod overrides;
 mod predict;
@@ -91,6 +92,9 @@ pub enum Command {
     AugmentPreview(augment_preview::AugmentPreviewArgs),
     /// Build one comparison page across several experiment directories.
     Compare(compare::CompareArgs),
+    /// Push a study to an MLflow tracking server: what live logging could not deliver, or a
+    /// study trained without a server (the same content as logging it live).
+    MlflowSync(mlflow_sync::MlflowSyncArgs),
     /// Serve study pages read-only over HTTP on localhost (for a study on a cluster: through
     /// an SSH port forward); the live page of a study in training reloads itself.
     Serve(serve::ServeArgs),
@@ -180,6 +184,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::AugmentPreview(args) => augment_preview::execute(args),
         Command::Compare(args) => compare::execute(args),
         Command::Serve(args) => serve::execute(args),
+        Command::MlflowSync(args) => mlflow_sync::execute(args),
     }
 }
 

@@ -8,6 +8,7 @@ use clap::Args;
 use super::exit;
 use super::overrides::OverrideArgs;
 use crate::study::{self, RunOptions, Selection, Study};
+use crate::track::mlflow;
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
@@ -48,6 +49,10 @@ pub struct RunArgs {
     /// it for the workers it starts; a bad number lists the adapters).
     #[arg(long, value_name = "N")]
     pub device: Option<usize>,
+    /// Log to this MLflow tracking server (http://HOST:PORT), overriding [track] mlflow and
+    /// MLFLOW_TRACKING_URI; the MLflow experiment is MLFLOW_EXPERIMENT_NAME, else the study's name.
+    #[arg(long, value_name = "URI")]
+    pub mlflow: Option<String>,
     /// A worker process of an already planned study (set by --jobs).
     #[arg(long, hide = true)]
     pub worker: bool,
@@ -86,8 +91,21 @@ pub(crate) fn execute(args: RunArgs) -> Result<u8> {
             return Ok(exit::CONFIG);
         }
     };
+    let tracking = match mlflow::target(
+        args.mlflow.as_deref(),
+        &study.experiment.track,
+        &study.experiment.name,
+    ) {
+        Ok(target) => target,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return Ok(exit::CONFIG);
+        }
+    };
     super::install_ctrlc();
     let exp_dir = study.dir(&args.out);
+    // Workers log their own runs; the planner of `--jobs` only syncs the study at the end.
+    let sink = tracking.map(|t| std::sync::Arc::new(mlflow::Sink::start(t)));
     let opts = RunOptions {
         out: args.out,
         fresh: args.fresh,
@@ -98,10 +116,15 @@ pub(crate) fn execute(args: RunArgs) -> Result<u8> {
         devices: if jobs > 1 { args.devices } else { Vec::new() },
         device,
         live: (!args.no_report).then(|| live_hook(&exp_dir)),
+        tracking: sink.clone(),
+        mlflow: args.mlflow.clone(),
     };
     let summary = study.run(&opts)?;
     if opts.whole_study() {
         study::finish(&exp_dir, !args.no_report, summary.busy)?;
+    }
+    if let Some(sink) = sink {
+        finish_tracking(&sink, &exp_dir, opts.whole_study());
     }
     crate::info!("summary: {}", summary.line());
     if opts.whole_study() && !crate::util::say::quiet() {
@@ -116,6 +139,35 @@ pub(crate) fn execute(args: RunArgs) -> Result<u8> {
     } else {
         0
     })
+}
+
+/// Lets the sink deliver what it was told of; a whole study then syncs every run and each
+/// variant's parent run (pictures, the page, status).
+fn finish_tracking(sink: &mlflow::Sink, exp_dir: &Path, whole_study: bool) {
+    let Some(target) = sink.finish(std::time::Duration::from_secs(120)) else {
+        return;
+    };
+    if !whole_study {
+        return;
+    }
+    match mlflow::sync_study(&target, exp_dir) {
+        Ok(s) if s.pending == 0 => crate::info!(
+            "MLflow: {} run(s) logged to {}, experiment \"{}\"",
+            s.runs,
+            sink.uri(),
+            target.experiment
+        ),
+        Ok(s) => eprintln!(
+            "warning: MLflow: {} run(s) not delivered to {}; `unet-lab mlflow-sync {}` delivers them",
+            s.pending,
+            sink.uri(),
+            exp_dir.display()
+        ),
+        Err(e) => eprintln!(
+            "warning: MLflow: {e:#}; nothing is lost: `unet-lab mlflow-sync {}` delivers the study",
+            exp_dir.display()
+        ),
+    }
 }
 
 /// The answer at the end of a run: the runs table, the verdict table (when the study compares

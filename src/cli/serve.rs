@@ -31,9 +31,10 @@ pub(crate) fn execute(args: ServeArgs) -> Result<u8> {
     };
     serve::serve(site, args.port, |addr| {
         let port = addr.port();
-        println!("serving at http://{addr}/ (read-only; Ctrl-C stops it)");
+        // One write: a reader that stops after the first line must not end the server.
         println!(
-            "from your machine: ssh -N -L {port}:localhost:{port} HOST, then open http://localhost:{port}/"
+            "serving at http://{addr}/ (read-only; Ctrl-C stops it)\nfrom your machine: ssh -N -L \
+             {port}:localhost:{port} HOST, then open http://localhost:{port}/"
         );
     })?;
     Ok(0)

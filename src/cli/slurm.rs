@@ -52,6 +52,10 @@ pub struct SlurmArgs {
     pub max_parallel: Option<usize>,
     #[command(flatten)]
     pub overrides: OverrideArgs,
+    /// Every task logs its run to this MLflow tracking server (http://HOST:PORT); the
+    /// environment's MLFLOW_TRACKING_URI reaches the jobs too.
+    #[arg(long, value_name = "URI")]
+    pub mlflow: Option<String>,
     /// Submit both scripts with sbatch and print the job ids.
     #[arg(long)]
     pub submit: bool,
@@ -71,6 +75,14 @@ pub(crate) fn execute(args: SlurmArgs) -> Result<u8> {
         eprintln!("error: {e:#}");
         return Ok(super::exit::CONFIG);
     }
+    if let Some(Err(msg)) = args
+        .mlflow
+        .as_deref()
+        .map(crate::config::check_tracking_uri)
+    {
+        eprintln!("error: --mlflow: {msg}");
+        return Ok(super::exit::CONFIG);
+    }
     let backend = args.overrides.backend;
     let study = Study::load(&args.file, args.overrides.overrides())?;
     let opts = SlurmOptions {
@@ -84,6 +96,7 @@ pub(crate) fn execute(args: SlurmArgs) -> Result<u8> {
         gres: args.gres,
         max_parallel: args.max_parallel,
         backend,
+        mlflow: args.mlflow,
     };
     let backends: Vec<BackendKind> = study
         .experiment

@@ -10,6 +10,7 @@ mod decode;
 pub mod geometry;
 mod overrides;
 pub mod schema;
+mod track;
 pub mod tree;
 pub mod types;
 
@@ -21,6 +22,7 @@ use crate::util::hash::fnv1a64;
 
 pub use decide::DecideRules;
 pub use overrides::{Edit, EditFlag, split_assignment};
+pub use track::{TrackSettings, check_tracking_uri};
 pub(crate) use tree::ConfigError;
 pub use types::*;
 
@@ -45,6 +47,8 @@ pub struct Experiment {
     pub decide: DecideRules,
     /// The file's base settings, before any grid level or variant override.
     pub base: RunConfig,
+    /// `[track]`: where results are logged besides the study's directory.
+    pub track: TrackSettings,
 }
 
 /// One training of a study: a variant with one seed (and, cross-validated, one fold). Tasks
@@ -190,6 +194,7 @@ pub fn parse_str(path: &Path, text: String) -> Result<Experiment, ConfigError> {
     Ok(Experiment {
         base: RunConfig::decode(&source, &base)?,
         decide: header.decide,
+        track: header.track,
         slug: slugify(&header.name),
         name: header.name,
         description: header.description,
@@ -205,6 +210,7 @@ struct Header<'a> {
     description: String,
     seeds: Vec<u64>,
     decide: DecideRules,
+    track: TrackSettings,
     /// Where `reference` was written.
     reference_node: Option<&'a Node>,
     /// Where `seeds` and `[grid]` were written (for the task-count error).
@@ -254,6 +260,7 @@ fn read_header<'a>(
     let reference = top.string("reference")?;
     let decide_table = top.table("decide")?;
     let (seeds, decide) = decide::read_decide(source, decide_table, plan, reference)?;
+    let track = track::read_track(source, top.table("track")?)?;
     let grid_entry = top.table("grid")?;
     let explicit = top.node("variant");
     top.finish()?;
@@ -262,6 +269,7 @@ fn read_header<'a>(
         description,
         seeds,
         decide,
+        track,
         reference_node,
         seeds_node,
         grid_key: grid_entry.map(|(k, _)| k),

@@ -114,30 +114,13 @@ fn study_diff(reference: &ExperimentData, other: &ExperimentData) -> StudyDiff {
 fn flat_config(v: &VariantData) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if let Some(m) = &v.manifest {
-        flatten(
+        crate::util::flatten_json(
             "",
             &serde_json::to_value(&m.config).unwrap_or(Value::Null),
             &mut out,
         );
     }
     out
-}
-
-fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, v, out);
-            }
-        }
-        Value::String(s) => out.push((prefix.to_string(), s.clone())),
-        other => out.push((prefix.to_string(), other.to_string())),
-    }
 }
 
 fn differing_keys(reference: &[(String, String)], other: &[(String, String)]) -> Vec<KeyDiff> {

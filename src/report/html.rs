@@ -564,6 +564,7 @@ pub(crate) mod tests {
                 source_file: "<file>.toml".into(),
                 layout: None,
                 decide: None,
+                track: None,
             },
             variants: vec![VariantData {
                 name: name.into(),
@@ -659,6 +660,7 @@ pub(crate) mod tests {
                 source_file: "grid.toml".into(),
                 layout: None,
                 decide: None,
+                track: None,
             },
             variants,
             dir,

@@ -915,6 +915,7 @@ pub(crate) mod tests {
                 source_file: "t.toml".into(),
                 layout: None,
                 decide: Some(rules),
+                track: None,
             },
             variants: variants
                 .into_iter()

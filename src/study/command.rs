@@ -44,6 +44,8 @@ pub(crate) struct WorkerCommand {
     pub no_report: bool,
     /// `--device N`: the GPU of this worker.
     pub device: Option<usize>,
+    /// `--mlflow URI`: the tracking server the runs log to.
+    pub mlflow: Option<String>,
 }
 
 /// A word of the command: `Shell` marks text already written for a shell.
@@ -66,6 +68,7 @@ impl WorkerCommand {
             share: Share::Whole,
             no_report: false,
             device: None,
+            mlflow: None,
         }
     }
 
@@ -99,6 +102,9 @@ impl WorkerCommand {
         }
         if let Some(d) = self.device {
             words.extend([plain("--device"), plain(&d.to_string())]);
+        }
+        if let Some(uri) = &self.mlflow {
+            words.extend([plain("--mlflow"), plain(uri)]);
         }
         words
     }

@@ -84,6 +84,10 @@ pub struct RunOptions {
     pub device: Option<usize>,
     /// Told of every epoch and every finished run (the live report).
     pub live: Option<LiveHook>,
+    /// The MLflow sink: told of every run that changed.
+    pub tracking: Option<std::sync::Arc<crate::track::mlflow::Sink>>,
+    /// `--mlflow URI`, passed on to worker processes.
+    pub mlflow: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -98,6 +102,8 @@ impl Default for RunOptions {
             devices: Vec::new(),
             device: None,
             live: None,
+            tracking: None,
+            mlflow: None,
         }
     }
 }

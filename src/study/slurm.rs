@@ -28,6 +28,8 @@ pub(crate) struct SlurmOptions {
     pub gres: Option<String>,
     pub max_parallel: Option<usize>,
     pub backend: Option<BackendKind>,
+    /// `--mlflow URI`: the tracking server every task logs to.
+    pub mlflow: Option<String>,
 }
 
 /// SLURM's default `MaxArraySize`: array indices must stay below it.
@@ -365,6 +367,7 @@ fn array_script(parts: &ScriptParts, plan: &Plan, path: &Path, opts: &SlurmOptio
     let run = WorkerCommand {
         backend: opts.backend,
         edits: plan.edits.clone(),
+        mlflow: opts.mlflow.clone(),
         share: Share::ArrayTask,
         no_report: true,
         ..WorkerCommand::new(

@@ -81,6 +81,10 @@ pub(super) fn train_task(
         }
     };
     if let Some(done) = earlier_result(here, task)? {
+        // A run finished earlier may still owe the tracking server something.
+        if let Some(sink) = &opts.tracking {
+            sink.run_changed(&run_dir);
+        }
         return Ok(done);
     }
     let device = opts.device.or(variant.config.train.device);
@@ -102,8 +106,9 @@ pub(super) fn train_task(
         dataset,
     };
     let mut tracker = Tracker::open(&run_dir)?;
+    let hook = with_tracking(opts.live.clone(), opts.tracking.clone(), &run_dir);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        train_with_progress(&spec, &mut tracker, device, opts.live.clone())
+        train_with_progress(&spec, &mut tracker, device, hook)
     }));
     let record = &mut manifest.record;
     record.ended = Some(now_rfc3339());
@@ -120,11 +125,32 @@ pub(super) fn train_task(
     // Rows of a stopped run are already flushed up to its last finished epoch.
     tracker.flush()?;
     manifest.save(&run_dir)?;
+    if let Some(sink) = &opts.tracking {
+        sink.run_changed(&run_dir);
+    }
     Ok(if errored {
         TaskResult::Errored
     } else {
         TaskResult::Trained(manifest.record.status)
     })
+}
+
+/// The live hook, also telling the tracking sink that this run changed.
+fn with_tracking(
+    live: Option<LiveHook>,
+    tracking: Option<std::sync::Arc<crate::track::mlflow::Sink>>,
+    run_dir: &Path,
+) -> Option<LiveHook> {
+    let Some(sink) = tracking else {
+        return live;
+    };
+    let run_dir = run_dir.to_path_buf();
+    Some(std::sync::Arc::new(move |event| {
+        if let Some(live) = &live {
+            live(event);
+        }
+        sink.run_changed(&run_dir);
+    }))
 }
 
 fn train_with_progress(

@@ -92,6 +92,7 @@ pub(super) fn run_processes(
         let worker = WorkerCommand {
             backend: study.overrides.backend,
             edits: study.overrides.edits.clone(),
+            mlflow: opts.mlflow.clone(),
             variants: opts.variants.clone(),
             share: Share::Worker,
             no_report: true,

@@ -361,6 +361,9 @@ pub struct ExperimentManifest {
     /// The study's decision rules (absent in directories written before verdicts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decide: Option<crate::config::DecideRules>,
+    /// `[track]`: where the study is logged besides its directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<crate::config::TrackSettings>,
 }
 
 impl ExperimentManifest {
@@ -386,6 +389,7 @@ impl ExperimentManifest {
             source_file: source_file.display().to_string(),
             layout: Some(super::layout::LAYOUT_VERSION),
             decide: Some(experiment.decide.clone()),
+            track: (experiment.track != Default::default()).then(|| experiment.track.clone()),
         }
     }
 

@@ -8,6 +8,7 @@ pub mod lock;
 pub mod manifest;
 pub mod merge;
 pub mod migrate;
+pub mod mlflow;
 pub mod plan;
 pub mod snapshots;
 pub mod status;
