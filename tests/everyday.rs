@@ -316,7 +316,10 @@ fn serve_refuses_a_file_and_a_taken_port() {
 }
 
 /// (seed → test Dice, seed → best validation Dice) of a one-run-per-seed variant.
-fn scores_by_seed(exp: &std::path::Path, variant: &str) -> (Vec<(u64, f64)>, Vec<(u64, f64)>) {
+/// (seed, score) pairs.
+type BySeed = Vec<(u64, f64)>;
+
+fn scores_by_seed(exp: &std::path::Path, variant: &str) -> (BySeed, BySeed) {
     let (_, runs) = unet_lab::track::merge::read(exp).unwrap();
     let runs: Vec<_> = runs
         .into_iter()

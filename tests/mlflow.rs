@@ -389,11 +389,14 @@ fn a_study_logs_to_a_real_mlflow_server_resumes_and_syncs_after_an_outage() {
         .spawn();
     let first = out_o.join("outage/adam/seed-0");
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !std::fs::read_to_string(first.join("mlflow.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .is_some_and(|s| s["epochs_sent"].as_u64().is_some_and(|e| e >= 1))
-    {
+    let first_delivered = || {
+        std::fs::read_to_string(first.join("mlflow.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|s| s["epochs_sent"].as_u64())
+            .unwrap_or(0)
+    };
+    while first_delivered() == 0 {
         assert!(Instant::now() < deadline, "no epoch reached the server");
         std::thread::sleep(Duration::from_millis(10));
     }

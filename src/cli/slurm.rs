@@ -61,26 +61,23 @@ pub struct SlurmArgs {
     pub submit: bool,
 }
 
-/// The paths that go into the scripts, checked before anything is read or written.
-fn check_paths(file: &Path, out: &Path, cwd: &Path) -> Result<()> {
+/// The paths that go into the scripts and the tracking address, checked before anything is
+/// read or written.
+fn check_args(args: &SlurmArgs, cwd: &Path) -> Result<()> {
     slurm::check_script_path("the working directory", cwd)?;
-    slurm::check_script_path("the experiment file", file)?;
-    slurm::check_script_path("--out", out)?;
-    slurm::check_log_dir("--out", &cwd.join(out))
+    slurm::check_script_path("the experiment file", &args.file)?;
+    slurm::check_script_path("--out", &args.out)?;
+    slurm::check_log_dir("--out", &cwd.join(&args.out))?;
+    if let Some(uri) = &args.mlflow {
+        crate::config::check_tracking_uri(uri).map_err(|m| anyhow::anyhow!("--mlflow: {m}"))?;
+    }
+    Ok(())
 }
 
 pub(crate) fn execute(args: SlurmArgs) -> Result<u8> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    if let Err(e) = check_paths(&args.file, &args.out, &cwd) {
+    if let Err(e) = check_args(&args, &cwd) {
         eprintln!("error: {e:#}");
-        return Ok(super::exit::CONFIG);
-    }
-    if let Some(Err(msg)) = args
-        .mlflow
-        .as_deref()
-        .map(crate::config::check_tracking_uri)
-    {
-        eprintln!("error: --mlflow: {msg}");
         return Ok(super::exit::CONFIG);
     }
     let backend = args.overrides.backend;
