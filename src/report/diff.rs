@@ -112,15 +112,13 @@ fn study_diff(reference: &ExperimentData, other: &ExperimentData) -> StudyDiff {
 /// The variant's config as dotted keys and compact JSON values (arrays are values); empty
 /// without a manifest.
 fn flat_config(v: &VariantData) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    if let Some(m) = &v.manifest {
-        crate::util::flatten_json(
-            "",
-            &serde_json::to_value(&m.config).unwrap_or(Value::Null),
-            &mut out,
-        );
-    }
-    out
+    let Some(m) = &v.manifest else {
+        return Vec::new();
+    };
+    crate::util::flatten_json(&serde_json::to_value(&m.config).unwrap_or(Value::Null))
+        .into_iter()
+        .map(|(key, value)| (key, crate::util::json_text(&value)))
+        .collect()
 }
 
 fn differing_keys(reference: &[(String, String)], other: &[(String, String)]) -> Vec<KeyDiff> {

@@ -283,8 +283,8 @@ fn changed_keys(exp_dir: &Path, task: &PlannedTask, config: &RunConfig) -> Strin
         return "config changed (the run has no record to compare with)".into();
     };
     let now = serde_json::to_value(config).unwrap_or_default();
-    let before = flatten(&serde_json::to_value(&run.config).unwrap_or_default());
-    let diffs: Vec<String> = flatten(&now)
+    let before = crate::util::flatten_json(&serde_json::to_value(&run.config).unwrap_or_default());
+    let diffs: Vec<String> = crate::util::flatten_json(&now)
         .into_iter()
         .filter_map(|(key, value)| {
             let old = before
@@ -306,28 +306,6 @@ fn changed_keys(exp_dir: &Path, task: &PlannedTask, config: &RunConfig) -> Strin
     }
 }
 
-/// A JSON object as (dotted key, value) pairs, arrays as values.
-fn flatten(value: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
-    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
-        match value {
-            serde_json::Value::Object(map) => {
-                for (k, v) in map {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&key, v, out);
-                }
-            }
-            other => out.push((prefix.to_string(), other.clone())),
-        }
-    }
-    let mut out = Vec::new();
-    walk("", value, &mut out);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,7 +314,7 @@ mod tests {
     fn flatten_names_nested_keys_with_dots() {
         let v =
             serde_json::json!({"train": {"lr": 0.001, "epochs": 5}, "model": {"widths": [3, 6]}});
-        let mut flat = flatten(&v);
+        let mut flat = crate::util::flatten_json(&v);
         flat.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(
             flat,

@@ -77,25 +77,80 @@ impl std::fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
-/// A JSON value as dotted keys and values (`train.lr` → `0.001`): objects are walked, anything
-/// else is a value — a string as itself, the rest as compact JSON (`[3,6,12]`).
-pub(crate) fn flatten_json(
-    prefix: &str,
-    value: &serde_json::Value,
-    out: &mut Vec<(String, String)>,
-) {
-    match value {
-        serde_json::Value::Object(map) => {
-            for (k, v) in map {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten_json(&key, v, out);
+/// A JSON value as (dotted key, value) pairs (`train.lr` → `0.001`): objects are walked, anything
+/// else — arrays included — is a value.
+pub(crate) fn flatten_json(value: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
             }
+            other => out.push((prefix.to_string(), other.clone())),
         }
-        serde_json::Value::String(s) => out.push((prefix.to_string(), s.clone())),
-        other => out.push((prefix.to_string(), other.to_string())),
+    }
+    let mut out = Vec::new();
+    walk("", value, &mut out);
+    out
+}
+
+/// A JSON value as text: a string as itself, anything else as compact JSON (`[3,6,12]`).
+pub(crate) fn json_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+pub(crate) fn truncate_chars(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_flattens_to_dotted_keys_with_arrays_as_values() {
+        let value = serde_json::json!({"train": {"lr": 0.001, "loss": "mse"}, "widths": [3, 6]});
+        let mut flat: Vec<(String, String)> = flatten_json(&value)
+            .into_iter()
+            .map(|(k, v)| (k, json_text(&v)))
+            .collect();
+        flat.sort();
+        let expected = [
+            ("train.loss", "mse"),
+            ("train.lr", "0.001"),
+            ("widths", "[3,6]"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(flat, expected);
+    }
+
+    #[test]
+    fn truncation_stops_at_a_character_boundary() {
+        // "é" is two bytes: a cut at byte 4 of "aéé" would split the second one.
+        let mut text = "aéé".to_string();
+        truncate_chars(&mut text, 4);
+        assert_eq!(text, "aé");
+        let mut short = "ab".to_string();
+        truncate_chars(&mut short, 4);
+        assert_eq!(short, "ab");
     }
 }
