@@ -15,6 +15,7 @@ echo "mse_adam: $(echo "$end - $start" | bc) s wall time on $(nproc) CPU threads
 "$bin" runs "$out/mse_adam"
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
     --disable-background-networking --disable-component-update --disable-sync \
+    '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1' \
     --user-data-dir="$out/profile" --hide-scrollbars --window-size=1280,1500 \
     --virtual-time-budget=5000 --screenshot="$PWD/docs/report.png" \
     "file://$out/mse_adam/index.html" 2>/dev/null

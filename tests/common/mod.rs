@@ -338,25 +338,37 @@ pub fn chromium() -> Option<&'static str> {
         })
 }
 
+/// Headless Chromium dumping the DOM of the URL added last, with a profile of its own, at most
+/// two minutes. Offline: every host name but localhost fails at once, so the browser's own
+/// calls home (time, updates, accounts) cannot hold the page's load up while DNS times out.
+fn headless_chromium(chromium: &str, profile: &Path) -> Command {
+    let mut command = Command::new("timeout");
+    command
+        .args(["120", chromium])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+            "--allow-file-access-from-files",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()));
+    command
+}
+
 /// The DOM of `page` after headless Chromium loaded it (and ran its scripts).
 pub fn chromium_dom(chromium: &str, page: &Path) -> String {
     let profile = page.with_file_name(format!(
         "chromium-profile-{}",
         page.file_stem().unwrap().to_string_lossy()
     ));
-    let out = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--allow-file-access-from-files",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
+    let out = headless_chromium(chromium, &profile)
         .arg(format!("file://{}", page.canonicalize().unwrap().display()))
         .output()
         .unwrap();
@@ -389,21 +401,8 @@ fn probe_in_chromium(page: &Path, url_of: impl Fn(&Path) -> String) {
     let probed = page.with_file_name("probe-index.html");
     std::fs::write(&probed, html.replace("</body>", &format!("{probe}</body>"))).unwrap();
     let profile = page.with_file_name("chromium-profile");
-    let out = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--allow-file-access-from-files",
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
+    let out = headless_chromium(chromium, &profile)
+        .arg("--virtual-time-budget=10000")
         .arg(url_of(&probed))
         .output()
         .unwrap();
