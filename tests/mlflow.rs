@@ -232,6 +232,15 @@ fn content(uri: &str, experiment: &str) -> Value {
     Value::Array(out)
 }
 
+/// `mlflow-sync DIR --uri URI` into the MLflow experiment `experiment`; it must succeed.
+fn sync_study(uri: &str, dir: &Path, experiment: &str) {
+    let sync = Cli::new()
+        .args(["mlflow-sync", dir.to_str().unwrap(), "--uri", uri])
+        .env("MLFLOW_EXPERIMENT_NAME", experiment)
+        .output();
+    assert_eq!(sync.code, Some(0), "{}", sync.stderr);
+}
+
 fn state(run_dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(run_dir.join("mlflow.json")).unwrap()).unwrap()
 }
@@ -318,16 +327,7 @@ fn a_study_logs_to_a_real_mlflow_server_resumes_and_syncs_after_an_outage() {
 
     // The live study synced into a fresh experiment holds exactly what live logging sent.
     let synced_name = "tracked, synced";
-    let sync = Cli::new()
-        .args([
-            "mlflow-sync",
-            out.join("tracked").to_str().unwrap(),
-            "--uri",
-            &uri,
-        ])
-        .env("MLFLOW_EXPERIMENT_NAME", synced_name)
-        .output();
-    assert_eq!(sync.code, Some(0), "{}", sync.stderr);
+    sync_study(&uri, &out.join("tracked"), synced_name);
     assert_eq!(content(&uri, live_name), content(&uri, synced_name));
 
     // Killed mid-way and resumed: the same MLflow run, every epoch once.
@@ -423,27 +423,9 @@ fn a_study_logs_to_a_real_mlflow_server_resumes_and_syncs_after_an_outage() {
         "the undelivered run records it"
     );
     server = Server::start(&mlflow, tmp.path(), port);
-    let sync = Cli::new()
-        .args([
-            "mlflow-sync",
-            out_o.join("outage").to_str().unwrap(),
-            "--uri",
-            &uri,
-        ])
-        .env("MLFLOW_EXPERIMENT_NAME", outage_name)
-        .output();
-    assert_eq!(sync.code, Some(0), "{}", sync.stderr);
+    sync_study(&uri, &out_o.join("outage"), outage_name);
     let full_name = "outage, all synced";
-    let full = Cli::new()
-        .args([
-            "mlflow-sync",
-            out_o.join("outage").to_str().unwrap(),
-            "--uri",
-            &uri,
-        ])
-        .env("MLFLOW_EXPERIMENT_NAME", full_name)
-        .output();
-    assert_eq!(full.code, Some(0), "{}", full.stderr);
+    sync_study(&uri, &out_o.join("outage"), full_name);
     assert_eq!(content(&uri, outage_name), content(&uri, full_name));
     drop(server);
 }
