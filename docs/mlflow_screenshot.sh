@@ -5,6 +5,7 @@
 # MLflow's page comparing the two child runs in headless Chromium. Needs chromium and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source docs/chromium_shot.sh
 mlflow="${MLFLOW:-$HOME/.cache/unet-lab/mlflow-venv/bin/mlflow}"
 out=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -31,10 +32,6 @@ runs = json.load(sys.stdin)["runs"]
 children = sorted((r for r in runs if any(t["key"] == "mlflow.parentRunId" for t in r["data"]["tags"])),
                   key=lambda r: r["info"]["run_name"])
 print(children[0]["info"]["experiment_id"], json.dumps([r["info"]["run_id"] for r in children], separators=(",", ":")))')
-chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-    --disable-background-networking --disable-component-update --disable-sync \
-    '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1' \
-    --user-data-dir="$out/profile" --hide-scrollbars --window-size=1400,2800 \
-    --virtual-time-budget=20000 --screenshot="$PWD/docs/mlflow.png" \
-    "$uri/#/compare-runs?runs=$runs&experiments=[\"$experiment\"]" 2>/dev/null
+shot "$uri/#/compare-runs?runs=$runs&experiments=[\"$experiment\"]" "$PWD/docs/mlflow.png" 1400,2800 \
+    20000 "$out/profile"
 echo "wrote docs/mlflow.png"

@@ -4,6 +4,7 @@
 # wide). Prints the training's wall time, the figure the README quotes. Needs chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source docs/chromium_shot.sh
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 cargo build --release --quiet
@@ -13,10 +14,5 @@ start=$(date +%s.%N)
 end=$(date +%s.%N)
 echo "mse_adam: $(echo "$end - $start" | bc) s wall time on $(nproc) CPU threads ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'))"
 "$bin" runs "$out/mse_adam"
-chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-    --disable-background-networking --disable-component-update --disable-sync \
-    '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1' \
-    --user-data-dir="$out/profile" --hide-scrollbars --window-size=1280,1500 \
-    --virtual-time-budget=5000 --screenshot="$PWD/docs/report.png" \
-    "file://$out/mse_adam/index.html" 2>/dev/null
+shot "file://$out/mse_adam/index.html" "$PWD/docs/report.png" 1280,1500 5000 "$out/profile"
 echo "wrote docs/report.png"
