@@ -305,24 +305,3 @@ fn changed_keys(exp_dir: &Path, task: &PlannedTask, config: &RunConfig) -> Strin
         diffs.join(", ")
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flatten_names_nested_keys_with_dots() {
-        let v =
-            serde_json::json!({"train": {"lr": 0.001, "epochs": 5}, "model": {"widths": [3, 6]}});
-        let mut flat = crate::util::flatten_json(&v);
-        flat.sort_by(|a, b| a.0.cmp(&b.0));
-        assert_eq!(
-            flat,
-            vec![
-                ("model.widths".to_string(), serde_json::json!([3, 6])),
-                ("train.epochs".to_string(), serde_json::json!(5)),
-                ("train.lr".to_string(), serde_json::json!(0.001)),
-            ]
-        );
-    }
-}
