@@ -290,6 +290,55 @@ fn serve_answers_the_page_and_its_pictures_read_only_and_chromium_renders_it() {
 }
 
 #[test]
+fn serve_answers_a_burst_of_connections_beside_idle_ones() {
+    use std::io::{Read, Write};
+    let tmp = TempDir::new("serve-burst");
+    let file = Study::new("burst").epochs(1).write(&tmp, "burst.toml");
+    let out = tmp.path().join("out");
+    let run = run_experiment(&file, &out, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let page = std::fs::read(out.join("burst/index.html")).unwrap();
+    let served = Served::start(&[&out.join("burst")]);
+    // A browser's spare connections: open, silent.
+    let idle: Vec<_> = (0..8)
+        .map(|_| std::net::TcpStream::connect(&served.addr).unwrap())
+        .collect();
+    // Then a burst of keep-alive requests, all at once, as a page asks for its pictures.
+    let start = std::sync::Arc::new(std::sync::Barrier::new(24));
+    let answers: Vec<_> = (0..24)
+        .map(|_| {
+            let (addr, start) = (served.addr.clone(), std::sync::Arc::clone(&start));
+            std::thread::spawn(move || {
+                let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+                stream
+                    .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                    .unwrap();
+                start.wait();
+                write!(
+                    stream,
+                    "GET /index.html HTTP/1.1\r\nHost: {addr}\r\nConnection: keep-alive\r\n\r\n"
+                )
+                .unwrap();
+                let mut answer = Vec::new();
+                stream
+                    .read_to_end(&mut answer)
+                    .expect("answered and closed within 5 s");
+                answer
+            })
+        })
+        .collect();
+    for answer in answers {
+        let answer = answer.join().unwrap();
+        let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&answer[..split]);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("Connection: close"), "{head}");
+        assert!(answer[split + 4..] == page[..], "the page differs");
+    }
+    drop(idle);
+}
+
+#[test]
 fn serve_refuses_a_file_and_a_taken_port() {
     let tmp = TempDir::new("serve-errors");
     let file = Study::new("x").write(&tmp, "x.toml");

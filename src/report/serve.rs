@@ -1,15 +1,20 @@
 //! `unet-lab serve`: a study's pages, pictures and tables over HTTP on localhost, read-only —
 //! for a study on a cluster, opened through an SSH port forward. The live page reloads
 //! itself, so a study in training is followed through the server as it is on disk.
+//!
+//! One thread per connection, one answer per connection (`Connection: close`), requests parsed
+//! by httparse. tiny_http 0.12 was used first: now and then it left one of a browser's burst
+//! of keep-alive connections unread (the request waiting in the socket's receive queue, seen
+//! with `ss`), and Chromium waited minutes for that picture (4 of 29 headless renders).
 
 use std::fs::File;
-use std::io::Cursor;
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Result, anyhow};
-use tiny_http::{Header, Method, Request, Response, Server, StatusCode};
 
 /// The studies a server shows: one at `/`, or several, each under `/<its directory name>/`.
 #[derive(Debug, Clone)]
@@ -17,8 +22,19 @@ pub struct Site {
     mounts: Vec<(String, PathBuf)>,
 }
 
-/// Threads answering requests: a page asks for its pictures at once.
-const THREADS: usize = 4;
+/// The most a request's head may take; a GET has no business sending more.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// How long a connection may stay silent before it is dropped (a browser's spare connection).
+const IDLE: Duration = Duration::from_secs(10);
+
+/// What a request is answered with.
+enum Answer {
+    File(PathBuf, File),
+    Html(String),
+    Text(u16, &'static str),
+    Redirect(String),
+}
 
 impl Site {
     /// The site of these study directories (each checked to be a directory).
@@ -102,81 +118,126 @@ impl Site {
         )
     }
 
-    fn answer(&self, request: Request) {
-        let url = request
-            .url()
-            .split(['?', '#'])
-            .next()
-            .unwrap_or("/")
-            .to_string();
-        let result = if !url.starts_with('/') {
-            request.respond(text(400, "bad request\n"))
-        } else if !matches!(request.method(), Method::Get | Method::Head) {
-            request.respond(text(405, "read-only: GET and HEAD only\n"))
+    /// The answer to `method url`.
+    fn answer(&self, method: &str, url: &str) -> Answer {
+        let url = url.split(['?', '#']).next().unwrap_or("/");
+        if !url.starts_with('/') {
+            Answer::Text(400, "bad request\n")
+        } else if !matches!(method, "GET" | "HEAD") {
+            Answer::Text(405, "read-only: GET and HEAD only\n")
         } else if url == "/" && self.mounts.len() > 1 {
-            request.respond(
-                Response::from_string(self.listing())
-                    .with_header(header("Content-Type", "text/html; charset=utf-8")),
-            )
+            Answer::Html(self.listing())
         } else if self.mounts.len() > 1 && !url[1..].contains('/') {
             // `/<study>` → `/<study>/`, so that the page's relative links resolve.
-            request
-                .respond(Response::empty(301).with_header(header("Location", &format!("{url}/"))))
+            Answer::Redirect(format!("{url}/"))
         } else {
             match self
-                .resolve(&url)
+                .resolve(url)
                 .and_then(|p| File::open(&p).ok().map(|f| (p, f)))
             {
-                Some((path, file)) => request.respond(
-                    Response::from_file(file)
-                        .with_header(header("Content-Type", content_type(&path)))
-                        .with_header(header("Cache-Control", "no-store")),
-                ),
-                None => request.respond(text(404, "not found\n")),
+                Some((path, file)) => Answer::File(path, file),
+                None => Answer::Text(404, "not found\n"),
             }
+        }
+    }
+
+    /// Reads one request from `stream`, answers it and closes the connection. A client that
+    /// is gone, silent or malformed is not the server's problem.
+    fn converse(&self, mut stream: TcpStream) {
+        let _ = stream.set_read_timeout(Some(IDLE));
+        let _ = stream.set_write_timeout(Some(IDLE));
+        let Some(head) = read_head(&mut stream) else {
+            return;
         };
-        // A client gone before its answer is not the server's problem.
-        let _ = result;
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut request = httparse::Request::new(&mut headers);
+        let answer = match request.parse(&head) {
+            Ok(httparse::Status::Complete(_)) => self.answer(
+                request.method.unwrap_or_default(),
+                request.path.unwrap_or_default(),
+            ),
+            _ => Answer::Text(400, "bad request\n"),
+        };
+        let _ = write_answer(&mut stream, answer, request.method == Some("HEAD"));
+        // Half-close, then take what the client still sends, so that closing does not reset
+        // the connection under an answer it has not read yet.
+        let _ = stream.shutdown(Shutdown::Write);
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let _ = std::io::copy(&mut stream.take(1 << 20), &mut std::io::sink());
     }
 }
 
 /// Listens on localhost at `port` (0: a free one); `ready` is told the address, then the
 /// server answers until the process ends.
 pub fn serve(site: Site, port: u16, ready: impl FnOnce(SocketAddr)) -> Result<()> {
-    let server = Server::http(("127.0.0.1", port)).map_err(|e| {
+    let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| {
         anyhow!("--port {port}: cannot listen on 127.0.0.1:{port}: {e}; choose another port, or --port 0 for a free one")
     })?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| anyhow!("the server has no IP address"))?;
-    ready(addr);
-    let server = Arc::new(server);
+    ready(listener.local_addr()?);
     let site = Arc::new(site);
-    let workers: Vec<_> = (0..THREADS)
-        .map(|_| {
-            let (server, site) = (Arc::clone(&server), Arc::clone(&site));
-            std::thread::spawn(move || {
-                while let Ok(request) = server.recv() {
-                    site.answer(request);
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        let _ = w.join();
+    for stream in listener.incoming() {
+        // A connection that failed while being accepted is the client's loss, not the server's.
+        let Ok(stream) = stream else { continue };
+        let site = Arc::clone(&site);
+        std::thread::spawn(move || site.converse(stream));
     }
     Ok(())
 }
 
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("ASCII header")
+/// The request's head, through its blank line; `None` when the client closed, went silent or
+/// sent more than [`MAX_HEAD`] without ending it.
+fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        if head.len() > MAX_HEAD {
+            return None;
+        }
+        let n = stream.read(&mut chunk).ok().filter(|&n| n > 0)?;
+        head.extend_from_slice(&chunk[..n]);
+    }
+    Some(head)
 }
 
-fn text(code: u16, body: &str) -> Response<Cursor<Vec<u8>>> {
-    Response::from_string(body)
-        .with_status_code(StatusCode(code))
-        .with_header(header("Content-Type", "text/plain; charset=utf-8"))
+fn write_answer(stream: &mut TcpStream, answer: Answer, head_only: bool) -> std::io::Result<()> {
+    let (code, content_type, length, location) = match &answer {
+        Answer::File(path, file) => (200, content_type(path), file.metadata()?.len(), None),
+        Answer::Html(page) => (200, "text/html; charset=utf-8", page.len() as u64, None),
+        Answer::Text(code, body) => (*code, "text/plain; charset=utf-8", body.len() as u64, None),
+        Answer::Redirect(to) => (301, "text/plain; charset=utf-8", 0, Some(to.as_str())),
+    };
+    let mut head = format!(
+        "HTTP/1.1 {code} {}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n",
+        reason(code)
+    );
+    if let Some(to) = location {
+        head.push_str(&format!("Location: {to}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    if !head_only {
+        match answer {
+            Answer::File(_, mut file) => {
+                std::io::copy(&mut file, stream)?;
+            }
+            Answer::Html(page) => stream.write_all(page.as_bytes())?,
+            Answer::Text(_, body) => stream.write_all(body.as_bytes())?,
+            Answer::Redirect(_) => {}
+        }
+    }
+    stream.flush()
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        301 => "Moved Permanently",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "",
+    }
 }
 
 fn escape(text: &str) -> String {
