@@ -225,14 +225,21 @@ impl Drop for Served {
     }
 }
 
-#[test]
-fn serve_answers_the_page_and_its_pictures_read_only_and_chromium_renders_it() {
-    let tmp = TempDir::new("serve");
-    let file = Study::new("served").epochs(1).write(&tmp, "served.toml");
+/// A one-epoch study `name` trained under `tmp/out`: its directory.
+fn trained_study(tmp: &TempDir, name: &str) -> std::path::PathBuf {
+    let file = Study::new(name)
+        .epochs(1)
+        .write(tmp, &format!("{name}.toml"));
     let out = tmp.path().join("out");
     let run = run_experiment(&file, &out, &[]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    let exp = out.join("served");
+    out.join(name)
+}
+
+#[test]
+fn serve_answers_the_page_and_its_pictures_read_only_and_chromium_renders_it() {
+    let tmp = TempDir::new("serve");
+    let exp = trained_study(&tmp, "served");
     let served = Served::start(&[&exp]);
 
     let (status, head, page) = served.request("GET", "/");
@@ -293,12 +300,9 @@ fn serve_answers_the_page_and_its_pictures_read_only_and_chromium_renders_it() {
 fn serve_answers_a_burst_of_connections_beside_idle_ones() {
     use std::io::{Read, Write};
     let tmp = TempDir::new("serve-burst");
-    let file = Study::new("burst").epochs(1).write(&tmp, "burst.toml");
-    let out = tmp.path().join("out");
-    let run = run_experiment(&file, &out, &[]);
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
-    let page = std::fs::read(out.join("burst/index.html")).unwrap();
-    let served = Served::start(&[&out.join("burst")]);
+    let exp = trained_study(&tmp, "burst");
+    let page = std::fs::read(exp.join("index.html")).unwrap();
+    let served = Served::start(&[&exp]);
     // A browser's spare connections: open, silent.
     let idle: Vec<_> = (0..8)
         .map(|_| std::net::TcpStream::connect(&served.addr).unwrap())
