@@ -115,10 +115,7 @@ fn flat_config(v: &VariantData) -> Vec<(String, String)> {
     let Some(m) = &v.manifest else {
         return Vec::new();
     };
-    crate::util::flatten_json(&serde_json::to_value(&m.config).unwrap_or(Value::Null))
-        .into_iter()
-        .map(|(key, value)| (key, crate::util::json_text(&value)))
-        .collect()
+    crate::util::flatten_json_text(&serde_json::to_value(&m.config).unwrap_or(Value::Null))
 }
 
 fn differing_keys(reference: &[(String, String)], other: &[(String, String)]) -> Vec<KeyDiff> {

@@ -101,11 +101,19 @@ pub(crate) fn flatten_json(value: &serde_json::Value) -> Vec<(String, serde_json
 }
 
 /// A JSON value as text: a string as itself, anything else as compact JSON (`[3,6,12]`).
-pub(crate) fn json_text(value: &serde_json::Value) -> String {
+fn json_text(value: &serde_json::Value) -> String {
     match value {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// [`flatten_json`] with each value as [`json_text`]: what a table of keys and values shows.
+pub(crate) fn flatten_json_text(value: &serde_json::Value) -> Vec<(String, String)> {
+    flatten_json(value)
+        .into_iter()
+        .map(|(key, value)| (key, json_text(&value)))
+        .collect()
 }
 
 /// `text` cut to at most `max` bytes, at a character boundary.
@@ -126,10 +134,7 @@ mod tests {
     #[test]
     fn json_flattens_to_dotted_keys_with_arrays_as_values() {
         let value = serde_json::json!({"train": {"lr": 0.001, "loss": "mse"}, "widths": [3, 6]});
-        let mut flat: Vec<(String, String)> = flatten_json(&value)
-            .into_iter()
-            .map(|(k, v)| (k, json_text(&v)))
-            .collect();
+        let mut flat = flatten_json_text(&value);
         flat.sort();
         let expected = [
             ("train.loss", "mse"),

@@ -98,10 +98,7 @@ fn millis(rfc3339: &str) -> i64 {
 /// The run's params: its resolved config flattened (`train.lr`, `model.widths`) and its hash.
 fn params(manifest: &RunManifest) -> Vec<(String, String)> {
     let config = serde_json::to_value(&manifest.config).unwrap_or_default();
-    let mut out: Vec<(String, String)> = crate::util::flatten_json(&config)
-        .into_iter()
-        .map(|(key, value)| (key, crate::util::json_text(&value)))
-        .collect();
+    let mut out = crate::util::flatten_json_text(&config);
     out.push(("config_hash".into(), manifest.record.config_hash.clone()));
     for (_, value) in &mut out {
         // MLflow's limit on a param's value.
