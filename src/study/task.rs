@@ -105,6 +105,7 @@ pub(super) fn train_task(
         config_hash: &task.config_hash,
         dataset,
     };
+    Tracker::remove_stale_temp_files(&run_dir);
     let mut tracker = Tracker::open(&run_dir)?;
     let hook = with_tracking(opts.live.clone(), opts.tracking.clone(), &run_dir);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

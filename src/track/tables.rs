@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use polars::prelude::*;
 
 use crate::metrics::SegMetrics;
-use crate::util::fs::{temp_path, write_atomic};
+use crate::util::fs::{remove_stale_temp_files, write_atomic};
 
 /// One row of `metrics.parquet`. Validation-only metrics are null on training rows.
 #[derive(Debug, Clone, PartialEq)]
@@ -417,11 +417,16 @@ impl Tracker {
             tracker.steps = step_rows_from_frame(&read_parquet(&steps)?)
                 .with_context(|| format!("{} has unexpected columns", steps.display()))?;
         }
-        // A crash between two writes can leave a stale temp file; it is never read.
-        for p in [&metrics, &steps] {
-            let _ = std::fs::remove_file(temp_path(p));
-        }
         Ok(tracker)
+    }
+
+    /// Removes the temp files a crash between two writes left in `dir` (they are never read).
+    /// Only for the run's trainer, holding its lock: a reader (the MLflow sink, a merge) must
+    /// not touch a write in flight.
+    pub(crate) fn remove_stale_temp_files(dir: &Path) {
+        for path in [Self::metrics_path(dir), Self::steps_path(dir)] {
+            remove_stale_temp_files(&path);
+        }
     }
 
     /// Drops the rows of `(variant, seed)` after `last_epoch` (all of them for 0): the rows a
@@ -490,6 +495,21 @@ mod tests {
         assert_eq!(back.steps, t.steps);
         back.truncate_run("a<b>", 3, 1);
         assert_eq!(back.epochs.len(), 2);
+
+        // A reader opening the directory while the trainer writes (the MLflow sink's thread)
+        // never breaks a write.
+        let reader = {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                for _ in 0..100 {
+                    Tracker::open(&dir).unwrap();
+                }
+            })
+        };
+        for _ in 0..100 {
+            t.flush().unwrap();
+        }
+        reader.join().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

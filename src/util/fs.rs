@@ -61,17 +61,44 @@ fn injected_failure(path: &Path) -> Option<&'static str> {
     }
 }
 
-/// A hidden sibling temp name, unique per host and process: writers on several hosts that
-/// share the filesystem never write into each other's temp file.
+/// A hidden sibling temp name, unique per host, process and write: writers on several hosts
+/// that share the filesystem, and threads of one process (training, the MLflow sink, the live
+/// page), never write into, or clean up, each other's temp file.
 pub(crate) fn temp_path(path: &Path) -> PathBuf {
     use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
     static HOST: OnceLock<String> = OnceLock::new();
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let host = HOST.get_or_init(|| super::host::hostname().replace(['/', '.'], "_"));
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(
+        "{}{host}-{}-{n}",
+        temp_prefix(path),
+        std::process::id()
+    ))
+}
+
+/// What every temp name of `path` starts with (`.metrics.parquet.tmp-`), whoever wrote it.
+pub(crate) fn temp_prefix(path: &Path) -> String {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{host}-{}", std::process::id()))
+    format!(".{name}.tmp-")
+}
+
+/// Removes the temp files a crash left beside `path`, whichever host or process wrote them.
+/// Only for a caller that is the file's sole writer (it holds the lock of its directory).
+pub(crate) fn remove_stale_temp_files(path: &Path) {
+    let prefix = temp_prefix(path);
+    let Some(entries) = path.parent().and_then(|dir| fs::read_dir(dir).ok()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -85,7 +112,59 @@ mod tests {
         write_atomic(&path, b"first").unwrap();
         write_atomic(&path, b"second").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"second");
-        assert!(!temp_path(&path).exists());
+        let names: Vec<_> = fs::read_dir(dir.join("a"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["b.txt"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn threads_writing_one_file_never_take_each_others_temp_file() {
+        let dir = std::env::temp_dir().join(format!("unet-lab-fsthreads-{}", std::process::id()));
+        let path = dir.join("shared.txt");
+        let writers: Vec<_> = (0..4u8)
+            .map(|k| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        write_atomic(&path, &[k; 4096]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let bytes = fs::read(&path).unwrap();
+        assert!(bytes.len() == 4096 && bytes.iter().all(|&b| b == bytes[0]));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stale_temp_files_of_any_writer_are_removed_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("unet-lab-fsstale-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("metrics.parquet");
+        for name in [
+            "metrics.parquet",
+            ".metrics.parquet.tmp-otherhost-17-3",
+            ".metrics.parquet.tmp-host-99",
+            ".steps.parquet.tmp-otherhost-17-4",
+        ] {
+            fs::write(dir.join(name), b"x").unwrap();
+        }
+        remove_stale_temp_files(&path);
+        let mut names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [".steps.parquet.tmp-otherhost-17-4", "metrics.parquet"]
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }
